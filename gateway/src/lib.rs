@@ -1,1 +1,17 @@
 #![forbid(unsafe_code)]
+//! Portcullis: an identity-aware access gateway on pingora. The binary (`main.rs`) is a thin
+//! CLI over this library; each module owns one concern (see ARCHITECTURE.md).
+
+pub mod admin;
+pub mod config;
+pub mod errors;
+pub mod forwarded;
+pub mod identity;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+pub mod whoami;

@@ -1,1 +1,110 @@
-fn main(){}
+#![forbid(unsafe_code)]
+//! The `portcullis` command line.
+
+use clap::{Parser, Subcommand};
+use portcullis::config::{self, env::ProcessEnv};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Identity-aware access gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// Config file (YAML).
+        #[arg(long, short)]
+        config: String,
+        /// Take over the listening sockets of a running instance (zero-downtime upgrade).
+        #[arg(long, short)]
+        upgrade: bool,
+        /// Detach into the background.
+        #[arg(long, short)]
+        daemon: bool,
+    },
+    /// Validate a config file: exit 0 if valid, otherwise print every problem and exit 1.
+    Check {
+        /// Config file (YAML).
+        #[arg(long, short)]
+        config: String,
+    },
+    /// Run a demo upstream that answers with the request it received as JSON.
+    Whoami {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+        /// Name reported in answers (default: the listen address).
+        #[arg(long)]
+        name: Option<String>,
+        /// Serve TLS with this PEM certificate (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<String>,
+        /// PEM key for --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            upgrade,
+            daemon,
+        } => match portcullis::server::run(portcullis::server::RunOptions {
+            config,
+            upgrade,
+            daemon,
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("portcullis: cannot start:\n{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Check { config } => match config::load_file(&config, &ProcessEnv) {
+            Ok((cfg, _)) => {
+                println!("{config}: OK ({} routes)", cfg.routes.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!("{} problem(s) found", e.errors.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Whoami {
+            listen,
+            name,
+            tls_cert,
+            tls_key,
+        } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            portcullis::logging::init(portcullis::config::model::LogFormat::Text, "info");
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("whoami: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let tls = tls_cert.zip(tls_key);
+            match rt.block_on(portcullis::whoami::serve(portcullis::whoami::WhoamiOptions {
+                listen,
+                name,
+                tls,
+            })) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("whoami: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

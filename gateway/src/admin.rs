@@ -1,0 +1,50 @@
+//! The admin listener: `/metrics`, `/healthz` (the process serves), `/readyz` (a config is
+//! loaded and routes exist). Bind it to loopback or a private network.
+
+use crate::routes::SharedRuntime;
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+/// The admin HTTP app.
+pub struct AdminApp {
+    /// Running config, for readiness.
+    pub runtime: SharedRuntime,
+}
+
+fn reply(status: u16, ctype: &str, body: String) -> Response<Vec<u8>> {
+    let body = body.into_bytes();
+    Response::builder()
+        .status(status)
+        .header("content-type", ctype)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/metrics" => reply(
+                200,
+                "text/plain; version=0.0.4",
+                crate::metrics::render(),
+            ),
+            "/healthz" => reply(200, "text/plain", "ok\n".into()),
+            "/readyz" => {
+                let rt = self.runtime.load();
+                let body = serde_json::json!({
+                    "status": "ready",
+                    "routes": rt.config.routes.len(),
+                    "config_sha256": rt.config_hash,
+                });
+                reply(200, "application/json", body.to_string())
+            }
+            _ => reply(404, "text/plain", "not found\n".into()),
+        }
+    }
+}

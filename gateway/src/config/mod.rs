@@ -1,0 +1,146 @@
+//! Configuration: YAML text → serde schema → validated model, with every problem reported at
+//! once with its key path and line; plus hot reload.
+
+pub mod env;
+pub mod locate;
+pub mod model;
+pub mod reload;
+pub mod schema;
+
+pub use model::Config;
+
+use env::EnvLookup;
+use locate::LineIndex;
+use model::Problems;
+use std::fmt;
+
+/// One problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path (`routes[1].upstream`); empty for whole-file problems.
+    pub path: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    /// The file name used in messages.
+    pub source: String,
+    /// The problems, in file order.
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match e.line {
+                Some(l) => write!(f, "{}:{l}: ", self.source)?,
+                None => write!(f, "{}: ", self.source)?,
+            }
+            if e.path.is_empty() {
+                write!(f, "{}", e.message)?;
+            } else {
+                write!(f, "{}: {}", e.path, e.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &str, env: &dyn EnvLookup) -> Result<(Config, String), ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        source: path.to_string(),
+        errors: vec![ConfigError {
+            path: String::new(),
+            line: None,
+            message: format!("cannot read config file: {e}"),
+        }],
+    })?;
+    let config = load_str(&text, path, env)?;
+    Ok((config, text))
+}
+
+/// Validates config text; `source` names it in messages.
+pub fn load_str(text: &str, source: &str, env: &dyn EnvLookup) -> Result<Config, ConfigErrors> {
+    let index = LineIndex::new(text);
+    let fail = |problems: Vec<model::Problem>| {
+        let mut errors: Vec<ConfigError> = problems
+            .into_iter()
+            .map(|p| ConfigError {
+                line: index.line_of(&p.path),
+                path: p.path,
+                message: p.message,
+            })
+            .collect();
+        errors.sort_by_key(|e| e.line.unwrap_or(0));
+        ConfigErrors {
+            source: source.to_string(),
+            errors,
+        }
+    };
+    let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ConfigErrors {
+        source: source.to_string(),
+        errors: vec![ConfigError {
+            path: String::new(),
+            line: e.location().map(|l| l.line()),
+            message: format!("invalid YAML: {e}"),
+        }],
+    })?;
+    if value.is_null() {
+        value = serde_yaml::Value::Mapping(Default::default());
+    }
+    let mut problems = Problems::default();
+    expand_env(&mut value, "", env, &mut problems);
+    if !problems.0.is_empty() {
+        return Err(fail(problems.0));
+    }
+    let file: schema::ConfigFile = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        fail(vec![model::Problem {
+            path,
+            message: e.into_inner().to_string(),
+        }])
+    })?;
+    model::build(file, &mut problems).ok_or_else(|| fail(problems.0))
+}
+
+fn expand_env(v: &mut serde_yaml::Value, path: &str, env: &dyn EnvLookup, p: &mut Problems) {
+    use serde_yaml::Value;
+    match v {
+        Value::String(s) if s.contains('$') => match env::expand(s, env) {
+            Ok(x) => *s = x,
+            Err(msg) => p.add(path, msg),
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_env(item, &format!("{path}[{i}]"), env, p);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, item) in map.iter_mut() {
+                let key = k.as_str().unwrap_or("?");
+                let child = if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                };
+                expand_env(item, &child, env, p);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,550 @@
+//! The validated runtime model. Conversion from the schema checks everything it can and reports
+//! every problem at once, each with the key path it belongs to.
+
+use super::schema::{self, ConfigFile, PolicySpec, RouteSpec};
+use crate::tls::{self, CertBundle};
+use ipnet::IpNet;
+use portcullis_policy::path::ParamRule;
+use portcullis_policy::routing::{RouteKeyError, RouteTable};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A problem found in the config, before line numbers are attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path such as `routes[1].upstream`.
+    pub path: String,
+    /// What is wrong, naming the offending value.
+    pub message: String,
+}
+
+/// Collects problems while converting.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// Records a problem at `path`.
+    pub fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// The whole validated config.
+#[derive(Debug)]
+pub struct Config {
+    /// Listener and process settings.
+    pub server: Server,
+    /// Routes in file order; the index in this list is the route's key in the lookup table.
+    pub routes: Vec<Route>,
+    /// Index from host and path to a position in `routes`.
+    pub table: RouteTable,
+}
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Validated `server:`.
+#[derive(Debug)]
+pub struct Server {
+    /// TLS listener, if any.
+    pub https: Option<Https>,
+    /// Plain listener, if any.
+    pub http: Option<Http>,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// Worker threads.
+    pub threads: usize,
+    /// Proxies whose forwarding headers are trusted.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Drain time on SIGTERM.
+    pub grace_period: Duration,
+    /// Final shutdown wait.
+    pub shutdown_timeout: Duration,
+    /// Treatment of `;` in paths.
+    pub path_params: ParamRule,
+    /// Case-insensitive route prefixes.
+    pub case_insensitive_paths: bool,
+    /// Config file polling interval (`None`: only SIGHUP).
+    pub watch_interval: Option<Duration>,
+    /// Upgrade socket path.
+    pub upgrade_sock: String,
+    /// PID file path.
+    pub pid_file: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+    /// Access log on or off.
+    pub access_log: bool,
+}
+
+/// Validated `server.https`.
+#[derive(Debug)]
+pub struct Https {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Certificates; the first is the default when SNI matches none. Empty: self-signed.
+    pub certs: Vec<Arc<CertBundle>>,
+    /// ALPN h2.
+    pub http2: bool,
+}
+
+/// Validated `server.http`.
+#[derive(Debug)]
+pub struct Http {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Redirect everything to HTTPS.
+    pub redirect_to_https: bool,
+}
+
+/// What a route requires before forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutePolicy {
+    /// Anyone.
+    Public,
+    /// A signed-in user (401 until single sign-on is configured).
+    Authenticated,
+    /// Rule lists (validated for shape; evaluated by the policy engine).
+    Rules {
+        /// Number of allow rules.
+        allow: usize,
+        /// Number of deny rules.
+        deny: usize,
+    },
+}
+
+/// One upstream endpoint.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// `host[:port]` as written, for the Host header when not preserving it.
+    pub authority: String,
+    /// Host part as written, the default SNI.
+    pub host: String,
+    /// TLS to the upstream.
+    pub tls: bool,
+}
+
+/// Validated `routes[]`.
+#[derive(Debug)]
+pub struct Route {
+    /// Unique id.
+    pub id: String,
+    /// Host pattern.
+    pub host: Option<String>,
+    /// Path prefix.
+    pub path: String,
+    /// Endpoints, round robin.
+    pub endpoints: Vec<Endpoint>,
+    /// Access requirement.
+    pub policy: RoutePolicy,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-read timeout.
+    pub read_timeout: Duration,
+    /// Extra CA certificates (DER) for TLS upstreams.
+    pub upstream_ca: Option<Arc<Vec<Vec<u8>>>>,
+    /// SNI override.
+    pub upstream_sni: Option<String>,
+    /// Verification disabled (dangerous).
+    pub dangerous_skip_verify: bool,
+    /// Keep the client's Host header.
+    pub preserve_host: bool,
+}
+
+fn duration(
+    value: Option<&str>,
+    default: Duration,
+    path: &str,
+    problems: &mut Problems,
+) -> Duration {
+    match value {
+        None => default,
+        Some(v) => humantime::parse_duration(v).unwrap_or_else(|e| {
+            problems.add(path, format!("{v:?} is not a duration like 30s or 5m ({e})"));
+            default
+        }),
+    }
+}
+
+fn socket_addr(value: &str, path: &str, problems: &mut Problems) -> Option<SocketAddr> {
+    match value.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.add(
+                path,
+                format!("{value:?} is not a socket address like 0.0.0.0:8443"),
+            );
+            None
+        }
+    }
+}
+
+/// Converts the parsed file into the model, collecting every problem.
+pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
+    let server = build_server(file.server, problems);
+    let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
+    let mut table = RouteTable::new(case_insensitive);
+    let mut routes = Vec::with_capacity(file.routes.len());
+    let mut ids = std::collections::HashMap::new();
+    for (i, spec) in file.routes.into_iter().enumerate() {
+        let base = format!("routes[{i}]");
+        match table.insert(spec.host.as_deref(), &spec.path, i) {
+            Ok(()) => {}
+            Err(RouteKeyError::Duplicate(prev)) => problems.add(
+                format!("{base}.path"),
+                format!("same host and path as routes[{prev}], so one of them could never match"),
+            ),
+            Err(RouteKeyError::BadHost) => problems.add(
+                format!("{base}.host"),
+                format!("{:?} is not a host name or *.domain pattern", spec.host.as_deref().unwrap_or("")),
+            ),
+            // Reported by build_route with the offending value.
+            Err(RouteKeyError::PrefixNotAbsolute) => {}
+        }
+        if let Some(prev) = ids.insert(spec.id.clone(), i) {
+            problems.add(
+                format!("{base}.id"),
+                format!("{:?} is already the id of routes[{prev}]", spec.id),
+            );
+        }
+        if let Some(r) = build_route(spec, &base, problems) {
+            routes.push(r);
+        }
+    }
+    let server = server?;
+    if problems.0.is_empty() {
+        Some(Config {
+            server,
+            routes,
+            table,
+        })
+    } else {
+        None
+    }
+}
+
+fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server> {
+    let https = s.https.map(|h| {
+        let listen = socket_addr(&h.listen, "server.https.listen", problems);
+        let mut certs = Vec::new();
+        match (&h.cert, &h.key) {
+            (Some(c), Some(k)) => load_cert(c, k, "server.https", &mut certs, problems),
+            (None, None) => {
+                if !h.certificates.is_empty() {
+                    problems.add(
+                        "server.https.cert",
+                        "certificates[] needs a default cert and key",
+                    );
+                }
+            }
+            (Some(_), None) => problems.add("server.https.key", "cert is set but key is missing"),
+            (None, Some(_)) => problems.add("server.https.cert", "key is set but cert is missing"),
+        }
+        for (i, c) in h.certificates.iter().enumerate() {
+            let base = format!("server.https.certificates[{i}]");
+            load_cert(&c.cert, &c.key, &base, &mut certs, problems);
+        }
+        (listen, certs, h.http2)
+    });
+    let http = s.http.map(|h| {
+        (
+            socket_addr(&h.listen, "server.http.listen", problems),
+            h.redirect_to_https,
+        )
+    });
+    if https.is_none() && http.is_none() {
+        problems.add("server", "no listener: configure server.https or server.http");
+    }
+    if matches!(&http, Some((_, true))) && https.is_none() {
+        problems.add(
+            "server.http.redirect_to_https",
+            "redirect_to_https needs server.https",
+        );
+    }
+    let admin_listen = socket_addr(&s.admin.listen, "server.admin.listen", problems);
+    let threads = s.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if threads == 0 || threads > 1024 {
+        problems.add("server.threads", format!("{threads} is not between 1 and 1024"));
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in s.trusted_proxies.iter().enumerate() {
+        match parse_cidr(p) {
+            Some(n) => trusted_proxies.push(n),
+            None => problems.add(
+                format!("server.trusted_proxies[{i}]"),
+                format!("{p:?} is not a CIDR like 10.0.0.0/8 or an IP address"),
+            ),
+        }
+    }
+    let path_params = match s.path_params.as_deref() {
+        None | Some("reject") => ParamRule::Reject,
+        Some("strip") => ParamRule::Strip,
+        Some(other) => {
+            problems.add(
+                "server.path_params",
+                format!("{other:?} is not one of reject, strip"),
+            );
+            ParamRule::Reject
+        }
+    };
+    let log_format = match s.log.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            problems.add("server.log.format", format!("{other:?} is not one of text, json"));
+            LogFormat::Text
+        }
+    };
+    let log_level = s.log.level.unwrap_or_else(|| "info".to_string());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        problems.add("server.log.level", format!("{log_level:?} is not a log filter"));
+    }
+    let grace_period = duration(
+        s.grace_period.as_deref(),
+        Duration::from_secs(30),
+        "server.grace_period",
+        problems,
+    );
+    let shutdown_timeout = duration(
+        s.shutdown_timeout.as_deref(),
+        Duration::from_secs(5),
+        "server.shutdown_timeout",
+        problems,
+    );
+    let watch = duration(
+        s.watch_interval.as_deref(),
+        Duration::from_secs(2),
+        "server.watch_interval",
+        problems,
+    );
+    let (https_listen, certs, http2) = match https {
+        Some((l, c, h2)) => (Some(l), c, h2),
+        None => (None, Vec::new(), false),
+    };
+    let https = match https_listen {
+        Some(Some(listen)) => Some(Https {
+            listen,
+            certs,
+            http2,
+        }),
+        Some(None) => return None,
+        None => None,
+    };
+    let http = match http {
+        Some((Some(listen), redirect_to_https)) => Some(Http {
+            listen,
+            redirect_to_https,
+        }),
+        Some((None, _)) => return None,
+        None => None,
+    };
+    Some(Server {
+        https,
+        http,
+        admin_listen: admin_listen?,
+        threads,
+        trusted_proxies,
+        grace_period,
+        shutdown_timeout,
+        path_params,
+        case_insensitive_paths: s.case_insensitive_paths,
+        watch_interval: (!watch.is_zero()).then_some(watch),
+        upgrade_sock: s
+            .upgrade_sock
+            .unwrap_or_else(|| "/tmp/portcullis_upgrade.sock".to_string()),
+        pid_file: s
+            .pid_file
+            .unwrap_or_else(|| "/tmp/portcullis.pid".to_string()),
+        log_format,
+        log_level,
+        access_log: s.log.access_log,
+    })
+}
+
+fn load_cert(
+    cert: &str,
+    key: &str,
+    base: &str,
+    out: &mut Vec<Arc<CertBundle>>,
+    problems: &mut Problems,
+) {
+    match tls::load_cert_bundle(cert, key) {
+        Ok(b) => out.push(Arc::new(b)),
+        Err(e) => problems.add(format!("{base}.{}", e.field()), e.to_string()),
+    }
+}
+
+/// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (as a single-host network).
+pub fn parse_cidr(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+fn build_route(spec: RouteSpec, base: &str, problems: &mut Problems) -> Option<Route> {
+    let before = problems.0.len();
+    if spec.id.is_empty()
+        || !spec
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        problems.add(
+            format!("{base}.id"),
+            format!("{:?} must be non-empty and use only letters, digits, '-', '_', '.'", spec.id),
+        );
+    }
+    if !spec.path.starts_with('/') {
+        problems.add(
+            format!("{base}.path"),
+            format!("{:?} must start with '/'", spec.path),
+        );
+    } else if let Ok(n) = portcullis_policy::path::normalise(&spec.path, ParamRule::Reject) {
+        if n.decoded() != spec.path {
+            problems.add(
+                format!("{base}.path"),
+                format!(
+                    "{:?} is not in normalised form (requests are matched as {:?})",
+                    spec.path,
+                    n.decoded()
+                ),
+            );
+        }
+    } else {
+        problems.add(
+            format!("{base}.path"),
+            format!("{:?} is not a path a request could have", spec.path),
+        );
+    }
+    let upstreams = spec.upstream.to_vec();
+    if upstreams.is_empty() {
+        problems.add(format!("{base}.upstream"), "needs at least one endpoint");
+    }
+    let mut endpoints = Vec::new();
+    for (i, u) in upstreams.iter().enumerate() {
+        let path = match &spec.upstream {
+            schema::OneOrMany::One(_) => format!("{base}.upstream"),
+            schema::OneOrMany::Many(_) => format!("{base}.upstream[{i}]"),
+        };
+        match parse_endpoint(u) {
+            Ok(e) => endpoints.push(e),
+            Err(msg) => problems.add(path, format!("{u:?} {msg}")),
+        }
+    }
+    let policy = match &spec.policy {
+        PolicySpec::Named(n) if n == "public" => RoutePolicy::Public,
+        PolicySpec::Named(n) if n == "authenticated" => RoutePolicy::Authenticated,
+        PolicySpec::Named(n) => {
+            problems.add(
+                format!("{base}.policy"),
+                format!("{n:?} is not one of public, authenticated, or {{allow, deny}} rules"),
+            );
+            RoutePolicy::Public
+        }
+        PolicySpec::Rules(r) => {
+            if r.allow.is_empty() {
+                problems.add(
+                    format!("{base}.policy.allow"),
+                    "no allow rule: this route would deny every request",
+                );
+            }
+            RoutePolicy::Rules {
+                allow: r.allow.len(),
+                deny: r.deny.len(),
+            }
+        }
+    };
+    let connect_timeout = duration(
+        spec.timeouts.connect.as_deref(),
+        Duration::from_secs(5),
+        &format!("{base}.timeouts.connect"),
+        problems,
+    );
+    let read_timeout = duration(
+        spec.timeouts.read.as_deref(),
+        Duration::from_secs(60),
+        &format!("{base}.timeouts.read"),
+        problems,
+    );
+    let upstream_ca = spec.upstream_tls.ca_file.as_ref().and_then(|f| {
+        match tls::load_ca_ders(f) {
+            Ok(v) => Some(Arc::new(v)),
+            Err(e) => {
+                problems.add(format!("{base}.upstream_tls.ca_file"), e.to_string());
+                None
+            }
+        }
+    });
+    if problems.0.len() != before {
+        return None;
+    }
+    Some(Route {
+        id: spec.id,
+        host: spec.host,
+        path: spec.path,
+        endpoints,
+        policy,
+        connect_timeout,
+        read_timeout,
+        upstream_ca,
+        upstream_sni: spec.upstream_tls.sni,
+        dangerous_skip_verify: spec.upstream_tls.dangerous_skip_verify,
+        preserve_host: spec.preserve_host,
+    })
+}
+
+fn parse_endpoint(u: &str) -> Result<Endpoint, String> {
+    let url = url::Url::parse(u).map_err(|e| format!("is not a valid URL ({e})"))?;
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => return Err(format!("has scheme {other:?}; use http or https")),
+    };
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a path, query or fragment".to_string());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".to_string());
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| "has no host".to_string())?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| "has no port".to_string())?;
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("does not resolve ({e})"))?
+        .next()
+        .ok_or_else(|| "resolves to no address".to_string())?;
+    let authority = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
+        None => url.host_str().unwrap_or(&host).to_string(),
+    };
+    Ok(Endpoint {
+        addr,
+        authority,
+        host,
+        tls,
+    })
+}

@@ -1,0 +1,124 @@
+//! Hot reload: on SIGHUP or when the file's content changes, the new config is validated and
+//! swapped in atomically. An invalid file keeps the running config, logs every problem, and
+//! counts `portcullis_config_reloads_total{result="error"}`.
+
+use super::env::ProcessEnv;
+use crate::metrics;
+use crate::routes::{Runtime, SharedRuntime};
+use crate::tls::{CertSet, SniResolver};
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The background service that watches and reloads.
+pub struct Reloader {
+    /// Config file path.
+    pub path: String,
+    /// The handle requests read from.
+    pub runtime: SharedRuntime,
+    /// The HTTPS certificate resolver, when configured certificates are served.
+    pub resolver: Option<Arc<SniResolver>>,
+    /// How often to look at the file; `None` for SIGHUP only.
+    pub watch_interval: Option<Duration>,
+}
+
+/// Outcome of one reload attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Swapped in.
+    Applied,
+    /// File content unchanged since the running config.
+    Unchanged,
+    /// Refused; the old config keeps running.
+    Rejected,
+}
+
+impl Reloader {
+    /// Loads the file and swaps it in if valid. `force` reloads even an unchanged file.
+    pub fn reload(&self, force: bool) -> Outcome {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(path = %self.path, error = %e, "config reload failed: cannot read file; keeping the running config");
+                metrics::get().reloads.with_label_values(&["error"]).inc();
+                return Outcome::Rejected;
+            }
+        };
+        let current = self.runtime.load();
+        let next_hash = {
+            use sha2::Digest;
+            let h = sha2::Sha256::digest(text.as_bytes());
+            h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        if !force && next_hash == current.config_hash {
+            return Outcome::Unchanged;
+        }
+        match super::load_str(&text, &self.path, &ProcessEnv) {
+            Ok(config) => {
+                warn_about_fixed_settings(&current.config, &config);
+                if let (Some(resolver), Some(https)) = (&self.resolver, &config.server.https) {
+                    if let Some(set) = CertSet::new(&https.certs) {
+                        resolver.replace(set);
+                    }
+                }
+                let routes = config.routes.len();
+                self.runtime.store(Arc::new(Runtime::new(config, &text)));
+                metrics::get().reloads.with_label_values(&["success"]).inc();
+                tracing::info!(path = %self.path, config_sha256 = %next_hash, routes, "config reloaded");
+                Outcome::Applied
+            }
+            Err(errors) => {
+                metrics::get().reloads.with_label_values(&["error"]).inc();
+                for e in &errors.errors {
+                    tracing::error!(path = %e.path, line = e.line, problem = %e.message, "config reload rejected");
+                }
+                tracing::error!(config_sha256 = %next_hash, "config reload rejected; keeping the running config:\n{errors}");
+                Outcome::Rejected
+            }
+        }
+    }
+}
+
+/// Listeners, threads and logging are fixed at start; say so instead of silently ignoring.
+fn warn_about_fixed_settings(old: &super::Config, new: &super::Config) {
+    let (o, n) = (&old.server, &new.server);
+    let listen = |s: &super::model::Server| {
+        (
+            s.https.as_ref().map(|h| h.listen),
+            s.http.as_ref().map(|h| h.listen),
+            s.admin_listen,
+        )
+    };
+    if listen(o) != listen(n) || o.threads != n.threads || o.log_format != n.log_format {
+        tracing::warn!("listener, thread or log-format changes take effect only after a restart or zero-downtime upgrade");
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload by file change only");
+                None
+            }
+        };
+        let interval = self.watch_interval.unwrap_or(Duration::from_secs(3600));
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let force = tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+                _ = tick.tick(), if self.watch_interval.is_some() => false,
+            };
+            if force {
+                tracing::info!("SIGHUP: reloading config");
+            }
+            self.reload(force);
+        }
+    }
+}

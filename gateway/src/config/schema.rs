@@ -1,0 +1,277 @@
+//! The config file as written by operators: a serde schema that refuses unknown keys. Nothing
+//! here is validated beyond shape; [`super::model`] turns it into the runtime model.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Listeners, threads, proxies and logging.
+    #[serde(default)]
+    pub server: ServerSpec,
+    /// Routes in any order; lookup precedence does not depend on it.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+}
+
+/// `server:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// The TLS listener; without `cert`/`key` a self-signed certificate is generated at start.
+    #[serde(default = "default_https")]
+    pub https: Option<HttpsSpec>,
+    /// An optional plain-HTTP listener (sidecars behind a mesh, or redirect to HTTPS).
+    #[serde(default)]
+    pub http: Option<HttpSpec>,
+    /// Metrics and health endpoints.
+    #[serde(default)]
+    pub admin: AdminSpec,
+    /// Worker threads per listener service.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// CIDRs whose `X-Forwarded-*` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// How long SIGTERM keeps serving in-flight requests before stopping.
+    #[serde(default)]
+    pub grace_period: Option<String>,
+    /// How long the final shutdown waits for the runtimes to stop.
+    #[serde(default)]
+    pub shutdown_timeout: Option<String>,
+    /// `reject` (default) or `strip` for `;` path parameters.
+    #[serde(default)]
+    pub path_params: Option<String>,
+    /// Match route prefixes ignoring ASCII case.
+    #[serde(default)]
+    pub case_insensitive_paths: bool,
+    /// How often the config file is checked for changes (SIGHUP always reloads); `0s` disables.
+    #[serde(default)]
+    pub watch_interval: Option<String>,
+    /// Where pingora hands listening sockets to a new process during a zero-downtime upgrade.
+    #[serde(default)]
+    pub upgrade_sock: Option<String>,
+    /// PID file (needed for the upgrade procedure under systemd).
+    #[serde(default)]
+    pub pid_file: Option<String>,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSpec,
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        Self {
+            https: default_https(),
+            http: None,
+            admin: AdminSpec::default(),
+            threads: None,
+            trusted_proxies: Vec::new(),
+            grace_period: None,
+            shutdown_timeout: None,
+            path_params: None,
+            case_insensitive_paths: false,
+            watch_interval: None,
+            upgrade_sock: None,
+            pid_file: None,
+            log: LogSpec::default(),
+        }
+    }
+}
+
+fn default_https() -> Option<HttpsSpec> {
+    Some(HttpsSpec {
+        listen: default_https_listen(),
+        cert: None,
+        key: None,
+        certificates: Vec::new(),
+        http2: true,
+    })
+}
+
+fn default_https_listen() -> String {
+    "0.0.0.0:8443".to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `server.https`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsSpec {
+    /// Socket address.
+    #[serde(default = "default_https_listen")]
+    pub listen: String,
+    /// PEM certificate chain of the default certificate.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// PEM private key of the default certificate.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// More certificates, chosen by SNI from the names in each certificate.
+    #[serde(default)]
+    pub certificates: Vec<CertSpec>,
+    /// Offer HTTP/2 by ALPN.
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+/// One certificate and its key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSpec {
+    /// PEM certificate chain.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
+}
+
+/// `server.http`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// Socket address.
+    pub listen: String,
+    /// Answer every request with a redirect to the HTTPS listener.
+    #[serde(default)]
+    pub redirect_to_https: bool,
+}
+
+/// `server.admin`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    /// Socket address; keep it on loopback or a private network.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for AdminSpec {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9090".to_string()
+}
+
+/// `server.log`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// A `tracing` filter such as `info` or `portcullis=debug,info`.
+    #[serde(default)]
+    pub level: Option<String>,
+    /// One line per request on target `access` (default on).
+    #[serde(default = "yes")]
+    pub access_log: bool,
+}
+
+/// One or several values.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value.
+    One(String),
+    /// A list of values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `routes[]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Unique name, used in metrics, logs and as the assertion audience.
+    pub id: String,
+    /// Exact host or `*.domain`; absent matches any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix on a segment boundary.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// `http://` or `https://` endpoints, used round robin.
+    pub upstream: OneOrMany,
+    /// `public`, `authenticated`, or `{allow, deny}` rules.
+    pub policy: PolicySpec,
+    /// Per-route timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutSpec,
+    /// TLS towards `https://` upstreams.
+    #[serde(default)]
+    pub upstream_tls: UpstreamTlsSpec,
+    /// Send the client's Host header upstream (default) instead of the upstream's authority.
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+}
+
+fn default_path() -> String {
+    "/".to_string()
+}
+
+/// `routes[].timeouts`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutSpec {
+    /// TCP (+TLS) connect timeout, e.g. `2s`.
+    #[serde(default)]
+    pub connect: Option<String>,
+    /// Time to wait for each read from the upstream, e.g. `60s`.
+    #[serde(default)]
+    pub read: Option<String>,
+}
+
+/// `routes[].upstream_tls`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSpec {
+    /// PEM bundle of CAs that sign the upstream's certificate (default: system roots).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Server name to send and verify (default: the upstream URL's host).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Skips certificate verification. Named to stand out in reviews; logged at start.
+    #[serde(default)]
+    pub dangerous_skip_verify: bool,
+}
+
+/// `routes[].policy`
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PolicySpec {
+    /// `public` or `authenticated`.
+    Named(String),
+    /// Rule lists; a request is allowed when an allow rule matches and no deny rule does.
+    Rules(RulesSpec),
+}
+
+/// `{allow: [...], deny: [...]}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSpec {
+    /// Rules that grant access.
+    #[serde(default)]
+    pub allow: Vec<serde_yaml::Value>,
+    /// Rules that refuse access whatever the allow rules say.
+    #[serde(default)]
+    pub deny: Vec<serde_yaml::Value>,
+}

@@ -1,0 +1,83 @@
+use super::*;
+use std::collections::HashMap;
+
+fn env() -> HashMap<String, String> {
+    [("UP".to_string(), "http://127.0.0.1:9000".to_string())].into()
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match load_str(text, "c.yaml", &env()) {
+        Ok(_) => panic!("config should be rejected"),
+        Err(e) => e.to_string().lines().map(str::to_string).collect(),
+    }
+}
+
+#[test]
+fn minimal_config_loads_with_defaults() {
+    let c = load_str(
+        "routes:\n  - id: app\n    upstream: ${UP}\n    policy: public\n",
+        "c.yaml",
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(c.routes[0].path, "/");
+    assert_eq!(c.routes[0].endpoints[0].addr.port(), 9000);
+    assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9090");
+    assert!(c.server.https.is_some());
+}
+
+#[test]
+fn every_problem_is_reported_with_path_and_line() {
+    let text = "\
+server:
+  http: { listen: \"nope\" }
+  trusted_proxies: [10.0.0.0/33]
+routes:
+  - id: a
+    upstream: htp://x
+    policy: public
+  - id: a
+    path: admin
+    upstream: [\"http://127.0.0.1:1\", \"http://127.0.0.1:1/x\"]
+    policy: sometimes
+    timeouts: { connect: soon }
+";
+    let e = errors(text);
+    let want = [
+        "c.yaml:2: server.http.listen: \"nope\" is not a socket address",
+        "c.yaml:3: server.trusted_proxies[0]: \"10.0.0.0/33\" is not a CIDR",
+        "c.yaml:6: routes[0].upstream: \"htp://x\" has scheme \"htp\"",
+        "c.yaml:8: routes[1].id: \"a\" is already the id of routes[0]",
+        "c.yaml:9: routes[1].path: \"admin\" must start with '/'",
+        "c.yaml:10: routes[1].upstream[1]: \"http://127.0.0.1:1/x\" must not have a path",
+        "c.yaml:11: routes[1].policy: \"sometimes\" is not one of",
+        "c.yaml:12: routes[1].timeouts.connect: \"soon\" is not a duration",
+    ];
+    for w in want {
+        assert!(e.iter().any(|l| l.starts_with(w)), "missing {w:?} in {e:#?}");
+    }
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+}
+
+#[test]
+fn unknown_keys_and_missing_env_are_named() {
+    let e = errors("routes:\n  - id: a\n    upstream: http://127.0.0.1:1\n    policy: public\n    upstrem_tls: {}\n");
+    assert!(e[0].starts_with("c.yaml:5: routes[0].upstrem_tls: unknown field `upstrem_tls`"), "{e:?}");
+    let e = errors("routes:\n  - id: a\n    upstream: ${NOPE}\n    policy: public\n");
+    assert_eq!(e[0], "c.yaml:3: routes[0].upstream: environment variable NOPE is not set");
+    let e = errors("routes: [\n");
+    assert!(e[0].contains("invalid YAML"), "{e:?}");
+}
+
+#[test]
+fn duplicate_routes_and_unnormalised_prefixes_are_refused() {
+    let e = errors("routes:\n  - { id: a, path: /x, upstream: \"http://127.0.0.1:1\", policy: public }\n  - { id: b, path: /x, upstream: \"http://127.0.0.1:1\", policy: public }\n  - { id: c, path: /a/../b, upstream: \"http://127.0.0.1:1\", policy: public }\n");
+    assert!(e.iter().any(|l| l.contains("routes[1].path: same host and path as routes[0]")), "{e:?}");
+    assert!(e.iter().any(|l| l.contains("routes[2].path: \"/a/../b\" is not in normalised form")), "{e:?}");
+}
+
+#[test]
+fn tls_files_are_checked_at_load() {
+    let e = errors("server:\n  https: { listen: \"127.0.0.1:0\", cert: /nonexistent.crt, key: /nonexistent.key }\n");
+    assert!(e[0].starts_with("c.yaml:2: server.https.cert: \"/nonexistent.crt\": cannot read"), "{e:?}");
+}

@@ -1,0 +1,173 @@
+//! Who the client is, and what the upstream is told about it. Forwarding headers are believed
+//! only from `server.trusted_proxies`; from anyone else they are replaced, whatever their
+//! spelling, so an attacker cannot choose the client IP that logs and IP rules see.
+
+use ipnet::IpNet;
+use pingora_http::RequestHeader;
+use std::net::IpAddr;
+
+/// Whether `ip` is one of the trusted proxies.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|n| n.contains(&canonical(ip)))
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client address: the peer itself, or — when the peer is a trusted proxy — the right-most
+/// address in `X-Forwarded-For` that is not a trusted proxy.
+pub fn client_ip(peer: IpAddr, xff: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let peer = canonical(peer);
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let Some(xff) = xff else { return peer };
+    let mut last = peer;
+    for part in xff.rsplit(',') {
+        let Ok(ip) = part.trim().parse::<IpAddr>() else {
+            // An unparsable hop ends what we can believe.
+            return last;
+        };
+        let ip = canonical(ip);
+        if !is_trusted(ip, trusted) {
+            return ip;
+        }
+        last = ip;
+    }
+    last
+}
+
+/// Lower-case header name with `_` and `.` folded to `-`: the spelling many upstream stacks
+/// (CGI, Rack, PHP) map every variant to.
+pub fn folded_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' | b'.' => '-',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
+/// Removes every header whose folded name satisfies `pred`, returning how many were removed.
+pub fn remove_headers_where(req: &mut RequestHeader, pred: impl Fn(&str) -> bool) -> usize {
+    let doomed: Vec<String> = req
+        .headers
+        .keys()
+        .map(|k| k.as_str().to_string())
+        .filter(|k| pred(&folded_name(k)))
+        .collect();
+    for name in &doomed {
+        req.remove_header(name.as_str());
+    }
+    doomed.len()
+}
+
+/// What the gateway tells the upstream about the original request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Value of `X-Forwarded-For`.
+    pub for_chain: String,
+    /// `http` or `https`.
+    pub proto: String,
+    /// The original Host.
+    pub host: String,
+}
+
+/// Builds the forwarding headers. From a trusted proxy its chain and proto/host are extended;
+/// from anyone else they are ignored.
+pub fn forwarded(
+    peer: IpAddr,
+    trusted_peer: bool,
+    incoming: &RequestHeader,
+    tls: bool,
+    host: &str,
+) -> Forwarded {
+    let header = |n: &str| {
+        incoming
+            .headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let peer = canonical(peer).to_string();
+    let own_proto = if tls { "https" } else { "http" };
+    if trusted_peer {
+        Forwarded {
+            for_chain: match header("x-forwarded-for") {
+                Some(prev) => format!("{prev}, {peer}"),
+                None => peer,
+            },
+            proto: header("x-forwarded-proto")
+                .filter(|p| matches!(*p, "http" | "https"))
+                .unwrap_or(own_proto)
+                .to_string(),
+            host: header("x-forwarded-host").unwrap_or(host).to_string(),
+        }
+    } else {
+        Forwarded {
+            for_chain: peer,
+            proto: own_proto.to_string(),
+            host: host.to_string(),
+        }
+    }
+}
+
+/// Replaces all forwarding headers on the upstream request with `f`.
+pub fn apply(req: &mut RequestHeader, f: &Forwarded) -> pingora::Result<()> {
+    remove_headers_where(req, |n| {
+        n.starts_with("x-forwarded-") || n == "forwarded" || n == "x-real-ip"
+    });
+    req.insert_header("x-forwarded-for", f.for_chain.as_str())?;
+    req.insert_header("x-forwarded-proto", f.proto.as_str())?;
+    req.insert_header("x-forwarded-host", f.host.as_str())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(v: &[&str]) -> Vec<IpNet> {
+        v.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_claims() {
+        let t = nets(&["10.0.0.0/8"]);
+        let peer: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(client_ip(peer, Some("1.2.3.4"), &t), peer);
+    }
+
+    #[test]
+    fn trusted_chain_yields_rightmost_untrusted() {
+        let t = nets(&["10.0.0.0/8"]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip = client_ip(peer, Some("6.6.6.6, 203.0.113.9, 10.0.0.2"), &t);
+        assert_eq!(ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, Some("junk, 10.0.0.3"), &t), "10.0.0.3".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, None, &t), peer);
+        let mapped: IpAddr = "::ffff:10.1.1.1".parse().unwrap();
+        assert_eq!(client_ip(mapped, Some("192.0.2.1"), &t), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn spoofed_spellings_are_removed() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for n in ["X-Forwarded-For", "x_forwarded_for", "X.Forwarded.Host", "Forwarded", "X-Real-IP"] {
+            req.append_header(n.to_string(), "6.6.6.6").unwrap();
+        }
+        let f = forwarded("192.0.2.1".parse().unwrap(), false, &req, true, "app");
+        apply(&mut req, &f).unwrap();
+        assert_eq!(req.headers.len(), 3);
+        assert_eq!(req.headers.get("x-forwarded-for").unwrap(), "192.0.2.1");
+        assert_eq!(req.headers.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(req.headers.get("x-forwarded-host").unwrap(), "app");
+    }
+}

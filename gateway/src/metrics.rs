@@ -1,0 +1,106 @@
+//! Prometheus metrics, names per the contract in ARCHITECTURE.md.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// All gateway metrics in one registry.
+pub struct Metrics {
+    registry: Registry,
+    /// `portcullis_http_requests_total{route,decision,status}`
+    pub requests: IntCounterVec,
+    /// `portcullis_http_request_duration_seconds{route}`
+    pub request_duration: HistogramVec,
+    /// `portcullis_upstream_duration_seconds{route}`
+    pub upstream_duration: HistogramVec,
+    /// `portcullis_config_reloads_total{result}`
+    pub reloads: IntCounterVec,
+    /// `portcullis_upstream_failures_total{route,kind}`
+    pub upstream_failures: IntCounterVec,
+    /// `portcullis_build_info{version}` = 1
+    pub build_info: IntGaugeVec,
+}
+
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let requests = IntCounterVec::new(
+        Opts::new("portcullis_http_requests_total", "Requests by route, decision and status"),
+        &["route", "decision", "status"],
+    )?;
+    let request_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "portcullis_http_request_duration_seconds",
+            "Time from request headers to the end of the response",
+        )
+        .buckets(BUCKETS.to_vec()),
+        &["route"],
+    )?;
+    let upstream_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "portcullis_upstream_duration_seconds",
+            "Time from sending the request upstream to the end of its response",
+        )
+        .buckets(BUCKETS.to_vec()),
+        &["route"],
+    )?;
+    let reloads = IntCounterVec::new(
+        Opts::new("portcullis_config_reloads_total", "Config reloads by result"),
+        &["result"],
+    )?;
+    let upstream_failures = IntCounterVec::new(
+        Opts::new(
+            "portcullis_upstream_failures_total",
+            "Upstream connection failures by route and kind",
+        ),
+        &["route", "kind"],
+    )?;
+    let build_info = IntGaugeVec::new(
+        Opts::new("portcullis_build_info", "Build information"),
+        &["version"],
+    )?;
+    registry.register(Box::new(requests.clone()))?;
+    registry.register(Box::new(request_duration.clone()))?;
+    registry.register(Box::new(upstream_duration.clone()))?;
+    registry.register(Box::new(reloads.clone()))?;
+    registry.register(Box::new(upstream_failures.clone()))?;
+    registry.register(Box::new(build_info.clone()))?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    for r in ["success", "error"] {
+        reloads.with_label_values(&[r]);
+    }
+    Ok(Metrics {
+        registry,
+        requests,
+        request_duration,
+        upstream_duration,
+        reloads,
+        upstream_failures,
+        build_info,
+    })
+}
+
+#[allow(clippy::expect_used)]
+static METRICS: Lazy<Metrics> =
+    Lazy::new(|| build().expect("metric definitions are static and valid"));
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+/// The text exposition format for `/metrics`.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    let families = METRICS.registry.gather();
+    if TextEncoder::new().encode(&families, &mut buf).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}

@@ -1,0 +1,313 @@
+//! The pingora `ProxyHttp` phases: thin glue, each phase calls one module.
+//! request_filter: listener rules → normalise path → route → policy.
+//! upstream_peer: endpoint choice. upstream_request_filter: path, identity and forwarding headers.
+//! logging: metrics and the access log.
+
+use crate::errors::{respond, GatewayError};
+use crate::forwarded;
+use crate::identity;
+use crate::metrics;
+use crate::routes::{Runtime, SharedRuntime};
+use crate::config::model::RoutePolicy;
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
+use portcullis_policy::path::{normalise, NormalisedPath};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The gateway's proxy logic.
+pub struct Gateway {
+    /// Running config.
+    pub runtime: SharedRuntime,
+    /// Port of the HTTPS listener, for redirects from the plain one.
+    pub https_port: Option<u16>,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    rt: Arc<Runtime>,
+    start: Instant,
+    route: Option<usize>,
+    path: Option<NormalisedPath>,
+    host: String,
+    client_ip: IpAddr,
+    peer_ip: IpAddr,
+    peer_trusted: bool,
+    tls: bool,
+    tried: Vec<usize>,
+    current: Option<usize>,
+    upstream_start: Option<Instant>,
+    outcome: Option<&'static str>,
+}
+
+impl Ctx {
+    fn route_id(&self) -> &str {
+        self.route
+            .and_then(|i| self.rt.config.routes.get(i))
+            .map_or("_unmatched_", |r| r.id.as_str())
+    }
+}
+
+fn peer_ip(session: &Session) -> IpAddr {
+    match session.client_addr() {
+        Some(PingoraAddr::Inet(a)) => a.ip(),
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    }
+}
+
+fn request_host(req: &RequestHeader) -> Option<String> {
+    let raw = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri.authority().map(|a| a.as_str().to_string()))?;
+    let ok = !raw.is_empty()
+        && raw.len() <= 255
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
+    ok.then_some(raw)
+}
+
+impl Gateway {
+    /// Decides what happens to a request before any upstream is involved.
+    fn admit(&self, session: &Session, ctx: &mut Ctx) -> Result<(), GatewayError> {
+        let rt = ctx.rt.clone();
+        let server = &rt.config.server;
+        let req = session.req_header();
+        let host = request_host(req).ok_or(GatewayError::BadHost)?;
+        ctx.host = host.clone();
+        let raw_path = req.uri.path();
+        if !ctx.tls {
+            if let Some(http) = &server.http {
+                if http.redirect_to_https {
+                    let name = portcullis_policy::routing::canonical_host(&host).into_owned();
+                    let port = match self.https_port {
+                        Some(443) | None => String::new(),
+                        Some(p) => format!(":{p}"),
+                    };
+                    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                    return Err(GatewayError::RedirectHttps(format!("https://{name}{port}{pq}")));
+                }
+            }
+        }
+        let path = normalise(raw_path, server.path_params)?;
+        let decoded = path.decoded().to_string();
+        ctx.path = Some(path);
+        if decoded == "/.portcullis" || decoded.starts_with("/.portcullis/") {
+            return Err(GatewayError::Reserved);
+        }
+        let (idx, route) = rt.route(&host, &decoded).ok_or(GatewayError::NoRoute)?;
+        ctx.route = Some(idx);
+        match route.policy {
+            RoutePolicy::Public => Ok(()),
+            // Until single sign-on is configured nobody is signed in.
+            RoutePolicy::Authenticated => Err(GatewayError::Unauthenticated),
+            // Rules need an identity to match; without one they cannot allow.
+            RoutePolicy::Rules { .. } => Err(GatewayError::Forbidden),
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            rt: self.runtime.load_full(),
+            start: Instant::now(),
+            route: None,
+            path: None,
+            host: String::new(),
+            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            peer_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            peer_trusted: false,
+            tls: false,
+            tried: Vec::new(),
+            current: None,
+            upstream_start: None,
+            outcome: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.tls = session
+            .digest()
+            .is_some_and(|d| d.ssl_digest.is_some());
+        ctx.peer_ip = peer_ip(session);
+        let trusted = &ctx.rt.config.server.trusted_proxies;
+        ctx.peer_trusted = forwarded::is_trusted(ctx.peer_ip, trusted);
+        let xff = session
+            .req_header()
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        ctx.client_ip = forwarded::client_ip(ctx.peer_ip, xff, trusted);
+        match self.admit(session, ctx) {
+            Ok(()) => {
+                ctx.outcome = Some("allow");
+                Ok(false)
+            }
+            Err(e) => {
+                ctx.outcome = Some(e.decision());
+                respond(session, &e).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let idx = ctx
+            .route
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route selected"))?;
+        let (route, pool) = ctx
+            .rt
+            .config
+            .routes
+            .get(idx)
+            .zip(ctx.rt.pools.get(idx))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "route index out of range"))?;
+        let ep = pool
+            .pick(&ctx.tried)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "every endpoint failed"))?;
+        ctx.current = Some(ep);
+        ctx.upstream_start = Some(Instant::now());
+        let peer = pool
+            .peer(route, ep)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "endpoint out of range"))?;
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(idx), Some(ep)) = (ctx.route, ctx.current.take()) {
+            if let Some(pool) = ctx.rt.pools.get(idx) {
+                pool.mark_down(ep);
+                ctx.tried.push(ep);
+                let endpoints = ctx.rt.config.routes.get(idx).map_or(0, |r| r.endpoints.len());
+                metrics::get()
+                    .upstream_failures
+                    .with_label_values(&[ctx.route_id(), "connect"])
+                    .inc();
+                tracing::warn!(route = ctx.route_id(), endpoint = ep, error = %e, "upstream endpoint failed to connect; skipping it for a while");
+                if ctx.tried.len() < endpoints {
+                    e.set_retry(true);
+                }
+            }
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(path) = ctx.path.as_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "no normalised path");
+        };
+        let target = match session.req_header().uri.query() {
+            Some(q) => format!("{}?{q}", path.encoded()),
+            None => path.encoded().to_string(),
+        };
+        let uri: http::Uri = target
+            .parse()
+            .map_err(|_| Error::explain(ErrorType::InternalError, "normalised path is not a URI"))?;
+        upstream.set_uri(uri);
+        let stripped = identity::strip_client_identity(upstream);
+        if stripped > 0 {
+            tracing::warn!(client_ip = %ctx.client_ip, headers = stripped, "removed client-supplied X-Portcullis-* headers");
+        }
+        let fwd = forwarded::forwarded(ctx.peer_ip, ctx.peer_trusted, session.req_header(), ctx.tls, &ctx.host);
+        forwarded::apply(upstream, &fwd)?;
+        let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
+        let endpoint = route.zip(ctx.current).and_then(|(r, e)| r.endpoints.get(e));
+        match (route, endpoint) {
+            (Some(r), Some(ep)) if !r.preserve_host => {
+                upstream.insert_header(http::header::HOST, ep.authority.as_str())?;
+            }
+            _ if upstream.headers.get(http::header::HOST).is_none() => {
+                upstream.insert_header(http::header::HOST, ctx.host.as_str())?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let err = match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                GatewayError::UpstreamTimeout
+            }
+            _ => GatewayError::BadGateway,
+        };
+        let code = match e.esource() {
+            // The client went away or sent garbage: nothing useful to write.
+            ErrorSource::Downstream => 0,
+            _ => {
+                if respond(session, &err).await.is_err() {
+                    0
+                } else {
+                    err.status()
+                }
+            }
+        };
+        if code != 0 {
+            tracing::warn!(route = ctx.route_id(), error = %e, status = code, "request failed upstream");
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.start.elapsed();
+        let route = ctx.route_id().to_string();
+        let decision = ctx.outcome.unwrap_or("deny");
+        let m = metrics::get();
+        m.requests
+            .with_label_values(&[&route, decision, &status.to_string()])
+            .inc();
+        m.request_duration
+            .with_label_values(&[&route])
+            .observe(elapsed.as_secs_f64());
+        if let Some(t) = ctx.upstream_start {
+            m.upstream_duration
+                .with_label_values(&[&route])
+                .observe(t.elapsed().as_secs_f64());
+        }
+        if ctx.rt.config.server.access_log {
+            let req = session.req_header();
+            tracing::info!(
+                target: "access",
+                method = %req.method,
+                host = %ctx.host,
+                path = ctx.path.as_ref().map_or(req.uri.path(), |p| p.decoded()),
+                route = %route,
+                decision,
+                status,
+                client_ip = %ctx.client_ip,
+                tls = ctx.tls,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+        }
+    }
+}

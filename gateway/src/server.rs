@@ -1,0 +1,136 @@
+//! Assembles the pingora server from a validated config: the proxy service with its HTTPS and
+//! plain listeners, the admin service, and the reloader.
+
+use crate::admin::AdminApp;
+use crate::config::{self, env::ProcessEnv, reload::Reloader, ConfigErrors};
+use crate::logging;
+use crate::proxy::Gateway;
+use crate::routes::{Runtime, SharedRuntime};
+use crate::tls::{self, CertSet, SniResolver};
+use arc_swap::ArcSwap;
+use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why the gateway could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The config file is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The self-signed fallback certificate could not be generated.
+    #[error("cannot generate a self-signed certificate: {0}")]
+    SelfSigned(String),
+    /// pingora refused the TLS settings.
+    #[error("TLS listener: {0}")]
+    Tls(String),
+}
+
+/// Options from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Config file.
+    pub config: String,
+    /// Take over listening sockets from a running instance (zero-downtime upgrade).
+    pub upgrade: bool,
+    /// Detach into the background.
+    pub daemon: bool,
+}
+
+/// Starts the gateway and serves until shut down.
+pub fn run(opts: RunOptions) -> Result<(), StartError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (cfg, text) = config::load_file(&opts.config, &ProcessEnv)?;
+    logging::init(cfg.server.log_format, &cfg.server.log_level);
+
+    let mut conf = ServerConf {
+        threads: cfg.server.threads,
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.as_secs()),
+        upgrade_sock: cfg.server.upgrade_sock.clone(),
+        pid_file: cfg.server.pid_file.clone(),
+        daemon: opts.daemon,
+        ..ServerConf::default()
+    };
+    conf.max_retries = 8;
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    for r in cfg.routes.iter().filter(|r| r.dangerous_skip_verify) {
+        tracing::warn!(route = %r.id, "upstream_tls.dangerous_skip_verify is set: upstream certificates are NOT verified");
+    }
+
+    let resolver = match &cfg.server.https {
+        Some(h) => {
+            let set = if h.certs.is_empty() {
+                let names: Vec<String> = cfg.routes.iter().filter_map(|r| r.host.clone()).collect();
+                let bundle = tls::self_signed(&names).map_err(StartError::SelfSigned)?;
+                tracing::warn!(names = ?bundle.names, "server.https has no cert/key: serving a self-signed certificate generated at start; browsers will warn");
+                CertSet::new(&[Arc::new(bundle)])
+            } else {
+                CertSet::new(&h.certs)
+            };
+            set.map(|s| Arc::new(SniResolver::new(s)))
+        }
+        None => None,
+    };
+    let self_signed = cfg.server.https.as_ref().is_some_and(|h| h.certs.is_empty());
+
+    let https = cfg.server.https.as_ref().map(|h| (h.listen, h.http2));
+    let http = cfg.server.http.as_ref().map(|h| h.listen);
+    let admin = cfg.server.admin_listen;
+    let watch_interval = cfg.server.watch_interval;
+    let routes = cfg.routes.len();
+    let runtime: SharedRuntime = Arc::new(ArcSwap::from_pointee(Runtime::new(cfg, &text)));
+    tracing::info!(config = %opts.config, config_sha256 = %runtime.load().config_hash, routes, "config loaded");
+
+    let gateway = Gateway {
+        runtime: runtime.clone(),
+        https_port: https.map(|(a, _)| a.port()),
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
+    if let (Some((addr, h2)), Some(resolver)) = (https, &resolver) {
+        let mut settings = TlsSettings::intermediate("", "").map_err(|e| StartError::Tls(e.to_string()))?;
+        settings.set_cert_resolver(resolver.clone());
+        if h2 {
+            settings.enable_h2();
+        }
+        proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+        tracing::info!(listen = %addr, http2 = h2, "HTTPS listener");
+    }
+    if let Some(addr) = http {
+        proxy.add_tcp(&addr.to_string());
+        tracing::info!(listen = %addr, "plain HTTP listener");
+    }
+    let mut admin_svc = Service::new(
+        "admin".to_string(),
+        HttpServer::new_app(AdminApp {
+            runtime: runtime.clone(),
+        }),
+    );
+    admin_svc.add_tcp(&admin.to_string());
+    tracing::info!(listen = %admin, "admin listener (/metrics /healthz /readyz)");
+    let reloader = Reloader {
+        path: opts.config.clone(),
+        runtime,
+        // A self-signed certificate is kept across reloads until real ones are configured.
+        resolver: if self_signed { None } else { resolver },
+        watch_interval,
+    };
+    server.add_service(proxy);
+    server.add_service(admin_svc);
+    server.add_service(background_service("config reload", reloader));
+    server.run(pingora::server::RunArgs::default());
+    tracing::info!("portcullis stopped");
+    Ok(())
+}
