@@ -17,3 +17,5 @@ pub mod problem;
 pub mod roles;
 pub mod sod;
 pub mod spec;
+pub mod least_privilege;
+pub mod testcases;

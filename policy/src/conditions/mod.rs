@@ -140,7 +140,7 @@ pub(crate) fn first_failure(node: &Node, cx: &Cx<'_>, path: &mut String) -> Opti
             .find(|c| !eval(c, cx).is_true())
             .and_then(|c| first_failure(c, cx, path)),
         Cond::Not(inner) => first_match(inner, cx, &mut String::new()).map(|d| Detail {
-            path: format!("{path}.not"),
+            path: path.clone(),
             expected: format!("not {}", d.expected),
             actual: d.actual,
             matched: false,
@@ -173,7 +173,7 @@ pub(crate) fn first_match(node: &Node, cx: &Cx<'_>, path: &mut String) -> Option
             .find(|c| eval(c, cx).is_true())
             .and_then(|c| first_match(c, cx, path)),
         Cond::Not(inner) => first_failure(inner, cx, &mut String::new()).map(|d| Detail {
-            path: format!("{path}.not"),
+            path: path.clone(),
             expected: format!("not {}", d.expected),
             actual: d.actual,
             matched: true,
@@ -211,23 +211,26 @@ pub(crate) fn role_clauses<'n>(node: &'n Node, out: &mut Vec<&'n [RoleReq]>) {
     }
 }
 
-/// Every role name a condition mentions in `roles:` tests (not under `not`), for least-privilege
-/// attribution of allows to roles.
-pub(crate) fn mentioned_roles(node: &Node, out: &mut Vec<String>) {
-    match &node.cond {
-        Cond::All(children) | Cond::Any(children) => {
-            children.iter().for_each(|c| mentioned_roles(c, out))
-        }
-        Cond::Named { node, .. } => mentioned_roles(node, out),
-        Cond::Leaf(leaf) => {
-            if let Test::Roles(reqs) = &leaf.test {
-                for r in reqs {
-                    if !out.iter().any(|o| **o == *r.name) {
-                        out.push(r.name.to_string());
-                    }
-                }
+/// Every role name a condition mentions in `roles:` tests (not under `not`), plus tenant
+/// operator roles when `operators`, for least-privilege attribution of allows to roles.
+pub(crate) fn mentioned_roles(node: &Node, operators: bool, out: &mut Vec<String>) {
+    let mut add = |reqs: &[RoleReq]| {
+        for r in reqs {
+            if !out.iter().any(|o| **o == *r.name) {
+                out.push(r.name.to_string());
             }
         }
+    };
+    match &node.cond {
+        Cond::All(children) | Cond::Any(children) => children
+            .iter()
+            .for_each(|c| mentioned_roles(c, operators, out)),
+        Cond::Named { node, .. } => mentioned_roles(node, operators, out),
+        Cond::Leaf(leaf) => match &leaf.test {
+            Test::Roles(reqs) => add(reqs),
+            Test::Tenant { operators: ops, .. } if operators => add(ops),
+            _ => {}
+        },
         Cond::Not(_) => {}
     }
 }
