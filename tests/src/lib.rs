@@ -1,1 +1,372 @@
 #![forbid(unsafe_code)]
+//! Harness for end-to-end tests: starts the real `portcullis` binary and real peers on free
+//! loopback ports, and stops them when dropped.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub mod pki;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The `portcullis` binary under test (`PORTCULLIS_BIN`, or the one next to this test's target
+/// directory, built by `tests/run`).
+pub fn bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PORTCULLIS_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join("portcullis");
+    assert!(
+        p.exists(),
+        "{} not found: run `cargo build -p portcullis` first (tests/run does)",
+        p.display()
+    );
+    p
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("nothing listens on port {port} after {timeout:?}");
+}
+
+/// A child process killed on drop, with its stderr kept in a file.
+pub struct Proc {
+    child: Child,
+    /// Captured stderr (logs).
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], dir: tempfile::TempDir) -> Self {
+        let log = dir.path().join("stderr.log");
+        let err = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(err)
+            .env("NO_COLOR", "1")
+            .spawn()
+            .expect("spawn portcullis");
+        Self {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, `INT`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for exit, returning the exit code (None on timeout).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `portcullis whoami` on a free port.
+pub struct Whoami {
+    /// The process.
+    pub proc: Proc,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Whoami {
+    /// Starts a plain-HTTP whoami answering with `name`.
+    pub fn start(name: &str) -> Self {
+        Self::start_with(name, &[])
+    }
+
+    /// Starts whoami with extra arguments (e.g. `--tls-cert`).
+    pub fn start_with(name: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["whoami", "--listen", &listen, "--name", name];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn(&args, tempfile::tempdir().expect("tempdir"));
+        wait_for_port(port, Duration::from_secs(10));
+        Self { proc, port }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Ports of one gateway instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// HTTPS listener.
+    pub https: u16,
+    /// Plain listener.
+    pub http: u16,
+    /// Admin listener.
+    pub admin: u16,
+}
+
+impl Ports {
+    /// Fresh free ports.
+    pub fn fresh() -> Self {
+        Self {
+            https: free_port(),
+            http: free_port(),
+            admin: free_port(),
+        }
+    }
+
+    /// Replaces `{https}`, `{http}`, `{admin}` in a config template.
+    pub fn fill(&self, template: &str) -> String {
+        template
+            .replace("{https}", &self.https.to_string())
+            .replace("{http}", &self.http.to_string())
+            .replace("{admin}", &self.admin.to_string())
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// The process.
+    pub proc: Proc,
+    /// Its ports.
+    pub ports: Ports,
+    /// The config file (rewrite it and SIGHUP to reload).
+    pub config: PathBuf,
+}
+
+/// The `server:` block most tests use: HTTPS with a self-signed cert, a plain listener without
+/// redirect, the admin listener, fast shutdown.
+pub const SERVER: &str = "server:
+  https: { listen: \"127.0.0.1:{https}\" }
+  http: { listen: \"127.0.0.1:{http}\" }
+  admin: { listen: \"127.0.0.1:{admin}\" }
+  threads: 2
+  grace_period: 2s
+  shutdown_timeout: 1s
+  watch_interval: 200ms
+";
+
+impl Gateway {
+    /// Writes `template` (with `{https}`/`{http}`/`{admin}` placeholders) and starts the gateway,
+    /// waiting until the admin listener and the proxy listeners answer.
+    pub fn start(template: &str) -> Self {
+        let ports = Ports::fresh();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("portcullis.yaml");
+        std::fs::write(&config, ports.fill(template)).expect("write config");
+        let cfg = config.display().to_string();
+        let proc = Proc::spawn(&["run", "--config", &cfg], dir);
+        let gw = Self {
+            proc,
+            ports,
+            config,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _, _)) = raw_request(ports.admin, "GET /healthz HTTP/1.1", &[]) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not become healthy; logs:\n{}",
+                gw.proc.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&gw.config).unwrap_or_default();
+        if text.contains("{https}") || text.contains(&format!(":{}\"", ports.https)) {
+            wait_for_port(ports.https, Duration::from_secs(5));
+        }
+        if text.contains(&format!(":{}\"", ports.http)) {
+            wait_for_port(ports.http, Duration::from_secs(5));
+        }
+        gw
+    }
+
+    /// Rewrites the config file (placeholders filled).
+    pub fn write_config(&self, template: &str) {
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, self.ports.fill(template)).expect("write config");
+        std::fs::rename(&tmp, &self.config).expect("replace config");
+    }
+
+    /// `https://127.0.0.1:PORT`
+    pub fn https(&self) -> String {
+        format!("https://127.0.0.1:{}", self.ports.https)
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.http)
+    }
+
+    /// The admin `/metrics` text.
+    pub fn metrics(&self) -> String {
+        raw_request(self.ports.admin, "GET /metrics HTTP/1.1", &[])
+            .map(|(_, _, b)| b)
+            .unwrap_or_default()
+    }
+
+    /// The value of one metric sample line (exact series text before the value).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+    }
+}
+
+/// A parsed raw HTTP/1.1 response: status, lower-case headers, body.
+pub type RawResponse = (u16, Vec<(String, String)>, String);
+
+/// Sends `request_line` (e.g. `GET /%2e%2e/admin HTTP/1.1`) byte-for-byte to a plain listener,
+/// so no client library normalises the target first.
+pub fn raw_request(
+    port: u16,
+    request_line: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<RawResponse> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!("{request_line}\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("Host: localhost\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    parse_response(&buf)
+}
+
+fn parse_response(buf: &[u8]) -> std::io::Result<RawResponse> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let text = String::from_utf8_lossy(buf);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| bad("no header end"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok((status, headers, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The header value from a raw response.
+pub fn header<'a>(resp: &'a RawResponse, name: &str) -> Option<&'a str> {
+    resp.1
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// An HTTPS client that trusts `ca_pem` (or accepts anything when `None`), with redirects off.
+pub fn client(ca_pem: Option<&str>) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_info(true)
+        .timeout(Duration::from_secs(15));
+    b = match ca_pem {
+        Some(pem) => b.tls_certs_only([
+            reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA PEM")
+        ]),
+        None => b.tls_danger_accept_invalid_certs(true),
+    };
+    b.build().expect("client")
+}
+
+/// Resolves `name` to the gateway's HTTPS port for a client (SNI tests).
+pub fn client_resolving(ca_pem: &str, names: &[&str], port: u16) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_info(true)
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA PEM")]);
+    for n in names {
+        b = b.resolve(n, SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    b.build().expect("client")
+}
+
+/// The JSON body whoami answered with.
+pub fn whoami_json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not whoami JSON ({e}): {body}"))
+}

@@ -1,0 +1,68 @@
+//! A throw-away certificate authority for tests: server certificates for given names, written
+//! as PEM files into a directory.
+
+use std::path::Path;
+
+/// A test CA.
+pub struct TestCa {
+    ca: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    /// The CA certificate, PEM.
+    pub pem: String,
+}
+
+/// Paths of a written certificate and key.
+pub struct CertFiles {
+    /// PEM chain.
+    pub cert: String,
+    /// PEM key.
+    pub key: String,
+}
+
+impl TestCa {
+    /// A new CA.
+    pub fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Portcullis Test CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let ca = params.self_signed(&key).expect("CA");
+        let pem = ca.pem();
+        Self { ca, key, pem }
+    }
+
+    /// Issues a server certificate for `names` and writes `<stem>.crt`/`<stem>.key` in `dir`.
+    pub fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> CertFiles {
+        let params = rcgen::CertificateParams::new(
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params
+            .signed_by(&key, &self.ca, &self.key)
+            .expect("sign");
+        let c = dir.join(format!("{stem}.crt"));
+        let k = dir.join(format!("{stem}.key"));
+        std::fs::write(&c, cert.pem()).expect("write cert");
+        std::fs::write(&k, key.serialize_pem()).expect("write key");
+        CertFiles {
+            cert: c.display().to_string(),
+            key: k.display().to_string(),
+        }
+    }
+
+    /// Writes the CA certificate to `dir/ca.crt`.
+    pub fn write(&self, dir: &Path) -> String {
+        let p = dir.join("ca.crt");
+        std::fs::write(&p, &self.pem).expect("write CA");
+        p.display().to_string()
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
