@@ -19,6 +19,10 @@ pub struct UpstreamPool {
     down_until: Vec<AtomicU64>,
     epoch: Instant,
     ca: Option<Arc<[WrappedX509]>>,
+    /// Separates pooled upstream connections by trust anchors: pingora's connection-reuse key
+    /// ignores the CA list, so without this a connection verified against one route's CA could
+    /// be reused by a route that trusts a different CA (or only the system roots).
+    trust_key: u64,
 }
 
 impl UpstreamPool {
@@ -30,7 +34,14 @@ impl UpstreamPool {
                 .collect::<Vec<_>>()
                 .into()
         });
+        let trust_key = route.upstream_ca.as_ref().map_or(0, |ders| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            ders.hash(&mut h);
+            h.finish() | 1
+        });
         Self {
+            trust_key,
             next: AtomicUsize::new(0),
             down_until: route.endpoints.iter().map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
@@ -91,6 +102,7 @@ impl UpstreamPool {
         peer.options.total_connection_timeout = Some(route.connect_timeout * 2);
         peer.options.read_timeout = Some(route.read_timeout);
         if ep.tls {
+            peer.group_key = self.trust_key;
             peer.options.ca = self.ca.clone();
             if route.dangerous_skip_verify {
                 peer.options.verify_cert = false;
