@@ -1,0 +1,127 @@
+//! Operations: hot reload (SIGHUP and file change) under load with zero failed requests, a
+//! rejected reload keeping the running config, graceful shutdown draining in-flight requests,
+//! and the admin endpoints.
+
+use portcullis_e2e::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn routes(up: &Whoami, extra: &str) -> String {
+    format!(
+        "{SERVER}routes:\n  - {{ id: app, path: /, upstream: \"{}\", policy: public }}\n{extra}",
+        up.url()
+    )
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn reload_under_load_fails_no_request() {
+    let up = Whoami::start("u");
+    let gw = Gateway::start(&routes(&up, ""));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let port = gw.ports.http;
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match raw_request(port, "GET /load HTTP/1.1", &[]) {
+                        Ok((200, _, _)) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => failures.lock().unwrap().push(format!("{other:?}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    let extra = "  - { id: new, path: /new, upstream: \"http://127.0.0.1:1\", policy: authenticated }\n";
+    for round in 0..6 {
+        let text = if round % 2 == 0 { routes(&up, extra) } else { routes(&up, "") };
+        gw.write_config(&text);
+        if round % 3 == 0 {
+            gw.proc.signal("HUP");
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(ok.load(Ordering::Relaxed) > 100, "load was too light to prove anything");
+    let reloads = gw
+        .metric("portcullis_config_reloads_total{result=\"success\"}")
+        .unwrap_or(0.0);
+    assert!(reloads >= 5.0, "reloads: {reloads}");
+}
+
+#[test]
+fn a_valid_reload_changes_routes_and_an_invalid_one_keeps_them() {
+    let up = Whoami::start("u");
+    let gw = Gateway::start(&routes(&up, ""));
+    let status = |p: &str| raw_request(gw.ports.http, &format!("GET {p} HTTP/1.1"), &[]).unwrap().0;
+    assert_eq!(status("/new"), 200);
+    gw.write_config(&routes(&up, "  - { id: new, path: /new, upstream: \"http://127.0.0.1:1\", policy: authenticated }\n"));
+    wait_until("the file watcher to apply the new route", Duration::from_secs(5), || status("/new") == 401);
+
+    gw.write_config("routes:\n  - { id: broken, upstream: \"htp://nope\", policy: public }\n");
+    gw.proc.signal("HUP");
+    wait_until("the rejection to be counted", Duration::from_secs(5), || {
+        gw.metric("portcullis_config_reloads_total{result=\"error\"}").unwrap_or(0.0) >= 1.0
+    });
+    assert_eq!(status("/new"), 401, "the old config keeps serving");
+    assert_eq!(status("/"), 200);
+    let logs = gw.proc.logs();
+    assert!(logs.contains("config reload rejected"), "{logs}");
+    assert!(logs.contains("routes[0].upstream"), "the log names the key path");
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits() {
+    let up = Whoami::start("u");
+    let mut gw = Gateway::start(&routes(&up, ""));
+    let port = gw.ports.http;
+    let slow = std::thread::spawn(move || raw_request(port, "GET /slow?delay_ms=1200 HTTP/1.1", &[]));
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    gw.proc.signal("TERM");
+    let resp = slow.join().unwrap().expect("in-flight request completes");
+    assert_eq!(resp.0, 200, "the in-flight request is served during the grace period");
+    let code = gw.proc.wait_exit(Duration::from_secs(10));
+    assert!(code.is_some(), "the gateway exits after its grace period");
+    assert!(t0.elapsed() < Duration::from_secs(8));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn admin_endpoints_and_metric_names() {
+    let up = Whoami::start("u");
+    let gw = Gateway::start(&routes(&up, ""));
+    assert_eq!(raw_request(gw.ports.http, "GET / HTTP/1.1", &[]).unwrap().0, 200);
+    let ready = raw_request(gw.ports.admin, "GET /readyz HTTP/1.1", &[]).unwrap();
+    assert_eq!(ready.0, 200);
+    assert!(ready.2.contains("\"routes\":1"), "{}", ready.2);
+    let m = gw.metrics();
+    for name in [
+        "portcullis_http_requests_total{decision=\"allow\",route=\"app\",status=\"200\"} 1",
+        "portcullis_http_request_duration_seconds_bucket{route=\"app\"",
+        "portcullis_upstream_duration_seconds_count{route=\"app\"} 1",
+        "portcullis_config_reloads_total{result=\"error\"} 0",
+        "portcullis_build_info{version=",
+    ] {
+        assert!(m.contains(name), "missing {name} in\n{m}");
+    }
+    assert_eq!(raw_request(gw.ports.admin, "GET /nope HTTP/1.1", &[]).unwrap().0, 404);
+}
