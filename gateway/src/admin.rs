@@ -29,11 +29,7 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
-            "/metrics" => reply(
-                200,
-                "text/plain; version=0.0.4",
-                crate::metrics::render(),
-            ),
+            "/metrics" => reply(200, "text/plain; version=0.0.4", crate::metrics::render()),
             "/healthz" => reply(200, "text/plain", "ok\n".into()),
             "/readyz" => {
                 let rt = self.runtime.load();

@@ -70,7 +70,9 @@ impl GatewayError {
     pub fn decision(&self) -> &'static str {
         match self {
             GatewayError::Unauthenticated => "login",
-            GatewayError::RedirectHttps(_) | GatewayError::BadGateway | GatewayError::UpstreamTimeout => "allow",
+            GatewayError::RedirectHttps(_)
+            | GatewayError::BadGateway
+            | GatewayError::UpstreamTimeout => "allow",
             _ => "deny",
         }
     }

@@ -13,9 +13,7 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -151,16 +149,28 @@ mod tests {
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let ip = client_ip(peer, Some("6.6.6.6, 203.0.113.9, 10.0.0.2"), &t);
         assert_eq!(ip, "203.0.113.9".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(peer, Some("junk, 10.0.0.3"), &t), "10.0.0.3".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(peer, Some("junk, 10.0.0.3"), &t),
+            "10.0.0.3".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_ip(peer, None, &t), peer);
         let mapped: IpAddr = "::ffff:10.1.1.1".parse().unwrap();
-        assert_eq!(client_ip(mapped, Some("192.0.2.1"), &t), "192.0.2.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(mapped, Some("192.0.2.1"), &t),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn spoofed_spellings_are_removed() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        for n in ["X-Forwarded-For", "x_forwarded_for", "X.Forwarded.Host", "Forwarded", "X-Real-IP"] {
+        for n in [
+            "X-Forwarded-For",
+            "x_forwarded_for",
+            "X.Forwarded.Host",
+            "Forwarded",
+            "X-Real-IP",
+        ] {
             req.append_header(n.to_string(), "6.6.6.6").unwrap();
         }
         let f = forwarded("192.0.2.1".parse().unwrap(), false, &req, true, "app");

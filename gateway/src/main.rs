@@ -94,11 +94,9 @@ fn main() -> ExitCode {
                 }
             };
             let tls = tls_cert.zip(tls_key);
-            match rt.block_on(portcullis::whoami::serve(portcullis::whoami::WhoamiOptions {
-                listen,
-                name,
-                tls,
-            })) {
+            match rt.block_on(portcullis::whoami::serve(
+                portcullis::whoami::WhoamiOptions { listen, name, tls },
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("whoami: {e}");

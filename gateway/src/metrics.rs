@@ -29,7 +29,10 @@ const BUCKETS: &[f64] = &[
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
     let requests = IntCounterVec::new(
-        Opts::new("portcullis_http_requests_total", "Requests by route, decision and status"),
+        Opts::new(
+            "portcullis_http_requests_total",
+            "Requests by route, decision and status",
+        ),
         &["route", "decision", "status"],
     )?;
     let request_duration = HistogramVec::new(
@@ -49,7 +52,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["route"],
     )?;
     let reloads = IntCounterVec::new(
-        Opts::new("portcullis_config_reloads_total", "Config reloads by result"),
+        Opts::new(
+            "portcullis_config_reloads_total",
+            "Config reloads by result",
+        ),
         &["result"],
     )?;
     let upstream_failures = IntCounterVec::new(

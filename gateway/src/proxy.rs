@@ -3,12 +3,12 @@
 //! upstream_peer: endpoint choice. upstream_request_filter: path, identity and forwarding headers.
 //! logging: metrics and the access log.
 
+use crate::config::model::RoutePolicy;
 use crate::errors::{respond, GatewayError};
 use crate::forwarded;
 use crate::identity;
 use crate::metrics;
 use crate::routes::{Runtime, SharedRuntime};
-use crate::config::model::RoutePolicy;
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
@@ -69,9 +69,9 @@ fn request_host(req: &RequestHeader) -> Option<String> {
         .or_else(|| req.uri.authority().map(|a| a.as_str().to_string()))?;
     let ok = !raw.is_empty()
         && raw.len() <= 255
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
+        && raw.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        });
     ok.then_some(raw)
 }
 
@@ -93,7 +93,9 @@ impl Gateway {
                         Some(p) => format!(":{p}"),
                     };
                     let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-                    return Err(GatewayError::RedirectHttps(format!("https://{name}{port}{pq}")));
+                    return Err(GatewayError::RedirectHttps(format!(
+                        "https://{name}{port}{pq}"
+                    )));
                 }
             }
         }
@@ -138,9 +140,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        ctx.tls = session
-            .digest()
-            .is_some_and(|d| d.ssl_digest.is_some());
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         ctx.peer_ip = peer_ip(session);
         let trusted = &ctx.rt.config.server.trusted_proxies;
         ctx.peer_trusted = forwarded::is_trusted(ctx.peer_ip, trusted);
@@ -196,7 +196,12 @@ impl ProxyHttp for Gateway {
             if let Some(pool) = ctx.rt.pools.get(idx) {
                 pool.mark_down(ep);
                 ctx.tried.push(ep);
-                let endpoints = ctx.rt.config.routes.get(idx).map_or(0, |r| r.endpoints.len());
+                let endpoints = ctx
+                    .rt
+                    .config
+                    .routes
+                    .get(idx)
+                    .map_or(0, |r| r.endpoints.len());
                 metrics::get()
                     .upstream_failures
                     .with_label_values(&[ctx.route_id(), "connect"])
@@ -223,15 +228,21 @@ impl ProxyHttp for Gateway {
             Some(q) => format!("{}?{q}", path.encoded()),
             None => path.encoded().to_string(),
         };
-        let uri: http::Uri = target
-            .parse()
-            .map_err(|_| Error::explain(ErrorType::InternalError, "normalised path is not a URI"))?;
+        let uri: http::Uri = target.parse().map_err(|_| {
+            Error::explain(ErrorType::InternalError, "normalised path is not a URI")
+        })?;
         upstream.set_uri(uri);
         let stripped = identity::strip_client_identity(upstream);
         if stripped > 0 {
             tracing::warn!(client_ip = %ctx.client_ip, headers = stripped, "removed client-supplied X-Portcullis-* headers");
         }
-        let fwd = forwarded::forwarded(ctx.peer_ip, ctx.peer_trusted, session.req_header(), ctx.tls, &ctx.host);
+        let fwd = forwarded::forwarded(
+            ctx.peer_ip,
+            ctx.peer_trusted,
+            session.req_header(),
+            ctx.tls,
+            &ctx.host,
+        );
         forwarded::apply(upstream, &fwd)?;
         let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
         let endpoint = route.zip(ctx.current).and_then(|(r, e)| r.endpoints.get(e));
@@ -275,9 +286,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        let status = session
-            .response_written()
-            .map_or(0, |r| r.status.as_u16());
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
         let route = ctx.route_id().to_string();
         let decision = ctx.outcome.unwrap_or("deny");

@@ -84,7 +84,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         }
         None => None,
     };
-    let self_signed = cfg.server.https.as_ref().is_some_and(|h| h.certs.is_empty());
+    let self_signed = cfg
+        .server
+        .https
+        .as_ref()
+        .is_some_and(|h| h.certs.is_empty());
 
     let https = cfg.server.https.as_ref().map(|h| (h.listen, h.http2));
     let http = cfg.server.http.as_ref().map(|h| h.listen);
@@ -98,9 +102,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         runtime: runtime.clone(),
         https_port: https.map(|(a, _)| a.port()),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
     if let (Some((addr, h2)), Some(resolver)) = (https, &resolver) {
-        let mut settings = TlsSettings::intermediate("", "").map_err(|e| StartError::Tls(e.to_string()))?;
+        let mut settings =
+            TlsSettings::intermediate("", "").map_err(|e| StartError::Tls(e.to_string()))?;
         settings.set_cert_resolver(resolver.clone());
         if h2 {
             settings.enable_h2();

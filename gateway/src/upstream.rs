@@ -149,7 +149,11 @@ mod tests {
         pool.mark_down(1);
         let picks: Vec<_> = (0..4).map(|_| pool.pick(&[]).unwrap()).collect();
         assert!(!picks.contains(&1), "{picks:?}");
-        assert_eq!(pool.pick(&[0, 2]), Some(1), "a down endpoint is still a last resort");
+        assert_eq!(
+            pool.pick(&[0, 2]),
+            Some(1),
+            "a down endpoint is still a last resort"
+        );
         assert_eq!(pool.pick(&[0, 1, 2]), None);
     }
 }

@@ -52,10 +52,18 @@ pub async fn serve(opts: WhoamiOptions) -> Result<(), Box<dyn std::error::Error 
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let result = match acceptor {
                 Some(a) => match a.accept(stream).await {
-                    Ok(tls) => builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await,
+                    Ok(tls) => {
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                            .await
+                    }
                     Err(e) => Err(e.into()),
                 },
-                None => builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await,
+                None => {
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(error = %e, "whoami connection ended with an error");
@@ -114,7 +122,9 @@ async fn answer(
 
 fn websocket(req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
-        let mut r = Response::new(Full::new(Bytes::from_static(b"missing sec-websocket-key\n")));
+        let mut r = Response::new(Full::new(Bytes::from_static(
+            b"missing sec-websocket-key\n",
+        )));
         *r.status_mut() = StatusCode::BAD_REQUEST;
         return r;
     };
@@ -124,7 +134,9 @@ fn websocket(req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::protocol::Role;
         use tokio_tungstenite::tungstenite::Message;
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
             TokioIo::new(upgraded),
             Role::Server,

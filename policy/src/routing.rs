@@ -23,17 +23,9 @@ pub enum RouteKeyError {
 }
 
 /// Path prefixes of one host table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct PrefixTable {
     by_prefix: HashMap<String, usize>,
-}
-
-impl Default for PrefixTable {
-    fn default() -> Self {
-        Self {
-            by_prefix: HashMap::new(),
-        }
-    }
 }
 
 impl PrefixTable {

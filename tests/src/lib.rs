@@ -298,7 +298,9 @@ pub fn raw_request(
 fn parse_response(buf: &[u8]) -> std::io::Result<RawResponse> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let text = String::from_utf8_lossy(buf);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| bad("no header end"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -312,14 +314,20 @@ fn parse_response(buf: &[u8]) -> std::io::Result<RawResponse> {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok((status, headers, body))
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -345,9 +353,9 @@ pub fn client(ca_pem: Option<&str>) -> reqwest::Client {
         .tls_info(true)
         .timeout(Duration::from_secs(15));
     b = match ca_pem {
-        Some(pem) => b.tls_certs_only([
-            reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA PEM")
-        ]),
+        Some(pem) => {
+            b.tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA PEM")])
+        }
         None => b.tls_danger_accept_invalid_certs(true),
     };
     b.build().expect("client")

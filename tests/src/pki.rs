@@ -35,14 +35,11 @@ impl TestCa {
 
     /// Issues a server certificate for `names` and writes `<stem>.crt`/`<stem>.key` in `dir`.
     pub fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> CertFiles {
-        let params = rcgen::CertificateParams::new(
-            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .expect("params");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
         let key = rcgen::KeyPair::generate().expect("key");
-        let cert = params
-            .signed_by(&key, &self.ca, &self.key)
-            .expect("sign");
+        let cert = params.signed_by(&key, &self.ca, &self.key).expect("sign");
         let c = dir.join(format!("{stem}.crt"));
         let k = dir.join(format!("{stem}.key"));
         std::fs::write(&c, cert.pem()).expect("write cert");

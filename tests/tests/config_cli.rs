@@ -53,8 +53,15 @@ routes:
 #[test]
 fn check_accepts_the_example_config() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.example.yaml");
-    let out = Command::new(bin()).args(["check", "--config", example]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(["check", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -62,8 +69,15 @@ fn run_refuses_to_start_on_a_bad_config_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("c.yaml");
     std::fs::write(&f, "routes:\n  - id: a\n    upstream: http://127.0.0.1:1\n    policy: public\n    colour: blue\n").unwrap();
-    let out = Command::new(bin()).args(["run", "--config"]).arg(&f).output().unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&f)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(":5: routes[0].colour: unknown field `colour`"), "{err}");
+    assert!(
+        err.contains(":5: routes[0].colour: unknown field `colour`"),
+        "{err}"
+    );
 }

@@ -35,7 +35,10 @@ fn spoofed_forwarding_headers_from_untrusted_clients_are_replaced() {
     assert_eq!(h["x-forwarded-proto"], serde_json::json!(["http"]));
     assert_eq!(h["x-forwarded-host"], serde_json::json!(["app.test"]));
     for gone in ["x_forwarded_for", "forwarded", "x-real-ip"] {
-        assert!(h.get(gone).is_none(), "{gone} must not reach the upstream: {h}");
+        assert!(
+            h.get(gone).is_none(),
+            "{gone} must not reach the upstream: {h}"
+        );
     }
 }
 
@@ -52,7 +55,10 @@ fn trusted_proxies_extend_the_chain() {
             ("X-Forwarded-Host", "public.example"),
         ],
     );
-    assert_eq!(h["x-forwarded-for"], serde_json::json!(["203.0.113.9, 127.0.0.1"]));
+    assert_eq!(
+        h["x-forwarded-for"],
+        serde_json::json!(["203.0.113.9, 127.0.0.1"])
+    );
     assert_eq!(h["x-forwarded-proto"], serde_json::json!(["https"]));
     assert_eq!(h["x-forwarded-host"], serde_json::json!(["public.example"]));
 }
@@ -78,5 +84,8 @@ fn client_supplied_identity_headers_never_reach_the_upstream() {
             .all(|n| !n.replace(['_', '.'], "-").starts_with("x-portcullis-")),
         "{names:?}"
     );
-    assert!(gw.proc.logs().contains("removed client-supplied X-Portcullis-* headers"));
+    assert!(gw
+        .proc
+        .logs()
+        .contains("removed client-supplied X-Portcullis-* headers"));
 }

@@ -45,9 +45,14 @@ fn reload_under_load_fails_no_request() {
             })
         })
         .collect();
-    let extra = "  - { id: new, path: /new, upstream: \"http://127.0.0.1:1\", policy: authenticated }\n";
+    let extra =
+        "  - { id: new, path: /new, upstream: \"http://127.0.0.1:1\", policy: authenticated }\n";
     for round in 0..6 {
-        let text = if round % 2 == 0 { routes(&up, extra) } else { routes(&up, "") };
+        let text = if round % 2 == 0 {
+            routes(&up, extra)
+        } else {
+            routes(&up, "")
+        };
         gw.write_config(&text);
         if round % 3 == 0 {
             gw.proc.signal("HUP");
@@ -59,8 +64,16 @@ fn reload_under_load_fails_no_request() {
         w.join().unwrap();
     }
     let failures = failures.lock().unwrap();
-    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(ok.load(Ordering::Relaxed) > 100, "load was too light to prove anything");
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "load was too light to prove anything"
+    );
     let reloads = gw
         .metric("portcullis_config_reloads_total{result=\"success\"}")
         .unwrap_or(0.0);
@@ -71,21 +84,41 @@ fn reload_under_load_fails_no_request() {
 fn a_valid_reload_changes_routes_and_an_invalid_one_keeps_them() {
     let up = Whoami::start("u");
     let gw = Gateway::start(&routes(&up, ""));
-    let status = |p: &str| raw_request(gw.ports.http, &format!("GET {p} HTTP/1.1"), &[]).unwrap().0;
+    let status = |p: &str| {
+        raw_request(gw.ports.http, &format!("GET {p} HTTP/1.1"), &[])
+            .unwrap()
+            .0
+    };
     assert_eq!(status("/new"), 200);
-    gw.write_config(&routes(&up, "  - { id: new, path: /new, upstream: \"http://127.0.0.1:1\", policy: authenticated }\n"));
-    wait_until("the file watcher to apply the new route", Duration::from_secs(5), || status("/new") == 401);
+    gw.write_config(&routes(
+        &up,
+        "  - { id: new, path: /new, upstream: \"http://127.0.0.1:1\", policy: authenticated }\n",
+    ));
+    wait_until(
+        "the file watcher to apply the new route",
+        Duration::from_secs(5),
+        || status("/new") == 401,
+    );
 
     gw.write_config("routes:\n  - { id: broken, upstream: \"htp://nope\", policy: public }\n");
     gw.proc.signal("HUP");
-    wait_until("the rejection to be counted", Duration::from_secs(5), || {
-        gw.metric("portcullis_config_reloads_total{result=\"error\"}").unwrap_or(0.0) >= 1.0
-    });
+    wait_until(
+        "the rejection to be counted",
+        Duration::from_secs(5),
+        || {
+            gw.metric("portcullis_config_reloads_total{result=\"error\"}")
+                .unwrap_or(0.0)
+                >= 1.0
+        },
+    );
     assert_eq!(status("/new"), 401, "the old config keeps serving");
     assert_eq!(status("/"), 200);
     let logs = gw.proc.logs();
     assert!(logs.contains("config reload rejected"), "{logs}");
-    assert!(logs.contains("routes[0].upstream"), "the log names the key path");
+    assert!(
+        logs.contains("routes[0].upstream"),
+        "the log names the key path"
+    );
 }
 
 #[test]
@@ -93,12 +126,16 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     let up = Whoami::start("u");
     let mut gw = Gateway::start(&routes(&up, ""));
     let port = gw.ports.http;
-    let slow = std::thread::spawn(move || raw_request(port, "GET /slow?delay_ms=1200 HTTP/1.1", &[]));
+    let slow =
+        std::thread::spawn(move || raw_request(port, "GET /slow?delay_ms=1200 HTTP/1.1", &[]));
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     gw.proc.signal("TERM");
     let resp = slow.join().unwrap().expect("in-flight request completes");
-    assert_eq!(resp.0, 200, "the in-flight request is served during the grace period");
+    assert_eq!(
+        resp.0, 200,
+        "the in-flight request is served during the grace period"
+    );
     let code = gw.proc.wait_exit(Duration::from_secs(10));
     assert!(code.is_some(), "the gateway exits after its grace period");
     assert!(t0.elapsed() < Duration::from_secs(8));
@@ -109,7 +146,10 @@ fn sigterm_drains_in_flight_requests_then_exits() {
 fn admin_endpoints_and_metric_names() {
     let up = Whoami::start("u");
     let gw = Gateway::start(&routes(&up, ""));
-    assert_eq!(raw_request(gw.ports.http, "GET / HTTP/1.1", &[]).unwrap().0, 200);
+    assert_eq!(
+        raw_request(gw.ports.http, "GET / HTTP/1.1", &[]).unwrap().0,
+        200
+    );
     let ready = raw_request(gw.ports.admin, "GET /readyz HTTP/1.1", &[]).unwrap();
     assert_eq!(ready.0, 200);
     assert!(ready.2.contains("\"routes\":1"), "{}", ready.2);
@@ -123,5 +163,10 @@ fn admin_endpoints_and_metric_names() {
     ] {
         assert!(m.contains(name), "missing {name} in\n{m}");
     }
-    assert_eq!(raw_request(gw.ports.admin, "GET /nope HTTP/1.1", &[]).unwrap().0, 404);
+    assert_eq!(
+        raw_request(gw.ports.admin, "GET /nope HTTP/1.1", &[])
+            .unwrap()
+            .0,
+        404
+    );
 }

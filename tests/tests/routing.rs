@@ -18,8 +18,12 @@ fn config(a: &Whoami, b: &Whoami, c: &Whoami, d: &Whoami) -> String {
 }
 
 fn served_by(gw: &Gateway, host: &str, path: &str) -> (u16, Option<String>) {
-    let resp = raw_request(gw.ports.http, &format!("GET {path} HTTP/1.1"), &[("Host", host)])
-        .expect("request");
+    let resp = raw_request(
+        gw.ports.http,
+        &format!("GET {path} HTTP/1.1"),
+        &[("Host", host)],
+    )
+    .expect("request");
     (resp.0, header(&resp, "x-whoami-server").map(str::to_string))
 }
 
@@ -57,15 +61,28 @@ fn unmatched_requests_get_404_and_never_reach_an_upstream() {
         "{SERVER}routes:\n  - {{ id: api, host: api.test, path: /api, upstream: \"{}\", policy: public }}\n",
         up.url()
     ));
-    for (host, path) in [("api.test", "/"), ("api.test", "/apiv2"), ("other.test", "/api")] {
-        let resp = raw_request(gw.ports.http, &format!("GET {path} HTTP/1.1"), &[("Host", host)])
-            .expect("request");
+    for (host, path) in [
+        ("api.test", "/"),
+        ("api.test", "/apiv2"),
+        ("other.test", "/api"),
+    ] {
+        let resp = raw_request(
+            gw.ports.http,
+            &format!("GET {path} HTTP/1.1"),
+            &[("Host", host)],
+        )
+        .expect("request");
         assert_eq!(resp.0, 404, "{host}{path}");
         assert_eq!(header(&resp, "x-whoami-server"), None);
         assert!(resp.2.contains("\"not_found\""), "{}", resp.2);
     }
     // Reserved gateway paths are never forwarded, whatever the routes say.
-    let resp = raw_request(gw.ports.http, "GET /.portcullis/anything HTTP/1.1", &[("Host", "api.test")]).unwrap();
+    let resp = raw_request(
+        gw.ports.http,
+        "GET /.portcullis/anything HTTP/1.1",
+        &[("Host", "api.test")],
+    )
+    .unwrap();
     assert_eq!(resp.0, 404);
     assert_eq!(
         gw.metric("portcullis_http_requests_total{decision=\"deny\",route=\"_unmatched_\",status=\"404\"}"),
@@ -88,9 +105,14 @@ fn round_robin_and_failover_past_a_dead_endpoint() {
         assert_eq!(status, 200, "a dead endpoint must not fail a request");
         *seen.entry(by.unwrap_or_default()).or_insert(0) += 1;
     }
-    assert!(seen["a"] >= 10 && seen["b"] >= 10, "both live endpoints share load: {seen:?}");
     assert!(
-        gw.metric("portcullis_upstream_failures_total{kind=\"connect\",route=\"app\"}").unwrap_or(0.0) >= 1.0
+        seen["a"] >= 10 && seen["b"] >= 10,
+        "both live endpoints share load: {seen:?}"
+    );
+    assert!(
+        gw.metric("portcullis_upstream_failures_total{kind=\"connect\",route=\"app\"}")
+            .unwrap_or(0.0)
+            >= 1.0
     );
     // With every endpoint down the client gets a clean 502.
     drop(a);
@@ -119,7 +141,12 @@ fn plain_listener_can_redirect_to_https() {
         "server:\n  https: {{ listen: \"127.0.0.1:{{https}}\" }}\n  http: {{ listen: \"127.0.0.1:{{http}}\", redirect_to_https: true }}\n  admin: {{ listen: \"127.0.0.1:{{admin}}\" }}\n  grace_period: 1s\nroutes:\n  - {{ id: app, upstream: \"{}\", policy: public }}\n",
         up.url()
     ));
-    let resp = raw_request(gw.ports.http, "GET /a/b?x=1 HTTP/1.1", &[("Host", "App.Test:80")]).unwrap();
+    let resp = raw_request(
+        gw.ports.http,
+        "GET /a/b?x=1 HTTP/1.1",
+        &[("Host", "App.Test:80")],
+    )
+    .unwrap();
     assert_eq!(resp.0, 308);
     assert_eq!(
         header(&resp, "location"),

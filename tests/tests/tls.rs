@@ -49,7 +49,10 @@ routes:
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN h2");
     let names = leaf_names(&r);
-    assert!(names.contains("a.test") && !names.contains("b.test"), "{names}");
+    assert!(
+        names.contains("a.test") && !names.contains("b.test"),
+        "{names}"
+    );
     let r = client
         .get(format!("https://x.b.test:{port}/"))
         .send()
@@ -58,8 +61,14 @@ routes:
     assert_eq!(r.status(), 200);
     assert!(leaf_names(&r).contains("*.b.test"));
     let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["headers"]["x-forwarded-proto"], serde_json::json!(["https"]));
-    assert_eq!(body["headers"]["host"], serde_json::json!([format!("x.b.test:{port}")]));
+    assert_eq!(
+        body["headers"]["x-forwarded-proto"],
+        serde_json::json!(["https"])
+    );
+    assert_eq!(
+        body["headers"]["host"],
+        serde_json::json!([format!("x.b.test:{port}")])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,7 +92,10 @@ async fn upstream_tls_is_verified_against_the_configured_ca_with_sni() {
     let ca = TestCa::new();
     let ca_file = ca.write(dir.path());
     let cert = ca.issue(dir.path(), "up", &["upstream.internal"]);
-    let up = Whoami::start_with("tls-up", &["--tls-cert", &cert.cert, "--tls-key", &cert.key]);
+    let up = Whoami::start_with(
+        "tls-up",
+        &["--tls-cert", &cert.cert, "--tls-key", &cert.key],
+    );
     let url = format!("https://127.0.0.1:{}", up.port);
     let gw = Gateway::start(&format!(
         "{SERVER}routes:

@@ -12,18 +12,25 @@ async fn websocket_echo_through_the_gateway() {
         up.url(),
         up.url()
     ));
-    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws/chat", gw.ports.http))
-        .await
-        .expect("websocket handshake through the gateway");
+    let (mut ws, resp) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws/chat", gw.ports.http))
+            .await
+            .expect("websocket handshake through the gateway");
     assert_eq!(resp.status(), 101);
     for i in 0..3 {
-        ws.send(Message::Text(format!("hello {i}").into())).await.unwrap();
+        ws.send(Message::Text(format!("hello {i}").into()))
+            .await
+            .unwrap();
         let msg = ws.next().await.expect("a reply").expect("a frame");
-        assert_eq!(msg.into_text().unwrap().as_str(), format!("echo: hello {i}"));
+        assert_eq!(
+            msg.into_text().unwrap().as_str(),
+            format!("echo: hello {i}")
+        );
     }
     ws.close(None).await.ok();
     // An upgrade does not bypass the route's policy.
-    let denied = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/closed", gw.ports.http)).await;
+    let denied =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/closed", gw.ports.http)).await;
     match denied {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
         other => panic!("expected 401, got {other:?}"),

@@ -41,10 +41,8 @@ pub fn expand(input: &str, env: &dyn EnvLookup) -> Result<String, String> {
                 .find('}')
                 .ok_or_else(|| "unterminated ${...} reference".to_string())?;
             let name = &after[..end];
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 return Err(format!("invalid environment variable name {name:?}"));
             }

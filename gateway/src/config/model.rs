@@ -173,7 +173,10 @@ fn duration(
     match value {
         None => default,
         Some(v) => humantime::parse_duration(v).unwrap_or_else(|e| {
-            problems.add(path, format!("{v:?} is not a duration like 30s or 5m ({e})"));
+            problems.add(
+                path,
+                format!("{v:?} is not a duration like 30s or 5m ({e})"),
+            );
             default
         }),
     }
@@ -209,7 +212,10 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             ),
             Err(RouteKeyError::BadHost) => problems.add(
                 format!("{base}.host"),
-                format!("{:?} is not a host name or *.domain pattern", spec.host.as_deref().unwrap_or("")),
+                format!(
+                    "{:?} is not a host name or *.domain pattern",
+                    spec.host.as_deref().unwrap_or("")
+                ),
             ),
             // Reported by build_route with the offending value.
             Err(RouteKeyError::PrefixNotAbsolute) => {}
@@ -266,7 +272,10 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         )
     });
     if https.is_none() && http.is_none() {
-        problems.add("server", "no listener: configure server.https or server.http");
+        problems.add(
+            "server",
+            "no listener: configure server.https or server.http",
+        );
     }
     if matches!(&http, Some((_, true))) && https.is_none() {
         problems.add(
@@ -281,7 +290,10 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
             .unwrap_or(1)
     });
     if threads == 0 || threads > 1024 {
-        problems.add("server.threads", format!("{threads} is not between 1 and 1024"));
+        problems.add(
+            "server.threads",
+            format!("{threads} is not between 1 and 1024"),
+        );
     }
     let mut trusted_proxies = Vec::new();
     for (i, p) in s.trusted_proxies.iter().enumerate() {
@@ -308,13 +320,19 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
         Some(other) => {
-            problems.add("server.log.format", format!("{other:?} is not one of text, json"));
+            problems.add(
+                "server.log.format",
+                format!("{other:?} is not one of text, json"),
+            );
             LogFormat::Text
         }
     };
     let log_level = s.log.level.unwrap_or_else(|| "info".to_string());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        problems.add("server.log.level", format!("{log_level:?} is not a log filter"));
+        problems.add(
+            "server.log.level",
+            format!("{log_level:?} is not a log filter"),
+        );
     }
     let grace_period = duration(
         s.grace_period.as_deref(),
@@ -408,7 +426,10 @@ fn build_route(spec: RouteSpec, base: &str, problems: &mut Problems) -> Option<R
     {
         problems.add(
             format!("{base}.id"),
-            format!("{:?} must be non-empty and use only letters, digits, '-', '_', '.'", spec.id),
+            format!(
+                "{:?} must be non-empty and use only letters, digits, '-', '_', '.'",
+                spec.id
+            ),
         );
     }
     if !spec.path.starts_with('/') {
@@ -483,15 +504,17 @@ fn build_route(spec: RouteSpec, base: &str, problems: &mut Problems) -> Option<R
         &format!("{base}.timeouts.read"),
         problems,
     );
-    let upstream_ca = spec.upstream_tls.ca_file.as_ref().and_then(|f| {
-        match tls::load_ca_ders(f) {
+    let upstream_ca = spec
+        .upstream_tls
+        .ca_file
+        .as_ref()
+        .and_then(|f| match tls::load_ca_ders(f) {
             Ok(v) => Some(Arc::new(v)),
             Err(e) => {
                 problems.add(format!("{base}.upstream_tls.ca_file"), e.to_string());
                 None
             }
-        }
-    });
+        });
     if problems.0.len() != before {
         return None;
     }

@@ -54,7 +54,10 @@ routes:
         "c.yaml:12: routes[1].timeouts.connect: \"soon\" is not a duration",
     ];
     for w in want {
-        assert!(e.iter().any(|l| l.starts_with(w)), "missing {w:?} in {e:#?}");
+        assert!(
+            e.iter().any(|l| l.starts_with(w)),
+            "missing {w:?} in {e:#?}"
+        );
     }
     assert_eq!(e.len(), want.len(), "{e:#?}");
 }
@@ -62,9 +65,15 @@ routes:
 #[test]
 fn unknown_keys_and_missing_env_are_named() {
     let e = errors("routes:\n  - id: a\n    upstream: http://127.0.0.1:1\n    policy: public\n    upstrem_tls: {}\n");
-    assert!(e[0].starts_with("c.yaml:5: routes[0].upstrem_tls: unknown field `upstrem_tls`"), "{e:?}");
+    assert!(
+        e[0].starts_with("c.yaml:5: routes[0].upstrem_tls: unknown field `upstrem_tls`"),
+        "{e:?}"
+    );
     let e = errors("routes:\n  - id: a\n    upstream: ${NOPE}\n    policy: public\n");
-    assert_eq!(e[0], "c.yaml:3: routes[0].upstream: environment variable NOPE is not set");
+    assert_eq!(
+        e[0],
+        "c.yaml:3: routes[0].upstream: environment variable NOPE is not set"
+    );
     let e = errors("routes: [\n");
     assert!(e[0].contains("invalid YAML"), "{e:?}");
 }
@@ -72,12 +81,23 @@ fn unknown_keys_and_missing_env_are_named() {
 #[test]
 fn duplicate_routes_and_unnormalised_prefixes_are_refused() {
     let e = errors("routes:\n  - { id: a, path: /x, upstream: \"http://127.0.0.1:1\", policy: public }\n  - { id: b, path: /x, upstream: \"http://127.0.0.1:1\", policy: public }\n  - { id: c, path: /a/../b, upstream: \"http://127.0.0.1:1\", policy: public }\n");
-    assert!(e.iter().any(|l| l.contains("routes[1].path: same host and path as routes[0]")), "{e:?}");
-    assert!(e.iter().any(|l| l.contains("routes[2].path: \"/a/../b\" is not in normalised form")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|l| l.contains("routes[1].path: same host and path as routes[0]")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.contains("routes[2].path: \"/a/../b\" is not in normalised form")),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn tls_files_are_checked_at_load() {
     let e = errors("server:\n  https: { listen: \"127.0.0.1:0\", cert: /nonexistent.crt, key: /nonexistent.key }\n");
-    assert!(e[0].starts_with("c.yaml:2: server.https.cert: \"/nonexistent.crt\": cannot read"), "{e:?}");
+    assert!(
+        e[0].starts_with("c.yaml:2: server.https.cert: \"/nonexistent.crt\": cannot read"),
+        "{e:?}"
+    );
 }
