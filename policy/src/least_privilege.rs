@@ -119,3 +119,35 @@ mod tests {
         assert_eq!(got, want);
     }
 }
+
+#[cfg(test)]
+mod attribution_tests {
+    use super::*;
+    use crate::compile::Compiler;
+    use crate::engine::evaluate;
+    use crate::input::Input;
+    use crate::spec::{LibrarySpec, PolicySpec};
+
+    #[test]
+    fn allow_is_attributed_to_the_granted_role_that_satisfied_it() {
+        let lib: LibrarySpec = serde_yaml::from_str(
+            "roles: { payroll-admin: { inherits: [payroll-viewer] }, hr: {} }",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let spec: PolicySpec = serde_yaml::from_str("allow: [ { roles: [payroll-viewer] } ]")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut c = Compiler::new(&lib);
+        let p = c.policy(&spec, "routes[0].policy");
+        assert!(c.finish().is_ok());
+        let input: Input = serde_yaml::from_str(
+            "{ now: 2026-03-30T08:00:00Z, identity: { user: a, roles: [hr, payroll-admin] } }",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let d = evaluate(&p, &input);
+        let id = input
+            .identity
+            .as_ref()
+            .unwrap_or_else(|| panic!("identity"));
+        assert_eq!(exercised_roles(&p, &d, id), ["payroll-admin"]);
+    }
+}

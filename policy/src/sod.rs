@@ -250,3 +250,50 @@ impl Library {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::compile::Compiler;
+    use crate::spec::LibrarySpec;
+
+    fn lib() -> std::sync::Arc<crate::compile::Library> {
+        let spec: LibrarySpec = match serde_yaml::from_str(
+            "roles: { payroll-admin: { inherits: [payroll-viewer] }, payroll-approver: {} }\n\
+             sod: [ { name: pay-vs-approve, roles: [payroll-viewer, payroll-approver], max: 1 } ]",
+        ) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        match Compiler::new(&spec).finish() {
+            Ok(l) => l,
+            Err(p) => panic!("{p}"),
+        }
+    }
+
+    #[test]
+    fn violations_count_inherited_roles() {
+        let lib = lib();
+        assert!(lib.sod_violations(&["payroll-admin"]).is_empty());
+        let v = lib.sod_violations(&["payroll-admin", "payroll-approver"]);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].rule, "pay-vs-approve");
+        assert_eq!(v[0].held, ["payroll-viewer", "payroll-approver"]);
+    }
+
+    #[test]
+    fn provisioning_refuses_new_conflicts_only() {
+        let lib = lib();
+        let none: [&str; 0] = [];
+        assert!(lib.check_role_assignment(&none, &["payroll-admin"]).is_ok());
+        let err = lib.check_role_assignment(&["payroll-admin"], &["payroll-approver"]);
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.to_string().contains("pay-vs-approve holds")),
+            "{err:?}"
+        );
+        // Already in conflict (legacy grant): an unrelated role is not blocked.
+        assert!(lib
+            .check_role_assignment(&["payroll-admin", "payroll-approver"], &["auditor"])
+            .is_ok());
+    }
+}
