@@ -6,16 +6,16 @@ pub mod path;
 pub mod routing;
 
 // Policy engine (issue 4): schema → compile → evaluate, plus SoD, least privilege and tests.
-mod conditions;
 pub mod compile;
+mod conditions;
 pub mod duration;
 pub mod engine;
 pub mod explain;
 pub mod glob;
 pub mod input;
+pub mod least_privilege;
 pub mod problem;
 pub mod roles;
 pub mod sod;
 pub mod spec;
-pub mod least_privilege;
 pub mod testcases;
