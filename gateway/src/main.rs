@@ -14,11 +14,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway.
+    /// Run the gateway (without --config: the embedded quick-start config and demo upstream).
     Run {
         /// Config file (YAML).
         #[arg(long, short)]
-        config: String,
+        config: Option<String>,
         /// Take over the listening sockets of a running instance (zero-downtime upgrade).
         #[arg(long, short)]
         upgrade: bool,

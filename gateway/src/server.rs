@@ -31,11 +31,38 @@ pub enum StartError {
     Tls(String),
 }
 
+/// Where the embedded quick-start config expects its upstream.
+const DEMO_UPSTREAM: &str = "127.0.0.1:9000";
+
+/// The `whoami` demo upstream, run in-process for the embedded config so that one command
+/// shows the gateway working.
+struct DemoUpstream;
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for DemoUpstream {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let Ok(listen) = DEMO_UPSTREAM.parse() else { return };
+        let opts = crate::whoami::WhoamiOptions {
+            listen,
+            name: Some("whoami (embedded demo)".to_string()),
+            tls: None,
+        };
+        tokio::select! {
+            r = crate::whoami::serve(opts) => {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "demo upstream stopped");
+                }
+            }
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 /// Options from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Config file.
-    pub config: String,
+    /// Config file; `None` runs the embedded quick-start config with its demo upstream.
+    pub config: Option<String>,
     /// Take over listening sockets from a running instance (zero-downtime upgrade).
     pub upgrade: bool,
     /// Detach into the background.
@@ -45,7 +72,13 @@ pub struct RunOptions {
 /// Starts the gateway and serves until shut down.
 pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (cfg, text) = config::load_file(&opts.config, &ProcessEnv)?;
+    let (cfg, text) = match &opts.config {
+        Some(path) => config::load_file(path, &ProcessEnv)?,
+        None => (
+            config::load_str(config::EMBEDDED_EXAMPLE, "<embedded config.example.yaml>", &ProcessEnv)?,
+            config::EMBEDDED_EXAMPLE.to_string(),
+        ),
+    };
     logging::init(cfg.server.log_format, &cfg.server.log_level);
 
     let mut conf = ServerConf {
@@ -96,7 +129,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let watch_interval = cfg.server.watch_interval;
     let routes = cfg.routes.len();
     let runtime: SharedRuntime = Arc::new(ArcSwap::from_pointee(Runtime::new(cfg, &text)));
-    tracing::info!(config = %opts.config, config_sha256 = %runtime.load().config_hash, routes, "config loaded");
+    let source = opts.config.as_deref().unwrap_or("<embedded config.example.yaml>");
+    tracing::info!(config = %source, config_sha256 = %runtime.load().config_hash, routes, "config loaded");
 
     let gateway = Gateway {
         runtime: runtime.clone(),
@@ -126,16 +160,24 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     );
     admin_svc.add_tcp(&admin.to_string());
     tracing::info!(listen = %admin, "admin listener (/metrics /healthz /readyz)");
-    let reloader = Reloader {
-        path: opts.config.clone(),
-        runtime,
-        // A self-signed certificate is kept across reloads until real ones are configured.
-        resolver: if self_signed { None } else { resolver },
-        watch_interval,
-    };
     server.add_service(proxy);
     server.add_service(admin_svc);
-    server.add_service(background_service("config reload", reloader));
+    match opts.config {
+        Some(path) => {
+            let reloader = Reloader {
+                path,
+                runtime,
+                // A self-signed certificate is kept across reloads until real ones are configured.
+                resolver: if self_signed { None } else { resolver },
+                watch_interval,
+            };
+            server.add_service(background_service("config reload", reloader));
+        }
+        None => {
+            tracing::info!("no --config: running the embedded quick-start config with the demo upstream on {DEMO_UPSTREAM}");
+            server.add_service(background_service("demo upstream", DemoUpstream));
+        }
+    }
     server.run(pingora::server::RunArgs::default());
     tracing::info!("portcullis stopped");
     Ok(())

@@ -14,6 +14,9 @@ use locate::LineIndex;
 use model::Problems;
 use std::fmt;
 
+/// The quick-start config, compiled in so `portcullis run` works with no file at all.
+pub const EMBEDDED_EXAMPLE: &str = include_str!("../../../config.example.yaml");
+
 /// One problem, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
