@@ -3,15 +3,20 @@
 //! CLI over this library; each module owns one concern (see ARCHITECTURE.md).
 
 pub mod admin;
+pub mod assertion;
+pub mod auth_endpoints;
 pub mod config;
 pub mod errors;
 pub mod forwarded;
 pub mod identity;
+pub mod idp;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod session;
+pub mod sso;
 pub mod tls;
 pub mod upstream;
 pub mod whoami;

@@ -26,6 +26,9 @@ pub enum StartError {
     /// The self-signed fallback certificate could not be generated.
     #[error("cannot generate a self-signed certificate: {0}")]
     SelfSigned(String),
+    /// Session store, providers or assertion keys could not be set up.
+    #[error("single sign-on: {0}")]
+    Sso(String),
     /// pingora refused the TLS settings.
     #[error("TLS listener: {0}")]
     Tls(String),
@@ -41,7 +44,9 @@ struct DemoUpstream;
 #[async_trait::async_trait]
 impl pingora::services::background::BackgroundService for DemoUpstream {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let Ok(listen) = DEMO_UPSTREAM.parse() else { return };
+        let Ok(listen) = DEMO_UPSTREAM.parse() else {
+            return;
+        };
         let opts = crate::whoami::WhoamiOptions {
             listen,
             name: Some("whoami (embedded demo)".to_string()),
@@ -75,7 +80,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let (cfg, text) = match &opts.config {
         Some(path) => config::load_file(path, &ProcessEnv)?,
         None => (
-            config::load_str(config::EMBEDDED_EXAMPLE, "<embedded config.example.yaml>", &ProcessEnv)?,
+            config::load_str(
+                config::EMBEDDED_EXAMPLE,
+                "<embedded config.example.yaml>",
+                &ProcessEnv,
+            )?,
             config::EMBEDDED_EXAMPLE.to_string(),
         ),
     };
@@ -129,10 +138,19 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let watch_interval = cfg.server.watch_interval;
     let routes = cfg.routes.len();
     let runtime: SharedRuntime = Arc::new(ArcSwap::from_pointee(Runtime::new(cfg, &text)));
-    let source = opts.config.as_deref().unwrap_or("<embedded config.example.yaml>");
+    let source = opts
+        .config
+        .as_deref()
+        .unwrap_or("<embedded config.example.yaml>");
     tracing::info!(config = %source, config_sha256 = %runtime.load().config_hash, routes, "config loaded");
 
+    let sso = Arc::new(crate::sso::Sso::new(&runtime.load().config).map_err(StartError::Sso)?);
+    if sso.enabled() {
+        let ids: Vec<&str> = sso.providers.iter().map(|p| p.cfg.id.as_str()).collect();
+        tracing::info!(providers = ?ids, "single sign-on enabled");
+    }
     let gateway = Gateway {
+        sso,
         runtime: runtime.clone(),
         https_port: https.map(|(a, _)| a.port()),
     };

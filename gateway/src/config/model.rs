@@ -42,6 +42,12 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Index from host and path to a position in `routes`.
     pub table: RouteTable,
+    /// Session settings.
+    pub session: super::auth_model::SessionConfig,
+    /// Identity providers.
+    pub identity_providers: Vec<super::auth_model::IdpConfig>,
+    /// Upstream assertion settings.
+    pub assertion: super::auth_model::AssertionConfig,
 }
 
 /// Output format of the logs.
@@ -162,6 +168,10 @@ pub struct Route {
     pub dangerous_skip_verify: bool,
     /// Keep the client's Host header.
     pub preserve_host: bool,
+    /// Identity provider of this route, if pinned.
+    pub identity_provider: Option<String>,
+    /// Assertion audience (default the route id).
+    pub assertion_audience: String,
 }
 
 fn duration(
@@ -198,6 +208,10 @@ fn socket_addr(value: &str, path: &str, problems: &mut Problems) -> Option<Socke
 /// Converts the parsed file into the model, collecting every problem.
 pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     let server = build_server(file.server, problems);
+    let session = super::auth_model::build_session(file.session, problems);
+    let identity_providers = super::auth_model::build_idps(file.identity_providers, problems);
+    let assertion = super::auth_model::build_assertion(file.assertion, problems);
+    let idp_ids: Vec<String> = identity_providers.iter().map(|i| i.id.clone()).collect();
     let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
     let mut table = RouteTable::new(case_insensitive);
     let mut routes = Vec::with_capacity(file.routes.len());
@@ -226,6 +240,14 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
                 format!("{:?} is already the id of routes[{prev}]", spec.id),
             );
         }
+        if let Some(idp) = &spec.identity_provider {
+            if !idp_ids.contains(idp) {
+                problems.add(
+                    format!("{base}.identity_provider"),
+                    format!("{idp:?} is not the id of an identity_providers entry"),
+                );
+            }
+        }
         if let Some(r) = build_route(spec, &base, problems) {
             routes.push(r);
         }
@@ -236,6 +258,9 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             server,
             routes,
             table,
+            session,
+            identity_providers,
+            assertion,
         })
     } else {
         None
@@ -518,7 +543,10 @@ fn build_route(spec: RouteSpec, base: &str, problems: &mut Problems) -> Option<R
     if problems.0.len() != before {
         return None;
     }
+    let assertion_audience = spec.assertion_audience.unwrap_or_else(|| spec.id.clone());
     Some(Route {
+        identity_provider: spec.identity_provider,
+        assertion_audience,
         id: spec.id,
         host: spec.host,
         path: spec.path,
