@@ -114,8 +114,8 @@ pub async fn serve(
             Ok(Reply::html(
                 200,
                 format!(
-                    "<!doctype html><title>Sign out</title><form method=post action=\"/.portcullis/logout\">\
-                     <input type=hidden name=csrf value=\"{}\"><button>Sign out</button></form>",
+                    "<!doctype html><title>Sign out</title><form method=\"post\" action=\"/.portcullis/logout\">\
+                     <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form>",
                     html_escape(&csrf)
                 ),
             ))
