@@ -10,6 +10,7 @@ pub mod geoip;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
+pub mod policy_cli;
 pub mod policy_input;
 pub mod proxy;
 pub mod routes;

@@ -230,7 +230,7 @@ fn default_admin_listen() -> String {
 }
 
 /// `server.log`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSpec {
     /// `text` (default) or `json`.
@@ -242,6 +242,16 @@ pub struct LogSpec {
     /// One line per request on target `access` (default on).
     #[serde(default = "yes")]
     pub access_log: bool,
+}
+
+impl Default for LogSpec {
+    fn default() -> Self {
+        Self {
+            format: None,
+            level: None,
+            access_log: true,
+        }
+    }
 }
 
 /// One or several values.

@@ -24,6 +24,10 @@ fn minimal_config_loads_with_defaults() {
     assert_eq!(c.routes[0].endpoints[0].addr.port(), 9000);
     assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9090");
     assert!(c.server.https.is_some());
+    assert!(
+        c.server.access_log,
+        "the access log is on unless switched off"
+    );
 }
 
 #[test]
