@@ -4,19 +4,22 @@
 //! logging: metrics and the access log.
 
 use crate::auth_endpoints;
-use crate::config::model::RoutePolicy;
 use crate::errors::{respond, send, GatewayError};
 use crate::forwarded;
 use crate::identity;
 use crate::metrics;
+use crate::policy_input::{self, RequestContext};
 use crate::routes::{Runtime, SharedRuntime};
 use crate::sso::Sso;
+use crate::tls::ClientCertFacts;
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
+use portcullis_policy::engine::{evaluate, Challenge, Decision, Outcome};
+use portcullis_policy::input::Identity;
 use portcullis_policy::path::{normalise, NormalisedPath};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -47,8 +50,10 @@ pub struct Ctx {
     current: Option<usize>,
     upstream_start: Option<Instant>,
     outcome: Option<&'static str>,
-    /// The signed-in user, from the session (None: anonymous). The policy decides with it.
-    pub identity: Option<portcullis_policy::input::Identity>,
+    /// The signed-in identity (filled by the session layer when single sign-on is configured).
+    pub identity: Option<Identity>,
+    /// The policy decision and its explanation, for logs.
+    pub decision: Option<Decision>,
     /// A `Set-Cookie` to add to the upstream's response (session id rotated by a refresh).
     set_cookie: Option<String>,
 }
@@ -175,14 +180,48 @@ impl Gateway {
         }
         let (idx, route) = rt.route(&host, &decoded).ok_or(GatewayError::NoRoute)?;
         ctx.route = Some(idx);
-        match route.policy {
-            RoutePolicy::Public => Ok(()),
-            // Until single sign-on is configured nobody is signed in.
-            RoutePolicy::Authenticated if ctx.identity.is_some() => Ok(()),
-            RoutePolicy::Authenticated => Err(GatewayError::Unauthenticated),
-            // Rules need an identity to match; without one they cannot allow.
-            RoutePolicy::Rules { .. } => Err(GatewayError::Forbidden),
+        if route.policy.is_public() {
+            return Ok(());
         }
+        let client_cert_ca = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|d| d.extension.get::<ClientCertFacts>())
+            .map(|f| f.ca.clone());
+        let canonical = portcullis_policy::routing::canonical_host(&host).into_owned();
+        let input = policy_input::build(
+            &rt.config,
+            &RequestContext {
+                req,
+                host: &canonical,
+                path: &decoded,
+                client_ip: ctx.client_ip,
+                peer_trusted: ctx.peer_trusted,
+                client_cert_ca,
+            },
+            ctx.identity.clone(),
+        );
+        let decision = evaluate(&route.policy, &input);
+        let explanation = &decision.explanation;
+        if !explanation.sod_violations.is_empty() {
+            tracing::warn!(route = %route.id, user = input.identity.as_ref().map(|i| i.user.as_str()), reason = %explanation.reason(), "segregation-of-duties violation: identity holds conflicting roles");
+        }
+        if explanation.cross_tenant {
+            tracing::warn!(route = %route.id, user = input.identity.as_ref().map(|i| i.user.as_str()), tenant = input.request.tenant.as_deref(), "cross-tenant access by operator role");
+        }
+        let result = match &decision.outcome {
+            Outcome::Allow => Ok(()),
+            Outcome::Deny => Err(GatewayError::Forbidden),
+            Outcome::Challenge(Challenge::Login) => Err(GatewayError::Unauthenticated),
+            Outcome::Challenge(Challenge::StepUp { methods, max_age }) => {
+                Err(GatewayError::StepUp {
+                    methods: methods.clone(),
+                    max_age_secs: max_age.map(|d| d.as_secs()),
+                })
+            }
+        };
+        ctx.decision = Some(decision);
+        result
     }
 }
 
@@ -207,6 +246,7 @@ impl ProxyHttp for Gateway {
             outcome: None,
             identity: None,
             set_cookie: None,
+            decision: None,
         }
     }
 
@@ -427,6 +467,8 @@ impl ProxyHttp for Gateway {
                 path = ctx.path.as_ref().map_or(req.uri.path(), |p| p.decoded()),
                 route = %route,
                 decision,
+                rule = ctx.decision.as_ref().map(|d| d.explanation.rule.to_string()),
+                reason = ctx.decision.as_ref().filter(|d| !d.is_allow()).map(|d| d.explanation.reason()),
                 status,
                 client_ip = %ctx.client_ip,
                 tls = ctx.tls,
