@@ -293,18 +293,14 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
             }
             Err(e) => p.add(format!("{base}.issuer"), format!("is not a URL ({e})")),
         }
-        let client_secret = match (&s.client_secret, &s.client_secret_file) {
-            (Some(_), Some(_)) => {
-                p.add(
-                    format!("{base}.client_secret"),
-                    "set client_secret or client_secret_file, not both",
-                );
-                None
-            }
-            (Some(v), None) => Some(v.clone()),
-            (None, Some(f)) => read_secret_file(f, &format!("{base}.client_secret_file"), p),
-            (None, None) => None,
-        };
+        let client_secret = super::secret::resolve(
+            s.client_secret.as_deref(),
+            s.client_secret_file.as_deref(),
+            &base,
+            "client_secret",
+            true,
+            p,
+        );
         let token_auth = match s.token_auth.as_deref() {
             None | Some("client_secret_basic") => TokenAuth::ClientSecretBasic,
             Some("client_secret_post") => TokenAuth::ClientSecretPost,
@@ -316,12 +312,6 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
                 TokenAuth::ClientSecretBasic
             }
         };
-        if client_secret.is_none() {
-            p.add(
-                format!("{base}.client_secret"),
-                "is required (or client_secret_file)",
-            );
-        }
         let mut algorithms = if s.algorithms.is_empty() {
             vec!["RS256".to_string()]
         } else {

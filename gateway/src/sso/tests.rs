@@ -160,7 +160,7 @@ routes: []
         .to_string();
     for want in [
         "identity_providers[0].issuer: must be https",
-        "identity_providers[0].client_secret: is required",
+        "identity_providers[0].client_secret: missing: set client_secret or client_secret_file",
         "identity_providers[0].algorithms[0]: \"none\" is not one of",
         "identity_providers[0].claims.colour",
     ] {
