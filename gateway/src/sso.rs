@@ -350,6 +350,7 @@ impl Sso {
             .unwrap_or_else(|| format!("{origin}/.portcullis/callback"));
         let req = idp.authorize(&redirect_uri).await.map_err(|e| {
             metrics::auth_event(&idp.cfg.id, "login_start", "failure");
+            tracing::warn!(target: "audit", idp = %idp.cfg.id, error = %e, "login could not start: provider unavailable or its metadata refused");
             AuthError::ProviderUnavailable(e.to_string())
         })?;
         let pre = PreAuth {
@@ -403,9 +404,10 @@ impl Sso {
                 "no login in progress in this browser (missing or invalid pre-auth cookie)".into(),
             ));
         }
+        let first_idp = pres.first().map(|p| p.idp.clone()).unwrap_or_default();
         let Some(pre) = pres.into_iter().find(|p| same(&p.state, state)) else {
             return Err(fail(
-                "_unknown_",
+                &first_idp,
                 "state does not match this browser's login".into(),
             ));
         };

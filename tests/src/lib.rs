@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod geo;
+pub mod hostile;
 pub mod oidc;
 pub mod pki;
 
