@@ -38,10 +38,13 @@ pub trait SessionStore: Send + Sync {
     async fn count(&self) -> Result<usize, StoreError>;
 }
 
+/// Session id → (record, expiry in unix seconds).
+type Sessions = HashMap<String, (SessionRecord, i64)>;
+
 /// Sessions in this process's memory: lost on restart, not shared between replicas.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    map: Mutex<HashMap<String, (SessionRecord, i64)>>,
+    map: Mutex<Sessions>,
 }
 
 fn now() -> i64 {
@@ -67,9 +70,7 @@ pub fn revocation_matches(
 }
 
 impl MemoryStore {
-    fn lock(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, (SessionRecord, i64)>>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Sessions>, StoreError> {
         self.map
             .lock()
             .map_err(|_| StoreError::Unavailable("memory store lock poisoned".to_string()))
