@@ -270,11 +270,23 @@ impl Browser {
     /// Signs in as `user` at the provider's dev login form shown in `page` (the body of the
     /// last hop, whose URL is `page_url`), and follows redirects back to the app.
     pub async fn submit_login(&self, page_url: &str, page: &str, user: &str) -> Walk {
+        self.submit_login_until(page_url, page, user, |_| false)
+            .await
+    }
+
+    /// Like [`Browser::submit_login`], stopping before a URL `stop` accepts.
+    pub async fn submit_login_until(
+        &self,
+        page_url: &str,
+        page: &str,
+        user: &str,
+        stop: impl Fn(&str) -> bool,
+    ) -> Walk {
         let form = Form::parse(page_url, page);
         let mut fields = form.fields;
         fields.push(("login".into(), user.into()));
         fields.push(("password".into(), "any".into()));
-        self.walk_from(self.client.post(&form.action).form(&fields), |_| false)
+        self.walk_from(self.client.post(&form.action).form(&fields), stop)
             .await
     }
 
