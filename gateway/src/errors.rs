@@ -36,6 +36,9 @@ pub enum GatewayError {
     /// The upstream did not answer in time.
     #[error("upstream timeout")]
     UpstreamTimeout,
+    /// The decision log cannot take another record (queue and spool full, `when_full: block`).
+    #[error("service temporarily unavailable")]
+    LogUnavailable,
 }
 
 impl GatewayError {
@@ -49,6 +52,7 @@ impl GatewayError {
             GatewayError::RedirectHttps(_) => 308,
             GatewayError::BadGateway => 502,
             GatewayError::UpstreamTimeout => 504,
+            GatewayError::LogUnavailable => 503,
         }
     }
 
@@ -63,6 +67,7 @@ impl GatewayError {
             GatewayError::RedirectHttps(_) => "redirect",
             GatewayError::BadGateway => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
+            GatewayError::LogUnavailable => "unavailable",
         }
     }
 

@@ -3,7 +3,9 @@
 //! CLI over this library; each module owns one concern (see ARCHITECTURE.md).
 
 pub mod admin;
+pub mod audit;
 pub mod config;
+pub mod decisionlog;
 pub mod errors;
 pub mod forwarded;
 pub mod identity;
@@ -12,6 +14,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod store;
 pub mod tls;
 pub mod upstream;
 pub mod whoami;

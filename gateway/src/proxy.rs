@@ -1,9 +1,10 @@
 //! The pingora `ProxyHttp` phases: thin glue, each phase calls one module.
 //! request_filter: listener rules → normalise path → route → policy.
 //! upstream_peer: endpoint choice. upstream_request_filter: path, identity and forwarding headers.
-//! logging: metrics and the access log.
+//! logging: metrics, the access log and the decision record.
 
 use crate::config::model::RoutePolicy;
+use crate::decisionlog::{record::DecisionRecord, DecisionLog, Reservation};
 use crate::errors::{respond, GatewayError};
 use crate::forwarded;
 use crate::identity;
@@ -18,7 +19,7 @@ use pingora_http::RequestHeader;
 use portcullis_policy::path::{normalise, NormalisedPath};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// The gateway's proxy logic.
 pub struct Gateway {
@@ -26,6 +27,8 @@ pub struct Gateway {
     pub runtime: SharedRuntime,
     /// Port of the HTTPS listener, for redirects from the plain one.
     pub https_port: Option<u16>,
+    /// The decision-log pipeline, when `decision_log:` is configured.
+    pub decision_log: Option<Arc<DecisionLog>>,
 }
 
 /// Per-request state.
@@ -43,6 +46,9 @@ pub struct Ctx {
     current: Option<usize>,
     upstream_start: Option<Instant>,
     outcome: Option<&'static str>,
+    received: SystemTime,
+    log_slot: Option<Reservation>,
+    upstream_status: Option<u16>,
 }
 
 impl Ctx {
@@ -117,6 +123,63 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Hands this request's decision record to the decision log and, for denials on
+    /// privileged routes, records an audit event. Never waits.
+    fn record_decision(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        decision: &str,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        let route = ctx
+            .route
+            .and_then(|i| ctx.rt.config.routes.get(i))
+            .map(|r| r.id.clone());
+        let req = session.req_header();
+        let path = ctx
+            .path
+            .as_ref()
+            .map_or(req.uri.path(), |p| p.decoded())
+            .to_string();
+        if decision != "allow" {
+            if let (Some(audit), Some(r)) = (&ctx.rt.config.audit, &route) {
+                if audit.privileged_routes.iter().any(|p| p == r) {
+                    crate::audit::emit(
+                        "policy.denied",
+                        None,
+                        serde_json::json!({
+                            "route": r, "decision": decision, "method": req.method.as_str(),
+                            "path": path, "client_ip": ctx.client_ip.to_string(), "status": status,
+                        }),
+                    );
+                }
+            }
+        }
+        let Some(log) = &self.decision_log else {
+            return;
+        };
+        let request_id = req
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128);
+        let mut rec = DecisionRecord::new(ctx.received, &log.gateway_id, request_id);
+        rec.route = route;
+        rec.method = req.method.as_str().to_string();
+        rec.host = ctx.host.clone();
+        rec.path = path;
+        rec.client_ip = ctx.client_ip.to_string();
+        rec.decision = decision.to_string();
+        rec.status = status;
+        rec.upstream_status = ctx.upstream_status;
+        rec.duration_ms = elapsed.as_secs_f64() * 1000.0;
+        log.submit(ctx.log_slot.take(), &rec);
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -136,6 +199,9 @@ impl ProxyHttp for Gateway {
             current: None,
             upstream_start: None,
             outcome: None,
+            received: SystemTime::now(),
+            log_slot: None,
+            upstream_status: None,
         }
     }
 
@@ -150,6 +216,18 @@ impl ProxyHttp for Gateway {
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
         ctx.client_ip = forwarded::client_ip(ctx.peer_ip, xff, trusted);
+        // Fail closed: a request whose decision record could not be kept is not served.
+        if let Some(log) = &self.decision_log {
+            match log.reserve() {
+                Ok(slot) => ctx.log_slot = slot,
+                Err(full) => {
+                    tracing::error!(error = %full, "decision log full: refusing the request (decision_log.spool.when_full: block)");
+                    ctx.outcome = Some("deny");
+                    respond(session, &GatewayError::LogUnavailable).await?;
+                    return Ok(true);
+                }
+            }
+        }
         match self.admit(session, ctx) {
             Ok(()) => {
                 ctx.outcome = Some("allow");
@@ -258,6 +336,16 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut pingora_http::ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        Ok(())
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let err = match e.etype() {
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
@@ -318,5 +406,6 @@ impl ProxyHttp for Gateway {
                 "request"
             );
         }
+        self.record_decision(session, ctx, decision, status, elapsed);
     }
 }

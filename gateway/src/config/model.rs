@@ -42,6 +42,12 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Index from host and path to a position in `routes`.
     pub table: RouteTable,
+    /// Shared database.
+    pub store: crate::store::StoreUrl,
+    /// Decision log, when configured.
+    pub decision_log: Option<crate::decisionlog::config::DecisionLogConfig>,
+    /// Audit log, when configured.
+    pub audit: Option<crate::audit::config::AuditConfig>,
 }
 
 /// Output format of the logs.
@@ -86,6 +92,8 @@ pub struct Server {
     pub log_level: String,
     /// Access log on or off.
     pub access_log: bool,
+    /// State directory.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Validated `server.https`.
@@ -197,6 +205,19 @@ fn socket_addr(value: &str, path: &str, problems: &mut Problems) -> Option<Socke
 
 /// Converts the parsed file into the model, collecting every problem.
 pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
+    let data_dir = std::path::PathBuf::from(
+        file.server
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| "/var/lib/portcullis".to_string()),
+    );
+    let store = crate::store::StoreUrl::build(file.store.as_deref(), &data_dir, problems);
+    let decision_log = file
+        .decision_log
+        .and_then(|d| crate::decisionlog::config::build(d, &data_dir, problems));
+    let audit = file
+        .audit
+        .and_then(|a| crate::audit::config::build(a, &data_dir, problems));
     let server = build_server(file.server, problems);
     let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
     let mut table = RouteTable::new(case_insensitive);
@@ -236,6 +257,9 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             server,
             routes,
             table,
+            store: store?,
+            decision_log,
+            audit,
         })
     } else {
         None
@@ -393,6 +417,10 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         log_format,
         log_level,
         access_log: s.log.access_log,
+        data_dir: std::path::PathBuf::from(
+            s.data_dir
+                .unwrap_or_else(|| "/var/lib/portcullis".to_string()),
+        ),
     })
 }
 

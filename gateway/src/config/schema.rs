@@ -13,6 +13,15 @@ pub struct ConfigFile {
     /// Routes in any order; lookup precedence does not depend on it.
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Shared database: `sqlite://PATH` (default `<server.data_dir>/portcullis.db`) or `postgres://…`.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Per-request decision records streamed to collectors.
+    #[serde(default)]
+    pub decision_log: Option<crate::decisionlog::config::DecisionLogSpec>,
+    /// Tamper-evident audit log of security and admin events.
+    #[serde(default)]
+    pub audit: Option<crate::audit::config::AuditSpec>,
 }
 
 /// `server:`
@@ -58,6 +67,9 @@ pub struct ServerSpec {
     /// Logging.
     #[serde(default)]
     pub log: LogSpec,
+    /// Where state lives (SQLite store, decision-log spool, generated keys); default `/var/lib/portcullis`.
+    #[serde(default)]
+    pub data_dir: Option<String>,
 }
 
 impl Default for ServerSpec {
@@ -76,6 +88,7 @@ impl Default for ServerSpec {
             upgrade_sock: None,
             pid_file: None,
             log: LogSpec::default(),
+            data_dir: None,
         }
     }
 }

@@ -91,7 +91,11 @@ fn strip_rule_drops_parameters() {
     let p = normalise("/app;jsessionid=1/page;x", ParamRule::Strip).unwrap();
     assert_eq!(p.decoded(), "/app/page");
     let p = normalise("/public/..;/admin", ParamRule::Strip).unwrap();
-    assert_eq!(p.decoded(), "/admin", "stripping happens before dot resolution");
+    assert_eq!(
+        p.decoded(),
+        "/admin",
+        "stripping happens before dot resolution"
+    );
     assert_eq!(
         normalise("/a%3bb", ParamRule::Strip),
         Err(PathError::Semicolon)

@@ -13,11 +13,19 @@ fn table(routes: &[(Option<&str>, &str)]) -> RouteTable {
 fn longest_prefix_on_segment_boundary_wins() {
     let t = table(&[(None, "/"), (None, "/api"), (None, "/api/admin/")]);
     assert_eq!(t.lookup("x", "/"), Some(0));
-    assert_eq!(t.lookup("x", "/apix"), Some(0), "prefix must end on a segment boundary");
+    assert_eq!(
+        t.lookup("x", "/apix"),
+        Some(0),
+        "prefix must end on a segment boundary"
+    );
     assert_eq!(t.lookup("x", "/api"), Some(1));
     assert_eq!(t.lookup("x", "/api/"), Some(1));
     assert_eq!(t.lookup("x", "/api/users"), Some(1));
-    assert_eq!(t.lookup("x", "/api/admin"), Some(1), "'/api/admin/' needs the slash");
+    assert_eq!(
+        t.lookup("x", "/api/admin"),
+        Some(1),
+        "'/api/admin/' needs the slash"
+    );
     assert_eq!(t.lookup("x", "/api/admin/"), Some(2));
     assert_eq!(t.lookup("x", "/api/admin/x/y"), Some(2));
 }
@@ -39,10 +47,22 @@ fn host_precedence_exact_then_wildcard_then_any() {
     ]);
     assert_eq!(t.lookup("app.example.com", "/app/x"), Some(3));
     assert_eq!(t.lookup("APP.Example.COM.:8443", "/app"), Some(3));
-    assert_eq!(t.lookup("app.example.com", "/other"), Some(1), "falls back to wildcard");
-    assert_eq!(t.lookup("a.eu.example.com", "/"), Some(2), "longest suffix first");
+    assert_eq!(
+        t.lookup("app.example.com", "/other"),
+        Some(1),
+        "falls back to wildcard"
+    );
+    assert_eq!(
+        t.lookup("a.eu.example.com", "/"),
+        Some(2),
+        "longest suffix first"
+    );
     assert_eq!(t.lookup("a.b.example.com", "/"), Some(1));
-    assert_eq!(t.lookup("example.com", "/"), Some(0), "wildcard needs a label");
+    assert_eq!(
+        t.lookup("example.com", "/"),
+        Some(0),
+        "wildcard needs a label"
+    );
     assert_eq!(t.lookup("evil-example.com", "/"), Some(0));
     assert_eq!(t.lookup("[::1]:8443", "/"), Some(0));
 }
@@ -55,9 +75,18 @@ fn duplicates_and_bad_keys_are_refused() {
         t.insert(Some("A.com"), "/x", 1),
         Err(RouteKeyError::Duplicate(0))
     );
-    assert_eq!(t.insert(None, "x", 2), Err(RouteKeyError::PrefixNotAbsolute));
-    assert_eq!(t.insert(Some("a..com"), "/", 3), Err(RouteKeyError::BadHost));
-    assert_eq!(t.insert(Some("*.*.com"), "/", 3), Err(RouteKeyError::BadHost));
+    assert_eq!(
+        t.insert(None, "x", 2),
+        Err(RouteKeyError::PrefixNotAbsolute)
+    );
+    assert_eq!(
+        t.insert(Some("a..com"), "/", 3),
+        Err(RouteKeyError::BadHost)
+    );
+    assert_eq!(
+        t.insert(Some("*.*.com"), "/", 3),
+        Err(RouteKeyError::BadHost)
+    );
 }
 
 #[test]
