@@ -48,6 +48,7 @@ pub struct Ctx {
     outcome: Option<&'static str>,
     received: SystemTime,
     log_slot: Option<Reservation>,
+    log_refused: bool,
     upstream_status: Option<u16>,
 }
 
@@ -161,6 +162,10 @@ impl Gateway {
         let Some(log) = &self.decision_log else {
             return;
         };
+        if ctx.log_refused {
+            // Refused because the log is full: there is no room for its record either.
+            return;
+        }
         let request_id = req
             .headers
             .get("x-request-id")
@@ -201,6 +206,7 @@ impl ProxyHttp for Gateway {
             outcome: None,
             received: SystemTime::now(),
             log_slot: None,
+            log_refused: false,
             upstream_status: None,
         }
     }
@@ -223,6 +229,7 @@ impl ProxyHttp for Gateway {
                 Err(full) => {
                     tracing::error!(error = %full, "decision log full: refusing the request (decision_log.spool.when_full: block)");
                     ctx.outcome = Some("deny");
+                    ctx.log_refused = true;
                     respond(session, &GatewayError::LogUnavailable).await?;
                     return Ok(true);
                 }
