@@ -207,7 +207,7 @@ pub fn parse_size(v: &serde_yaml::Value) -> Option<u64> {
         "tib" => 1 << 40,
         _ => return None,
     };
-    (num >= 0.0).then(|| (num * mult as f64) as u64)
+    (num >= 0.0).then_some((num * mult as f64) as u64)
 }
 
 fn dur(v: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> Duration {
