@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub mod collector;
 pub mod pki;
+pub mod syslogd;
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
