@@ -71,7 +71,9 @@ pub fn verify_cmd(src: &Source, keys: Option<&str>, expect: Option<&str>, json: 
             None => None,
         };
         runtime()?.block_on(async {
-            let s = store::open(&url).await.map_err(|e| e.to_string())?;
+            let s = store::open_existing(&url)
+                .await
+                .map_err(|e| e.to_string())?;
             verify::verify(s.as_ref(), pinned, expect.as_ref())
                 .await
                 .map_err(|e| e.to_string())
@@ -123,7 +125,9 @@ pub fn export_cmd(
         let to: Option<Bound> = to.map(str::parse).transpose()?;
         let url = store_url(src)?;
         let export = runtime()?.block_on(async {
-            let s = store::open(&url).await.map_err(|e| e.to_string())?;
+            let s = store::open_existing(&url)
+                .await
+                .map_err(|e| e.to_string())?;
             verify::export(s.as_ref(), from.as_ref(), to.as_ref())
                 .await
                 .map_err(|e| e.to_string())

@@ -49,6 +49,37 @@ pub async fn open(url: &StoreUrl) -> Result<Arc<dyn AuditStore>, StoreError> {
     })
 }
 
+/// Opens an existing store for reading (verify, export): never creates a file or a table, so
+/// a wrong path is an error rather than an empty, "intact" log.
+pub async fn open_existing(url: &StoreUrl) -> Result<Arc<dyn AuditStore>, StoreError> {
+    Ok(match url {
+        StoreUrl::Sqlite(path) => {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true);
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(opts)
+                .await?;
+            let s = SqliteStore {
+                pool,
+                append_lock: tokio::sync::Mutex::new(()),
+            };
+            s.head().await?;
+            Arc::new(s)
+        }
+        StoreUrl::Postgres(u) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect(u)
+                .await?;
+            let s = PgStore { pool };
+            s.head().await?;
+            Arc::new(s)
+        }
+    })
+}
+
 fn record_from(row: &impl RowLike) -> Result<Record, sqlx::Error> {
     Ok(Record {
         seq: row.i64("seq")?,
