@@ -27,6 +27,14 @@ pub enum GatewayError {
     /// The policy refused the request.
     #[error("forbidden")]
     Forbidden,
+    /// Signed in, but the route needs a recent second factor.
+    #[error("step-up authentication required")]
+    StepUp {
+        /// Factors that would satisfy the policy.
+        methods: Vec<String>,
+        /// How recent the factor must be, in seconds.
+        max_age_secs: Option<u64>,
+    },
     /// Plain-HTTP listener configured to redirect.
     #[error("redirect to https")]
     RedirectHttps(String),
@@ -47,7 +55,7 @@ impl GatewayError {
         match self {
             GatewayError::BadPath(_) | GatewayError::BadHost => 400,
             GatewayError::NoRoute | GatewayError::Reserved => 404,
-            GatewayError::Unauthenticated => 401,
+            GatewayError::Unauthenticated | GatewayError::StepUp { .. } => 401,
             GatewayError::Forbidden => 403,
             GatewayError::RedirectHttps(_) => 308,
             GatewayError::BadGateway => 502,
@@ -64,6 +72,7 @@ impl GatewayError {
             GatewayError::NoRoute | GatewayError::Reserved => "not_found",
             GatewayError::Unauthenticated => "unauthenticated",
             GatewayError::Forbidden => "forbidden",
+            GatewayError::StepUp { .. } => "step_up_required",
             GatewayError::RedirectHttps(_) => "redirect",
             GatewayError::BadGateway => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
@@ -75,6 +84,7 @@ impl GatewayError {
     pub fn decision(&self) -> &'static str {
         match self {
             GatewayError::Unauthenticated => "login",
+            GatewayError::StepUp { .. } => "step_up",
             GatewayError::RedirectHttps(_)
             | GatewayError::BadGateway
             | GatewayError::UpstreamTimeout => "allow",
@@ -84,9 +94,16 @@ impl GatewayError {
 
     /// Builds the response header and body.
     pub fn to_response(&self) -> pingora::Result<(ResponseHeader, Vec<u8>)> {
-        let body = serde_json::json!({"error": self.code(), "message": self.to_string()})
-            .to_string()
-            .into_bytes();
+        let mut json = serde_json::json!({"error": self.code(), "message": self.to_string()});
+        if let GatewayError::StepUp {
+            methods,
+            max_age_secs,
+        } = self
+        {
+            json["methods"] = serde_json::json!(methods);
+            json["max_age"] = serde_json::json!(max_age_secs);
+        }
+        let body = json.to_string().into_bytes();
         let mut h = ResponseHeader::build(self.status(), Some(6))?;
         h.insert_header("content-type", "application/json")?;
         h.insert_header("content-length", body.len().to_string())?;
@@ -95,6 +112,13 @@ impl GatewayError {
         match self {
             GatewayError::Unauthenticated => {
                 h.insert_header("www-authenticate", "Bearer realm=\"portcullis\"")?;
+            }
+            GatewayError::StepUp { methods, .. } => {
+                let v = format!(
+                    "Bearer realm=\"portcullis\", error=\"insufficient_user_authentication\", methods=\"{}\"",
+                    methods.join(" ")
+                );
+                h.insert_header("www-authenticate", v)?;
             }
             GatewayError::RedirectHttps(to) => h.insert_header("location", to.as_str())?,
             _ => {}

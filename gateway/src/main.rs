@@ -32,6 +32,11 @@ enum Command {
         #[arg(long, short)]
         config: String,
     },
+    /// Test and explain policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Run a demo upstream that answers with the request it received as JSON.
     Whoami {
         /// Address to listen on.
@@ -96,6 +101,57 @@ enum AuditCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run table-driven cases (input -> expected decision); exit 1 if any fails.
+    Test {
+        /// Test file (YAML).
+        file: String,
+        /// Gateway config whose routes the cases name (when the file has no routes).
+        #[arg(long, short)]
+        config: Option<String>,
+    },
+    /// Print the decision for one input and why.
+    Explain {
+        /// Gateway config.
+        #[arg(long, short)]
+        config: String,
+        /// Engine input as JSON (identity, request, network, device, now).
+        #[arg(long, short)]
+        input: String,
+        /// Route id (default: the route the input's host and path match).
+        #[arg(long)]
+        route: Option<String>,
+    },
+}
+
+fn policy(cmd: PolicyCommand) -> ExitCode {
+    let result = match cmd {
+        PolicyCommand::Test { file, config } => {
+            portcullis::policy_cli::test(&file, config.as_deref()).map(|(report, ok)| {
+                println!("{report}");
+                ok
+            })
+        }
+        PolicyCommand::Explain {
+            config,
+            input,
+            route,
+        } => portcullis::policy_cli::explain(&config, &input, route.as_deref()).map(|out| {
+            println!("{out}");
+            true
+        }),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -151,6 +207,7 @@ fn main() -> ExitCode {
                 out.as_deref(),
             ),
         },
+        Command::Policy { command } => policy(command),
         Command::Whoami {
             listen,
             name,

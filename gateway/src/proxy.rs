@@ -3,19 +3,22 @@
 //! upstream_peer: endpoint choice. upstream_request_filter: path, identity and forwarding headers.
 //! logging: metrics, the access log and the decision record.
 
-use crate::config::model::RoutePolicy;
 use crate::decisionlog::{record::DecisionRecord, DecisionLog, Reservation};
 use crate::errors::{respond, GatewayError};
 use crate::forwarded;
 use crate::identity;
 use crate::metrics;
+use crate::policy_input::{self, RequestContext};
 use crate::routes::{Runtime, SharedRuntime};
+use crate::tls::ClientCertFacts;
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
+use portcullis_policy::engine::{evaluate, Challenge, Decision, Outcome};
+use portcullis_policy::input::Identity;
 use portcullis_policy::path::{normalise, NormalisedPath};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -49,7 +52,19 @@ pub struct Ctx {
     received: SystemTime,
     log_slot: Option<Reservation>,
     log_refused: bool,
+    /// Network and device facts and the addressed tenant, as the policy saw them (for the record).
+    facts: Option<
+        Box<(
+            portcullis_policy::input::NetworkFacts,
+            portcullis_policy::input::DeviceFacts,
+            Option<String>,
+        )>,
+    >,
     upstream_status: Option<u16>,
+    /// The signed-in identity (filled by the session layer when single sign-on is configured).
+    pub identity: Option<Identity>,
+    /// The policy decision and its explanation, for logs.
+    pub decision: Option<Decision>,
 }
 
 impl Ctx {
@@ -114,13 +129,55 @@ impl Gateway {
         }
         let (idx, route) = rt.route(&host, &decoded).ok_or(GatewayError::NoRoute)?;
         ctx.route = Some(idx);
-        match route.policy {
-            RoutePolicy::Public => Ok(()),
-            // Until single sign-on is configured nobody is signed in.
-            RoutePolicy::Authenticated => Err(GatewayError::Unauthenticated),
-            // Rules need an identity to match; without one they cannot allow.
-            RoutePolicy::Rules { .. } => Err(GatewayError::Forbidden),
+        if route.policy.is_public() {
+            return Ok(());
         }
+        let client_cert_ca = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|d| d.extension.get::<ClientCertFacts>())
+            .map(|f| f.ca.clone());
+        let canonical = portcullis_policy::routing::canonical_host(&host).into_owned();
+        let input = policy_input::build(
+            &rt.config,
+            &RequestContext {
+                req,
+                host: &canonical,
+                path: &decoded,
+                client_ip: ctx.client_ip,
+                peer_trusted: ctx.peer_trusted,
+                client_cert_ca,
+            },
+            ctx.identity.clone(),
+        );
+        let decision = evaluate(&route.policy, &input);
+        if self.decision_log.is_some() {
+            ctx.facts = Some(Box::new((
+                input.network.clone(),
+                input.device.clone(),
+                input.request.tenant.clone(),
+            )));
+        }
+        let explanation = &decision.explanation;
+        if !explanation.sod_violations.is_empty() {
+            tracing::warn!(route = %route.id, user = input.identity.as_ref().map(|i| i.user.as_str()), reason = %explanation.reason(), "segregation-of-duties violation: identity holds conflicting roles");
+        }
+        if explanation.cross_tenant {
+            tracing::warn!(route = %route.id, user = input.identity.as_ref().map(|i| i.user.as_str()), tenant = input.request.tenant.as_deref(), "cross-tenant access by operator role");
+        }
+        let result = match &decision.outcome {
+            Outcome::Allow => Ok(()),
+            Outcome::Deny => Err(GatewayError::Forbidden),
+            Outcome::Challenge(Challenge::Login) => Err(GatewayError::Unauthenticated),
+            Outcome::Challenge(Challenge::StepUp { methods, max_age }) => {
+                Err(GatewayError::StepUp {
+                    methods: methods.clone(),
+                    max_age_secs: max_age.map(|d| d.as_secs()),
+                })
+            }
+        };
+        ctx.decision = Some(decision);
+        result
     }
 }
 
@@ -180,6 +237,39 @@ impl Gateway {
         rec.decision = decision.to_string();
         rec.status = status;
         rec.upstream_status = ctx.upstream_status;
+        if let Some(facts) = ctx.facts.take() {
+            let (network, device, tenant) = *facts;
+            rec.country = network.country;
+            if network.region.is_some() || network.asn.is_some() {
+                rec.geo = Some(serde_json::json!({"region": network.region, "asn": network.asn}));
+            }
+            if device != Default::default() {
+                rec.device = serde_json::to_value(&device).ok();
+            }
+            rec.tenant = tenant;
+        }
+        if let Some(id) = &ctx.identity {
+            rec.user = Some(id.user.clone());
+            rec.tenant = rec.tenant.take().or_else(|| id.tenant.clone());
+            rec.groups = id.groups.clone();
+            rec.roles = id.roles.clone();
+            let now = chrono::Utc::now();
+            rec.auth = id
+                .auth_methods
+                .iter()
+                .map(|a| crate::decisionlog::record::AuthMethod {
+                    method: a.method.clone(),
+                    age_s: (now - a.at).num_seconds().max(0) as u64,
+                })
+                .collect();
+        }
+        if let Some(d) = &ctx.decision {
+            rec.rule = Some(d.explanation.rule.to_string());
+            if !d.is_allow() {
+                rec.reason = Some(d.explanation.reason());
+                rec.condition = d.explanation.detail.as_ref().map(ToString::to_string);
+            }
+        }
         rec.duration_ms = elapsed.as_secs_f64() * 1000.0;
         log.submit(ctx.log_slot.take(), &rec);
     }
@@ -207,7 +297,10 @@ impl ProxyHttp for Gateway {
             received: SystemTime::now(),
             log_slot: None,
             log_refused: false,
+            facts: None,
             upstream_status: None,
+            identity: None,
+            decision: None,
         }
     }
 
@@ -406,6 +499,8 @@ impl ProxyHttp for Gateway {
                 path = ctx.path.as_ref().map_or(req.uri.path(), |p| p.decoded()),
                 route = %route,
                 decision,
+                rule = ctx.decision.as_ref().map(|d| d.explanation.rule.to_string()),
+                reason = ctx.decision.as_ref().filter(|d| !d.is_allow()).map(|d| d.explanation.reason()),
                 status,
                 client_ip = %ctx.client_ip,
                 tls = ctx.tls,

@@ -2,11 +2,12 @@
 //! plain listeners, the admin service, and the reloader.
 
 use crate::admin::AdminApp;
+use crate::config::model::ClientAuth;
 use crate::config::{self, env::ProcessEnv, reload::Reloader, ConfigErrors};
 use crate::logging;
 use crate::proxy::Gateway;
 use crate::routes::{Runtime, SharedRuntime};
-use crate::tls::{self, CertSet, SniResolver};
+use crate::tls::{self, CertSet, ClientCaIndex, ClientCertCallback, SniResolver};
 use arc_swap::ArcSwap;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
@@ -77,6 +78,27 @@ pub struct RunOptions {
     pub daemon: bool,
 }
 
+/// Listener TLS settings; with `client_auth`, client certificates are verified against the
+/// configured CAs and the issuing CA's name is attached to the connection for policies.
+fn tls_settings(client_auth: Option<&ClientAuth>) -> Result<TlsSettings, StartError> {
+    let tls_err = |e: pingora::BError| StartError::Tls(e.to_string());
+    let Some(ca) = client_auth else {
+        return TlsSettings::intermediate("", "").map_err(tls_err);
+    };
+    let named: Vec<(String, Vec<Vec<u8>>)> = ca
+        .cas
+        .iter()
+        .map(|c| (c.name.clone(), c.ders.clone()))
+        .collect();
+    let index = ClientCaIndex::new(named.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+    let verifier = ClientCaIndex::verifier(&named, ca.required).map_err(StartError::Tls)?;
+    let mut settings =
+        TlsSettings::with_callbacks(Box::new(ClientCertCallback { index })).map_err(tls_err)?;
+    settings.set_client_cert_verifier(verifier);
+    tracing::info!(cas = ?named.iter().map(|(n, _)| n).collect::<Vec<_>>(), required = ca.required, "mTLS: client certificates requested");
+    Ok(settings)
+}
+
 /// Starts the gateway and serves until shut down.
 pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -136,6 +158,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         .is_some_and(|h| h.certs.is_empty());
 
     let https = cfg.server.https.as_ref().map(|h| (h.listen, h.http2));
+    let client_auth = cfg
+        .server
+        .https
+        .as_ref()
+        .and_then(|h| h.client_auth.clone());
     let http = cfg.server.http.as_ref().map(|h| h.listen);
     let admin = cfg.server.admin_listen;
     let watch_interval = cfg.server.watch_interval;
@@ -171,8 +198,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
     if let (Some((addr, h2)), Some(resolver)) = (https, &resolver) {
-        let mut settings =
-            TlsSettings::intermediate("", "").map_err(|e| StartError::Tls(e.to_string()))?;
+        let mut settings = tls_settings(client_auth.as_ref())?;
         settings.set_cert_resolver(resolver.clone());
         if h2 {
             settings.enable_h2();

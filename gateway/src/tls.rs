@@ -221,6 +221,93 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// What the handshake established about a client certificate; attached to the TLS digest and
+/// read by the proxy as device facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertFacts {
+    /// Name of the configured CA that issued the (verified) certificate.
+    pub ca: String,
+}
+
+/// Maps a verified client chain to the name of the configured CA that issued it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCaIndex {
+    /// (CA name, raw subject DN of the CA certificate).
+    subjects: Vec<(String, Vec<u8>)>,
+}
+
+impl ClientCaIndex {
+    /// Indexes named CA certificates (DER).
+    pub fn new<'a>(cas: impl IntoIterator<Item = (&'a str, &'a [Vec<u8>])>) -> Self {
+        use x509_parser::prelude::*;
+        let mut subjects = Vec::new();
+        for (name, ders) in cas {
+            for der in ders {
+                if let Ok((_, c)) = X509Certificate::from_der(der) {
+                    subjects.push((name.to_string(), c.subject().as_raw().to_vec()));
+                }
+            }
+        }
+        Self { subjects }
+    }
+
+    /// The CA whose subject is the issuer of the top of the presented chain. Only called on
+    /// chains rustls already verified against these CAs, so matching the issuer name is enough
+    /// to tell which one.
+    pub fn issuer_of(&self, chain: &[CertificateDer<'_>]) -> Option<String> {
+        use x509_parser::prelude::*;
+        let top = chain.last()?;
+        let (_, cert) = X509Certificate::from_der(top.as_ref()).ok()?;
+        let issuer = cert.issuer().as_raw();
+        self.subjects
+            .iter()
+            .find(|(_, s)| s.as_slice() == issuer)
+            .map(|(n, _)| n.clone())
+    }
+
+    /// A rustls verifier over all CAs; `required` refuses handshakes without a certificate.
+    pub fn verifier(
+        cas: &[(String, Vec<Vec<u8>>)],
+        required: bool,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for (name, ders) in cas {
+            for der in ders {
+                roots
+                    .add(CertificateDer::from(der.clone()))
+                    .map_err(|e| format!("client CA {name:?}: {e}"))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        let builder = if required {
+            builder
+        } else {
+            builder.allow_unauthenticated()
+        };
+        builder.build().map_err(|e| e.to_string())
+    }
+}
+
+/// pingora handshake callback that records which configured CA issued the client certificate.
+pub struct ClientCertCallback {
+    /// The CAs.
+    pub index: ClientCaIndex,
+}
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for ClientCertCallback {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let chain = tls.peer_cert_chain_der()?;
+        let ca = self.index.issuer_of(chain)?;
+        Some(Arc::new(ClientCertFacts { ca }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,7 +116,8 @@ impl UpstreamPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::{Endpoint, RoutePolicy};
+    use crate::config::model::Endpoint;
+    use portcullis_policy::spec::{LibrarySpec, PolicySpec};
 
     fn route(n: usize) -> Route {
         Route {
@@ -131,7 +132,12 @@ mod tests {
                     tls: false,
                 })
                 .collect(),
-            policy: RoutePolicy::Public,
+            policy: portcullis_policy::compile::compile(
+                &LibrarySpec::default(),
+                &[("p".into(), PolicySpec::Named("public".into()))],
+            )
+            .unwrap()
+            .remove(0),
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
             upstream_ca: None,

@@ -90,6 +90,12 @@ impl NormalisedPath {
 
 /// Normalise the path part of a request target (everything before `?`).
 pub fn normalise(raw: &str, params: ParamRule) -> Result<NormalisedPath, PathError> {
+    if is_canonical(raw) {
+        return Ok(NormalisedPath {
+            decoded: raw.to_string(),
+            encoded: raw.to_string(),
+        });
+    }
     if raw.contains('#') {
         return Err(PathError::Fragment);
     }
@@ -118,6 +124,29 @@ pub fn normalise(raw: &str, params: ParamRule) -> Result<NormalisedPath, PathErr
     let decoded = join(segments.iter().map(String::as_str), trailing_slash);
     let encoded = join(segments.iter().map(|s| encode_segment(s)), trailing_slash);
     Ok(NormalisedPath { decoded, encoded })
+}
+
+/// The common case: a path already in canonical form (only plain bytes, no `%`, no empty, `.`
+/// or `..` segments) normalises to itself; skip the segment-by-segment work.
+fn is_canonical(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if b.first() != Some(&b'/') {
+        return false;
+    }
+    let mut seg_start = 1;
+    for i in 1..=b.len() {
+        if i == b.len() || b[i] == b'/' {
+            let seg = &b[seg_start..i];
+            let last = i == b.len();
+            if (seg.is_empty() && !last) || seg == b"." || seg == b".." {
+                return false;
+            }
+            seg_start = i + 1;
+        } else if !is_plain(b[i]) {
+            return false;
+        }
+    }
+    true
 }
 
 fn join<S: AsRef<str>>(segments: impl Iterator<Item = S>, trailing_slash: bool) -> String {

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod collector;
+pub mod geo;
 pub mod pki;
 pub mod syslogd;
 

@@ -22,11 +22,16 @@ pub struct CertFiles {
 impl TestCa {
     /// A new CA.
     pub fn new() -> Self {
+        Self::named("Portcullis Test CA")
+    }
+
+    /// A new CA with a given common name (two CAs with different names are distinguishable).
+    pub fn named(cn: &str) -> Self {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "Portcullis Test CA");
+            .push(rcgen::DnType::CommonName, cn);
         let key = rcgen::KeyPair::generate().expect("key");
         let ca = params.self_signed(&key).expect("CA");
         let pem = ca.pem();
@@ -50,9 +55,27 @@ impl TestCa {
         }
     }
 
+    /// Issues a client certificate (clientAuth usage) for `cn`; returns PEM of cert + key, the
+    /// form `reqwest::Identity::from_pem` takes.
+    pub fn issue_client(&self, cn: &str) -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.ca, &self.key).expect("sign");
+        format!("{}{}", cert.pem(), key.serialize_pem())
+    }
+
     /// Writes the CA certificate to `dir/ca.crt`.
     pub fn write(&self, dir: &Path) -> String {
-        let p = dir.join("ca.crt");
+        self.write_as(dir, "ca.crt")
+    }
+
+    /// Writes the CA certificate to `dir/name`.
+    pub fn write_as(&self, dir: &Path, name: &str) -> String {
+        let p = dir.join(name);
         std::fs::write(&p, &self.pem).expect("write CA");
         p.display().to_string()
     }

@@ -13,6 +13,7 @@ fn config(up: &Whoami, data: &Path, sinks: &str, spool: &str) -> String {
 routes:
   - {{ id: app, path: /, upstream: \"{}\", policy: public }}
   - {{ id: admin, path: /admin, upstream: \"{}\", policy: authenticated }}
+  - {{ id: reads, path: /reads, upstream: \"{}\", policy: {{ allow: [ {{ methods: [GET] }} ] }} }}
 decision_log:
   gateway_id: gw-test
   flush_interval: 50ms
@@ -22,6 +23,7 @@ decision_log:
   spool: {spool}
 ",
         data.display(),
+        up.url(),
         up.url(),
         up.url()
     )
@@ -71,9 +73,29 @@ fn records_reach_the_collector_with_the_documented_fields() {
     let gw = Gateway::start(&config(&up, data.path(), &sinks, "{ when_full: block }"));
     assert_eq!(get(&gw, "/hello/%2e%2e/world?q=1"), 200);
     assert_eq!(get(&gw, "/admin/x"), 401);
-    col.wait_for("2 records", Duration::from_secs(10), |r| r.len() >= 2);
+    let post = raw_request(
+        gw.ports.http,
+        "POST /reads/1 HTTP/1.1",
+        &[("content-length", "0")],
+    )
+    .unwrap();
+    assert_eq!(post.0, 403);
+    col.wait_for("3 records", Duration::from_secs(10), |r| r.len() >= 3);
     let recs = col.unique_records();
-    assert_eq!(recs.len(), 2);
+    assert_eq!(recs.len(), 3);
+    let c = &recs[2];
+    assert_eq!(
+        (
+            c["route"].as_str(),
+            c["decision"].as_str(),
+            c["method"].as_str()
+        ),
+        (Some("reads"), Some("deny"), Some("POST"))
+    );
+    assert!(
+        c["rule"].is_string() && c["reason"].is_string(),
+        "the deciding rule and reason: {c}"
+    );
     let a = &recs[0];
     assert_eq!(a["v"], 1);
     assert_eq!(a["gateway"], "gw-test");

@@ -6,6 +6,7 @@ pub mod locate;
 pub mod model;
 pub mod reload;
 pub mod schema;
+pub mod secret;
 
 pub use model::Config;
 

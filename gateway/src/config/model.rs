@@ -1,11 +1,15 @@
 //! The validated runtime model. Conversion from the schema checks everything it can and reports
 //! every problem at once, each with the key path it belongs to.
 
-use super::schema::{self, ConfigFile, PolicySpec, RouteSpec};
+use super::schema::{self, ConfigFile, RouteSpec};
+use crate::geoip::GeoIp;
+use crate::tenant::TenantRule;
 use crate::tls::{self, CertBundle};
 use ipnet::IpNet;
+use portcullis_policy::compile::{CompiledPolicy, Compiler, Library};
 use portcullis_policy::path::ParamRule;
 use portcullis_policy::routing::{RouteKeyError, RouteTable};
+use portcullis_policy::spec::LibrarySpec;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +52,12 @@ pub struct Config {
     pub decision_log: Option<crate::decisionlog::config::DecisionLogConfig>,
     /// Audit log, when configured.
     pub audit: Option<crate::audit::config::AuditConfig>,
+    /// Roles, SoD rules and named policies shared by all routes.
+    pub library: Arc<Library>,
+    /// How the tenant a request addresses is found.
+    pub tenants: Option<TenantRule>,
+    /// GeoIP databases.
+    pub geoip: Option<Arc<GeoIp>>,
 }
 
 /// Output format of the logs.
@@ -105,6 +115,26 @@ pub struct Https {
     pub certs: Vec<Arc<CertBundle>>,
     /// ALPN h2.
     pub http2: bool,
+    /// mTLS client certificate settings.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Validated `server.https.client_auth`.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// Named CAs.
+    pub cas: Vec<ClientCa>,
+    /// Handshake fails without a valid client certificate.
+    pub required: bool,
+}
+
+/// One named client-certificate CA.
+#[derive(Debug, Clone)]
+pub struct ClientCa {
+    /// Name for `device.cas` conditions.
+    pub name: String,
+    /// DER certificates.
+    pub ders: Vec<Vec<u8>>,
 }
 
 /// Validated `server.http`.
@@ -114,22 +144,6 @@ pub struct Http {
     pub listen: SocketAddr,
     /// Redirect everything to HTTPS.
     pub redirect_to_https: bool,
-}
-
-/// What a route requires before forwarding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoutePolicy {
-    /// Anyone.
-    Public,
-    /// A signed-in user (401 until single sign-on is configured).
-    Authenticated,
-    /// Rule lists (validated for shape; evaluated by the policy engine).
-    Rules {
-        /// Number of allow rules.
-        allow: usize,
-        /// Number of deny rules.
-        deny: usize,
-    },
 }
 
 /// One upstream endpoint.
@@ -156,8 +170,8 @@ pub struct Route {
     pub path: String,
     /// Endpoints, round robin.
     pub endpoints: Vec<Endpoint>,
-    /// Access requirement.
-    pub policy: RoutePolicy,
+    /// Access requirement, compiled.
+    pub policy: CompiledPolicy,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Per-read timeout.
@@ -219,6 +233,11 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
         .audit
         .and_then(|a| crate::audit::config::build(a, &data_dir, problems));
     let server = build_server(file.server, problems);
+    let mut compiler = Compiler::new(&LibrarySpec {
+        roles: file.roles,
+        sod: file.sod,
+        policies: file.policies,
+    });
     let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
     let mut table = RouteTable::new(case_insensitive);
     let mut routes = Vec::with_capacity(file.routes.len());
@@ -247,10 +266,30 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
                 format!("{:?} is already the id of routes[{prev}]", spec.id),
             );
         }
-        if let Some(r) = build_route(spec, &base, problems) {
+        if let Some(r) = build_route(spec, &base, &mut compiler, problems) {
             routes.push(r);
         }
     }
+    let library = match compiler.finish() {
+        Ok(lib) => Some(lib),
+        Err(policy_problems) => {
+            for p in policy_problems.0 {
+                problems.add(p.path, p.message);
+            }
+            None
+        }
+    };
+    let tenants = file.tenants.and_then(|t| {
+        TenantRule::parse(&t.from, t.pattern.as_deref(), t.header.as_deref())
+            .map_err(|(key, msg)| problems.add(format!("tenants.{key}"), msg))
+            .ok()
+    });
+    let geoip = file.geoip.and_then(|g| {
+        GeoIp::open(g.city.as_deref(), g.asn.as_deref())
+            .map(Arc::new)
+            .map_err(|(key, msg)| problems.add(format!("geoip.{key}"), msg))
+            .ok()
+    });
     let server = server?;
     if problems.0.is_empty() {
         Some(Config {
@@ -260,6 +299,9 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             store: store?,
             decision_log,
             audit,
+            library: library?,
+            tenants,
+            geoip,
         })
     } else {
         None
@@ -287,7 +329,11 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
             let base = format!("server.https.certificates[{i}]");
             load_cert(&c.cert, &c.key, &base, &mut certs, problems);
         }
-        (listen, certs, h.http2)
+        let client_auth = h
+            .client_auth
+            .as_ref()
+            .map(|ca| build_client_auth(ca, problems));
+        (listen, certs, h.http2, client_auth)
     });
     let http = s.http.map(|h| {
         (
@@ -376,15 +422,16 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         "server.watch_interval",
         problems,
     );
-    let (https_listen, certs, http2) = match https {
-        Some((l, c, h2)) => (Some(l), c, h2),
-        None => (None, Vec::new(), false),
+    let (https_listen, certs, http2, client_auth) = match https {
+        Some((l, c, h2, ca)) => (Some(l), c, h2, ca),
+        None => (None, Vec::new(), false, None),
     };
     let https = match https_listen {
         Some(Some(listen)) => Some(Https {
             listen,
             certs,
             http2,
+            client_auth,
         }),
         Some(None) => return None,
         None => None,
@@ -424,6 +471,34 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
     })
 }
 
+fn build_client_auth(spec: &schema::ClientAuthSpec, problems: &mut Problems) -> ClientAuth {
+    let mut cas = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    if spec.cas.is_empty() {
+        problems.add("server.https.client_auth.cas", "needs at least one CA");
+    }
+    for (i, ca) in spec.cas.iter().enumerate() {
+        let base = format!("server.https.client_auth.cas[{i}]");
+        if !names.insert(ca.name.clone()) {
+            problems.add(
+                format!("{base}.name"),
+                format!("{:?} is used twice", ca.name),
+            );
+        }
+        match tls::load_ca_ders(&ca.file) {
+            Ok(ders) => cas.push(ClientCa {
+                name: ca.name.clone(),
+                ders,
+            }),
+            Err(e) => problems.add(format!("{base}.file"), e.to_string()),
+        }
+    }
+    ClientAuth {
+        cas,
+        required: spec.required,
+    }
+}
+
 fn load_cert(
     cert: &str,
     key: &str,
@@ -444,7 +519,12 @@ pub fn parse_cidr(s: &str) -> Option<IpNet> {
         .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
-fn build_route(spec: RouteSpec, base: &str, problems: &mut Problems) -> Option<Route> {
+fn build_route(
+    spec: RouteSpec,
+    base: &str,
+    compiler: &mut Compiler,
+    problems: &mut Problems,
+) -> Option<Route> {
     let before = problems.0.len();
     if spec.id.is_empty()
         || !spec
@@ -497,29 +577,7 @@ fn build_route(spec: RouteSpec, base: &str, problems: &mut Problems) -> Option<R
             Err(msg) => problems.add(path, format!("{u:?} {msg}")),
         }
     }
-    let policy = match &spec.policy {
-        PolicySpec::Named(n) if n == "public" => RoutePolicy::Public,
-        PolicySpec::Named(n) if n == "authenticated" => RoutePolicy::Authenticated,
-        PolicySpec::Named(n) => {
-            problems.add(
-                format!("{base}.policy"),
-                format!("{n:?} is not one of public, authenticated, or {{allow, deny}} rules"),
-            );
-            RoutePolicy::Public
-        }
-        PolicySpec::Rules(r) => {
-            if r.allow.is_empty() {
-                problems.add(
-                    format!("{base}.policy.allow"),
-                    "no allow rule: this route would deny every request",
-                );
-            }
-            RoutePolicy::Rules {
-                allow: r.allow.len(),
-                deny: r.deny.len(),
-            }
-        }
-    };
+    let policy = compiler.policy(&spec.policy, &format!("{base}.policy"));
     let connect_timeout = duration(
         spec.timeouts.connect.as_deref(),
         Duration::from_secs(5),

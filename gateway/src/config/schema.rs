@@ -1,7 +1,9 @@
 //! The config file as written by operators: a serde schema that refuses unknown keys. Nothing
 //! here is validated beyond shape; [`super::model`] turns it into the runtime model.
 
+use portcullis_policy::spec::{ConditionSpec, PolicySpec, RoleSpec, SodSpec};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -22,6 +24,47 @@ pub struct ConfigFile {
     /// Tamper-evident audit log of security and admin events.
     #[serde(default)]
     pub audit: Option<crate::audit::config::AuditSpec>,
+    /// Role hierarchy: `payroll-admin: { inherits: [payroll-viewer] }`.
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleSpec>,
+    /// Segregation-of-duties constraints.
+    #[serde(default)]
+    pub sod: Vec<SodSpec>,
+    /// Named, reusable policy conditions.
+    #[serde(default)]
+    pub policies: BTreeMap<String, ConditionSpec>,
+    /// Where the tenant a request addresses comes from.
+    #[serde(default)]
+    pub tenants: Option<TenantsSpec>,
+    /// GeoIP databases (MaxMind / GeoLite2 `.mmdb`).
+    #[serde(default)]
+    pub geoip: Option<GeoIpSpec>,
+}
+
+/// `tenants:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantsSpec {
+    /// `host`, `path` or `header`.
+    pub from: String,
+    /// `{tenant}.apps.example.com` (host) or `/t/{tenant}/` (path).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Header name when `from: header` (believed only from trusted proxies).
+    #[serde(default)]
+    pub header: Option<String>,
+}
+
+/// `geoip:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoIpSpec {
+    /// GeoLite2-City or GeoLite2-Country database: country and region.
+    #[serde(default)]
+    pub city: Option<String>,
+    /// GeoLite2-ASN database.
+    #[serde(default)]
+    pub asn: Option<String>,
 }
 
 /// `server:`
@@ -100,6 +143,7 @@ fn default_https() -> Option<HttpsSpec> {
         key: None,
         certificates: Vec::new(),
         http2: true,
+        client_auth: None,
     })
 }
 
@@ -130,6 +174,30 @@ pub struct HttpsSpec {
     /// Offer HTTP/2 by ALPN.
     #[serde(default = "yes")]
     pub http2: bool,
+    /// Ask for client certificates (mTLS) issued by these CAs: device facts for policies.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthSpec>,
+}
+
+/// `server.https.client_auth`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthSpec {
+    /// Named CAs; a verified certificate's issuer name becomes `device.client_cert_ca`.
+    pub cas: Vec<ClientCaSpec>,
+    /// Refuse the TLS handshake without a valid client certificate (default: optional).
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// One client-certificate CA.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCaSpec {
+    /// Name used in `device: { cas: [...] }` conditions.
+    pub name: String,
+    /// PEM file of the CA certificate(s).
+    pub file: String,
 }
 
 /// One certificate and its key.
@@ -175,7 +243,7 @@ fn default_admin_listen() -> String {
 }
 
 /// `server.log`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSpec {
     /// `text` (default) or `json`.
@@ -187,6 +255,16 @@ pub struct LogSpec {
     /// One line per request on target `access` (default on).
     #[serde(default = "yes")]
     pub access_log: bool,
+}
+
+impl Default for LogSpec {
+    fn default() -> Self {
+        Self {
+            format: None,
+            level: None,
+            access_log: true,
+        }
+    }
 }
 
 /// One or several values.
@@ -223,8 +301,9 @@ pub struct RouteSpec {
     pub path: String,
     /// `http://` or `https://` endpoints, used round robin.
     pub upstream: OneOrMany,
-    /// `public`, `authenticated`, or `{allow, deny}` rules.
+    /// `public`, `authenticated`, a named policy, or `{allow, deny}` rules.
     pub policy: PolicySpec,
+
     /// Per-route timeouts.
     #[serde(default)]
     pub timeouts: TimeoutSpec,
@@ -265,26 +344,4 @@ pub struct UpstreamTlsSpec {
     /// Skips certificate verification. Named to stand out in reviews; logged at start.
     #[serde(default)]
     pub dangerous_skip_verify: bool,
-}
-
-/// `routes[].policy`
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum PolicySpec {
-    /// `public` or `authenticated`.
-    Named(String),
-    /// Rule lists; a request is allowed when an allow rule matches and no deny rule does.
-    Rules(RulesSpec),
-}
-
-/// `{allow: [...], deny: [...]}`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RulesSpec {
-    /// Rules that grant access.
-    #[serde(default)]
-    pub allow: Vec<serde_yaml::Value>,
-    /// Rules that refuse access whatever the allow rules say.
-    #[serde(default)]
-    pub deny: Vec<serde_yaml::Value>,
 }

@@ -24,6 +24,10 @@ fn minimal_config_loads_with_defaults() {
     assert_eq!(c.routes[0].endpoints[0].addr.port(), 9000);
     assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9090");
     assert!(c.server.https.is_some());
+    assert!(
+        c.server.access_log,
+        "the access log is on unless switched off"
+    );
 }
 
 #[test]
@@ -50,7 +54,7 @@ routes:
         "c.yaml:8: routes[1].id: \"a\" is already the id of routes[0]",
         "c.yaml:9: routes[1].path: \"admin\" must start with '/'",
         "c.yaml:10: routes[1].upstream[1]: \"http://127.0.0.1:1/x\" must not have a path",
-        "c.yaml:11: routes[1].policy: \"sometimes\" is not one of",
+        "c.yaml:11: routes[1].policy: unknown policy `sometimes`",
         "c.yaml:12: routes[1].timeouts.connect: \"soon\" is not a duration",
     ];
     for w in want {
