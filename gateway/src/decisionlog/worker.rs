@@ -244,6 +244,8 @@ impl Worker {
                 }
             };
             if batch.records.is_empty() {
+                // Not expected (appends always end a line); never spin on it.
+                tokio::time::sleep(BACKOFF_MIN).await;
                 continue;
             }
             match self.sink.send(&batch.records).await {
