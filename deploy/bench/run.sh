@@ -3,10 +3,14 @@
 #
 #   deploy/bench/run.sh                       # defaults: THREADS=1 ROUNDS=3 DURATION=10s
 #   THREADS=2 ROUNDS=5 DURATION=20s deploy/bench/run.sh
+#   DECISION_LOG=http deploy/bench/run.sh     # also Portcullis with decision logging to an HTTP
+#                                             # collector, measured in the same rounds
 #
 # See deploy/bench/README.md for what it measures and how to read the result. The last line of
 # output is machine-readable:
 #   RESULT throughput_ratio=X p99_ratio=Y portcullis_rps=A nginx_rps=B
+# (with DECISION_LOG=http it adds decision_log_rps=C decision_log_cost=D, the throughput lost to
+# logging relative to Portcullis without it; target <= TARGET_LOG_COST)
 set -euo pipefail
 
 # ---------------------------------------------------------------- settings (env overridable)
@@ -23,6 +27,8 @@ STRICT="${STRICT:-0}"                    # 1: exit 3 when the targets below are 
 WAIT_IDLE="${WAIT_IDLE:-0}"              # wait up to this many seconds for other CPU load to go
 TARGET_THROUGHPUT="${TARGET_THROUGHPUT:-1.0}"  # portcullis/nginx requests/s, at least
 TARGET_P99="${TARGET_P99:-1.1}"                # portcullis/nginx p99 latency, at most
+DECISION_LOG="${DECISION_LOG:-}"               # http: also measure with decision logging on
+TARGET_LOG_COST="${TARGET_LOG_COST:-0.05}"     # 1 - logging-on/logging-off requests/s, at most
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -110,7 +116,8 @@ for s in socks:
     s.close()
 EOF
 }
-read -r UPSTREAM_PORT NGINX_PORT PORTCULLIS_PORT ADMIN_PORT <<<"$(free_ports 4)"
+read -r UPSTREAM_PORT NGINX_PORT PORTCULLIS_PORT ADMIN_PORT LOG_PORT LOG_ADMIN_PORT COLLECTOR_PORT <<<"$(free_ports 7)"
+case "$DECISION_LOG" in '' | http) ;; *) die "DECISION_LOG must be empty or http, got '$DECISION_LOG'" ;; esac
 
 # ---------------------------------------------------------------- configs
 if [ "$(id -u)" -eq 0 ]; then
@@ -135,6 +142,18 @@ render() {  # render TEMPLATE OUTPUT
 WORKERS="$UPSTREAM_WORKERS" PORT="$UPSTREAM_PORT" render "$HERE/nginx-upstream.conf.tmpl" "$DIR/upstream.conf"
 WORKERS="$THREADS" PORT="$NGINX_PORT" render "$HERE/nginx-proxy.conf.tmpl" "$DIR/proxy.conf"
 WORKERS="" PORT="$PORTCULLIS_PORT" render "$HERE/portcullis.yaml.tmpl" "$DIR/portcullis.yaml"
+if [ -n "$DECISION_LOG" ]; then
+    # Same config plus a decision log to an HTTP collector (NDJSON, gzip), spool in the temp dir.
+    WORKERS="" PORT="$LOG_PORT" ADMIN_PORT="$LOG_ADMIN_PORT" render "$HERE/portcullis.yaml.tmpl" "$DIR/portcullis-log.yaml"
+    sed -i -e "s|portcullis-upgrade.sock|portcullis-log-upgrade.sock|; s|portcullis.pid|portcullis-log.pid|" "$DIR/portcullis-log.yaml"
+    cat >>"$DIR/portcullis-log.yaml" <<EOF
+decision_log:
+  sinks:
+    - { type: http, url: "http://127.0.0.1:$COLLECTOR_PORT/v1/decisions" }
+  spool: { dir: "$DIR/spool", max_bytes: 1GiB, when_full: block }
+EOF
+    "$PORTCULLIS_BIN" check --config "$DIR/portcullis-log.yaml" >&2 || die "portcullis (decision log) config rejected"
+fi
 
 "$NGINX" -t -q -p "$DIR" -e "$DIR/nginx-test.log" -c "$DIR/upstream.conf" 2>"$DIR/nginx-t.err" ||
     { cat "$DIR/nginx-t.err" >&2; die "upstream nginx config rejected"; }
@@ -169,6 +188,32 @@ wait_ok "nginx proxy" "$!" "http://127.0.0.1:$NGINX_PORT/" "$DIR/proxy-error.log
 "$PORTCULLIS_BIN" run --config "$DIR/portcullis.yaml" >"$DIR/portcullis.log" 2>&1 &
 PIDS+=("$!:INT")   # SIGINT: fast shutdown
 wait_ok "portcullis" "$!" "http://127.0.0.1:$PORTCULLIS_PORT/" "$DIR/portcullis.log"
+
+if [ -n "$DECISION_LOG" ]; then
+    # The collector: accepts every batch (counts records, answers 200). It shares the CPUs with
+    # everything else, as a collector on the same host would.
+    python3 - "$COLLECTOR_PORT" "$DIR/collector.count" >"$DIR/collector.log" 2>&1 <<'EOF' &
+import gzip, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+count, lock, out = 0, threading.Lock(), sys.argv[2]
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        global count
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        n = gzip.decompress(body).count(b"\n")
+        with lock:
+            count += n
+            open(out, "w").write(str(count))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+EOF
+    PIDS+=("$!:TERM")
+    "$PORTCULLIS_BIN" run --config "$DIR/portcullis-log.yaml" >"$DIR/portcullis-log.log" 2>&1 &
+    PIDS+=("$!:INT")
+    wait_ok "portcullis (decision log)" "$!" "http://127.0.0.1:$LOG_PORT/" "$DIR/portcullis-log.log"
+fi
 
 # ---------------------------------------------------------------- measure
 # to_ms VALUE_WITH_UNIT  (wrk prints us, ms, s, m or h)
@@ -225,8 +270,12 @@ log "warm-up: nginx $WARMUP"
 run_wrk nginx "$NGINX_PORT" "$WARMUP" "$DIR/warmup-nginx.txt"
 log "warm-up: portcullis $WARMUP"
 run_wrk portcullis "$PORTCULLIS_PORT" "$WARMUP" "$DIR/warmup-portcullis.txt"
+if [ -n "$DECISION_LOG" ]; then
+    log "warm-up: portcullis with decision log $WARMUP"
+    run_wrk portcullis-log "$LOG_PORT" "$WARMUP" "$DIR/warmup-portcullis-log.txt"
+fi
 
-N_RPS=(); N_P99=(); P_RPS=(); P_P99=(); total_bad=0
+N_RPS=(); N_P99=(); P_RPS=(); P_P99=(); L_RPS=(); L_P99=(); total_bad=0
 printf '\n%-6s %-11s %12s %10s %8s\n' round proxy "requests/s" "p99 (ms)" errors
 printf '%-6s %-11s %12s %10s %8s\n' ----- ---------- ---------- -------- ------
 for r in $(seq 1 "$ROUNDS"); do
@@ -236,6 +285,11 @@ for r in $(seq 1 "$ROUNDS"); do
     run_wrk portcullis "$PORTCULLIS_PORT" "$DURATION" "$DIR/round$r-portcullis.txt"
     P_RPS+=("$RPS"); P_P99+=("$P99"); total_bad=$((total_bad + BAD))
     printf '%-6s %-11s %12s %10s %8s\n' "$r" portcullis "$RPS" "$P99" "$BAD"
+    if [ -n "$DECISION_LOG" ]; then
+        run_wrk portcullis-log "$LOG_PORT" "$DURATION" "$DIR/round$r-portcullis-log.txt"
+        L_RPS+=("$RPS"); L_P99+=("$P99"); total_bad=$((total_bad + BAD))
+        printf '%-6s %-11s %12s %10s %8s\n' "$r" "+declog" "$RPS" "$P99" "$BAD"
+    fi
 done
 
 n_rps="$(median "${N_RPS[@]}")"; n_p99="$(median "${N_P99[@]}")"
@@ -254,8 +308,23 @@ if [ "$total_bad" -ne 0 ]; then
     printf 'WARNING: %s non-2xx responses or socket errors during the measured runs; see %s\n' "$total_bad" "$DIR"
     KEEP_TMP=1
 fi
-echo "RESULT throughput_ratio=$tput_ratio p99_ratio=$p99_ratio portcullis_rps=$p_rps nginx_rps=$n_rps"
+log_result=""
+log_ok=met
+if [ -n "$DECISION_LOG" ]; then
+    l_rps="$(median "${L_RPS[@]}")"; l_p99="$(median "${L_P99[@]}")"
+    printf '%-6s %-11s %12s %10s\n' median "+declog" "$l_rps" "$l_p99"
+    log_cost="$(awk -v a="$l_rps" -v b="$p_rps" 'BEGIN { printf "%.3f", 1 - a / b }')"
+    log_ok="$(awk -v r="$log_cost" -v t="$TARGET_LOG_COST" 'BEGIN { print (r <= t) ? "met" : "MISSED" }')"
+    sleep 2   # the last batch waits for the flush interval
+    metrics="$(curl -s "http://127.0.0.1:$LOG_ADMIN_PORT/metrics")"
+    sent="$(awk '/^portcullis_decision_log_sent_total/ { print $2 }' <<<"$metrics")"
+    dropped="$(awk '/^portcullis_decision_log_dropped_total/ { print $2 }' <<<"$metrics")"
+    printf 'decision log cost (1 - with/without logging): %s  (target <= %s: %s); records sent %s, dropped %s, collector counted %s\n' \
+        "$log_cost" "$TARGET_LOG_COST" "$log_ok" "${sent:-?}" "${dropped:-?}" "$(cat "$DIR/collector.count" 2>/dev/null || echo 0)"
+    log_result=" decision_log_rps=$l_rps decision_log_cost=$log_cost"
+fi
+echo "RESULT throughput_ratio=$tput_ratio p99_ratio=$p99_ratio portcullis_rps=$p_rps nginx_rps=$n_rps$log_result"
 
-if [ "$STRICT" = 1 ] && { [ "$tput_ok" != met ] || [ "$p99_ok" != met ] || [ "$total_bad" -ne 0 ]; }; then
+if [ "$STRICT" = 1 ] && { [ "$tput_ok" != met ] || [ "$p99_ok" != met ] || [ "$log_ok" != met ] || [ "$total_bad" -ne 0 ]; }; then
     exit 3
 fi
