@@ -4,8 +4,8 @@
 
 pub mod admin;
 pub mod assertion;
-pub mod auth_endpoints;
 pub mod audit;
+pub mod auth_endpoints;
 pub mod config;
 pub mod decisionlog;
 pub mod errors;
