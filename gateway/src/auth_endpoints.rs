@@ -37,7 +37,7 @@ pub fn is_endpoint(path: &str) -> bool {
     )
 }
 
-async fn body(session: &mut Session) -> Result<String, GatewayError> {
+pub(crate) async fn body(session: &mut Session) -> Result<String, GatewayError> {
     let mut buf = Vec::new();
     loop {
         match session.read_request_body().await {

@@ -36,6 +36,12 @@ pub enum GatewayError {
         /// How recent the factor must be, in seconds.
         max_age_secs: Option<u64>,
     },
+    /// A browser must pass a second factor: redirect to the MFA page.
+    #[error("step-up authentication required")]
+    StepUpRedirect(String),
+    /// The MFA store is unreachable or a stored secret does not open (fail closed).
+    #[error("second-factor service unavailable")]
+    MfaUnavailable,
     /// Plain-HTTP listener configured to redirect.
     #[error("redirect to https")]
     RedirectHttps(String),
@@ -146,7 +152,8 @@ impl GatewayError {
             GatewayError::RedirectHttps(_) => 308,
             GatewayError::BadGateway => 502,
             GatewayError::UpstreamTimeout => 504,
-            GatewayError::Login(_) => 302,
+            GatewayError::Login(_) | GatewayError::StepUpRedirect(_) => 302,
+            GatewayError::MfaUnavailable => 503,
             GatewayError::Auth { err, .. } => match err {
                 AuthError::Store(_) => 503,
                 AuthError::ProviderUnavailable(_) => 502,
@@ -173,6 +180,8 @@ impl GatewayError {
             GatewayError::BadGateway => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
             GatewayError::Login(_) => "login",
+            GatewayError::StepUpRedirect(_) => "step_up_required",
+            GatewayError::MfaUnavailable => "mfa_unavailable",
             GatewayError::Auth { err, .. } => match err {
                 AuthError::Store(_) => "session_store_unavailable",
                 AuthError::ProviderUnavailable(_) => "identity_provider_unavailable",
@@ -190,7 +199,7 @@ impl GatewayError {
     pub fn decision(&self) -> &'static str {
         match self {
             GatewayError::Unauthenticated | GatewayError::Login(_) => "login",
-            GatewayError::StepUp { .. } => "step_up",
+            GatewayError::StepUp { .. } | GatewayError::StepUpRedirect(_) => "step_up",
             GatewayError::RedirectHttps(_)
             | GatewayError::BadGateway
             | GatewayError::UpstreamTimeout => "allow",
@@ -231,7 +240,9 @@ impl GatewayError {
                 );
                 h.insert_header("www-authenticate", v)?;
             }
-            GatewayError::RedirectHttps(to) => h.insert_header("location", to.as_str())?,
+            GatewayError::RedirectHttps(to) | GatewayError::StepUpRedirect(to) => {
+                h.insert_header("location", to.as_str())?
+            }
             GatewayError::Login(r) => {
                 h.insert_header("location", r.location.as_str())?;
                 for c in &r.cookies {

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod idp;
 pub mod logging;
 pub mod metrics;
+pub mod mfa;
 pub mod policy_cli;
 pub mod policy_input;
 pub mod proxy;

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub auth_events: IntCounterVec,
     /// `portcullis_sessions_active`
     pub sessions_active: IntGauge,
+    /// `portcullis_mfa_events_total{factor,outcome}`
+    pub mfa_events: IntCounterVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -85,6 +87,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "portcullis_sessions_active",
         "Signed-in sessions in the session store",
     )?;
+    let mfa_events = IntCounterVec::new(
+        Opts::new(
+            "portcullis_mfa_events_total",
+            "Second-factor events by factor (totp, recovery, ...) and outcome (enrolled, success, failure, replay, lockout)",
+        ),
+        &["factor", "outcome"],
+    )?;
+    registry.register(Box::new(mfa_events.clone()))?;
     registry.register(Box::new(auth_events.clone()))?;
     registry.register(Box::new(sessions_active.clone()))?;
     registry.register(Box::new(requests.clone()))?;
@@ -109,6 +119,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         build_info,
         auth_events,
         sessions_active,
+        mfa_events,
     })
 }
 
@@ -141,5 +152,13 @@ pub fn auth_event(idp: &str, event: &str, outcome: &str) {
     METRICS
         .auth_events
         .with_label_values(&[idp, event, outcome])
+        .inc();
+}
+
+/// Counts one second-factor event.
+pub fn mfa_event(factor: &str, outcome: &str) {
+    METRICS
+        .mfa_events
+        .with_label_values(&[factor, outcome])
         .inc();
 }

@@ -22,6 +22,7 @@ use pingora_http::RequestHeader;
 use portcullis_policy::engine::{evaluate, Challenge, Decision, Outcome};
 use portcullis_policy::input::Identity;
 use portcullis_policy::path::{normalise, NormalisedPath};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub sso: Arc<Sso>,
     /// The decision-log pipeline, when `decision_log:` is configured.
     pub decision_log: Option<Arc<DecisionLog>>,
+    /// Second factors and step-up, when `mfa:` is configured.
+    pub mfa: Option<Arc<crate::mfa::flow::Service>>,
 }
 
 /// Per-request state.
@@ -88,6 +91,15 @@ fn peer_ip(session: &Session) -> IpAddr {
     }
 }
 
+/// A browser navigation (HTML `Accept`), as opposed to an API client.
+fn is_browser(req: &RequestHeader) -> bool {
+    req.headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
 fn request_host(req: &RequestHeader) -> Option<String> {
     let raw = req
         .headers
@@ -113,6 +125,40 @@ impl Gateway {
         let Some(path) = ctx.path.as_ref().map(|p| p.decoded().to_string()) else {
             return Ok(None);
         };
+        if crate::mfa::flow::Service::is_endpoint(&path) {
+            let Some(mfa) = &self.mfa else {
+                return Ok(None);
+            };
+            let req = session.req_header();
+            let method = req.method.as_str().to_string();
+            let headers = req.headers.clone();
+            let parse = |s: &str| -> HashMap<String, String> {
+                url::form_urlencoded::parse(s.as_bytes())
+                    .into_owned()
+                    .collect()
+            };
+            let query = parse(req.uri.query().unwrap_or(""));
+            let form = if method == "POST" {
+                parse(&auth_endpoints::body(session).await?)
+            } else {
+                HashMap::new()
+            };
+            let origin = self.origin(ctx);
+            return mfa
+                .serve(
+                    &self.sso,
+                    &headers,
+                    &method,
+                    &path,
+                    &query,
+                    &form,
+                    &origin,
+                    ctx.tls,
+                    ctx.client_ip,
+                )
+                .await
+                .map(Some);
+        }
         if !auth_endpoints::is_endpoint(&path) {
             return Ok(None);
         }
@@ -134,12 +180,7 @@ impl Gateway {
     /// get the 401.
     async fn challenge(&self, session: &Session, ctx: &Ctx) -> GatewayError {
         let req = session.req_header();
-        let browser = req
-            .headers
-            .get_all(http::header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("text/html"));
+        let browser = is_browser(req);
         if !self.sso.enabled() || !browser || req.method != http::Method::GET {
             return GatewayError::Unauthenticated;
         }
@@ -162,6 +203,20 @@ impl Gateway {
                 })
             }
         }
+    }
+
+    /// A step-up challenge: browsers (HTML `Accept`, GET) go to the MFA page and come back to
+    /// this URL; API clients keep the machine-readable 401.
+    fn step_up(&self, session: &Session, ctx: &Ctx, err: GatewayError) -> GatewayError {
+        let req = session.req_header();
+        if self.mfa.is_none() || !is_browser(req) || req.method != http::Method::GET {
+            return err;
+        }
+        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("return", pq)
+            .finish();
+        GatewayError::StepUpRedirect(format!("{}/.portcullis/mfa?{q}", self.origin(ctx)))
     }
 
     /// Decides what happens to a request before any upstream is involved.
@@ -420,6 +475,7 @@ impl ProxyHttp for Gateway {
                 Err(e) => Err(e),
             },
             Err(GatewayError::Unauthenticated) => Err(self.challenge(session, ctx).await),
+            Err(e @ GatewayError::StepUp { .. }) => Err(self.step_up(session, ctx, e)),
             other => other,
         };
         match result {

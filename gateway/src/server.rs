@@ -36,6 +36,9 @@ pub enum StartError {
     /// The decision-log pipeline could not be set up (spool directory, sink settings).
     #[error("decision_log: {0}")]
     DecisionLog(#[from] crate::decisionlog::StartError),
+    /// The MFA store could not be opened.
+    #[error("mfa: {0}")]
+    Mfa(String),
     /// The audit log could not be set up (signing key, store).
     #[error("audit: {0}")]
     Audit(String),
@@ -198,7 +201,15 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         let ids: Vec<&str> = sso.providers.iter().map(|p| p.cfg.id.as_str()).collect();
         tracing::info!(providers = ?ids, "single sign-on enabled");
     }
+    let mfa = match &runtime.load().config.mfa {
+        Some(m) => Some(Arc::new(crate::mfa::flow::Service::check_and_new(
+            m.clone(),
+            runtime.load().config.store.clone(),
+        )?)),
+        None => None,
+    };
     let gateway = Gateway {
+        mfa,
         sso,
         runtime: runtime.clone(),
         https_port: https.map(|(a, _)| a.port()),

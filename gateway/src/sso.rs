@@ -100,7 +100,7 @@ fn now() -> i64 {
 }
 
 /// Constant-time string equality for secrets (state, CSRF tokens).
-fn same(a: &str, b: &str) -> bool {
+pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -293,6 +293,34 @@ impl Sso {
                 Ok(Refreshed::Ended)
             }
         }
+    }
+
+    /// Records a second factor done now: appends `{method, at}` to the session's auth methods
+    /// under a new session id (a privilege change; the old id stops working) and returns the
+    /// `Set-Cookie` for the new id.
+    pub async fn elevate(
+        &self,
+        sid: &str,
+        rec: &SessionRecord,
+        method: &str,
+        tls: bool,
+    ) -> Result<String, AuthError> {
+        let mut rec = rec.clone();
+        rec.identity
+            .auth_methods
+            .push(portcullis_policy::input::AuthEvent {
+                method: method.to_string(),
+                at: chrono::Utc::now(),
+            });
+        let new_sid = self.new_id()?;
+        self.store.save(&new_sid, &rec, self.ttl(&rec)).await?;
+        self.store.remove(sid).await?;
+        self.session_cookie(&new_sid, tls)
+    }
+
+    /// A fresh random token (CSRF tokens, ids).
+    pub fn token(&self) -> Result<String, AuthError> {
+        self.new_id()
     }
 
     fn new_id(&self) -> Result<String, AuthError> {
@@ -557,8 +585,21 @@ enum Refreshed {
     Ended,
 }
 
+/// Factors the gateway itself verifies and records in the session ([`Sso::elevate`]).
+pub const GATEWAY_FACTORS: &[&str] = &["totp", "webauthn", "email", "sms", "recovery"];
+
 fn apply(rec: &mut SessionRecord, res: LoginResult) {
+    // A refresh replaces the identity, but second factors done at the gateway stay recorded
+    // (their own max_age still applies).
+    let kept: Vec<_> = rec
+        .identity
+        .auth_methods
+        .iter()
+        .filter(|e| e.at.timestamp() >= rec.created && GATEWAY_FACTORS.contains(&e.method.as_str()))
+        .cloned()
+        .collect();
     rec.identity = res.identity;
+    rec.identity.auth_methods.extend(kept);
     rec.sub = res.sub;
     if res.idp_sid.is_some() {
         rec.idp_sid = res.idp_sid;

@@ -64,6 +64,8 @@ pub struct Config {
     pub tenants: Option<TenantRule>,
     /// GeoIP databases.
     pub geoip: Option<Arc<GeoIp>>,
+    /// Second factors, when configured.
+    pub mfa: Option<crate::mfa::config::MfaConfig>,
 }
 
 /// Output format of the logs.
@@ -242,6 +244,9 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     let audit = file
         .audit
         .and_then(|a| crate::audit::config::build(a, &data_dir, problems));
+    let mfa = file
+        .mfa
+        .and_then(|m| crate::mfa::config::build(m, problems));
     let server = build_server(file.server, problems);
     let session = super::auth_model::build_session(file.session, problems);
     let identity_providers = super::auth_model::build_idps(file.identity_providers, problems);
@@ -327,6 +332,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             library: library?,
             tenants,
             geoip,
+            mfa,
         })
     } else {
         None

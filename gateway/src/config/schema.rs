@@ -48,6 +48,9 @@ pub struct ConfigFile {
     /// GeoIP databases (MaxMind / GeoLite2 `.mmdb`).
     #[serde(default)]
     pub geoip: Option<GeoIpSpec>,
+    /// Second factors and step-up.
+    #[serde(default)]
+    pub mfa: Option<crate::mfa::config::MfaSpec>,
 }
 
 /// `tenants:`

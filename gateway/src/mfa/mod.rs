@@ -1,0 +1,156 @@
+//! Second factors: enrolment, verification and the store behind them. `totp` and `seal` are
+//! pure; [`Mfa`] ties them to the store so that secrets are sealed before they are written and
+//! every TOTP step is accepted at most once (across replicas when the store is PostgreSQL).
+
+pub mod config;
+pub mod flow;
+pub mod limiter;
+pub mod pages;
+pub mod seal;
+pub mod store;
+pub mod totp;
+
+#[cfg(test)]
+mod tests;
+
+use seal::{SealError, Sealer};
+use std::sync::Arc;
+use store::{FactorRow, MfaStore, StoreError};
+use thiserror::Error;
+
+/// Why a factor operation failed.
+#[derive(Debug, Error)]
+pub enum MfaError {
+    /// The enrolment store is unreachable or refused (fail closed: 503).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored secret does not open with the configured key (fail closed: 500).
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The code matches no enrolled factor.
+    #[error("wrong code")]
+    WrongCode,
+    /// The code was right but already used.
+    #[error("code already used")]
+    Replayed,
+}
+
+/// A factor as shown to its user (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactorInfo {
+    /// Id.
+    pub id: String,
+    /// Kind (`totp`, ...).
+    pub kind: String,
+    /// Label.
+    pub label: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// Enrolments and verification.
+pub struct Mfa {
+    store: Arc<dyn MfaStore>,
+    sealer: Sealer,
+    params: totp::Params,
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+impl Mfa {
+    /// Over an opened store with the configured key.
+    pub fn new(store: Arc<dyn MfaStore>, key: &[u8]) -> Result<Self, SealError> {
+        Ok(Self {
+            store,
+            sealer: Sealer::new(key)?,
+            params: totp::Params::default(),
+        })
+    }
+
+    /// TOTP parameters in use.
+    pub fn totp_params(&self) -> totp::Params {
+        self.params
+    }
+
+    /// The user's enrolled factors.
+    pub async fn factors(&self, user: &str) -> Result<Vec<FactorInfo>, MfaError> {
+        Ok(self
+            .store
+            .list(user)
+            .await?
+            .into_iter()
+            .map(|r| FactorInfo {
+                id: r.id,
+                kind: r.kind,
+                label: r.label,
+                created: r.created,
+            })
+            .collect())
+    }
+
+    /// Enrols a TOTP secret the user has proven with a code at `now` (the step of that code
+    /// is recorded as used, so the enrolment code cannot be replayed).
+    pub async fn enrol_totp(
+        &self,
+        user: &str,
+        label: &str,
+        secret: &[u8],
+        code: &str,
+        now: u64,
+    ) -> Result<String, MfaError> {
+        let step = totp::verify(&self.params, secret, code, now).ok_or(MfaError::WrongCode)?;
+        let id = new_id();
+        let row = FactorRow {
+            secret: self.sealer.seal(user, &id, "totp", secret)?,
+            id: id.clone(),
+            user: user.to_string(),
+            kind: "totp".into(),
+            label: label.to_string(),
+            created: i64::try_from(now).unwrap_or(i64::MAX),
+            last_step: i64::try_from(step).ok(),
+        };
+        self.store.add(&row).await?;
+        Ok(id)
+    }
+
+    /// Checks a TOTP code against each of the user's TOTP factors; the matching step is
+    /// claimed atomically, so a second use of the same code is [`MfaError::Replayed`].
+    /// Returns the id of the factor used.
+    pub async fn verify_totp(&self, user: &str, code: &str, now: u64) -> Result<String, MfaError> {
+        let rows = self.store.list(user).await?;
+        for row in rows.iter().filter(|r| r.kind == "totp") {
+            let secret = self.sealer.open(user, &row.id, "totp", &row.secret)?;
+            if let Some(step) = totp::verify(&self.params, &secret, code, now) {
+                let step = i64::try_from(step).unwrap_or(i64::MAX);
+                return if self.store.claim_step(user, &row.id, step).await? {
+                    Ok(row.id.clone())
+                } else {
+                    Err(MfaError::Replayed)
+                };
+            }
+        }
+        Err(MfaError::WrongCode)
+    }
+
+    /// Removes one of the user's factors.
+    pub async fn remove(&self, user: &str, id: &str) -> Result<bool, MfaError> {
+        Ok(self.store.remove(user, id).await?)
+    }
+}
+
+/// Counts and audits one MFA event (never with the code).
+pub fn event(factor: &str, outcome: &str, user: &str, client_ip: &str) {
+    crate::metrics::mfa_event(factor, outcome);
+    crate::audit::emit(
+        &format!("mfa.{outcome}"),
+        Some(user),
+        serde_json::json!({"factor": factor, "client_ip": client_ip}),
+    );
+    if matches!(outcome, "failure" | "replay" | "lockout" | "locked_out") {
+        tracing::warn!(target: "audit", user, factor, outcome, client_ip, "mfa refused");
+    } else {
+        tracing::info!(target: "audit", user, factor, outcome, client_ip, "mfa");
+    }
+}

@@ -1,0 +1,233 @@
+//! Where enrolments live: one trait, SQLite (default, in the shared `store:` database) and
+//! PostgreSQL (several replicas). Rows hold secrets sealed by [`super::seal`]; this layer
+//! never sees a plaintext secret. Single use of TOTP steps is an atomic conditional update,
+//! so two replicas cannot both accept the same code.
+
+use crate::store::StoreUrl;
+use async_trait::async_trait;
+use sqlx::Row;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// A database operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database refused or is unreachable.
+    #[error("mfa store: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The data directory could not be created.
+    #[error("mfa store directory {0}: {1}")]
+    Dir(String, std::io::Error),
+}
+
+/// One enrolled factor as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactorRow {
+    /// Random id.
+    pub id: String,
+    /// The user it belongs to (session identity `user`).
+    pub user: String,
+    /// `totp`, `webauthn`, `email`, `sms`, `recovery`.
+    pub kind: String,
+    /// Shown to the user ("Authenticator app").
+    pub label: String,
+    /// Sealed secret.
+    pub secret: Vec<u8>,
+    /// Unix seconds.
+    pub created: i64,
+    /// Last TOTP step accepted (single use), if any.
+    pub last_step: Option<i64>,
+}
+
+/// Storage of enrolments.
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// Adds a factor.
+    async fn add(&self, f: &FactorRow) -> Result<(), StoreError>;
+    /// The user's factors, oldest first.
+    async fn list(&self, user: &str) -> Result<Vec<FactorRow>, StoreError>;
+    /// Removes one of the user's factors; false if there was none.
+    async fn remove(&self, user: &str, id: &str) -> Result<bool, StoreError>;
+    /// Records `step` as used if it is later than every step used before; false means the
+    /// code was already used (or an older one was), and must be refused.
+    async fn claim_step(&self, user: &str, id: &str, step: i64) -> Result<bool, StoreError>;
+}
+
+/// Opens the store named by the config, creating tables.
+pub async fn open(url: &StoreUrl) -> Result<Arc<dyn MfaStore>, StoreError> {
+    Ok(match url {
+        StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+        StoreUrl::Postgres(u) => Arc::new(PgStore::open(u).await?),
+    })
+}
+
+macro_rules! row_from {
+    ($name:ident, $t:ty) => {
+        fn $name(r: &$t) -> Result<FactorRow, sqlx::Error> {
+            Ok(FactorRow {
+                id: r.try_get("id")?,
+                user: r.try_get("user_id")?,
+                kind: r.try_get("kind")?,
+                label: r.try_get("label")?,
+                secret: r.try_get("secret")?,
+                created: r.try_get("created")?,
+                last_step: r.try_get("last_step")?,
+            })
+        }
+    };
+}
+row_from!(sqlite_row, sqlx::sqlite::SqliteRow);
+row_from!(pg_row, sqlx::postgres::PgRow);
+
+/// SQLite (the shared database file, WAL mode).
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens or creates the file and the table.
+    pub async fn open(path: &std::path::Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
+        }
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS mfa_factors (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, secret BLOB NOT NULL, created BIGINT NOT NULL, last_step BIGINT)")
+            .execute(&pool)
+            .await?;
+        sqlx::query("CREATE INDEX IF NOT EXISTS mfa_factors_user ON mfa_factors (user_id)")
+            .execute(&pool)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool (tests read raw rows).
+    pub fn pool(&self) -> &sqlx::SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl MfaStore for SqliteStore {
+    async fn add(&self, f: &FactorRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO mfa_factors (id, user_id, kind, label, secret, created, last_step) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&f.id)
+            .bind(&f.user)
+            .bind(&f.kind)
+            .bind(&f.label)
+            .bind(&f.secret)
+            .bind(f.created)
+            .bind(f.last_step)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list(&self, user: &str) -> Result<Vec<FactorRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, user_id, kind, label, secret, created, last_step FROM mfa_factors WHERE user_id = ? ORDER BY created, id")
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(sqlite_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn remove(&self, user: &str, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM mfa_factors WHERE user_id = ? AND id = ?")
+            .bind(user)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn claim_step(&self, user: &str, id: &str, step: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE mfa_factors SET last_step = ? WHERE user_id = ? AND id = ? AND (last_step IS NULL OR last_step < ?)")
+            .bind(step)
+            .bind(user)
+            .bind(id)
+            .bind(step)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+/// PostgreSQL (several replicas).
+pub struct PgStore {
+    pool: sqlx::PgPool,
+}
+
+impl PgStore {
+    /// Connects and creates the table.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect(url)
+            .await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS mfa_factors (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, secret BYTEA NOT NULL, created BIGINT NOT NULL, last_step BIGINT)")
+            .execute(&pool)
+            .await?;
+        sqlx::query("CREATE INDEX IF NOT EXISTS mfa_factors_user ON mfa_factors (user_id)")
+            .execute(&pool)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool (tests read raw rows).
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl MfaStore for PgStore {
+    async fn add(&self, f: &FactorRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO mfa_factors (id, user_id, kind, label, secret, created, last_step) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&f.id)
+            .bind(&f.user)
+            .bind(&f.kind)
+            .bind(&f.label)
+            .bind(&f.secret)
+            .bind(f.created)
+            .bind(f.last_step)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list(&self, user: &str) -> Result<Vec<FactorRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, user_id, kind, label, secret, created, last_step FROM mfa_factors WHERE user_id = $1 ORDER BY created, id")
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(pg_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn remove(&self, user: &str, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM mfa_factors WHERE user_id = $1 AND id = $2")
+            .bind(user)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn claim_step(&self, user: &str, id: &str, step: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE mfa_factors SET last_step = $1 WHERE user_id = $2 AND id = $3 AND (last_step IS NULL OR last_step < $1)")
+            .bind(step)
+            .bind(user)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
