@@ -53,7 +53,7 @@ async fn fresh_step(margin: u64) {
     }
 }
 
-fn config(ports: &Ports, issuer: &str, up: &str, dir: &str) -> String {
+fn config(issuer: &str, up: &str, dir: &str) -> String {
     format!(
         "{SERVER}  data_dir: \"{dir}\"
 session:
@@ -81,8 +81,7 @@ routes:
     path: /app
     upstream: \"{up}\"
     policy: authenticated
-",
-        https = ports.https
+"
     )
 }
 
@@ -112,12 +111,7 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start_on(
         ports,
-        &config(
-            &ports,
-            &op.issuer,
-            &up.url(),
-            &dir.path().display().to_string(),
-        ),
+        &config(&op.issuer, &up.url(), &dir.path().display().to_string()),
     );
     let b = Browser::new();
 
@@ -272,6 +266,7 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     assert_eq!(w.hops[0].status, 302, "expired step-up asks again: {w:#?}");
     assert!(w.body.contains("authenticator app"), "{}", w.body);
     fresh_step(5).await;
+    let code2_step = now() / 30;
     let code2 = totp(&secret, now());
     assert_ne!(code2, code);
     let w2 = post_code(&b, &w.last().url, &w.body, &code2).await;
@@ -282,16 +277,36 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let w3 = post_code(&b, &mfa_url, &w3.body, &code2).await;
     assert_eq!(w3.last().status, 401);
 
-    // Lockout: 4 failures per user (1 wrong at enrolment + 1 replay + 1 replay above = 3 so far
-    // counted; one more wrong code locks).
+    // Lockout: a success resets the user's count, so the replay above is failure 1 of 4;
+    // two more wrong codes are refused normally and the fourth failure locks.
+    let mut last_form = String::new();
+    for _ in 0..2 {
+        let w = b.walk(&mfa_url).await;
+        let w = post_code(&b, &mfa_url, &w.body, "999999").await;
+        assert_eq!(w.last().status, 401, "{w:#?}");
+        last_form = w.body.clone();
+    }
     let w = b.walk(&mfa_url).await;
     let w = post_code(&b, &mfa_url, &w.body, "999999").await;
     assert_eq!(w.last().status, 429, "locked after the limit: {w:#?}");
     // Even the right code is refused while locked.
-    fresh_step(3).await;
     let w = b.walk(&mfa_url).await;
     assert_eq!(w.last().status, 429);
     assert!(!w.body.contains("<form"), "no form while locked");
+    while now() / 30 == code2_step {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let w = post_code(&b, &mfa_url, &last_form, &totp(&secret, now())).await;
+    assert_eq!(
+        w.last().status,
+        429,
+        "right code refused while locked: {w:#?}"
+    );
+    assert_eq!(
+        gw.metric("portcullis_mfa_events_total{factor=\"totp\",outcome=\"success\"}"),
+        Some(1.0),
+        "only the one verification before the lockout succeeded"
+    );
 
     let m = gw.metrics();
     for (series, min) in [
