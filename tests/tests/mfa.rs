@@ -2,7 +2,7 @@
 //! client: first visit to an MFA route sends the browser to TOTP enrolment; the test reads the
 //! secret from the page and computes codes itself (RFC 6238 with ring); the step-up is honoured
 //! per route and expires after `max_age`; replayed and wrong codes are refused; the user is
-//! locked out after the limit; API clients keep the 401 challenge; CSRF is required; events
+//! locked out after the limit; recovery codes (shown once) work once; API clients keep the 401 challenge; CSRF is required; events
 //! are counted in `portcullis_mfa_events_total` and recorded in the audit log.
 
 use portcullis_e2e::oidc::*;
@@ -77,6 +77,10 @@ routes:
     path: /admin
     upstream: \"{up}\"
     policy: {{ allow: [ {{ mfa: {{ methods: [totp], max_age: 40s }} }} ] }}
+  - id: glass
+    path: /break-glass
+    upstream: \"{up}\"
+    policy: {{ allow: [ {{ mfa: {{ methods: [recovery], max_age: 1h }} }} ] }}
   - id: app
     path: /app
     upstream: \"{up}\"
@@ -209,7 +213,8 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let t0 = now();
     let code = totp(&secret, t0);
     let w = post_code(&b, &page_url, &page, &code).await;
-    assert_eq!(w.hops[0].status, 302, "{w:#?}");
+    // Enrolled: recovery codes are shown once, with a link back to the page.
+    assert_eq!(w.hops[0].status, 200, "{w:#?}");
     assert!(
         w.hops[0]
             .set_cookies
@@ -217,6 +222,21 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
             .any(|c| c.starts_with("__Host-portcullis=")),
         "new session id after step-up: {w:#?}"
     );
+    let code_re =
+        regex_lite::Regex::new(r"<li><code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code></li>")
+            .unwrap();
+    let recovery: Vec<String> = code_re
+        .captures_iter(&w.body)
+        .map(|c| c[1].to_string())
+        .collect();
+    assert_eq!(recovery.len(), 10, "{}", w.body);
+    assert!(
+        w.body
+            .contains(&format!("href=\"{}\"", admin.replace('&', "&amp;"))),
+        "{}",
+        w.body
+    );
+    let w = b.walk(&admin).await;
     assert_eq!(w.last().url, admin, "back to the page it started from");
     assert_eq!(w.last().status, 200, "{w:#?}");
     let j: serde_json::Value = serde_json::from_str(&w.body).unwrap();
@@ -277,7 +297,38 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let w3 = post_code(&b, &mfa_url, &w3.body, &code2).await;
     assert_eq!(w3.last().status, 401);
 
-    // Lockout: a success resets the user's count, so the replay above is failure 1 of 4;
+    // A recovery code opens a route that accepts it, once.
+    let glass = format!("{}/break-glass/x", gw.https());
+    let w = b.walk(&glass).await;
+    assert_eq!(w.hops[0].status, 302, "{w:#?}");
+    let form = Form::parse(&w.last().url, &w.body);
+    let recovery_post = |code: &str| {
+        let mut f = form.fields.clone();
+        f.push(("code".into(), code.to_string()));
+        b.walk_from(
+            b.client
+                .post(format!("{}/.portcullis/mfa/recovery", gw.https()))
+                .form(&f),
+            |_| false,
+        )
+    };
+    let w = recovery_post(&recovery[3].to_uppercase()).await;
+    assert_eq!(w.last().url, glass, "{w:#?}");
+    assert_eq!(w.last().status, 200);
+    let w = recovery_post(&recovery[3]).await;
+    assert_eq!(w.last().status, 401, "a recovery code works once: {w:#?}");
+    let db = std::fs::read(dir.path().join("portcullis.db")).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("portcullis.db-wal")).unwrap_or_default();
+    for c in &recovery {
+        for bytes in [&db, &wal] {
+            assert!(
+                !bytes.windows(c.len()).any(|w| w == c.as_bytes()),
+                "recovery code stored in clear"
+            );
+        }
+    }
+
+    // Lockout: a success resets the user's count, so the reuse above is failure 1 of 4;
     // two more wrong codes are refused normally and the fourth failure locks.
     let mut last_form = String::new();
     for _ in 0..2 {
@@ -331,6 +382,18 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
             1.0,
         ),
         ("portcullis_audit_events_total{kind=\"mfa.enrolled\"}", 1.0),
+        (
+            "portcullis_mfa_events_total{factor=\"recovery\",outcome=\"issued\"}",
+            1.0,
+        ),
+        (
+            "portcullis_mfa_events_total{factor=\"recovery\",outcome=\"success\"}",
+            1.0,
+        ),
+        (
+            "portcullis_mfa_events_total{factor=\"recovery\",outcome=\"failure\"}",
+            1.0,
+        ),
         ("portcullis_audit_events_total{kind=\"mfa.replay\"}", 2.0),
         ("portcullis_audit_events_total{kind=\"mfa.lockout\"}", 1.0),
     ] {

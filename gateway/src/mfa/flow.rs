@@ -123,7 +123,10 @@ impl Service {
     pub fn is_endpoint(path: &str) -> bool {
         matches!(
             path,
-            "/.portcullis/mfa" | "/.portcullis/mfa/verify" | "/.portcullis/mfa/enrol"
+            "/.portcullis/mfa"
+                | "/.portcullis/mfa/verify"
+                | "/.portcullis/mfa/enrol"
+                | "/.portcullis/mfa/recovery"
         )
     }
 
@@ -150,7 +153,10 @@ impl Service {
                 let ret = query.get("return").map_or("/", String::as_str);
                 self.show(sso, &a, ret, tls, client_ip, None).await?
             }
-            ("/.portcullis/mfa/verify" | "/.portcullis/mfa/enrol", "POST") => {
+            (
+                "/.portcullis/mfa/verify" | "/.portcullis/mfa/enrol" | "/.portcullis/mfa/recovery",
+                "POST",
+            ) => {
                 let csrf = form.get("csrf").map_or("", String::as_str);
                 if !same(csrf, &a.record.csrf) {
                     tracing::warn!(target: "audit", user = %a.record.identity.user, "mfa form without a valid CSRF token");
@@ -198,6 +204,14 @@ impl Service {
             let body = format!(
                 "<p>This page needs a second factor. Enter the 6-digit code from your authenticator app.</p>{}",
                 code_form("/.portcullis/mfa/verify", csrf, ret, "Authentication code", error)
+            ) + &format!(
+                "<details><summary>Lost your device? Use a recovery code</summary>\
+<form method=\"post\" action=\"/.portcullis/mfa/recovery\" id=\"recovery-form\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\">\
+<p><label for=\"recovery\">Recovery code</label><br><input id=\"recovery\" name=\"code\" autocomplete=\"off\" required></p>\
+<p><button type=\"submit\">Use recovery code</button></p></form></details>",
+                esc(csrf),
+                esc(ret)
             );
             return Ok(html(
                 if error.is_some() { 401 } else { 200 },
@@ -261,8 +275,13 @@ impl Service {
     ) -> Result<Reply, GatewayError> {
         let user = &a.record.identity.user;
         let ip_s = ip.to_string();
+        let factor = if path == "/.portcullis/mfa/recovery" {
+            "recovery"
+        } else {
+            "totp"
+        };
         if self.limiter.locked(user, &ip_s, Instant::now()).is_some() {
-            super::event("totp", "locked_out", user, &ip_s);
+            super::event(factor, "locked_out", user, &ip_s);
             return self.show(sso, a, ret, tls, ip, None).await;
         }
         let mfa = self.mfa().await?;
@@ -279,6 +298,8 @@ impl Service {
             };
             mfa.enrol_totp(user, "Authenticator app", &secret, code, now)
                 .await
+        } else if factor == "recovery" {
+            mfa.use_recovery_code(user, code).await
         } else {
             mfa.verify_totp(user, code, now).await
         };
@@ -286,15 +307,36 @@ impl Service {
             Ok(_) => {
                 self.limiter.success(user);
                 super::event(
-                    "totp",
+                    factor,
                     if enrolling { "enrolled" } else { "success" },
                     user,
                     &ip_s,
                 );
-                let cookie = sso.elevate(&a.sid, &a.record, "totp", tls).await?;
+                let cookie = sso.elevate(&a.sid, &a.record, factor, tls).await?;
                 let mut cookies = vec![cookie];
                 if enrolling {
                     cookies.push(session::clear_cookie(enrol_cookie(tls), tls));
+                    if self.cfg.recovery_codes > 0 {
+                        let codes = mfa
+                            .issue_recovery_codes(user, self.cfg.recovery_codes, now)
+                            .await
+                            .map_err(map_err)?;
+                        super::event("recovery", "issued", user, &ip_s);
+                        let items: String = codes
+                            .iter()
+                            .map(|c| format!("<li><code>{}</code></li>", esc(c)))
+                            .collect();
+                        let body = format!(
+                            "<p>Your authenticator app is set up. Save these recovery codes somewhere safe: \
+each works once if you lose your device. They are shown only now.</p>\
+<ul id=\"recovery-codes\">{items}</ul><p><a href=\"{}\">Continue</a></p>",
+                            esc(&sso.return_to(Some(ret), origin))
+                        );
+                        let mut r = html(200, &self.cfg, "Save your recovery codes", &body);
+                        r.headers
+                            .extend(cookies.into_iter().map(|c| ("set-cookie".to_string(), c)));
+                        return Ok(r);
+                    }
                 }
                 Ok(Reply::redirect(crate::sso::Redirect {
                     location: sso.return_to(Some(ret), origin),
@@ -307,9 +349,9 @@ impl Service {
                 } else {
                     "failure"
                 };
-                super::event("totp", outcome, user, &ip_s);
+                super::event(factor, outcome, user, &ip_s);
                 if self.limiter.fail(user, &ip_s, Instant::now()) {
-                    super::event("totp", "lockout", user, &ip_s);
+                    super::event(factor, "lockout", user, &ip_s);
                 }
                 let msg = if matches!(e, MfaError::Replayed) {
                     "That code was already used. Wait for the next one."
@@ -332,6 +374,10 @@ fn map_err(e: MfaError) -> GatewayError {
         }
         MfaError::Seal(e) => {
             tracing::error!(error = %e, "mfa: a stored factor secret does not open (wrong mfa.encryption_key?)");
+            GatewayError::MfaUnavailable
+        }
+        MfaError::Hash => {
+            tracing::error!("mfa: recovery code hashing failed");
             GatewayError::MfaUnavailable
         }
         MfaError::WrongCode | MfaError::Replayed => GatewayError::Forbidden,

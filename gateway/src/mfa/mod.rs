@@ -6,6 +6,7 @@ pub mod config;
 pub mod flow;
 pub mod limiter;
 pub mod pages;
+pub mod recovery;
 pub mod seal;
 pub mod store;
 pub mod totp;
@@ -33,6 +34,9 @@ pub enum MfaError {
     /// The code was right but already used.
     #[error("code already used")]
     Replayed,
+    /// Hashing a recovery code or drawing randomness failed (fail closed: 503).
+    #[error("recovery code hashing failed")]
+    Hash,
 }
 
 /// A factor as shown to its user (never the secret).
@@ -126,6 +130,71 @@ impl Mfa {
                 let step = i64::try_from(step).unwrap_or(i64::MAX);
                 return if self.store.claim_step(user, &row.id, step).await? {
                     Ok(row.id.clone())
+                } else {
+                    Err(MfaError::Replayed)
+                };
+            }
+        }
+        Err(MfaError::WrongCode)
+    }
+
+    /// Replaces the user's recovery codes with `n` new ones and returns them (the only time
+    /// they are visible: only Argon2id hashes are stored).
+    pub async fn issue_recovery_codes(
+        &self,
+        user: &str,
+        n: u32,
+        now: u64,
+    ) -> Result<Vec<String>, MfaError> {
+        for r in self.store.list(user).await? {
+            if r.kind == "recovery" {
+                self.store.remove(user, &r.id).await?;
+            }
+        }
+        let mut codes = Vec::new();
+        for _ in 0..n {
+            let code = recovery::generate().ok_or(MfaError::Hash)?;
+            let c = code.clone();
+            let phc = tokio::task::spawn_blocking(move || recovery::hash(&c))
+                .await
+                .ok()
+                .flatten()
+                .ok_or(MfaError::Hash)?;
+            self.store
+                .add(&FactorRow {
+                    id: new_id(),
+                    user: user.to_string(),
+                    kind: "recovery".into(),
+                    label: recovery::prefix(&code).to_string(),
+                    secret: phc.into_bytes(),
+                    created: i64::try_from(now).unwrap_or(i64::MAX),
+                    last_step: None,
+                })
+                .await?;
+            codes.push(code);
+        }
+        Ok(codes)
+    }
+
+    /// Uses one recovery code: it is deleted as it is accepted (atomically: of two concurrent
+    /// uses only the one that deletes the row wins). Returns the id of the used code.
+    pub async fn use_recovery_code(&self, user: &str, code: &str) -> Result<String, MfaError> {
+        let Some(code) = recovery::normalise(code) else {
+            return Err(MfaError::WrongCode);
+        };
+        let rows = self.store.list(user).await?;
+        for row in rows
+            .into_iter()
+            .filter(|r| r.kind == "recovery" && r.label == recovery::prefix(&code))
+        {
+            let phc = String::from_utf8(row.secret).unwrap_or_default();
+            let c = code.clone();
+            let ok = tokio::task::spawn_blocking(move || recovery::verify(&c, &phc))
+                .await
+                .map_err(|_| MfaError::Hash)?;
+            if ok {
+                return if self.store.remove(user, &row.id).await? {
+                    Ok(row.id)
                 } else {
                     Err(MfaError::Replayed)
                 };

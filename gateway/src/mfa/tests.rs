@@ -100,6 +100,58 @@ async fn suite(store: Arc<dyn MfaStore>, raw: RawSecrets) {
         Err(MfaError::Seal(_))
     ));
 
+    // Recovery codes: hashed, single use, replaced on reissue.
+    let codes = mfa.issue_recovery_codes("ann", 3, NOW).await.unwrap();
+    assert_eq!(codes.len(), 3);
+    let raw_now = raw().await;
+    for c in &codes {
+        assert!(
+            !raw_now
+                .iter()
+                .any(|s| s.windows(c.len()).any(|w| w == c.as_bytes())),
+            "code stored in clear"
+        );
+    }
+    assert_eq!(
+        mfa.use_recovery_code("ann", &codes[1].to_uppercase())
+            .await
+            .unwrap()
+            .len(),
+        32
+    );
+    assert!(
+        matches!(
+            mfa.use_recovery_code("ann", &codes[1]).await,
+            Err(MfaError::WrongCode)
+        ),
+        "single use"
+    );
+    assert!(
+        matches!(
+            mfa.use_recovery_code("bob", &codes[0]).await,
+            Err(MfaError::WrongCode)
+        ),
+        "per user"
+    );
+    assert!(matches!(
+        mfa.use_recovery_code("ann", "nope").await,
+        Err(MfaError::WrongCode)
+    ));
+    let again = mfa.issue_recovery_codes("ann", 2, NOW).await.unwrap();
+    assert!(
+        matches!(
+            mfa.use_recovery_code("ann", &codes[0]).await,
+            Err(MfaError::WrongCode)
+        ),
+        "old codes revoked by reissue"
+    );
+    assert!(mfa.use_recovery_code("ann", &again[0]).await.is_ok());
+    let (a, b) = tokio::join!(
+        mfa.use_recovery_code("ann", &again[1]),
+        mfa.use_recovery_code("ann", &again[1])
+    );
+    assert_eq!(u8::from(a.is_ok()) + u8::from(b.is_ok()), 1, "{a:?} {b:?}");
+
     // Removal is per user.
     assert!(!mfa.remove("bob", &id).await.unwrap());
     assert!(mfa.remove("ann", &id).await.unwrap());
