@@ -153,6 +153,7 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     assert!(page.contains("Acme Access"), "branded title");
     assert!(page.contains("#123456"), "branded colour");
     assert!(!page.contains("<script"), "no scripts");
+    assert!(page.contains("<svg role=\"img\""), "QR code as inline SVG");
     assert!(!page.contains("src=\"http"), "no external assets");
     let secret_b32 = field(&page, "totp-secret").to_string();
     let uri = field(&page, "otpauth-uri").replace("&amp;", "&");

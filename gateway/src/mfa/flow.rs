@@ -240,9 +240,10 @@ impl Service {
             .seal(name, &pending)
             .ok_or(GatewayError::MfaUnavailable)?;
         let uri = totp::otpauth_uri(&totp::Params::default(), issuer, user, &secret);
+        let qr = totp::qr_svg(&uri).unwrap_or_default();
         let body = format!(
-            "<p>Set up an authenticator app: add an account with this key, then enter the code it shows.</p>\
-<p>Key: <code id=\"totp-secret\">{}</code></p><p>Or open: <code id=\"otpauth-uri\">{}</code></p>{}",
+            "<p>Set up an authenticator app: scan this code, or add an account with the key below, then enter the code it shows.</p>\
+<p>{qr}</p><p>Key: <code id=\"totp-secret\">{}</code></p><p>Or open: <code id=\"otpauth-uri\">{}</code></p>{}",
             esc(&pending.secret),
             esc(&uri),
             code_form("/.portcullis/mfa/enrol", csrf, ret, "Code from the app", error)

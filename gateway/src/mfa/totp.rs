@@ -145,6 +145,25 @@ pub fn otpauth_uri(p: &Params, issuer: &str, account: &str, secret: &[u8]) -> St
     )
 }
 
+/// The `otpauth://` URI as an inline SVG QR code (no external asset, no script), or `None`
+/// if the URI is too long for a QR code.
+pub fn qr_svg(uri: &str) -> Option<String> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    // Inline in HTML: drop the XML declaration.
+    let start = svg.find("<svg")?;
+    Some(svg[start..].replacen(
+        "<svg ",
+        "<svg role=\"img\" aria-label=\"QR code for the authenticator app\" id=\"totp-qr\" ",
+        1,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +227,15 @@ mod tests {
         assert_eq!(verify(&p, SEED1, &format!("{code}0"), now), None);
         assert_eq!(verify(&p, SEED1, "", now), None);
         assert_eq!(verify(&p, b"other secret", &code, now), None);
+    }
+
+    #[test]
+    fn qr_code_is_inline_svg() {
+        let svg = qr_svg(&otpauth_uri(&Params::default(), "Acme", "ann", SEED1)).unwrap();
+        assert!(svg.starts_with("<svg role=\"img\""), "{svg}");
+        assert!(svg.contains("<path") || svg.contains("<rect"), "{svg}");
+        assert!(!svg.contains("<?xml") && !svg.contains("<script") && !svg.contains("href"));
+        assert!(svg.len() > 1000);
     }
 
     #[test]
