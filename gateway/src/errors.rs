@@ -1,6 +1,7 @@
 //! Every way a request can end at the gateway instead of the upstream, and the one function
 //! that turns it into a response. Bodies are short JSON and never carry internal detail.
 
+use crate::sso::AuthError;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use portcullis_policy::path::PathError;
@@ -44,9 +45,94 @@ pub enum GatewayError {
     /// The upstream did not answer in time.
     #[error("upstream timeout")]
     UpstreamTimeout,
+    /// A browser must sign in: redirect to the provider (or the chooser) with cookies.
+    #[error("sign-in required")]
+    Login(crate::sso::Redirect),
+    /// A single sign-on step failed; `clear` is a `Set-Cookie` that removes a cookie.
+    #[error("{err}")]
+    Auth {
+        /// What failed.
+        err: crate::sso::AuthError,
+        /// Cookie to clear in the response.
+        clear: Option<String>,
+    },
     /// The decision log cannot take another record (queue and spool full, `when_full: block`).
     #[error("service temporarily unavailable")]
     LogUnavailable,
+}
+
+impl From<crate::sso::AuthError> for GatewayError {
+    fn from(err: crate::sso::AuthError) -> Self {
+        GatewayError::Auth { err, clear: None }
+    }
+}
+
+/// A successful answer written by the gateway itself (auth endpoints).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Extra headers (`Location`, `Set-Cookie`, identity headers...).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A 302 that sets cookies.
+    pub fn redirect(r: crate::sso::Redirect) -> Self {
+        let mut headers = vec![("location".to_string(), r.location)];
+        headers.extend(r.cookies.into_iter().map(|c| ("set-cookie".to_string(), c)));
+        Self {
+            status: 302,
+            content_type: "text/plain; charset=utf-8",
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    /// A JSON body.
+    pub fn json(status: u16, body: String) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: body.into_bytes(),
+        }
+    }
+
+    /// An HTML page.
+    pub fn html(status: u16, body: String) -> Self {
+        Self {
+            status,
+            content_type: "text/html; charset=utf-8",
+            headers: vec![(
+                "content-security-policy".to_string(),
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:"
+                    .to_string(),
+            )],
+            body: body.into_bytes(),
+        }
+    }
+}
+
+/// Writes a gateway-made answer.
+pub async fn send(session: &mut Session, reply: Reply) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(reply.status, Some(4 + reply.headers.len()))?;
+    h.insert_header("content-type", reply.content_type)?;
+    h.insert_header("content-length", reply.body.len().to_string())?;
+    h.insert_header("cache-control", "no-store")?;
+    h.insert_header("x-content-type-options", "nosniff")?;
+    for (k, v) in reply.headers {
+        h.append_header(k, v)?;
+    }
+    session.write_response_header(Box::new(h), false).await?;
+    session
+        .write_response_body(Some(bytes::Bytes::from(reply.body)), true)
+        .await?;
+    Ok(())
 }
 
 impl GatewayError {
@@ -60,6 +146,16 @@ impl GatewayError {
             GatewayError::RedirectHttps(_) => 308,
             GatewayError::BadGateway => 502,
             GatewayError::UpstreamTimeout => 504,
+            GatewayError::Login(_) => 302,
+            GatewayError::Auth { err, .. } => match err {
+                AuthError::Store(_) => 503,
+                AuthError::ProviderUnavailable(_) => 502,
+                AuthError::Callback(_) => 401,
+                AuthError::BadRequest(_) => 400,
+                AuthError::Csrf => 403,
+                AuthError::UnknownProvider => 404,
+                AuthError::Internal(_) => 500,
+            },
             GatewayError::LogUnavailable => 503,
         }
     }
@@ -76,6 +172,16 @@ impl GatewayError {
             GatewayError::RedirectHttps(_) => "redirect",
             GatewayError::BadGateway => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
+            GatewayError::Login(_) => "login",
+            GatewayError::Auth { err, .. } => match err {
+                AuthError::Store(_) => "session_store_unavailable",
+                AuthError::ProviderUnavailable(_) => "identity_provider_unavailable",
+                AuthError::Callback(_) => "login_failed",
+                AuthError::BadRequest(_) => "bad_request",
+                AuthError::Csrf => "csrf",
+                AuthError::UnknownProvider => "unknown_identity_provider",
+                AuthError::Internal(_) => "internal",
+            },
             GatewayError::LogUnavailable => "unavailable",
         }
     }
@@ -83,7 +189,7 @@ impl GatewayError {
     /// The decision label for metrics and logs.
     pub fn decision(&self) -> &'static str {
         match self {
-            GatewayError::Unauthenticated => "login",
+            GatewayError::Unauthenticated | GatewayError::Login(_) => "login",
             GatewayError::StepUp { .. } => "step_up",
             GatewayError::RedirectHttps(_)
             | GatewayError::BadGateway
@@ -94,7 +200,12 @@ impl GatewayError {
 
     /// Builds the response header and body.
     pub fn to_response(&self) -> pingora::Result<(ResponseHeader, Vec<u8>)> {
-        let mut json = serde_json::json!({"error": self.code(), "message": self.to_string()});
+        // Auth failures say what kind of failure, never which check (that goes to the log).
+        let message = match self {
+            GatewayError::Auth { .. } => self.code().replace('_', " "),
+            _ => self.to_string(),
+        };
+        let mut json = serde_json::json!({"error": self.code(), "message": message});
         if let GatewayError::StepUp {
             methods,
             max_age_secs,
@@ -121,6 +232,21 @@ impl GatewayError {
                 h.insert_header("www-authenticate", v)?;
             }
             GatewayError::RedirectHttps(to) => h.insert_header("location", to.as_str())?,
+            GatewayError::Login(r) => {
+                h.insert_header("location", r.location.as_str())?;
+                for c in &r.cookies {
+                    h.append_header("set-cookie", c.as_str())?;
+                }
+            }
+            GatewayError::Auth {
+                clear: Some(c),
+                err,
+            } => {
+                h.append_header("set-cookie", c.as_str())?;
+                if matches!(err, AuthError::Callback(_)) {
+                    h.insert_header("www-authenticate", "Bearer realm=\"portcullis\"")?;
+                }
+            }
             _ => {}
         }
         Ok((h, body))

@@ -2,8 +2,11 @@
 //! header, in any spelling (case, `_`, `.`), is removed on every route before anything the
 //! gateway vouches for is added — so an upstream can trust those headers unconditionally.
 
+use crate::assertion::identity_headers;
 use crate::forwarded::remove_headers_where;
+use crate::sso::Sso;
 use pingora_http::RequestHeader;
+use portcullis_policy::input::Identity;
 
 /// Prefix of the headers the gateway owns, in folded spelling.
 pub const HEADER_PREFIX: &str = "x-portcullis-";
@@ -12,6 +15,50 @@ pub const HEADER_PREFIX: &str = "x-portcullis-";
 /// nobody legitimate sends them).
 pub fn strip_client_identity(req: &mut RequestHeader) -> usize {
     remove_headers_where(req, |n| n.starts_with(HEADER_PREFIX))
+}
+
+/// Sets the identity headers and the signed assertion for `aud`. Call after
+/// [`strip_client_identity`].
+pub fn set_identity(
+    req: &mut RequestHeader,
+    sso: &Sso,
+    identity: &Identity,
+    aud: &str,
+) -> pingora::Result<()> {
+    for (name, value) in identity_headers(identity) {
+        req.insert_header(name, value)?;
+    }
+    if let Some(token) = sso.assertions.sign(identity, aud) {
+        req.insert_header("x-portcullis-assertion", token)?;
+    }
+    Ok(())
+}
+
+/// Removes the gateway's own cookies from what the upstream sees: an upstream (or whoever
+/// reads its logs) must not be able to replay a user's session.
+pub fn strip_session_cookies(req: &mut RequestHeader) -> pingora::Result<()> {
+    let values: Vec<String> = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    if values.is_empty() {
+        return Ok(());
+    }
+    let ours =
+        |k: &str| k.starts_with("__Host-portcullis") || k == "portcullis" || k == "portcullis-auth";
+    let kept: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty() && !ours(kv.split('=').next().unwrap_or("")))
+        .collect();
+    req.remove_header(&http::header::COOKIE);
+    if !kept.is_empty() {
+        req.insert_header(http::header::COOKIE, kept.join("; "))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,13 +3,16 @@
 //! CLI over this library; each module owns one concern (see ARCHITECTURE.md).
 
 pub mod admin;
+pub mod assertion;
 pub mod audit;
+pub mod auth_endpoints;
 pub mod config;
 pub mod decisionlog;
 pub mod errors;
 pub mod forwarded;
 pub mod geoip;
 pub mod identity;
+pub mod idp;
 pub mod logging;
 pub mod metrics;
 pub mod policy_cli;
@@ -17,6 +20,8 @@ pub mod policy_input;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod session;
+pub mod sso;
 pub mod store;
 pub mod tenant;
 pub mod tls;

@@ -2,7 +2,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// All gateway metrics in one registry.
@@ -20,6 +21,10 @@ pub struct Metrics {
     pub upstream_failures: IntCounterVec,
     /// `portcullis_build_info{version}` = 1
     pub build_info: IntGaugeVec,
+    /// `portcullis_auth_events_total{idp,event,outcome}`
+    pub auth_events: IntCounterVec,
+    /// `portcullis_sessions_active`
+    pub sessions_active: IntGauge,
 }
 
 const BUCKETS: &[f64] = &[
@@ -69,6 +74,19 @@ fn build() -> Result<Metrics, prometheus::Error> {
         Opts::new("portcullis_build_info", "Build information"),
         &["version"],
     )?;
+    let auth_events = IntCounterVec::new(
+        Opts::new(
+            "portcullis_auth_events_total",
+            "Authentication events (login_start, login, refresh, logout, backchannel_logout, session_end) by provider and outcome",
+        ),
+        &["idp", "event", "outcome"],
+    )?;
+    let sessions_active = IntGauge::new(
+        "portcullis_sessions_active",
+        "Signed-in sessions in the session store",
+    )?;
+    registry.register(Box::new(auth_events.clone()))?;
+    registry.register(Box::new(sessions_active.clone()))?;
     registry.register(Box::new(requests.clone()))?;
     registry.register(Box::new(request_duration.clone()))?;
     registry.register(Box::new(upstream_duration.clone()))?;
@@ -89,6 +107,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         reloads,
         upstream_failures,
         build_info,
+        auth_events,
+        sessions_active,
     })
 }
 
@@ -114,4 +134,12 @@ pub fn render() -> String {
         return String::new();
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Counts one authentication event.
+pub fn auth_event(idp: &str, event: &str, outcome: &str) {
+    METRICS
+        .auth_events
+        .with_label_values(&[idp, event, outcome])
+        .inc();
 }

@@ -3,13 +3,15 @@
 //! upstream_peer: endpoint choice. upstream_request_filter: path, identity and forwarding headers.
 //! logging: metrics, the access log and the decision record.
 
+use crate::auth_endpoints;
 use crate::decisionlog::{record::DecisionRecord, DecisionLog, Reservation};
-use crate::errors::{respond, GatewayError};
+use crate::errors::{respond, send, GatewayError};
 use crate::forwarded;
 use crate::identity;
 use crate::metrics;
 use crate::policy_input::{self, RequestContext};
 use crate::routes::{Runtime, SharedRuntime};
+use crate::sso::Sso;
 use crate::tls::ClientCertFacts;
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -30,6 +32,8 @@ pub struct Gateway {
     pub runtime: SharedRuntime,
     /// Port of the HTTPS listener, for redirects from the plain one.
     pub https_port: Option<u16>,
+    /// Single sign-on: sessions, providers, assertion keys.
+    pub sso: Arc<Sso>,
     /// The decision-log pipeline, when `decision_log:` is configured.
     pub decision_log: Option<Arc<DecisionLog>>,
 }
@@ -65,6 +69,8 @@ pub struct Ctx {
     pub identity: Option<Identity>,
     /// The policy decision and its explanation, for logs.
     pub decision: Option<Decision>,
+    /// A `Set-Cookie` to add to the upstream's response (session id rotated by a refresh).
+    set_cookie: Option<String>,
 }
 
 impl Ctx {
@@ -98,6 +104,66 @@ fn request_host(req: &RequestHeader) -> Option<String> {
 }
 
 impl Gateway {
+    /// Serves `/.portcullis/...` endpoints; `None` for reserved paths that are not endpoints.
+    async fn auth_endpoint(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+    ) -> Result<Option<crate::errors::Reply>, GatewayError> {
+        let Some(path) = ctx.path.as_ref().map(|p| p.decoded().to_string()) else {
+            return Ok(None);
+        };
+        if !auth_endpoints::is_endpoint(&path) {
+            return Ok(None);
+        }
+        let req = auth_endpoints::Request {
+            path: &path,
+            origin: self.origin(ctx),
+            tls: ctx.tls,
+        };
+        auth_endpoints::serve(&self.sso, session, &req)
+            .await
+            .map(Some)
+    }
+
+    fn origin(&self, ctx: &Ctx) -> String {
+        format!("{}://{}", if ctx.tls { "https" } else { "http" }, ctx.host)
+    }
+
+    /// An unauthenticated request: browsers (HTML `Accept`) are sent to sign in, API clients
+    /// get the 401.
+    async fn challenge(&self, session: &Session, ctx: &Ctx) -> GatewayError {
+        let req = session.req_header();
+        let browser = req
+            .headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/html"));
+        if !self.sso.enabled() || !browser || req.method != http::Method::GET {
+            return GatewayError::Unauthenticated;
+        }
+        let origin = self.origin(ctx);
+        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let rd = self.sso.return_to(Some(pq), &origin);
+        let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
+        match self.sso.provider_for(route) {
+            Some(p) => match self.sso.start_login(p, rd, &origin, ctx.tls).await {
+                Ok(r) => GatewayError::Login(r),
+                Err(e) => e.into(),
+            },
+            None => {
+                let q: String = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("rd", &rd)
+                    .finish();
+                GatewayError::Login(crate::sso::Redirect {
+                    location: format!("{origin}/.portcullis/login?{q}"),
+                    cookies: Vec::new(),
+                })
+            }
+        }
+    }
+
     /// Decides what happens to a request before any upstream is involved.
     fn admit(&self, session: &Session, ctx: &mut Ctx) -> Result<(), GatewayError> {
         let rt = ctx.rt.clone();
@@ -300,6 +366,7 @@ impl ProxyHttp for Gateway {
             facts: None,
             upstream_status: None,
             identity: None,
+            set_cookie: None,
             decision: None,
         }
     }
@@ -328,7 +395,34 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
-        match self.admit(session, ctx) {
+        let result = match self
+            .sso
+            .identify(&session.req_header().headers, ctx.tls)
+            .await
+        {
+            Ok(a) => {
+                if let Some(a) = a {
+                    ctx.set_cookie = a.set_cookie;
+                    ctx.identity = Some(a.record.identity);
+                }
+                self.admit(session, ctx)
+            }
+            Err(e) => Err(e.into()),
+        };
+        let result = match result {
+            Err(GatewayError::Reserved) => match self.auth_endpoint(session, ctx).await {
+                Ok(Some(reply)) => {
+                    ctx.outcome = Some("allow");
+                    send(session, reply).await?;
+                    return Ok(true);
+                }
+                Ok(None) => Err(GatewayError::Reserved),
+                Err(e) => Err(e),
+            },
+            Err(GatewayError::Unauthenticated) => Err(self.challenge(session, ctx).await),
+            other => other,
+        };
+        match result {
             Ok(()) => {
                 ctx.outcome = Some("allow");
                 Ok(false)
@@ -339,6 +433,18 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
         }
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut pingora_http::ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(c) = ctx.set_cookie.take() {
+            upstream.append_header("set-cookie", c)?;
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -422,6 +528,12 @@ impl ProxyHttp for Gateway {
             &ctx.host,
         );
         forwarded::apply(upstream, &fwd)?;
+        if let Some(id) = ctx.identity.as_ref() {
+            let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
+            let aud = route.map_or("_unmatched_", |r| r.assertion_audience.as_str());
+            identity::set_identity(upstream, &self.sso, id, aud)?;
+        }
+        identity::strip_session_cookies(upstream)?;
         let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
         let endpoint = route.zip(ctx.current).and_then(|(r, e)| r.endpoints.get(e));
         match (route, endpoint) {

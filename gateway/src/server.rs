@@ -27,6 +27,9 @@ pub enum StartError {
     /// The self-signed fallback certificate could not be generated.
     #[error("cannot generate a self-signed certificate: {0}")]
     SelfSigned(String),
+    /// Session store, providers or assertion keys could not be set up.
+    #[error("single sign-on: {0}")]
+    Sso(String),
     /// pingora refused the TLS settings.
     #[error("TLS listener: {0}")]
     Tls(String),
@@ -190,7 +193,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         serde_json::json!({"source": source, "config_sha256": runtime.load().config_hash, "routes": routes, "at": "start"}),
     );
 
+    let sso = Arc::new(crate::sso::Sso::new(&runtime.load().config).map_err(StartError::Sso)?);
+    if sso.enabled() {
+        let ids: Vec<&str> = sso.providers.iter().map(|p| p.cfg.id.as_str()).collect();
+        tracing::info!(providers = ?ids, "single sign-on enabled");
+    }
     let gateway = Gateway {
+        sso,
         runtime: runtime.clone(),
         https_port: https.map(|(a, _)| a.port()),
         decision_log,

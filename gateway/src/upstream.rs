@@ -144,6 +144,8 @@ mod tests {
             upstream_sni: None,
             dangerous_skip_verify: false,
             preserve_host: true,
+            identity_provider: None,
+            assertion_audience: "r".into(),
         }
     }
 

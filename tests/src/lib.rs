@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub mod collector;
 pub mod geo;
+pub mod hostile;
+pub mod oidc;
 pub mod pki;
 pub mod syslogd;
 
@@ -206,7 +208,11 @@ impl Gateway {
     /// Writes `template` (with `{https}`/`{http}`/`{admin}` placeholders) and starts the gateway,
     /// waiting until the admin listener and the proxy listeners answer.
     pub fn start(template: &str) -> Self {
-        let ports = Ports::fresh();
+        Self::start_on(Ports::fresh(), template)
+    }
+
+    /// Like [`Gateway::start`] on ports chosen beforehand (a peer must know them first).
+    pub fn start_on(ports: Ports, template: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("portcullis.yaml");
         std::fs::write(&config, ports.fill(template)).expect("write config");

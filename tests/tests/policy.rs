@@ -187,38 +187,17 @@ routes:
         b.build().unwrap()
     };
     let url = |p: &str| format!("https://gw.test:{port}{p}");
+    let status = |c: reqwest::Client, p: &str| {
+        let u = url(p);
+        async move { c.get(u).send().await.unwrap().status().as_u16() }
+    };
     let corp_client = client(Some(corp.issue_client("laptop-1")));
-    assert_eq!(
-        corp_client
-            .get(url("/managed"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(corp_client, "/managed").await, 200);
     let byod_client = client(Some(byod.issue_client("phone-1")));
+    assert_eq!(status(byod_client, "/managed").await, 403);
+    assert_eq!(status(client(None), "/managed").await, 403);
     assert_eq!(
-        byod_client
-            .get(url("/managed"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    let anonymous = client(None);
-    assert_eq!(
-        anonymous
-            .get(url("/managed"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(
-        anonymous.get(url("/")).send().await.unwrap().status(),
+        status(client(None), "/").await,
         200,
         "client certificates are optional"
     );

@@ -1,6 +1,8 @@
 //! Configuration: YAML text → serde schema → validated model, with every problem reported at
 //! once with its key path and line; plus hot reload.
 
+pub mod auth_model;
+pub mod auth_schema;
 pub mod env;
 pub mod locate;
 pub mod model;

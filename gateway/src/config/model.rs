@@ -46,6 +46,12 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Index from host and path to a position in `routes`.
     pub table: RouteTable,
+    /// Session settings.
+    pub session: super::auth_model::SessionConfig,
+    /// Identity providers.
+    pub identity_providers: Vec<super::auth_model::IdpConfig>,
+    /// Upstream assertion settings.
+    pub assertion: super::auth_model::AssertionConfig,
     /// Shared database.
     pub store: crate::store::StoreUrl,
     /// Decision log, when configured.
@@ -184,6 +190,10 @@ pub struct Route {
     pub dangerous_skip_verify: bool,
     /// Keep the client's Host header.
     pub preserve_host: bool,
+    /// Identity provider of this route, if pinned.
+    pub identity_provider: Option<String>,
+    /// Assertion audience (default the route id).
+    pub assertion_audience: String,
 }
 
 fn duration(
@@ -233,6 +243,10 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
         .audit
         .and_then(|a| crate::audit::config::build(a, &data_dir, problems));
     let server = build_server(file.server, problems);
+    let session = super::auth_model::build_session(file.session, problems);
+    let identity_providers = super::auth_model::build_idps(file.identity_providers, problems);
+    let assertion = super::auth_model::build_assertion(file.assertion, problems);
+    let idp_ids: Vec<String> = identity_providers.iter().map(|i| i.id.clone()).collect();
     let mut compiler = Compiler::new(&LibrarySpec {
         roles: file.roles,
         sod: file.sod,
@@ -266,6 +280,14 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
                 format!("{:?} is already the id of routes[{prev}]", spec.id),
             );
         }
+        if let Some(idp) = &spec.identity_provider {
+            if !idp_ids.contains(idp) {
+                problems.add(
+                    format!("{base}.identity_provider"),
+                    format!("{idp:?} is not the id of an identity_providers entry"),
+                );
+            }
+        }
         if let Some(r) = build_route(spec, &base, &mut compiler, problems) {
             routes.push(r);
         }
@@ -296,6 +318,9 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             server,
             routes,
             table,
+            session,
+            identity_providers,
+            assertion,
             store: store?,
             decision_log,
             audit,
@@ -604,7 +629,10 @@ fn build_route(
     if problems.0.len() != before {
         return None;
     }
+    let assertion_audience = spec.assertion_audience.unwrap_or_else(|| spec.id.clone());
     Some(Route {
+        identity_provider: spec.identity_provider,
+        assertion_audience,
         id: spec.id,
         host: spec.host,
         path: spec.path,

@@ -15,6 +15,15 @@ pub struct ConfigFile {
     /// Routes in any order; lookup precedence does not depend on it.
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Session cookie and store.
+    #[serde(default)]
+    pub session: Option<super::auth_schema::SessionSpec>,
+    /// Identity providers for single sign-on.
+    #[serde(default)]
+    pub identity_providers: Vec<super::auth_schema::IdpSpec>,
+    /// The signed assertion sent to upstreams.
+    #[serde(default)]
+    pub assertion: Option<super::auth_schema::AssertionSpec>,
     /// Shared database: `sqlite://PATH` (default `<server.data_dir>/portcullis.db`) or `postgres://…`.
     #[serde(default)]
     pub store: Option<String>,
@@ -313,6 +322,13 @@ pub struct RouteSpec {
     /// Send the client's Host header upstream (default) instead of the upstream's authority.
     #[serde(default = "yes")]
     pub preserve_host: bool,
+    /// Which `identity_providers[].id` signs users in on this route (default: the only one,
+    /// or a chooser page when there are several).
+    #[serde(default)]
+    pub identity_provider: Option<String>,
+    /// `aud` of the upstream assertion (default: the route id).
+    #[serde(default)]
+    pub assertion_audience: Option<String>,
 }
 
 fn default_path() -> String {

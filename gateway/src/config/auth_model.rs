@@ -1,0 +1,435 @@
+//! Validated single sign-on settings: session keys and timeouts, identity providers, the
+//! upstream assertion. Every problem is reported with its key path.
+
+use super::auth_schema::{AssertionSpec, IdpSpec, SessionSpec};
+use super::model::Problems;
+use base64::Engine;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Where sessions are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// This process's memory.
+    Memory,
+    /// A Redis URL shared by every replica.
+    Redis(String),
+}
+
+/// Validated `session:`.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Raw AEAD keys; the first encrypts.
+    pub keys: Vec<[u8; 32]>,
+    /// Whether the keys were generated at start (none configured).
+    pub generated_key: bool,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Absolute timeout.
+    pub absolute_timeout: Duration,
+    /// Store.
+    pub store: StoreKind,
+    /// Extra origins a return URL may point to.
+    pub return_to_allow: Vec<String>,
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAuth {
+    /// HTTP Basic with client id and secret.
+    ClientSecretBasic,
+    /// Id and secret in the form body.
+    ClientSecretPost,
+}
+
+/// Claim names read from the ID token (and UserInfo) into the session identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNames {
+    /// User id (default `sub`).
+    pub user: String,
+    /// Email (default `email`).
+    pub email: String,
+    /// Display name (default `name`).
+    pub name: String,
+    /// Groups (default `groups`).
+    pub groups: String,
+    /// Roles (default `roles`).
+    pub roles: String,
+    /// Tenant (e.g. Entra `tid`); none by default.
+    pub tenant: Option<String>,
+    /// Department; none by default.
+    pub department: Option<String>,
+}
+
+/// Validated `identity_providers[]` entry of type `oidc`.
+#[derive(Debug, Clone)]
+pub struct IdpConfig {
+    /// Id.
+    pub id: String,
+    /// Issuer URL, exact.
+    pub issuer: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: Option<String>,
+    /// Token endpoint authentication.
+    pub token_auth: TokenAuth,
+    /// Scopes, `openid` first.
+    pub scopes: Vec<String>,
+    /// Accepted ID token algorithms.
+    pub algorithms: Vec<String>,
+    /// Clock skew.
+    pub clock_skew: Duration,
+    /// Claim names.
+    pub claims: ClaimNames,
+    /// Merge UserInfo.
+    pub userinfo: bool,
+    /// Fixed redirect URI, if configured.
+    pub redirect_uri: Option<String>,
+    /// RP-initiated logout target.
+    pub post_logout_redirect_uri: Option<String>,
+    /// Extra authorization request parameters.
+    pub auth_params: BTreeMap<String, String>,
+}
+
+/// Validated `assertion:`.
+#[derive(Debug, Clone)]
+pub struct AssertionConfig {
+    /// PKCS#8 DER keys; empty: generate one at start.
+    pub keys: Vec<Vec<u8>>,
+    /// Lifetime.
+    pub ttl: Duration,
+    /// `iss`.
+    pub issuer: String,
+}
+
+const ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
+    "HS384", "HS512",
+];
+
+fn dur(v: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> Duration {
+    match v {
+        None => default,
+        Some(s) => humantime::parse_duration(s).unwrap_or_else(|e| {
+            p.add(
+                path,
+                format!("{s:?} is not a duration like 30s or 5m ({e})"),
+            );
+            default
+        }),
+    }
+}
+
+fn read_secret_file(file: &str, path: &str, p: &mut Problems) -> Option<String> {
+    match std::fs::read_to_string(file) {
+        Ok(s) => Some(s.trim().to_string()),
+        Err(e) => {
+            p.add(path, format!("cannot read {file:?}: {e}"));
+            None
+        }
+    }
+}
+
+fn decode_key(k: &str, path: &str, p: &mut Problems) -> Option<[u8; 32]> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(k.trim())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(k.trim()));
+    match raw
+        .ok()
+        .and_then(|r| <[u8; 32]>::try_from(r.as_slice()).ok())
+    {
+        Some(key) => Some(key),
+        None => {
+            // The value is a secret: never echo it.
+            p.add(
+                path,
+                "is not base64 of exactly 32 bytes (generate one with `openssl rand -base64 32`)",
+            );
+            None
+        }
+    }
+}
+
+/// Builds `session:`; `needed` says whether any provider is configured.
+pub fn build_session(s: Option<SessionSpec>, p: &mut Problems) -> SessionConfig {
+    let s = s.unwrap_or_default();
+    let mut keys = Vec::new();
+    for (i, k) in s.keys.iter().enumerate() {
+        if let Some(k) = decode_key(k, &format!("session.keys[{i}]"), p) {
+            keys.push(k);
+        }
+    }
+    if let Some(f) = &s.keys_file {
+        if let Some(text) = read_secret_file(f, "session.keys_file", p) {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                if let Some(k) = decode_key(line, "session.keys_file", p) {
+                    keys.push(k);
+                }
+            }
+        }
+    }
+    let store = match s.store.as_deref() {
+        None | Some("memory") => StoreKind::Memory,
+        Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
+            if url::Url::parse(u).is_err() {
+                p.add("session.store", "is not a valid redis:// URL");
+            }
+            StoreKind::Redis(u.to_string())
+        }
+        Some(other) => {
+            p.add(
+                "session.store",
+                format!("{other:?} is not memory or a redis:// URL"),
+            );
+            StoreKind::Memory
+        }
+    };
+    let generated_key = keys.is_empty();
+    if generated_key {
+        if matches!(store, StoreKind::Redis(_)) {
+            p.add(
+                "session.keys",
+                "a shared store needs the same configured keys on every replica",
+            );
+        }
+        let mut k = [0u8; 32];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k).is_err() {
+            p.add("session.keys", "cannot generate a random key");
+        }
+        keys.push(k);
+    }
+    let idle_timeout = dur(
+        s.idle_timeout.as_deref(),
+        Duration::from_secs(30 * 60),
+        "session.idle_timeout",
+        p,
+    );
+    let absolute_timeout = dur(
+        s.absolute_timeout.as_deref(),
+        Duration::from_secs(12 * 3600),
+        "session.absolute_timeout",
+        p,
+    );
+    if idle_timeout.is_zero() || absolute_timeout.is_zero() {
+        p.add("session", "timeouts must be greater than zero");
+    }
+    let mut return_to_allow = Vec::new();
+    for (i, o) in s.return_to_allow.iter().enumerate() {
+        match url::Url::parse(o) {
+            Ok(u) if matches!(u.scheme(), "https" | "http") && u.path() == "/" => {
+                return_to_allow.push(u.origin().ascii_serialization());
+            }
+            _ => p.add(
+                format!("session.return_to_allow[{i}]"),
+                format!("{o:?} is not an origin like https://app.example.com"),
+            ),
+        }
+    }
+    SessionConfig {
+        keys,
+        generated_key,
+        idle_timeout,
+        absolute_timeout,
+        store,
+        return_to_allow,
+    }
+}
+
+/// Whether `host` is a loopback name or address (plain-HTTP issuers are allowed there only).
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Builds `identity_providers`.
+pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
+    let mut out = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for (i, s) in specs.into_iter().enumerate() {
+        let base = format!("identity_providers[{i}]");
+        let before = p.0.len();
+        if !ids.insert(s.id.clone()) {
+            p.add(format!("{base}.id"), format!("{:?} is used twice", s.id));
+        }
+        if s.id.is_empty()
+            || !s
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            p.add(
+                format!("{base}.id"),
+                "must use only letters, digits, '-', '_'",
+            );
+        }
+        if s.kind != "oidc" {
+            p.add(
+                format!("{base}.type"),
+                format!("{:?} is not supported (oidc)", s.kind),
+            );
+        }
+        match url::Url::parse(&s.issuer) {
+            Ok(u) => {
+                let host = u.host_str().unwrap_or("");
+                let ok = u.scheme() == "https" || (u.scheme() == "http" && is_loopback(host));
+                if !ok {
+                    p.add(
+                        format!("{base}.issuer"),
+                        "must be https (plain http only on a loopback address)",
+                    );
+                }
+                if u.query().is_some() || u.fragment().is_some() {
+                    p.add(
+                        format!("{base}.issuer"),
+                        "must not have a query or fragment",
+                    );
+                }
+            }
+            Err(e) => p.add(format!("{base}.issuer"), format!("is not a URL ({e})")),
+        }
+        let client_secret = super::secret::resolve(
+            s.client_secret.as_deref(),
+            s.client_secret_file.as_deref(),
+            &base,
+            "client_secret",
+            true,
+            p,
+        );
+        let token_auth = match s.token_auth.as_deref() {
+            None | Some("client_secret_basic") => TokenAuth::ClientSecretBasic,
+            Some("client_secret_post") => TokenAuth::ClientSecretPost,
+            Some(o) => {
+                p.add(
+                    format!("{base}.token_auth"),
+                    format!("{o:?} is not one of client_secret_basic, client_secret_post"),
+                );
+                TokenAuth::ClientSecretBasic
+            }
+        };
+        let mut algorithms = if s.algorithms.is_empty() {
+            vec!["RS256".to_string()]
+        } else {
+            s.algorithms.clone()
+        };
+        for (j, a) in s.algorithms.iter().enumerate() {
+            if !ALGS.contains(&a.as_str()) {
+                // `none` lands here too: it is never accepted.
+                p.add(
+                    format!("{base}.algorithms[{j}]"),
+                    format!("{a:?} is not one of {}", ALGS.join(", ")),
+                );
+            }
+        }
+        algorithms.dedup();
+        let mut scopes = vec!["openid".to_string()];
+        scopes.extend(s.scopes.iter().filter(|x| *x != "openid").cloned());
+        let mut claims = ClaimNames {
+            user: "sub".to_string(),
+            email: "email".to_string(),
+            name: "name".to_string(),
+            groups: "groups".to_string(),
+            roles: "roles".to_string(),
+            tenant: None,
+            department: None,
+        };
+        for (k, v) in &s.claims {
+            match k.as_str() {
+                "user" => claims.user = v.clone(),
+                "email" => claims.email = v.clone(),
+                "name" => claims.name = v.clone(),
+                "groups" => claims.groups = v.clone(),
+                "roles" => claims.roles = v.clone(),
+                "tenant" => claims.tenant = Some(v.clone()),
+                "department" => claims.department = Some(v.clone()),
+                _ => p.add(
+                    format!("{base}.claims.{k}"),
+                    "is not one of user, email, name, groups, roles, tenant, department",
+                ),
+            }
+        }
+        for (key, v) in [
+            ("redirect_uri", &s.redirect_uri),
+            ("post_logout_redirect_uri", &s.post_logout_redirect_uri),
+        ] {
+            if let Some(v) = v {
+                if url::Url::parse(v).is_err() {
+                    p.add(
+                        format!("{base}.{key}"),
+                        format!("{v:?} is not an absolute URL"),
+                    );
+                }
+            }
+        }
+        let clock_skew = dur(
+            s.clock_skew.as_deref(),
+            Duration::from_secs(60),
+            &format!("{base}.clock_skew"),
+            p,
+        );
+        if clock_skew > Duration::from_secs(300) {
+            p.add(
+                format!("{base}.clock_skew"),
+                "more than 5m defeats expiry checks",
+            );
+        }
+        if p.0.len() != before {
+            continue;
+        }
+        out.push(IdpConfig {
+            id: s.id,
+            issuer: s.issuer,
+            client_id: s.client_id,
+            client_secret,
+            token_auth,
+            scopes,
+            algorithms,
+            clock_skew,
+            claims,
+            userinfo: s.userinfo,
+            redirect_uri: s.redirect_uri,
+            post_logout_redirect_uri: s.post_logout_redirect_uri,
+            auth_params: s.auth_params,
+        });
+    }
+    out
+}
+
+/// Builds `assertion:`.
+pub fn build_assertion(s: Option<AssertionSpec>, p: &mut Problems) -> AssertionConfig {
+    let s = s.unwrap_or_default();
+    let mut keys = Vec::new();
+    for (i, f) in s.key_files.iter().enumerate() {
+        let path = format!("assertion.key_files[{i}]");
+        let Some(pem) = read_secret_file(f, &path, p) else {
+            continue;
+        };
+        let der = rustls_pemfile::pkcs8_private_keys(&mut pem.as_bytes())
+            .next()
+            .and_then(Result::ok)
+            .map(|k| k.secret_pkcs8_der().to_vec());
+        match der {
+            Some(d) if crate::assertion::check_key(&d) => keys.push(d),
+            _ => p.add(path, "is not a PKCS#8 PEM P-256 private key"),
+        }
+    }
+    let ttl = dur(
+        s.ttl.as_deref(),
+        Duration::from_secs(60),
+        "assertion.ttl",
+        p,
+    );
+    if ttl.is_zero() || ttl > Duration::from_secs(3600) {
+        p.add("assertion.ttl", "must be between 1s and 1h");
+    }
+    AssertionConfig {
+        keys,
+        ttl,
+        issuer: s.issuer.unwrap_or_else(|| "portcullis".to_string()),
+    }
+}

@@ -1,0 +1,93 @@
+//! Schema of the single sign-on keys: `session:`, `identity_providers:` and `assertion:`.
+//! Shape only; [`super::auth_model`] validates.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `session:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// Base64 keys of 32 bytes; the first encrypts, all decrypt (rotation).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// A file with one base64 key per line, appended after `keys`.
+    #[serde(default)]
+    pub keys_file: Option<String>,
+    /// Session ends after this long without a request (default 30m).
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    /// Session ends this long after login whatever happens (default 12h).
+    #[serde(default)]
+    pub absolute_timeout: Option<String>,
+    /// `memory` (default) or `redis://host:port/db`.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Origins (`https://host[:port]`) a return URL may point to besides the request's own.
+    #[serde(default)]
+    pub return_to_allow: Vec<String>,
+}
+
+/// `identity_providers[]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpSpec {
+    /// Unique name, in routes, metrics and logs.
+    pub id: String,
+    /// `oidc` (later saml, ldap, local).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Issuer URL, exactly as the provider's metadata spells it.
+    pub issuer: String,
+    /// Client id registered at the provider.
+    pub client_id: String,
+    /// Client secret (use `${ENV}`), or `client_secret_file`.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// File holding the client secret.
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    #[serde(default)]
+    pub token_auth: Option<String>,
+    /// Scopes; `openid` is always sent.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Accepted ID token signature algorithms (default `[RS256]`); never `none`.
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// Allowed clock skew for `exp`/`iat`/`nbf` (default 60s).
+    #[serde(default)]
+    pub clock_skew: Option<String>,
+    /// Claim names for the session identity.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+    /// Merge the UserInfo response (only when its `sub` matches).
+    #[serde(default)]
+    pub userinfo: bool,
+    /// Absolute redirect URI; default: `https://<request host>/.portcullis/callback`.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// Where the provider sends the browser after RP-initiated logout.
+    #[serde(default)]
+    pub post_logout_redirect_uri: Option<String>,
+    /// Extra query parameters on the authorization request (e.g. `prompt: login`).
+    #[serde(default)]
+    pub auth_params: BTreeMap<String, String>,
+}
+
+/// `assertion:`: the signed JWT sent to upstreams.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionSpec {
+    /// PKCS#8 PEM P-256 keys; the first signs, all are published (rotation). Default: one key
+    /// generated at start (fine for one replica; replicas should share files).
+    #[serde(default)]
+    pub key_files: Vec<String>,
+    /// Lifetime of each assertion (default 60s).
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// `iss` of the assertion (default `portcullis`).
+    #[serde(default)]
+    pub issuer: Option<String>,
+}

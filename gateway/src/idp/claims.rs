@@ -1,0 +1,134 @@
+//! Claims → session identity, with configurable claim names. Handles Entra ID's shapes: `tid`
+//! as tenant, app `roles`, and the groups overage form (`_claim_names.groups` or
+//! `hasgroups: true` instead of a list), which is recorded as `groups_overage: true` so that
+//! policies and operators see that the list was cut instead of silently losing access.
+
+use crate::config::auth_model::ClaimNames;
+use chrono::{TimeZone, Utc};
+use portcullis_policy::input::{AuthEvent, Identity};
+use serde_json::{Map, Value};
+
+fn string(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn list(claims: &Map<String, Value>, name: &str) -> Vec<String> {
+    match claims.get(name) {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::String(s)) => s
+            .split([',', ' '])
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether the provider said the groups list was too long to include (Entra ID overage).
+pub fn groups_overage(claims: &Map<String, Value>, groups_claim: &str) -> bool {
+    let named = claims
+        .get("_claim_names")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key(groups_claim));
+    named || claims.get("hasgroups") == Some(&Value::Bool(true))
+}
+
+/// Builds the identity of provider `idp` from verified claims.
+pub fn identity(idp: &str, names: &ClaimNames, claims: &Map<String, Value>) -> Identity {
+    let sub = string(claims, "sub").unwrap_or_default();
+    let user = string(claims, &names.user).unwrap_or_else(|| sub.clone());
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("idp".to_string(), Value::String(idp.to_string()));
+    extra.insert("sub".to_string(), Value::String(sub));
+    if let Some(iss) = string(claims, "iss") {
+        extra.insert("iss".to_string(), Value::String(iss));
+    }
+    if let Some(n) = string(claims, &names.name) {
+        extra.insert("name".to_string(), Value::String(n));
+    }
+    if groups_overage(claims, &names.groups) {
+        extra.insert("groups_overage".to_string(), Value::Bool(true));
+    }
+    let at = claims
+        .get("auth_time")
+        .and_then(Value::as_i64)
+        .and_then(|t| Utc.timestamp_opt(t, 0).single())
+        .unwrap_or_else(Utc::now);
+    let mut methods = list(claims, "amr");
+    if methods.is_empty() {
+        methods.push("pwd".to_string());
+    }
+    Identity {
+        user,
+        email: string(claims, &names.email),
+        groups: list(claims, &names.groups),
+        roles: list(claims, &names.roles),
+        department: names.department.as_deref().and_then(|d| string(claims, d)),
+        tenant: names.tenant.as_deref().and_then(|t| string(claims, t)),
+        claims: extra,
+        auth_methods: methods
+            .into_iter()
+            .map(|method| AuthEvent { method, at })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names() -> ClaimNames {
+        ClaimNames {
+            user: "preferred_username".into(),
+            email: "email".into(),
+            name: "name".into(),
+            groups: "groups".into(),
+            roles: "roles".into(),
+            tenant: Some("tid".into()),
+            department: Some("department".into()),
+        }
+    }
+
+    #[test]
+    fn entra_shapes_map_to_the_identity() {
+        let c = json!({"sub": "s1", "preferred_username": "alice@contoso.com", "tid": "t-123",
+            "roles": ["Payroll.Admin"], "groups": ["g1", "g2"], "email": "a@c.com",
+            "department": "Finance", "amr": ["pwd", "mfa"], "auth_time": 1700000000});
+        let id = identity("entra", &names(), c.as_object().unwrap());
+        assert_eq!(id.user, "alice@contoso.com");
+        assert_eq!(id.tenant.as_deref(), Some("t-123"));
+        assert_eq!(id.roles, vec!["Payroll.Admin"]);
+        assert_eq!(id.groups, vec!["g1", "g2"]);
+        assert_eq!(id.department.as_deref(), Some("Finance"));
+        assert_eq!(id.auth_methods.len(), 2);
+        assert_eq!(id.auth_methods[1].at.timestamp(), 1700000000);
+        assert!(!id.claims.contains_key("groups_overage"));
+    }
+
+    #[test]
+    fn groups_overage_is_recorded_not_dropped_silently() {
+        let c = json!({"sub": "s1", "_claim_names": {"groups": "src1"},
+            "_claim_sources": {"src1": {"endpoint": "https://graph.microsoft.com/..."}}});
+        let id = identity("entra", &names(), c.as_object().unwrap());
+        assert_eq!(id.claims.get("groups_overage"), Some(&json!(true)));
+        assert!(id.groups.is_empty());
+        let c = json!({"sub": "s1", "hasgroups": true});
+        assert!(groups_overage(c.as_object().unwrap(), "groups"));
+    }
+
+    #[test]
+    fn missing_user_claim_falls_back_to_sub() {
+        let c = json!({"sub": "s9"});
+        let id = identity("corp", &names(), c.as_object().unwrap());
+        assert_eq!(id.user, "s9");
+        assert_eq!(id.auth_methods[0].method, "pwd");
+    }
+}

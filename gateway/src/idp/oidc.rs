@@ -1,0 +1,593 @@
+//! OpenID Connect relying party on the `openidconnect` crate: discovery with exact issuer
+//! equality, authorization code flow with PKCE S256, ID token verification with a per-provider
+//! algorithm allow-list (never `none`, never taken from the token; `jku`/`x5u`/`jwk` headers are
+//! not used — keys come only from the discovered `jwks_uri`), one rate-limited JWKS refetch on
+//! an unknown `kid`, UserInfo merged only when its `sub` matches, and refresh that refuses a
+//! changed `iss` or `sub`.
+
+use super::claims;
+use super::http::HttpClient;
+use super::LoginResult;
+use crate::config::auth_model::{IdpConfig, TokenAuth};
+use chrono::Utc;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet,
+    CoreJwsSigningAlgorithm,
+};
+use openidconnect::{
+    AccessToken, AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
+    CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout,
+    RedirectUrl, RefreshToken, Scope, SignatureVerificationError, TokenResponse,
+};
+use serde_json::{Map, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::RwLock;
+
+/// Why a login, refresh or logout token was refused. Every variant is audit-worthy: the
+/// message names the check that failed, never a secret.
+#[derive(Debug, Error)]
+pub enum OidcError {
+    /// Discovery failed or the metadata is unacceptable (e.g. issuer mismatch).
+    #[error("discovery failed: {0}")]
+    Discovery(String),
+    /// The token endpoint refused or failed.
+    #[error("token request failed: {0}")]
+    Token(String),
+    /// No ID token in the token response.
+    #[error("token response has no id_token")]
+    NoIdToken,
+    /// The ID token failed a check (signature, alg, iss, aud, azp, exp, iat, nonce...).
+    #[error("id_token rejected: {0}")]
+    IdToken(String),
+    /// A refresh returned a token for another issuer or subject.
+    #[error("refreshed token changed {0}")]
+    SubjectChanged(&'static str),
+    /// UserInfo failed or its `sub` differs from the ID token's.
+    #[error("userinfo rejected: {0}")]
+    UserInfo(String),
+    /// A back-channel logout token failed a check.
+    #[error("logout_token rejected: {0}")]
+    LogoutToken(String),
+}
+
+/// The client type `from_provider_metadata` yields: auth URL set, token and UserInfo URLs as
+/// the metadata says.
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// What discovery found.
+struct Discovered {
+    metadata: ProviderMetadataWithLogout,
+    at: Instant,
+}
+
+/// Minimum time between two JWKS refetches triggered by unknown key ids.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Metadata is re-discovered after this long.
+const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+
+/// One configured OIDC provider.
+pub struct OidcProvider {
+    /// Its config.
+    pub cfg: IdpConfig,
+    http: HttpClient,
+    disc: RwLock<Option<Arc<Discovered>>>,
+    last_refetch: Mutex<Option<Instant>>,
+    algs: Vec<CoreJwsSigningAlgorithm>,
+}
+
+/// The authorization request to send the browser to, and what to remember in the pre-auth
+/// cookie.
+#[derive(Debug)]
+pub struct AuthRequest {
+    /// Provider URL.
+    pub url: String,
+    /// `state`.
+    pub state: String,
+    /// `nonce`.
+    pub nonce: String,
+    /// PKCE verifier.
+    pub verifier: String,
+}
+
+fn parse_algs(names: &[String]) -> Vec<CoreJwsSigningAlgorithm> {
+    names
+        .iter()
+        .filter_map(|a| serde_json::from_value(Value::String(a.clone())).ok())
+        // Security-relevant: unsigned tokens are never acceptable, whatever the config says.
+        .filter(|a| *a != CoreJwsSigningAlgorithm::None)
+        .collect()
+}
+
+/// The payload of a compact JWS, decoded without verification. Call only on a token whose
+/// signature was verified (or to read hints such as `iss` before choosing keys).
+pub fn jwt_payload(token: &str) -> Option<Map<String, Value>> {
+    use base64::Engine;
+    let mut parts = token.split('.');
+    let (_h, p, _s) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(p.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
+impl OidcProvider {
+    /// A provider; nothing is fetched until first use.
+    pub fn new(cfg: IdpConfig, http: HttpClient) -> Self {
+        let algs = parse_algs(&cfg.algorithms);
+        Self {
+            cfg,
+            http,
+            disc: RwLock::new(None),
+            last_refetch: Mutex::new(None),
+            algs,
+        }
+    }
+
+    async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
+        if let Some(d) = self.disc.read().await.as_ref() {
+            if d.at.elapsed() < DISCOVERY_TTL {
+                return Ok(d.clone());
+            }
+        }
+        let mut slot = self.disc.write().await;
+        if let Some(d) = slot.as_ref() {
+            if d.at.elapsed() < DISCOVERY_TTL {
+                return Ok(d.clone());
+            }
+        }
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
+            .map_err(|e| OidcError::Discovery(e.to_string()))?;
+        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| OidcError::Discovery(error_chain(&e)))?;
+        // Security-relevant: the crate compares too; this makes the exact-string rule explicit.
+        if metadata.issuer().as_str() != self.cfg.issuer {
+            return Err(OidcError::Discovery(format!(
+                "metadata issuer {:?} is not the configured {:?}",
+                metadata.issuer().as_str(),
+                self.cfg.issuer
+            )));
+        }
+        let d = Arc::new(Discovered {
+            metadata,
+            at: Instant::now(),
+        });
+        *slot = Some(d.clone());
+        tracing::info!(idp = %self.cfg.id, issuer = %self.cfg.issuer, "provider metadata discovered");
+        Ok(d)
+    }
+
+    /// Refetches the JWKS at most once per interval; returns whether it did.
+    async fn refetch_jwks(&self) -> bool {
+        {
+            let Ok(mut last) = self.last_refetch.lock() else {
+                return false;
+            };
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let Ok(d) = self.discovered().await else {
+            return false;
+        };
+        match CoreJsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http).await {
+            Ok(jwks) => {
+                let metadata = d.metadata.clone().set_jwks(jwks);
+                *self.disc.write().await = Some(Arc::new(Discovered { metadata, at: d.at }));
+                tracing::info!(idp = %self.cfg.id, "unknown signing key id: JWKS refetched");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(idp = %self.cfg.id, error = %error_chain(&e), "JWKS refetch failed");
+                false
+            }
+        }
+    }
+
+    fn client(&self, d: &Discovered, redirect_uri: &str) -> Result<Client, OidcError> {
+        let redirect = RedirectUrl::new(redirect_uri.to_string())
+            .map_err(|e| OidcError::Token(e.to_string()))?;
+        let auth = match self.cfg.token_auth {
+            TokenAuth::ClientSecretBasic => AuthType::BasicAuth,
+            TokenAuth::ClientSecretPost => AuthType::RequestBody,
+        };
+        Ok(CoreClient::from_provider_metadata(
+            d.metadata.clone(),
+            ClientId::new(self.cfg.client_id.clone()),
+            self.cfg.client_secret.clone().map(ClientSecret::new),
+        )
+        .set_redirect_uri(redirect)
+        .set_auth_type(auth))
+    }
+
+    /// Starts a login: discovery, fresh state, nonce and PKCE S256 verifier.
+    pub async fn authorize(&self, redirect_uri: &str) -> Result<AuthRequest, OidcError> {
+        let d = self.discovered().await?;
+        let client = self.client(&d, redirect_uri)?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for s in self.cfg.scopes.iter().filter(|s| *s != "openid") {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        for (k, v) in &self.cfg.auth_params {
+            req = req.add_extra_param(k.clone(), v.clone());
+        }
+        let (url, state, nonce) = req.url();
+        Ok(AuthRequest {
+            url: url.to_string(),
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            verifier: verifier.secret().clone(),
+        })
+    }
+
+    fn verifier<'a>(&self, jwks: CoreJsonWebKeySet) -> Result<CoreIdTokenVerifier<'a>, OidcError> {
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
+            .map_err(|e| OidcError::Discovery(e.to_string()))?;
+        let client_id = ClientId::new(self.cfg.client_id.clone());
+        let skew = chrono::Duration::from_std(self.cfg.clock_skew).unwrap_or_default();
+        let hmac = self.algs.iter().any(|a| {
+            matches!(
+                a,
+                CoreJwsSigningAlgorithm::HmacSha256
+                    | CoreJwsSigningAlgorithm::HmacSha384
+                    | CoreJwsSigningAlgorithm::HmacSha512
+            )
+        });
+        let v = match (&self.cfg.client_secret, hmac) {
+            (Some(secret), true) => CoreIdTokenVerifier::new_confidential_client(
+                client_id,
+                ClientSecret::new(secret.clone()),
+                issuer,
+                jwks,
+            ),
+            _ => CoreIdTokenVerifier::new_public_client(client_id, issuer, jwks),
+        };
+        Ok(v.set_allowed_algs(self.algs.clone())
+            .set_time_fn(move || Utc::now() - skew)
+            .set_issue_time_verifier_fn(move |iat| {
+                if iat > Utc::now() + skew {
+                    Err("iat is in the future".to_string())
+                } else {
+                    Ok(())
+                }
+            }))
+    }
+
+    /// Verifies an ID token (refetching the JWKS once on an unknown key) and returns its claims.
+    async fn verify_id_token(
+        &self,
+        raw: &str,
+        nonce: Option<&str>,
+    ) -> Result<Map<String, Value>, OidcError> {
+        let token: CoreIdToken = raw
+            .parse()
+            .map_err(|e: serde_json::Error| OidcError::IdToken(format!("malformed: {e}")))?;
+        let mut retried = false;
+        loop {
+            let d = self.discovered().await?;
+            let verifier = self.verifier(d.metadata.jwks().clone())?;
+            let result = match nonce {
+                Some(n) => token
+                    .claims(&verifier, &Nonce::new(n.to_string()))
+                    .map(|_| ()),
+                None => token
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                    .map(|_| ()),
+            };
+            match result {
+                Ok(()) => break,
+                Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )) if !retried => {
+                    retried = true;
+                    if !self.refetch_jwks().await {
+                        return Err(OidcError::IdToken("no matching signing key".to_string()));
+                    }
+                }
+                Err(e) => return Err(OidcError::IdToken(e.to_string())),
+            }
+        }
+        let claims =
+            jwt_payload(raw).ok_or_else(|| OidcError::IdToken("unreadable payload".to_string()))?;
+        let now = Utc::now().timestamp();
+        let skew = i64::try_from(self.cfg.clock_skew.as_secs()).unwrap_or(0);
+        if let Some(nbf) = claims.get("nbf") {
+            match nbf.as_i64() {
+                Some(t) if t <= now + skew => {}
+                _ => return Err(OidcError::IdToken("nbf is in the future".to_string())),
+            }
+        }
+        match claims.get("sub").and_then(Value::as_str) {
+            Some(s) if !s.is_empty() => {}
+            _ => return Err(OidcError::IdToken("sub is missing".to_string())),
+        }
+        Ok(claims)
+    }
+
+    /// Finishes a login: exchanges the code (with the PKCE verifier), verifies the ID token
+    /// against the nonce, merges UserInfo if configured, and maps the identity.
+    pub async fn finish(
+        &self,
+        code: &str,
+        verifier: &str,
+        nonce: &str,
+        redirect_uri: &str,
+    ) -> Result<LoginResult, OidcError> {
+        let d = self.discovered().await?;
+        let client = self.client(&d, redirect_uri)?;
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| OidcError::Token(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Token(error_chain(&e)))?;
+        let raw = tokens.id_token().ok_or(OidcError::NoIdToken)?.to_string();
+        let mut claims = self.verify_id_token(&raw, Some(nonce)).await?;
+        if self.cfg.userinfo {
+            self.merge_userinfo(&d, tokens.access_token(), &mut claims)
+                .await?;
+        }
+        Ok(self.result(
+            claims,
+            Some(raw),
+            tokens.refresh_token().map(|r| r.secret().clone()),
+            tokens.expires_in(),
+        ))
+    }
+
+    fn result(
+        &self,
+        claims: Map<String, Value>,
+        id_token: Option<String>,
+        refresh_token: Option<String>,
+        expires_in: Option<Duration>,
+    ) -> LoginResult {
+        let identity = claims::identity(&self.cfg.id, &self.cfg.claims, &claims);
+        if identity.claims.contains_key("groups_overage") {
+            tracing::warn!(idp = %self.cfg.id, user = %identity.user, "provider cut the groups claim (overage); recorded as groups_overage");
+        }
+        LoginResult {
+            sub: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            idp_sid: claims
+                .get("sid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            identity,
+            refresh_at: expires_in.and_then(|e| {
+                i64::try_from(e.as_secs())
+                    .ok()
+                    .map(|s| Utc::now().timestamp() + s)
+            }),
+            refresh_token,
+            id_token,
+        }
+    }
+
+    async fn merge_userinfo(
+        &self,
+        d: &Discovered,
+        token: &AccessToken,
+        claims: &mut Map<String, Value>,
+    ) -> Result<(), OidcError> {
+        let Some(url) = d.metadata.userinfo_endpoint() else {
+            return Ok(());
+        };
+        let resp = self
+            .http
+            .0
+            .get(url.as_str())
+            .bearer_auth(token.secret())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| OidcError::UserInfo(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(OidcError::UserInfo(format!("status {}", resp.status())));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| OidcError::UserInfo(e.to_string()))?;
+        let info: Map<String, Value> = serde_json::from_slice(&bytes)
+            .map_err(|e| OidcError::UserInfo(format!("not a JSON object: {e}")))?;
+        if info.get("sub") != claims.get("sub") {
+            return Err(OidcError::UserInfo(
+                "sub differs from the id_token".to_string(),
+            ));
+        }
+        for (k, v) in info {
+            // The ID token's verified claims win; UserInfo only fills gaps.
+            claims.entry(k).or_insert(v);
+        }
+        Ok(())
+    }
+
+    /// Uses a refresh token. A new ID token must keep `iss` and `sub`.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        sub: &str,
+        redirect_uri: &str,
+    ) -> Result<Option<LoginResult>, OidcError> {
+        let d = self.discovered().await?;
+        let client = self.client(&d, redirect_uri)?;
+        let tokens = client
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_string()))
+            .map_err(|e| OidcError::Token(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Token(error_chain(&e)))?;
+        let new_refresh = tokens
+            .refresh_token()
+            .map(|r| r.secret().clone())
+            .unwrap_or_else(|| refresh_token.to_string());
+        let Some(id) = tokens.id_token() else {
+            return Ok(None);
+        };
+        let raw = id.to_string();
+        let claims = self.verify_id_token(&raw, None).await?;
+        if claims.get("iss").and_then(Value::as_str) != Some(self.cfg.issuer.as_str()) {
+            return Err(OidcError::SubjectChanged("iss"));
+        }
+        if claims.get("sub").and_then(Value::as_str) != Some(sub) {
+            return Err(OidcError::SubjectChanged("sub"));
+        }
+        Ok(Some(self.result(
+            claims,
+            Some(raw),
+            Some(new_refresh),
+            tokens.expires_in(),
+        )))
+    }
+
+    /// The provider's RP-initiated logout URL, if it has one.
+    pub async fn end_session_url(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout: Option<&str>,
+    ) -> Option<String> {
+        let d = self.discovered().await.ok()?;
+        let ep = d
+            .metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_ref()?;
+        let mut u = url::Url::parse(ep.as_str()).ok()?;
+        {
+            let mut q = u.query_pairs_mut();
+            q.append_pair("client_id", &self.cfg.client_id);
+            if let Some(h) = id_token_hint {
+                q.append_pair("id_token_hint", h);
+            }
+            if let Some(p) = post_logout.or(self.cfg.post_logout_redirect_uri.as_deref()) {
+                q.append_pair("post_logout_redirect_uri", p);
+            }
+        }
+        Some(u.to_string())
+    }
+
+    /// Verifies an OIDC back-channel `logout_token` (signature with the allow-listed algorithms,
+    /// `iss`, `aud`, `iat`, the logout event, `sub` or `sid`, no `nonce`) and returns
+    /// `(sub, sid)`.
+    pub async fn verify_logout_token(
+        &self,
+        raw: &str,
+    ) -> Result<(Option<String>, Option<String>), OidcError> {
+        // The crate's ID token verifier checks signature, alg, iss, aud/azp, exp and iat; a
+        // logout token has the same JOSE shape and those claims (exp is optional in the spec
+        // but every provider we know sets it; a token without it is refused).
+        let token: CoreIdToken = raw
+            .parse()
+            .map_err(|e: serde_json::Error| OidcError::LogoutToken(format!("malformed: {e}")))?;
+        let mut retried = false;
+        loop {
+            let d = self.discovered().await?;
+            // Logout tokens are typed `logout+jwt`.
+            let verifier = self
+                .verifier(d.metadata.jwks().clone())?
+                .allow_all_jose_types();
+            match token.claims(&verifier, |n: Option<&Nonce>| match n {
+                None => Ok(()),
+                Some(_) => Err("logout_token must not carry a nonce".to_string()),
+            }) {
+                Ok(_) => break,
+                Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )) if !retried => {
+                    retried = true;
+                    if !self.refetch_jwks().await {
+                        return Err(OidcError::LogoutToken("no matching signing key".into()));
+                    }
+                }
+                Err(e) => return Err(OidcError::LogoutToken(e.to_string())),
+            }
+        }
+        let claims = jwt_payload(raw).ok_or_else(|| OidcError::LogoutToken("payload".into()))?;
+        let event = claims
+            .get("events")
+            .and_then(Value::as_object)
+            .is_some_and(|e| e.contains_key("http://schemas.openid.net/event/backchannel-logout"));
+        if !event {
+            return Err(OidcError::LogoutToken(
+                "no back-channel logout event".into(),
+            ));
+        }
+        if claims.get("jti").and_then(Value::as_str).is_none() {
+            return Err(OidcError::LogoutToken("jti is missing".into()));
+        }
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let sid = claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if sub.is_none() && sid.is_none() {
+            return Err(OidcError::LogoutToken("neither sub nor sid".into()));
+        }
+        Ok((sub, sid))
+    }
+}
+
+/// An error with its sources, for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn none_never_enters_the_allow_list() {
+        let algs = parse_algs(&["RS256".into(), "none".into(), "ES256".into(), "XX1".into()]);
+        assert_eq!(
+            algs,
+            vec![
+                CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                CoreJwsSigningAlgorithm::EcdsaP256Sha256
+            ]
+        );
+    }
+
+    #[test]
+    fn payload_decoding_needs_exactly_three_parts() {
+        assert!(jwt_payload("a.eyJzdWIiOiJ4In0.c").is_some());
+        assert!(jwt_payload("a.eyJzdWIiOiJ4In0").is_none());
+        assert!(jwt_payload("a.eyJzdWIiOiJ4In0.c.d").is_none());
+    }
+}

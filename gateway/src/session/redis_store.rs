@@ -1,0 +1,159 @@
+//! Sessions in Redis, shared by every replica: `pc:s:{sid}` holds the record as JSON with a TTL;
+//! `pc:i:{idp}:sub:{sub}` and `pc:i:{idp}:sid:{sid}` are sets of session ids so that a
+//! back-channel logout on one replica revokes the sessions served by all of them.
+
+use super::store::{revocation_matches, SessionStore, StoreError};
+use super::SessionRecord;
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// Every command gives up after this long: a slow store must not hold requests forever.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A Redis-backed store.
+pub struct RedisStore {
+    client: redis::Client,
+    conn: OnceCell<ConnectionManager>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisStore")
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// A store for `url` (`redis://host:port/db`); connects on first use.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            client: redis::Client::open(url).map_err(unavailable)?,
+            conn: OnceCell::new(),
+        })
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let c = self
+            .conn
+            .get_or_try_init(|| async {
+                tokio::time::timeout(TIMEOUT, self.client.get_connection_manager())
+                    .await
+                    .map_err(|_| unavailable("connect timed out"))?
+                    .map_err(unavailable)
+            })
+            .await?;
+        Ok(c.clone())
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut c = self.conn().await?;
+        tokio::time::timeout(TIMEOUT, cmd.query_async::<T>(&mut c))
+            .await
+            .map_err(|_| unavailable("command timed out"))?
+            .map_err(unavailable)
+    }
+
+    async fn pipe(&self, p: &redis::Pipeline) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        tokio::time::timeout(TIMEOUT, p.query_async::<()>(&mut c))
+            .await
+            .map_err(|_| unavailable("command timed out"))?
+            .map_err(unavailable)
+    }
+}
+
+fn key(sid: &str) -> String {
+    format!("pc:s:{sid}")
+}
+
+fn index_keys(rec: &SessionRecord) -> Vec<String> {
+    let mut v = vec![format!("pc:i:{}:sub:{}", rec.idp, rec.sub)];
+    if let Some(s) = &rec.idp_sid {
+        v.push(format!("pc:i:{}:sid:{s}", rec.idp));
+    }
+    v
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn load(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let raw: Option<String> = self.run(redis::cmd("GET").arg(key(sid))).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn save(&self, sid: &str, rec: &SessionRecord, ttl_secs: u64) -> Result<(), StoreError> {
+        let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let ttl = ttl_secs.max(1);
+        let mut p = redis::pipe();
+        p.atomic();
+        p.cmd("SET")
+            .arg(key(sid))
+            .arg(json)
+            .arg("EX")
+            .arg(ttl)
+            .ignore();
+        for k in index_keys(rec) {
+            p.cmd("SADD").arg(&k).arg(sid).ignore();
+            p.cmd("EXPIRE").arg(&k).arg(ttl).arg("GT").ignore();
+            p.cmd("EXPIRE").arg(&k).arg(ttl).arg("NX").ignore();
+        }
+        self.pipe(&p).await
+    }
+
+    async fn remove(&self, sid: &str) -> Result<(), StoreError> {
+        self.run::<i64>(redis::cmd("DEL").arg(key(sid))).await?;
+        Ok(())
+    }
+
+    async fn revoke(
+        &self,
+        idp: &str,
+        sub: Option<&str>,
+        idp_sid: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let index = match (idp_sid, sub) {
+            (Some(s), _) => format!("pc:i:{idp}:sid:{s}"),
+            (None, Some(u)) => format!("pc:i:{idp}:sub:{u}"),
+            (None, None) => return Ok(0),
+        };
+        let sids: Vec<String> = self.run(redis::cmd("SMEMBERS").arg(&index)).await?;
+        let mut n = 0;
+        for sid in sids {
+            if let Some(rec) = self.load(&sid).await? {
+                if revocation_matches(&rec, idp, sub, idp_sid) {
+                    self.remove(&sid).await?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        let mut n = 0usize;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .run(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg("pc:s:*")
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            n += keys.len();
+            if next == 0 {
+                return Ok(n);
+            }
+            cursor = next;
+        }
+    }
+}

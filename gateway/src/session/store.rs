@@ -1,0 +1,178 @@
+//! The session store trait and its in-memory implementation (one replica).
+
+use super::SessionRecord;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use thiserror::Error;
+
+/// The store could not answer. Callers fail closed: no session, no forwarding.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Redis (or another backend) is unreachable or refused the command.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record could not be decoded (written by an incompatible version?).
+    #[error("session record unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Where sessions live. Every replica of a deployment must use the same store.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The record for `sid`, if it exists and has not expired.
+    async fn load(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Creates or replaces the record; it disappears by itself after `ttl_secs`.
+    async fn save(&self, sid: &str, rec: &SessionRecord, ttl_secs: u64) -> Result<(), StoreError>;
+    /// Deletes one session.
+    async fn remove(&self, sid: &str) -> Result<(), StoreError>;
+    /// Deletes every session of provider `idp` whose provider session id is `idp_sid` or, when
+    /// that is absent, whose subject is `sub`. Returns how many were removed.
+    async fn revoke(
+        &self,
+        idp: &str,
+        sub: Option<&str>,
+        idp_sid: Option<&str>,
+    ) -> Result<usize, StoreError>;
+    /// Number of live sessions (for the gauge).
+    async fn count(&self) -> Result<usize, StoreError>;
+}
+
+/// Session id → (record, expiry in unix seconds).
+type Sessions = HashMap<String, (SessionRecord, i64)>;
+
+/// Sessions in this process's memory: lost on restart, not shared between replicas.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    map: Mutex<Sessions>,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Whether a record matches a revocation request.
+pub fn revocation_matches(
+    rec: &SessionRecord,
+    idp: &str,
+    sub: Option<&str>,
+    idp_sid: Option<&str>,
+) -> bool {
+    if rec.idp != idp {
+        return false;
+    }
+    match (idp_sid, sub) {
+        (Some(s), Some(u)) => rec.idp_sid.as_deref() == Some(s) && rec.sub == u,
+        (Some(s), None) => rec.idp_sid.as_deref() == Some(s),
+        (None, Some(u)) => rec.sub == u,
+        (None, None) => false,
+    }
+}
+
+impl MemoryStore {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Sessions>, StoreError> {
+        self.map
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".to_string()))
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn load(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let map = self.lock()?;
+        Ok(map
+            .get(sid)
+            .filter(|(_, exp)| *exp > now())
+            .map(|(r, _)| r.clone()))
+    }
+
+    async fn save(&self, sid: &str, rec: &SessionRecord, ttl_secs: u64) -> Result<(), StoreError> {
+        let mut map = self.lock()?;
+        let t = now();
+        if map.len() > 1000 {
+            map.retain(|_, (_, exp)| *exp > t);
+        }
+        let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
+        map.insert(sid.to_string(), (rec.clone(), t.saturating_add(ttl)));
+        Ok(())
+    }
+
+    async fn remove(&self, sid: &str) -> Result<(), StoreError> {
+        self.lock()?.remove(sid);
+        Ok(())
+    }
+
+    async fn revoke(
+        &self,
+        idp: &str,
+        sub: Option<&str>,
+        idp_sid: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let mut map = self.lock()?;
+        let before = map.len();
+        map.retain(|_, (r, _)| !revocation_matches(r, idp, sub, idp_sid));
+        Ok(before - map.len())
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        let t = now();
+        Ok(self.lock()?.values().filter(|(_, e)| *e > t).count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_policy::input::Identity;
+
+    pub(crate) fn record(idp: &str, sub: &str, sid: Option<&str>) -> SessionRecord {
+        SessionRecord {
+            identity: Identity {
+                user: sub.to_string(),
+                ..Default::default()
+            },
+            idp: idp.to_string(),
+            sub: sub.to_string(),
+            idp_sid: sid.map(str::to_string),
+            created: now(),
+            last_seen: now(),
+            refresh_token: None,
+            refresh_at: None,
+            id_token: None,
+            csrf: "c".to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn save_load_remove_and_expiry() {
+        let s = MemoryStore::default();
+        s.save("a", &record("corp", "alice", None), 60)
+            .await
+            .unwrap();
+        assert_eq!(s.load("a").await.unwrap().unwrap().sub, "alice");
+        s.save("b", &record("corp", "bob", None), 0).await.unwrap();
+        assert!(s.load("b").await.unwrap().is_none(), "ttl 0 is expired");
+        s.remove("a").await.unwrap();
+        assert!(s.load("a").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn revoke_by_provider_session_or_subject_only_within_that_provider() {
+        let s = MemoryStore::default();
+        s.save("1", &record("corp", "alice", Some("s1")), 60)
+            .await
+            .unwrap();
+        s.save("2", &record("corp", "alice", Some("s2")), 60)
+            .await
+            .unwrap();
+        s.save("3", &record("other", "alice", Some("s1")), 60)
+            .await
+            .unwrap();
+        assert_eq!(s.revoke("corp", None, Some("s1")).await.unwrap(), 1);
+        assert!(s.load("2").await.unwrap().is_some());
+        assert_eq!(s.revoke("corp", Some("alice"), None).await.unwrap(), 1);
+        assert!(s.load("3").await.unwrap().is_some());
+        assert_eq!(s.revoke("corp", None, None).await.unwrap(), 0);
+    }
+}

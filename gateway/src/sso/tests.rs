@@ -1,0 +1,174 @@
+use super::*;
+use portcullis_policy::input::Identity;
+use std::collections::HashMap;
+
+fn sso(extra: &str) -> Sso {
+    let text = format!(
+        "session:\n  keys: [\"{}\"]\n  idle_timeout: 10m\n  absolute_timeout: 1h\n  return_to_allow: [\"https://docs.example.com\"]\n{extra}routes:\n  - {{ id: a, upstream: \"http://127.0.0.1:9\", policy: public }}\n",
+        "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+    );
+    let cfg = crate::config::load_str(&text, "t", &HashMap::<String, String>::new()).unwrap();
+    Sso::new(&cfg).unwrap()
+}
+
+fn record(created_ago: i64, seen_ago: i64) -> SessionRecord {
+    SessionRecord {
+        identity: Identity {
+            user: "alice".into(),
+            ..Default::default()
+        },
+        idp: "corp".into(),
+        sub: "alice".into(),
+        idp_sid: None,
+        created: now() - created_ago,
+        last_seen: now() - seen_ago,
+        refresh_token: None,
+        refresh_at: None,
+        id_token: None,
+        csrf: "tok".into(),
+    }
+}
+
+fn headers_with(s: &Sso, sid: &str, tls: bool) -> http::HeaderMap {
+    let set = s.session_cookie(sid, tls).unwrap();
+    let pair = set.split(';').next().unwrap().to_string();
+    let mut h = http::HeaderMap::new();
+    h.insert("cookie", pair.parse().unwrap());
+    h
+}
+
+#[test]
+fn return_urls_stay_on_this_origin_or_the_allow_list() {
+    let s = sso("");
+    let o = "https://app.test";
+    assert_eq!(s.return_to(Some("/x?y=1"), o), "https://app.test/x?y=1");
+    assert_eq!(s.return_to(Some("//evil.test/x"), o), "https://app.test/");
+    assert_eq!(s.return_to(Some("/\\evil.test"), o), "https://app.test/");
+    assert_eq!(
+        s.return_to(Some("https://evil.test/"), o),
+        "https://app.test/"
+    );
+    assert_eq!(
+        s.return_to(Some("https://app.test/p"), o),
+        "https://app.test/p"
+    );
+    assert_eq!(
+        s.return_to(Some("https://docs.example.com/a"), o),
+        "https://docs.example.com/a"
+    );
+    assert_eq!(
+        s.return_to(Some("javascript:alert(1)"), o),
+        "https://app.test/"
+    );
+    assert_eq!(s.return_to(None, o), "https://app.test/");
+}
+
+#[tokio::test]
+async fn a_valid_cookie_finds_the_session_and_timeouts_end_it() {
+    let s = sso("");
+    s.store.save("live", &record(10, 5), 600).await.unwrap();
+    s.store.save("idle", &record(700, 660), 600).await.unwrap();
+    s.store.save("old", &record(3700, 5), 600).await.unwrap();
+    let a = s
+        .identify(&headers_with(&s, "live", true), true)
+        .await
+        .unwrap();
+    assert_eq!(a.unwrap().record.identity.user, "alice");
+    assert!(s
+        .identify(&headers_with(&s, "idle", true), true)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        s.store.load("idle").await.unwrap().is_none(),
+        "idle session removed"
+    );
+    assert!(s
+        .identify(&headers_with(&s, "old", true), true)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        s.store.load("old").await.unwrap().is_none(),
+        "expired session removed"
+    );
+}
+
+#[tokio::test]
+async fn cookies_for_another_scheme_or_forged_are_ignored() {
+    let s = sso("");
+    s.store.save("live", &record(10, 5), 600).await.unwrap();
+    // A __Host- cookie value is sealed for its name; it does not open as the plain cookie.
+    let https = headers_with(&s, "live", true);
+    let v = https["cookie"]
+        .to_str()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    let mut h = http::HeaderMap::new();
+    h.insert("cookie", format!("portcullis={v}").parse().unwrap());
+    assert!(s.identify(&h, false).await.unwrap().is_none());
+    let mut h = http::HeaderMap::new();
+    h.insert("cookie", "__Host-portcullis=live".parse().unwrap());
+    assert!(s.identify(&h, true).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn logout_needs_the_csrf_token_and_same_origin() {
+    let s = sso("");
+    s.store.save("live", &record(10, 5), 600).await.unwrap();
+    let h = headers_with(&s, "live", true);
+    let o = "https://app.test";
+    assert!(matches!(
+        s.logout("csrf=wrong", &h, o, true).await,
+        Err(AuthError::Csrf)
+    ));
+    let mut cross = h.clone();
+    cross.insert("origin", "https://evil.test".parse().unwrap());
+    assert!(matches!(
+        s.logout("csrf=tok", &cross, o, true).await,
+        Err(AuthError::Csrf)
+    ));
+    assert!(s.store.load("live").await.unwrap().is_some());
+    let r = s.logout("csrf=tok", &h, o, true).await.unwrap();
+    assert!(r.cookies[0].contains("Max-Age=0"));
+    assert!(s.store.load("live").await.unwrap().is_none());
+}
+
+#[test]
+fn redis_store_without_configured_keys_is_refused() {
+    let text = "session:\n  store: redis://127.0.0.1:6379/0\nroutes: []\n";
+    let e = crate::config::load_str(text, "t", &HashMap::<String, String>::new()).unwrap_err();
+    assert!(e.to_string().contains("session.keys"), "{e}");
+}
+
+#[test]
+fn provider_config_is_validated_with_key_paths() {
+    let text = "identity_providers:
+  - id: corp
+    type: oidc
+    issuer: http://idp.example.com
+    client_id: c
+    algorithms: [none]
+    claims: { colour: x }
+routes: []
+";
+    let e = crate::config::load_str(text, "t", &HashMap::<String, String>::new())
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "identity_providers[0].issuer: must be https",
+        "identity_providers[0].client_secret: missing: set client_secret or client_secret_file",
+        "identity_providers[0].algorithms[0]: \"none\" is not one of",
+        "identity_providers[0].claims.colour",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    let ok = "identity_providers:
+  - { id: corp, type: oidc, issuer: \"http://127.0.0.1:5556\", client_id: c, client_secret: s }
+routes: []
+";
+    assert!(crate::config::load_str(ok, "t", &HashMap::<String, String>::new()).is_ok());
+}

@@ -1,0 +1,48 @@
+// A real OpenID Provider for the end-to-end tests: npm oidc-provider with a few users and
+// groups, the dev login form (any password; the login field is the account id), no consent
+// screen, refresh tokens, RP-initiated and back-channel logout.
+// Env: PORT, CLIENTS (JSON array of client metadata), AT_TTL (access token seconds).
+import Provider from 'oidc-provider';
+
+const port = Number(process.env.PORT);
+const issuer = `http://127.0.0.1:${port}`;
+const users = {
+  alice: { email: 'alice@example.com', name: 'Alice', groups: ['eng', 'admins'], roles: ['payroll-admin'] },
+  bob: { email: 'bob@example.com', name: 'Bob', groups: ['sales'], roles: [] },
+};
+
+const provider = new Provider(issuer, {
+  clients: JSON.parse(process.env.CLIENTS),
+  async findAccount(ctx, id) {
+    const u = users[id];
+    if (!u) return undefined;
+    return { accountId: id, async claims() { return { sub: id, ...u }; } };
+  },
+  claims: { openid: ['sub'], email: ['email'], profile: ['name'], groups: ['groups', 'roles'] },
+  scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
+  conformIdTokenClaims: false,
+  pkce: { methods: ['S256'], required: () => true },
+  ttl: { AccessToken: Number(process.env.AT_TTL || 3600), IdToken: 3600, Session: 3600, Interaction: 600, Grant: 3600, RefreshToken: 86400 },
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  async loadExistingGrant(ctx) {
+    const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
+    grant.addOIDCScope('openid email profile groups offline_access');
+    grant.addOIDCClaims(['email', 'name', 'groups', 'roles']);
+    await grant.save();
+    return grant;
+  },
+  features: {
+    devInteractions: { enabled: true },
+    backchannelLogout: { enabled: true },
+    rpInitiatedLogout: {
+      enabled: true,
+      async logoutSource(ctx, form) {
+        ctx.body = `<!doctype html><body>${form}<button form="op.logoutForm" name="logout" value="yes">Sign out</button></body>`;
+      },
+    },
+  },
+});
+provider.on('server_error', (ctx, err) => console.error('server_error', err));
+provider.on('backchannel.error', (client, err) => console.error('backchannel.error', err.message));
+provider.on('backchannel.success', (client) => console.error('backchannel.success', client.clientId));
+provider.listen(port, '127.0.0.1', () => console.error(`oidc-provider listening on ${issuer}`));

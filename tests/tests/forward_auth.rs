@@ -1,0 +1,168 @@
+//! Forward-auth with a real nginx `auth_request` in front of an app: nginx asks
+//! `/.portcullis/auth`, forwards the identity headers it returns, and sends unauthenticated
+//! browsers to sign in. The nginx config here is the one documented in the README.
+
+use portcullis_e2e::oidc::*;
+use portcullis_e2e::*;
+use std::process::Command;
+use std::time::Duration;
+
+/// The documented nginx config, with ports filled in.
+fn nginx_conf(dir: &str, listen: u16, gateway_https: u16, app: u16) -> String {
+    format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  server {{
+    listen 127.0.0.1:{listen};
+    location = /_portcullis_auth {{
+      internal;
+      proxy_pass https://127.0.0.1:{gateway_https}/.portcullis/auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+    }}
+    location / {{
+      auth_request /_portcullis_auth;
+      auth_request_set $pc_user $upstream_http_x_portcullis_user;
+      auth_request_set $pc_groups $upstream_http_x_portcullis_groups;
+      auth_request_set $pc_assertion $upstream_http_x_portcullis_assertion;
+      proxy_set_header X-Portcullis-User $pc_user;
+      proxy_set_header X-Portcullis-Groups $pc_groups;
+      proxy_set_header X-Portcullis-Assertion $pc_assertion;
+      proxy_pass http://127.0.0.1:{app};
+      error_page 401 = @portcullis_login;
+    }}
+    location @portcullis_login {{
+      return 302 https://127.0.0.1:{gateway_https}/.portcullis/login?rd=$scheme://$http_host$request_uri;
+    }}
+  }}
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_auth_request_forwards_the_verified_identity_and_redirects_strangers() {
+    let ports = Ports::fresh();
+    let port = free_port();
+    let up = Whoami::start("app");
+    let op = OpenIdProvider::start(&[ports.https], None, 3600);
+    let gw = Gateway::start_on(
+        ports,
+        &format!(
+            "{SERVER}session:
+  keys: [\"{SESSION_KEY}\"]
+  return_to_allow: [\"http://127.0.0.1:{{nginx}}\"]
+identity_providers:
+  - {{ id: corp, type: oidc, issuer: \"{}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}, scopes: [openid, email, groups] }}
+routes:
+  - {{ id: app, path: /, upstream: \"{}\", policy: authenticated }}
+",
+            op.issuer,
+            up.url()
+        )
+        .replace("{nginx}", &port.to_string()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    std::fs::write(
+        dir.path().join("nginx.conf"),
+        nginx_conf(&d, port, ports.https, up.port),
+    )
+    .unwrap();
+    let mut nginx = Command::new("nginx")
+        .args(["-c", &format!("{d}/nginx.conf"), "-p", &d])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx (tests/run installs it)");
+    wait_for_port(port, Duration::from_secs(10));
+    let nginx_url = format!("http://127.0.0.1:{port}/docs/page");
+    let plain = client(None);
+
+    let r = plain
+        .get(&nginx_url)
+        .header("x-portcullis-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        loc.starts_with(&format!("{}/.portcullis/login?rd=", gw.https())),
+        "{loc}"
+    );
+
+    // Signing in through that login link comes back to the page behind nginx (allow-listed).
+    let b = Browser::new();
+    let behind_nginx = |u: &str| u.starts_with(&format!("http://127.0.0.1:{port}"));
+    let w = b.walk_until(&loc, behind_nginx).await;
+    let w = b
+        .submit_login_until(&w.last().url.clone(), &w.body, "alice", behind_nginx)
+        .await;
+    let back = w
+        .hops
+        .iter()
+        .rev()
+        .find_map(|h| h.location.clone())
+        .unwrap_or_default();
+    assert_eq!(back, nginx_url, "{w:#?}");
+    let cookie = w
+        .hops
+        .iter()
+        .flat_map(|h| h.set_cookies.iter())
+        .find(|c| c.starts_with("__Host-portcullis=") && !c.contains("Max-Age=0"))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let r = plain
+        .get(&nginx_url)
+        .header("cookie", &cookie)
+        .header("x-portcullis-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let j = whoami_json(&r.text().await.unwrap());
+    assert_eq!(
+        j["headers"]["x-portcullis-user"],
+        serde_json::json!(["alice"])
+    );
+    assert_eq!(
+        j["headers"]["x-portcullis-groups"],
+        serde_json::json!(["eng,admins"])
+    );
+    let token = j["headers"]["x-portcullis-assertion"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jwks: serde_json::Value = plain
+        .get(format!("{}/.portcullis/jwks.json", gw.https()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(verify_es256(&jwks, &token));
+
+    let r = plain
+        .get(&nginx_url)
+        .header("cookie", "__Host-portcullis=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "a forged cookie is a stranger");
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+}

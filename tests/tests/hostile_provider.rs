@@ -1,0 +1,157 @@
+//! The hostile-provider suite: a provider that misbehaves on command. Every hostile case must
+//! end without a session cookie, without reaching the upstream, and with an audit log line;
+//! key rotation (a new `kid` published after discovery) must still be accepted.
+
+use portcullis_e2e::hostile::{HostileProvider, Mode};
+use portcullis_e2e::oidc::*;
+use portcullis_e2e::*;
+
+fn config(issuer: &str, up: &str, userinfo: bool) -> String {
+    format!(
+        "{SERVER}session:
+  keys: [\"{SESSION_KEY}\"]
+identity_providers:
+  - {{ id: evil, type: oidc, issuer: \"{issuer}\", client_id: portcullis, client_secret: s, userinfo: {userinfo}, clock_skew: 30s }}
+routes:
+  - {{ id: app, path: /app, upstream: \"{up}\", policy: authenticated }}
+"
+    )
+}
+
+fn upstream_hits(gw: &Gateway) -> f64 {
+    gw.metrics()
+        .lines()
+        .filter(|l| {
+            l.starts_with("portcullis_http_requests_total{")
+                && l.contains("decision=\"allow\"")
+                && l.contains("route=\"app\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn refusals(gw: &Gateway) -> usize {
+    gw.proc.logs().matches("login callback refused").count()
+}
+
+async fn attempt(gw: &Gateway) -> Walk {
+    Browser::new().walk(&format!("{}/app/", gw.https())).await
+}
+
+fn session_set(w: &Walk) -> bool {
+    w.hops
+        .iter()
+        .flat_map(|h| h.set_cookies.iter())
+        .any(|c| c.starts_with("__Host-portcullis=") && !c.contains("Max-Age=0"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    let gw_ui = Gateway::start(&config(&op.issuer, &up.url(), true));
+
+    op.set_mode(Mode::Good);
+    let w = attempt(&gw).await;
+    assert_eq!(
+        w.last().status,
+        200,
+        "control login works: {w:#?}\n{}",
+        gw.proc.logs()
+    );
+    assert!(session_set(&w));
+
+    // Rotation (before the cases that also trigger refetches, which are rate-limited): the token's kid is unknown to the cached JWKS; one refetch finds it.
+    op.set_mode(Mode::RotatedKey);
+    let w = attempt(&gw).await;
+    assert_eq!(
+        w.last().status,
+        200,
+        "rotated key accepted: {}",
+        gw.proc.logs()
+    );
+    assert!(session_set(&w));
+    assert!(gw
+        .proc
+        .logs()
+        .contains("unknown signing key id: JWKS refetched"));
+
+    let cases = [
+        (Mode::BadSignature, "Signature"),
+        (Mode::AlgNone, "id_token rejected"),
+        (Mode::Hs256WithRsaPublicKey, "id_token rejected"),
+        (Mode::InjectedJkuJwk, "id_token rejected"),
+        (Mode::WrongIssuer, "id_token rejected"),
+        (Mode::TrailingSlashIssuer, "id_token rejected"),
+        (Mode::WrongAudience, "id_token rejected"),
+        (Mode::ExtraAudienceNoAzp, "id_token rejected"),
+        (Mode::MissingExp, "id_token rejected"),
+        (Mode::Expired, "id_token rejected"),
+        (Mode::MissingIat, "id_token rejected"),
+        (Mode::FutureNbf, "nbf is in the future"),
+        (Mode::MissingSub, "id_token rejected"),
+        (Mode::WrongNonce, "id_token rejected"),
+        (Mode::MissingNonce, "id_token rejected"),
+        (Mode::MixUpIss, "is not the provider this login started at"),
+        (Mode::AlteredState, "state does not match"),
+    ];
+    let mut failures = Vec::new();
+    for (mode, why) in cases {
+        op.set_mode(mode);
+        let hits = upstream_hits(&gw);
+        let before = refusals(&gw);
+        let w = attempt(&gw).await;
+        let logs = gw.proc.logs();
+        let ok = w.last().status == 401
+            && !session_set(&w)
+            && upstream_hits(&gw) == hits
+            && refusals(&gw) == before + 1
+            && logs.lines().rev().take(5).any(|l| l.contains(why));
+        if !ok {
+            failures.push(format!(
+                "{mode:?}: status {} session {} log tail:\n{}",
+                w.last().status,
+                session_set(&w),
+                logs.lines().rev().take(3).collect::<Vec<_>>().join("\n")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "hostile cases not refused:\n{}",
+        failures.join("\n\n")
+    );
+
+    op.set_mode(Mode::UserInfoSubMismatch);
+    let w = attempt(&gw_ui).await;
+    assert_eq!(w.last().status, 401);
+    assert!(!session_set(&w));
+    assert!(gw_ui.proc.logs().contains("userinfo rejected: sub differs"));
+
+    let m = gw.metrics();
+    assert!(
+        m.contains(
+            "portcullis_auth_events_total{event=\"login\",idp=\"evil\",outcome=\"failure\"} 17"
+        ),
+        "{m}\n{}",
+        gw.proc.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_with_a_different_issuer_spelling_is_refused_at_discovery() {
+    let op = HostileProvider::start("portcullis", "/").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    let w = attempt(&gw).await;
+    assert_eq!(w.last().status, 502, "{w:#?}");
+    assert!(
+        w.hops.iter().all(|h| !h.url.contains("/authorize")),
+        "never sent to the provider"
+    );
+    assert!(!session_set(&w));
+    assert_eq!(upstream_hits(&gw), 0.0);
+    let logs = gw.proc.logs();
+    assert!(logs.to_lowercase().contains("issuer"), "{logs}");
+}
