@@ -21,6 +21,7 @@ PORTCULLIS_BIN="${PORTCULLIS_BIN:-}"     # use this binary instead of building o
 KEEP_TMP="${KEEP_TMP:-0}"                # 1: keep the temp dir (configs, logs, wrk output)
 STRICT="${STRICT:-0}"                    # 1: exit 3 when the targets below are missed
 WAIT_IDLE="${WAIT_IDLE:-0}"              # wait up to this many seconds for other CPU load to go
+AUTH="${AUTH:-0}"                        # 1: Portcullis route needs a signed-in session (SSO)
 TARGET_THROUGHPUT="${TARGET_THROUGHPUT:-1.0}"  # portcullis/nginx requests/s, at least
 TARGET_P99="${TARGET_P99:-1.1}"                # portcullis/nginx p99 latency, at most
 
@@ -110,7 +111,7 @@ for s in socks:
     s.close()
 EOF
 }
-read -r UPSTREAM_PORT NGINX_PORT PORTCULLIS_PORT ADMIN_PORT <<<"$(free_ports 4)"
+read -r UPSTREAM_PORT NGINX_PORT PORTCULLIS_PORT ADMIN_PORT OP_PORT <<<"$(free_ports 5)"
 
 # ---------------------------------------------------------------- configs
 if [ "$(id -u)" -eq 0 ]; then
@@ -130,11 +131,16 @@ render() {  # render TEMPLATE OUTPUT
         -e "s|@THREADS@|$THREADS|g" \
         -e "s|@WORKERS@|$WORKERS|g" \
         -e "s|@PORT@|$PORT|g" \
+        -e "s|@OP_PORT@|$OP_PORT|g" \
         "$1" >"$2"
 }
 WORKERS="$UPSTREAM_WORKERS" PORT="$UPSTREAM_PORT" render "$HERE/nginx-upstream.conf.tmpl" "$DIR/upstream.conf"
 WORKERS="$THREADS" PORT="$NGINX_PORT" render "$HERE/nginx-proxy.conf.tmpl" "$DIR/proxy.conf"
-WORKERS="" PORT="$PORTCULLIS_PORT" render "$HERE/portcullis.yaml.tmpl" "$DIR/portcullis.yaml"
+if [ "$AUTH" = 1 ]; then
+    WORKERS="" PORT="$PORTCULLIS_PORT" render "$HERE/portcullis-auth.yaml.tmpl" "$DIR/portcullis.yaml"
+else
+    WORKERS="" PORT="$PORTCULLIS_PORT" render "$HERE/portcullis.yaml.tmpl" "$DIR/portcullis.yaml"
+fi
 
 "$NGINX" -t -q -p "$DIR" -e "$DIR/nginx-test.log" -c "$DIR/upstream.conf" 2>"$DIR/nginx-t.err" ||
     { cat "$DIR/nginx-t.err" >&2; die "upstream nginx config rejected"; }
@@ -166,9 +172,33 @@ wait_ok "upstream nginx" "$!" "http://127.0.0.1:$UPSTREAM_PORT/" "$DIR/upstream-
 PIDS+=("$!:TERM")
 wait_ok "nginx proxy" "$!" "http://127.0.0.1:$NGINX_PORT/" "$DIR/proxy-error.log"
 
+WRK_HEADER=()
+if [ "$AUTH" = 1 ]; then
+    # A real OpenID Provider (tests/oidc, `npm ci` there first) and one sign-in with curl.
+    [ -d "$REPO/tests/oidc/node_modules/oidc-provider" ] || (cd "$REPO/tests/oidc" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    PORT="$OP_PORT" AT_TTL=86400 CLIENTS="[{\"client_id\":\"bench\",\"client_secret\":\"bench-secret\",\"redirect_uris\":[\"http://127.0.0.1:$PORTCULLIS_PORT/.portcullis/callback\"],\"grant_types\":[\"authorization_code\",\"refresh_token\"]}]" \
+        node "$REPO/tests/oidc/provider.mjs" >"$DIR/op.log" 2>&1 &
+    PIDS+=("$!:TERM")
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration" >/dev/null && break; sleep 0.1; done
+fi
+
 "$PORTCULLIS_BIN" run --config "$DIR/portcullis.yaml" >"$DIR/portcullis.log" 2>&1 &
 PIDS+=("$!:INT")   # SIGINT: fast shutdown
-wait_ok "portcullis" "$!" "http://127.0.0.1:$PORTCULLIS_PORT/" "$DIR/portcullis.log"
+if [ "$AUTH" = 1 ]; then
+    for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORTCULLIS_PORT/" && break; sleep 0.1; done
+    jar="$DIR/cookies.txt"
+    page="$(curl -s -L -c "$jar" -b "$jar" -H 'Accept: text/html' "http://127.0.0.1:$PORTCULLIS_PORT/")"
+    action="$(printf '%s' "$page" | sed -n 's/.*<form[^>]*action="\([^"]*\)".*/\1/p' | head -n1)"
+    [ -n "$action" ] || die "no login form from the provider (log: $DIR/op.log)"
+    body="$(curl -s -L -c "$jar" -b "$jar" -H 'Accept: text/html' --data "prompt=login&login=alice&password=x" "http://127.0.0.1:$OP_PORT$action")"
+    [ "$body" = "ok" ] || die "sign-in did not reach the upstream: $body"
+    cookie="$(awk '$6 == "portcullis" { print $7 }' "$jar")"
+    [ -n "$cookie" ] || die "no session cookie after sign-in"
+    WRK_HEADER=(-H "Cookie: portcullis=$cookie")
+    log "signed in once; wrk sends the session cookie (authenticated route)"
+else
+    wait_ok "portcullis" "$!" "http://127.0.0.1:$PORTCULLIS_PORT/" "$DIR/portcullis.log"
+fi
 
 # ---------------------------------------------------------------- measure
 # to_ms VALUE_WITH_UNIT  (wrk prints us, ms, s, m or h)
@@ -182,7 +212,9 @@ to_ms() {
 
 # run_wrk NAME PORT DURATION OUTFILE -> sets RPS P99 BAD
 run_wrk() {
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$3" --latency "http://127.0.0.1:$2/" >"$4" 2>&1 ||
+    local hdr=()
+    [ "$1" = portcullis ] && hdr=("${WRK_HEADER[@]+"${WRK_HEADER[@]}"}")
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$3" --latency "${hdr[@]+"${hdr[@]}"}" "http://127.0.0.1:$2/" >"$4" 2>&1 ||
         { cat "$4" >&2; die "wrk against $1 failed"; }
     RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$4")"
     P99="$(awk '$1 == "99%" { print $2 }' "$4")"

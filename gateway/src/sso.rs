@@ -255,6 +255,7 @@ impl Sso {
             self.end(sid, rec, "provider_removed").await?;
             return Ok(Refreshed::Ended);
         };
+        // A refresh request carries no redirect URI; the client type just needs one set.
         let redirect = p.cfg.redirect_uri.clone().unwrap_or_default();
         let redirect = if redirect.is_empty() {
             format!(
