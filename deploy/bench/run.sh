@@ -190,7 +190,8 @@ if [ "$AUTH" = 1 ]; then
     page="$(curl -s -L -c "$jar" -b "$jar" -H 'Accept: text/html' "http://127.0.0.1:$PORTCULLIS_PORT/")"
     action="$(printf '%s' "$page" | sed -n 's/.*<form[^>]*action="\([^"]*\)".*/\1/p' | head -n1)"
     [ -n "$action" ] || die "no login form from the provider (log: $DIR/op.log)"
-    body="$(curl -s -L -c "$jar" -b "$jar" -H 'Accept: text/html' --data "prompt=login&login=alice&password=x" "http://127.0.0.1:$OP_PORT$action")"
+    case "$action" in http*) ;; *) action="http://127.0.0.1:$OP_PORT$action" ;; esac
+    body="$(curl -s -L -c "$jar" -b "$jar" -H 'Accept: text/html' --data "prompt=login&login=alice&password=x" "$action")"
     [ "$body" = "ok" ] || die "sign-in did not reach the upstream: $body"
     cookie="$(awk '$6 == "portcullis" { print $7 }' "$jar")"
     [ -n "$cookie" ] || die "no session cookie after sign-in"

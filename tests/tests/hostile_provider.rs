@@ -206,3 +206,54 @@ routes:
     assert_eq!(w.last().status, 200, "{w:#?}");
     assert_eq!(w.last().url, format!("{}/other", gw.https()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backchannel_logout_tokens_are_verified_and_never_replayed() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    let b = Browser::new();
+    let app = format!("{}/app/", gw.https());
+    assert_eq!(b.walk(&app).await.last().status, 200);
+    let post = |token: String| {
+        let url = format!("{}/.portcullis/backchannel-logout", gw.http());
+        async move {
+            client(None)
+                .post(url)
+                .form(&[("logout_token", token)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post(op.logout_token("alice", "old", 3600)).await,
+        400,
+        "stale iat"
+    );
+    let mut forged = op.logout_token("alice", "forged", 0);
+    forged.replace_range(forged.len() - 4.., "AAAA");
+    assert_eq!(post(forged).await, 400, "bad signature");
+    let r = b
+        .client
+        .get(&app)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "refused tokens revoke nothing");
+    let token = op.logout_token("alice", "j1", 0);
+    assert_eq!(post(token.clone()).await, 200);
+    let r = b
+        .client
+        .get(&app)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "session revoked");
+    assert_eq!(post(token).await, 400, "replayed token refused");
+    assert!(gw.proc.logs().contains("logout_token replayed"));
+}
