@@ -31,6 +31,7 @@ impl ServeHttp for AdminApp {
         match path.as_str() {
             "/metrics" => reply(200, "text/plain; version=0.0.4", crate::metrics::render()),
             "/healthz" => reply(200, "text/plain", "ok\n".into()),
+            "/audit/keys" => reply(200, "application/json", crate::audit::published_keys_json()),
             "/readyz" => {
                 let rt = self.runtime.load();
                 let body = serde_json::json!({

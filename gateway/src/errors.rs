@@ -56,6 +56,9 @@ pub enum GatewayError {
         /// Cookie to clear in the response.
         clear: Option<String>,
     },
+    /// The decision log cannot take another record (queue and spool full, `when_full: block`).
+    #[error("service temporarily unavailable")]
+    LogUnavailable,
 }
 
 impl From<crate::sso::AuthError> for GatewayError {
@@ -153,6 +156,7 @@ impl GatewayError {
                 AuthError::UnknownProvider => 404,
                 AuthError::Internal(_) => 500,
             },
+            GatewayError::LogUnavailable => 503,
         }
     }
 
@@ -178,6 +182,7 @@ impl GatewayError {
                 AuthError::UnknownProvider => "unknown_identity_provider",
                 AuthError::Internal(_) => "internal",
             },
+            GatewayError::LogUnavailable => "unavailable",
         }
     }
 

@@ -4,8 +4,10 @@
 
 pub mod admin;
 pub mod assertion;
+pub mod audit;
 pub mod auth_endpoints;
 pub mod config;
+pub mod decisionlog;
 pub mod errors;
 pub mod forwarded;
 pub mod geoip;
@@ -20,6 +22,7 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod sso;
+pub mod store;
 pub mod tenant;
 pub mod tls;
 pub mod upstream;

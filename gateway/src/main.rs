@@ -52,6 +52,53 @@ enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<String>,
     },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and check every signed checkpoint: exit 0 if intact, 1 if
+    /// tampering is found (each finding is printed), 2 if the log could not be read.
+    Verify {
+        /// Config file (its `store:` is checked).
+        #[arg(long, short)]
+        config: Option<String>,
+        /// Store URL instead of the config's (sqlite://PATH or postgres://...).
+        #[arg(long)]
+        store: Option<String>,
+        /// Trusted public keys (JSON as served at the admin /audit/keys); default: the store's own.
+        #[arg(long)]
+        keys: Option<String>,
+        /// A checkpoint (or an earlier --json report) that must still be present.
+        #[arg(long)]
+        expect: Option<String>,
+        /// Print the full report as JSON (the evidence to keep).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write records between --from and --to (record numbers or RFC 3339 times, inclusive)
+    /// plus the checkpoints that cover them, as JSON.
+    Export {
+        /// Config file.
+        #[arg(long, short)]
+        config: Option<String>,
+        /// Store URL instead of the config's.
+        #[arg(long)]
+        store: Option<String>,
+        /// First record number or time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last record number or time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Output file (default stdout).
+        #[arg(long, short)]
+        out: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +180,32 @@ fn main() -> ExitCode {
                 eprintln!("{} problem(s) found", e.errors.len());
                 ExitCode::FAILURE
             }
+        },
+        Command::Audit { action } => match action {
+            AuditCommand::Verify {
+                config,
+                store,
+                keys,
+                expect,
+                json,
+            } => portcullis::audit::cli::verify_cmd(
+                &portcullis::audit::cli::Source { config, store },
+                keys.as_deref(),
+                expect.as_deref(),
+                json,
+            ),
+            AuditCommand::Export {
+                config,
+                store,
+                from,
+                to,
+                out,
+            } => portcullis::audit::cli::export_cmd(
+                &portcullis::audit::cli::Source { config, store },
+                from.as_deref(),
+                to.as_deref(),
+                out.as_deref(),
+            ),
         },
         Command::Policy { command } => policy(command),
         Command::Whoami {

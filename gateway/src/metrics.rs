@@ -121,6 +121,11 @@ pub fn get() -> &'static Metrics {
     &METRICS
 }
 
+/// The registry, for modules that register their own metrics (decision log, audit).
+pub fn registry() -> &'static Registry {
+    &METRICS.registry
+}
+
 /// The text exposition format for `/metrics`.
 pub fn render() -> String {
     let mut buf = Vec::new();

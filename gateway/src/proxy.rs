@@ -1,9 +1,10 @@
 //! The pingora `ProxyHttp` phases: thin glue, each phase calls one module.
 //! request_filter: listener rules → normalise path → route → policy.
 //! upstream_peer: endpoint choice. upstream_request_filter: path, identity and forwarding headers.
-//! logging: metrics and the access log.
+//! logging: metrics, the access log and the decision record.
 
 use crate::auth_endpoints;
+use crate::decisionlog::{record::DecisionRecord, DecisionLog, Reservation};
 use crate::errors::{respond, send, GatewayError};
 use crate::forwarded;
 use crate::identity;
@@ -23,7 +24,7 @@ use portcullis_policy::input::Identity;
 use portcullis_policy::path::{normalise, NormalisedPath};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// The gateway's proxy logic.
 pub struct Gateway {
@@ -33,6 +34,8 @@ pub struct Gateway {
     pub https_port: Option<u16>,
     /// Single sign-on: sessions, providers, assertion keys.
     pub sso: Arc<Sso>,
+    /// The decision-log pipeline, when `decision_log:` is configured.
+    pub decision_log: Option<Arc<DecisionLog>>,
 }
 
 /// Per-request state.
@@ -50,6 +53,18 @@ pub struct Ctx {
     current: Option<usize>,
     upstream_start: Option<Instant>,
     outcome: Option<&'static str>,
+    received: SystemTime,
+    log_slot: Option<Reservation>,
+    log_refused: bool,
+    /// Network and device facts and the addressed tenant, as the policy saw them (for the record).
+    facts: Option<
+        Box<(
+            portcullis_policy::input::NetworkFacts,
+            portcullis_policy::input::DeviceFacts,
+            Option<String>,
+        )>,
+    >,
+    upstream_status: Option<u16>,
     /// The signed-in identity (filled by the session layer when single sign-on is configured).
     pub identity: Option<Identity>,
     /// The policy decision and its explanation, for logs.
@@ -202,6 +217,13 @@ impl Gateway {
             ctx.identity.clone(),
         );
         let decision = evaluate(&route.policy, &input);
+        if self.decision_log.is_some() {
+            ctx.facts = Some(Box::new((
+                input.network.clone(),
+                input.device.clone(),
+                input.request.tenant.clone(),
+            )));
+        }
         let explanation = &decision.explanation;
         if !explanation.sod_violations.is_empty() {
             tracing::warn!(route = %route.id, user = input.identity.as_ref().map(|i| i.user.as_str()), reason = %explanation.reason(), "segregation-of-duties violation: identity holds conflicting roles");
@@ -225,6 +247,100 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Hands this request's decision record to the decision log and, for denials on
+    /// privileged routes, records an audit event. Never waits.
+    fn record_decision(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        decision: &str,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        let route = ctx
+            .route
+            .and_then(|i| ctx.rt.config.routes.get(i))
+            .map(|r| r.id.clone());
+        let req = session.req_header();
+        let path = ctx
+            .path
+            .as_ref()
+            .map_or(req.uri.path(), |p| p.decoded())
+            .to_string();
+        if decision != "allow" {
+            if let (Some(audit), Some(r)) = (&ctx.rt.config.audit, &route) {
+                if audit.privileged_routes.iter().any(|p| p == r) {
+                    crate::audit::emit(
+                        "policy.denied",
+                        None,
+                        serde_json::json!({
+                            "route": r, "decision": decision, "method": req.method.as_str(),
+                            "path": path, "client_ip": ctx.client_ip.to_string(), "status": status,
+                        }),
+                    );
+                }
+            }
+        }
+        let Some(log) = &self.decision_log else {
+            return;
+        };
+        if ctx.log_refused {
+            // Refused because the log is full: there is no room for its record either.
+            return;
+        }
+        let request_id = req
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128);
+        let mut rec = DecisionRecord::new(ctx.received, &log.gateway_id, request_id);
+        rec.route = route;
+        rec.method = req.method.as_str().to_string();
+        rec.host = ctx.host.clone();
+        rec.path = path;
+        rec.client_ip = ctx.client_ip.to_string();
+        rec.decision = decision.to_string();
+        rec.status = status;
+        rec.upstream_status = ctx.upstream_status;
+        if let Some(facts) = ctx.facts.take() {
+            let (network, device, tenant) = *facts;
+            rec.country = network.country;
+            if network.region.is_some() || network.asn.is_some() {
+                rec.geo = Some(serde_json::json!({"region": network.region, "asn": network.asn}));
+            }
+            if device != Default::default() {
+                rec.device = serde_json::to_value(&device).ok();
+            }
+            rec.tenant = tenant;
+        }
+        if let Some(id) = &ctx.identity {
+            rec.user = Some(id.user.clone());
+            rec.tenant = rec.tenant.take().or_else(|| id.tenant.clone());
+            rec.groups = id.groups.clone();
+            rec.roles = id.roles.clone();
+            let now = chrono::Utc::now();
+            rec.auth = id
+                .auth_methods
+                .iter()
+                .map(|a| crate::decisionlog::record::AuthMethod {
+                    method: a.method.clone(),
+                    age_s: (now - a.at).num_seconds().max(0) as u64,
+                })
+                .collect();
+        }
+        if let Some(d) = &ctx.decision {
+            rec.rule = Some(d.explanation.rule.to_string());
+            if !d.is_allow() {
+                rec.reason = Some(d.explanation.reason());
+                rec.condition = d.explanation.detail.as_ref().map(ToString::to_string);
+            }
+        }
+        rec.duration_ms = elapsed.as_secs_f64() * 1000.0;
+        log.submit(ctx.log_slot.take(), &rec);
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -244,6 +360,11 @@ impl ProxyHttp for Gateway {
             current: None,
             upstream_start: None,
             outcome: None,
+            received: SystemTime::now(),
+            log_slot: None,
+            log_refused: false,
+            facts: None,
+            upstream_status: None,
             identity: None,
             set_cookie: None,
             decision: None,
@@ -261,6 +382,19 @@ impl ProxyHttp for Gateway {
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
         ctx.client_ip = forwarded::client_ip(ctx.peer_ip, xff, trusted);
+        // Fail closed: a request whose decision record could not be kept is not served.
+        if let Some(log) = &self.decision_log {
+            match log.reserve() {
+                Ok(slot) => ctx.log_slot = slot,
+                Err(full) => {
+                    tracing::error!(error = %full, "decision log full: refusing the request (decision_log.spool.when_full: block)");
+                    ctx.outcome = Some("deny");
+                    ctx.log_refused = true;
+                    respond(session, &GatewayError::LogUnavailable).await?;
+                    return Ok(true);
+                }
+            }
+        }
         let result = match self
             .sso
             .identify(&session.req_header().headers, ctx.tls)
@@ -414,6 +548,16 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut pingora_http::ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        Ok(())
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let err = match e.etype() {
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
@@ -476,5 +620,6 @@ impl ProxyHttp for Gateway {
                 "request"
             );
         }
+        self.record_decision(session, ctx, decision, status, elapsed);
     }
 }

@@ -33,6 +33,12 @@ pub enum StartError {
     /// pingora refused the TLS settings.
     #[error("TLS listener: {0}")]
     Tls(String),
+    /// The decision-log pipeline could not be set up (spool directory, sink settings).
+    #[error("decision_log: {0}")]
+    DecisionLog(#[from] crate::decisionlog::StartError),
+    /// The audit log could not be set up (signing key, store).
+    #[error("audit: {0}")]
+    Audit(String),
 }
 
 /// Where the embedded quick-start config expects its upstream.
@@ -164,12 +170,28 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let admin = cfg.server.admin_listen;
     let watch_interval = cfg.server.watch_interval;
     let routes = cfg.routes.len();
+    let audit_service = match &cfg.audit {
+        Some(a) => Some(crate::audit::start(a, &cfg.store).map_err(StartError::Audit)?),
+        None => None,
+    };
+    let (decision_log, sink_services) = match &cfg.decision_log {
+        Some(d) => {
+            let (log, services) = crate::decisionlog::start(d)?;
+            (Some(Arc::new(log)), services)
+        }
+        None => (None, Vec::new()),
+    };
     let runtime: SharedRuntime = Arc::new(ArcSwap::from_pointee(Runtime::new(cfg, &text)));
     let source = opts
         .config
         .as_deref()
         .unwrap_or("<embedded config.example.yaml>");
     tracing::info!(config = %source, config_sha256 = %runtime.load().config_hash, routes, "config loaded");
+    crate::audit::emit(
+        "config.loaded",
+        Some("system"),
+        serde_json::json!({"source": source, "config_sha256": runtime.load().config_hash, "routes": routes, "at": "start"}),
+    );
 
     let sso = Arc::new(crate::sso::Sso::new(&runtime.load().config).map_err(StartError::Sso)?);
     if sso.enabled() {
@@ -180,6 +202,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         sso,
         runtime: runtime.clone(),
         https_port: https.map(|(a, _)| a.port()),
+        decision_log,
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
@@ -206,6 +229,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     tracing::info!(listen = %admin, "admin listener (/metrics /healthz /readyz)");
     server.add_service(proxy);
     server.add_service(admin_svc);
+    for (name, svc) in sink_services {
+        server.add_service(background_service(&name, svc));
+    }
+    if let Some(svc) = audit_service {
+        server.add_service(background_service("audit log", svc));
+    }
     match opts.config {
         Some(path) => {
             let reloader = Reloader {

@@ -9,6 +9,11 @@ const issuer = `http://127.0.0.1:${port}`;
 const users = {
   alice: { email: 'alice@example.com', name: 'Alice', groups: ['eng', 'admins'], roles: ['payroll-admin'] },
   bob: { email: 'bob@example.com', name: 'Bob', groups: ['sales'], roles: [] },
+  // Tenant isolation and segregation-of-duties cases (tests/tests/tenants.rs).
+  tina: { email: 'tina@acme.test', name: 'Tina', groups: ['staff'], roles: [], tenant: 'acme' },
+  gary: { email: 'gary@globex.test', name: 'Gary', groups: ['staff'], roles: [], tenant: 'globex' },
+  olga: { email: 'olga@globex.test', name: 'Olga', groups: ['ops'], roles: ['support-operator'], tenant: 'globex' },
+  sam: { email: 'sam@acme.test', name: 'Sam', groups: ['finance'], roles: ['payroll-admin', 'payroll-approver'], tenant: 'acme' },
 };
 
 const provider = new Provider(issuer, {
@@ -18,7 +23,7 @@ const provider = new Provider(issuer, {
     if (!u) return undefined;
     return { accountId: id, async claims() { return { sub: id, ...u }; } };
   },
-  claims: { openid: ['sub'], email: ['email'], profile: ['name'], groups: ['groups', 'roles'] },
+  claims: { openid: ['sub'], email: ['email'], profile: ['name'], groups: ['groups', 'roles', 'tenant'] },
   scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
   conformIdTokenClaims: false,
   pkce: { methods: ['S256'], required: () => true },
@@ -27,7 +32,7 @@ const provider = new Provider(issuer, {
   async loadExistingGrant(ctx) {
     const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
     grant.addOIDCScope('openid email profile groups offline_access');
-    grant.addOIDCClaims(['email', 'name', 'groups', 'roles']);
+    grant.addOIDCClaims(['email', 'name', 'groups', 'roles', 'tenant']);
     await grant.save();
     return grant;
   },

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod collector;
 pub mod geo;
 pub mod hostile;
 pub mod oidc;
 pub mod pki;
+pub mod syslogd;
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {

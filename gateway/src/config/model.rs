@@ -52,6 +52,12 @@ pub struct Config {
     pub identity_providers: Vec<super::auth_model::IdpConfig>,
     /// Upstream assertion settings.
     pub assertion: super::auth_model::AssertionConfig,
+    /// Shared database.
+    pub store: crate::store::StoreUrl,
+    /// Decision log, when configured.
+    pub decision_log: Option<crate::decisionlog::config::DecisionLogConfig>,
+    /// Audit log, when configured.
+    pub audit: Option<crate::audit::config::AuditConfig>,
     /// Roles, SoD rules and named policies shared by all routes.
     pub library: Arc<Library>,
     /// How the tenant a request addresses is found.
@@ -102,6 +108,8 @@ pub struct Server {
     pub log_level: String,
     /// Access log on or off.
     pub access_log: bool,
+    /// State directory.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Validated `server.https`.
@@ -221,6 +229,19 @@ fn socket_addr(value: &str, path: &str, problems: &mut Problems) -> Option<Socke
 
 /// Converts the parsed file into the model, collecting every problem.
 pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
+    let data_dir = std::path::PathBuf::from(
+        file.server
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| "/var/lib/portcullis".to_string()),
+    );
+    let store = crate::store::StoreUrl::build(file.store.as_deref(), &data_dir, problems);
+    let decision_log = file
+        .decision_log
+        .and_then(|d| crate::decisionlog::config::build(d, &data_dir, problems));
+    let audit = file
+        .audit
+        .and_then(|a| crate::audit::config::build(a, &data_dir, problems));
     let server = build_server(file.server, problems);
     let session = super::auth_model::build_session(file.session, problems);
     let identity_providers = super::auth_model::build_idps(file.identity_providers, problems);
@@ -300,6 +321,9 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             session,
             identity_providers,
             assertion,
+            store: store?,
+            decision_log,
+            audit,
             library: library?,
             tenants,
             geoip,
@@ -465,6 +489,10 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         log_format,
         log_level,
         access_log: s.log.access_log,
+        data_dir: std::path::PathBuf::from(
+            s.data_dir
+                .unwrap_or_else(|| "/var/lib/portcullis".to_string()),
+        ),
     })
 }
 

@@ -67,6 +67,11 @@ impl Reloader {
                 self.runtime.store(Arc::new(Runtime::new(config, &text)));
                 metrics::get().reloads.with_label_values(&["success"]).inc();
                 tracing::info!(path = %self.path, config_sha256 = %next_hash, routes, "config reloaded");
+                crate::audit::emit(
+                    "config.loaded",
+                    Some("system"),
+                    serde_json::json!({"source": self.path, "config_sha256": next_hash, "routes": routes, "at": "reload"}),
+                );
                 Outcome::Applied
             }
             Err(errors) => {
@@ -75,6 +80,14 @@ impl Reloader {
                     tracing::error!(path = %e.path, line = e.line, problem = %e.message, "config reload rejected");
                 }
                 tracing::error!(config_sha256 = %next_hash, "config reload rejected; keeping the running config:\n{errors}");
+                crate::audit::emit(
+                    "config.rejected",
+                    Some("system"),
+                    serde_json::json!({
+                        "source": self.path, "config_sha256": next_hash,
+                        "problems": errors.errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>(),
+                    }),
+                );
                 Outcome::Rejected
             }
         }
@@ -93,6 +106,13 @@ fn warn_about_fixed_settings(old: &super::Config, new: &super::Config) {
     };
     if listen(o) != listen(n) || o.threads != n.threads || o.log_format != n.log_format {
         tracing::warn!("listener, thread or log-format changes take effect only after a restart or zero-downtime upgrade");
+    }
+    if old.store != new.store
+        || old.decision_log.is_some() != new.decision_log.is_some()
+        || old.audit.is_some() != new.audit.is_some()
+        || o.data_dir != n.data_dir
+    {
+        tracing::warn!("store, data_dir, decision_log and audit settings take effect only after a restart (privileged_routes apply now)");
     }
 }
 

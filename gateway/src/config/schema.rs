@@ -24,6 +24,15 @@ pub struct ConfigFile {
     /// The signed assertion sent to upstreams.
     #[serde(default)]
     pub assertion: Option<super::auth_schema::AssertionSpec>,
+    /// Shared database: `sqlite://PATH` (default `<server.data_dir>/portcullis.db`) or `postgres://…`.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Per-request decision records streamed to collectors.
+    #[serde(default)]
+    pub decision_log: Option<crate::decisionlog::config::DecisionLogSpec>,
+    /// Tamper-evident audit log of security and admin events.
+    #[serde(default)]
+    pub audit: Option<crate::audit::config::AuditSpec>,
     /// Role hierarchy: `payroll-admin: { inherits: [payroll-viewer] }`.
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSpec>,
@@ -110,6 +119,9 @@ pub struct ServerSpec {
     /// Logging.
     #[serde(default)]
     pub log: LogSpec,
+    /// Where state lives (SQLite store, decision-log spool, generated keys); default `/var/lib/portcullis`.
+    #[serde(default)]
+    pub data_dir: Option<String>,
 }
 
 impl Default for ServerSpec {
@@ -128,6 +140,7 @@ impl Default for ServerSpec {
             upgrade_sock: None,
             pid_file: None,
             log: LogSpec::default(),
+            data_dir: None,
         }
     }
 }

@@ -1,0 +1,89 @@
+//! The shared database (`store:`): SQLite in the data directory by default, PostgreSQL for
+//! several replicas. Modules that persist state (audit log, later MFA enrolments) open their
+//! tables through [`StoreUrl`].
+
+use crate::config::model::Problems;
+use std::path::{Path, PathBuf};
+
+/// Where the database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// An SQLite file (created on first use).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl StoreUrl {
+    /// Parses `store:`; absent means `sqlite://<data_dir>/portcullis.db`.
+    pub fn build(value: Option<&str>, data_dir: &Path, p: &mut Problems) -> Option<Self> {
+        let Some(v) = value else {
+            return Some(Self::Sqlite(data_dir.join("portcullis.db")));
+        };
+        if let Some(path) = v
+            .strip_prefix("sqlite://")
+            .or_else(|| v.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                p.add(
+                    "store",
+                    "sqlite:// needs a file path, e.g. sqlite:///var/lib/portcullis/portcullis.db",
+                );
+                return None;
+            }
+            return Some(Self::Sqlite(PathBuf::from(path)));
+        }
+        if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+            if url::Url::parse(v).is_err() {
+                p.add("store", "is not a valid postgres:// URL");
+                return None;
+            }
+            return Some(Self::Postgres(v.to_string()));
+        }
+        p.add(
+            "store",
+            "must be sqlite://PATH or postgres://… (other values are not supported)",
+        );
+        None
+    }
+
+    /// For logs: never prints a password.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Self::Postgres(u) => match url::Url::parse(u) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("***"));
+                    }
+                    url.to_string()
+                }
+                Err(_) => "postgres://…".to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        let mut p = Problems::default();
+        let d = Path::new("/data");
+        assert_eq!(
+            StoreUrl::build(None, d, &mut p),
+            Some(StoreUrl::Sqlite("/data/portcullis.db".into()))
+        );
+        assert_eq!(
+            StoreUrl::build(Some("sqlite:///x/y.db"), d, &mut p),
+            Some(StoreUrl::Sqlite("/x/y.db".into()))
+        );
+        let pg = StoreUrl::build(Some("postgres://u:secret@h/db"), d, &mut p).unwrap();
+        assert!(!pg.redacted().contains("secret"));
+        assert!(p.0.is_empty());
+        assert_eq!(StoreUrl::build(Some("mysql://x"), d, &mut p), None);
+        assert_eq!(p.0[0].path, "store");
+    }
+}

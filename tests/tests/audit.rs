@@ -1,0 +1,205 @@
+//! Audit log end to end: the gateway records config and privileged-denial events in a
+//! hash-chained SQLite store, signs checkpoints, publishes its key; `portcullis audit verify`
+//! passes on the untouched log, and fails (exit 1, saying what) once a record is changed;
+//! `audit export` writes records with their covering checkpoints.
+
+use portcullis_e2e::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn config(up: &Whoami, data: &Path) -> String {
+    format!(
+        "{SERVER}  data_dir: \"{}\"
+routes:
+  - {{ id: app, path: /, upstream: \"{}\", policy: public }}
+  - {{ id: admin, path: /admin, upstream: \"{}\", policy: authenticated }}
+audit:
+  checkpoint_interval: 200ms
+  privileged_routes: [admin]
+",
+        data.display(),
+        up.url(),
+        up.url()
+    )
+}
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run portcullis");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn wait_metric(gw: &Gateway, series: &str, min: f64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gw.metric(series).unwrap_or(0.0) < min {
+        assert!(
+            Instant::now() < deadline,
+            "{series} < {min}\n{}",
+            gw.proc.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn verify_json(store: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec!["audit", "verify", "--store", store, "--json"];
+    args.extend_from_slice(extra);
+    let (code, out, err) = cli(&args);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, v)
+}
+
+#[test]
+fn events_are_chained_signed_verified_exported_and_tampering_is_caught() {
+    let up = Whoami::start("u");
+    let data = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}/portcullis.db", data.path().display());
+    let cfg = config(&up, data.path());
+    let mut gw = Gateway::start(&cfg);
+    assert_eq!(
+        raw_request(gw.ports.http, "GET /admin/users HTTP/1.1", &[])
+            .unwrap()
+            .0,
+        401
+    );
+    assert_eq!(
+        raw_request(gw.ports.http, "GET /public HTTP/1.1", &[])
+            .unwrap()
+            .0,
+        200
+    );
+    gw.write_config("routes: [ { id: x, upstream: \"nope\", policy: public } ]\n");
+    gw.proc.signal("HUP");
+    wait_metric(
+        &gw,
+        "portcullis_audit_events_total{kind=\"config.rejected\"}",
+        1.0,
+    );
+    wait_metric(
+        &gw,
+        "portcullis_audit_events_total{kind=\"policy.denied\"}",
+        1.0,
+    );
+    wait_metric(&gw, "portcullis_audit_checkpoints_total", 1.0);
+    let keys = raw_request(gw.ports.admin, "GET /audit/keys HTTP/1.1", &[]).unwrap();
+    assert_eq!(keys.0, 200);
+    let keys_json: serde_json::Value = serde_json::from_str(&keys.2).unwrap();
+    let key_id = keys_json["keys"][0]["key_id"].as_str().unwrap().to_string();
+    assert_eq!(keys_json["keys"][0]["alg"], "Ed25519");
+    let keys_file = data.path().join("keys.json");
+    std::fs::write(&keys_file, &keys.2).unwrap();
+    gw.proc.signal("TERM");
+    gw.proc.wait_exit(Duration::from_secs(15)).expect("exit");
+
+    // A restart continues the same chain with the same (generated, kept) key.
+    gw = Gateway::start(&cfg);
+    wait_metric(
+        &gw,
+        "portcullis_audit_events_total{kind=\"config.loaded\"}",
+        1.0,
+    );
+    wait_metric(&gw, "portcullis_audit_checkpoints_total", 1.0);
+    gw.proc.signal("TERM");
+    gw.proc.wait_exit(Duration::from_secs(15)).expect("exit");
+
+    let (code, report) = verify_json(&store, &["--keys", keys_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["keys_source"], "pinned");
+    assert_eq!(
+        report["records"], 4,
+        "loaded, denied, rejected, loaded: {report}"
+    );
+    assert!(report["checkpoints_verified"].as_u64().unwrap() >= 2);
+    assert_eq!(report["last_checkpoint"]["key_id"], key_id.as_str());
+    assert_eq!(report["last_checkpoint"]["count"], 4);
+    let evidence = data.path().join("evidence.json");
+    std::fs::write(&evidence, report.to_string()).unwrap();
+
+    let (code, out, err) = cli(&[
+        "audit", "export", "--store", &store, "--from", "2", "--to", "3",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let export: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kinds: Vec<&str> = export["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["policy.denied", "config.rejected"]);
+    let denied: serde_json::Value =
+        serde_json::from_str(export["records"][0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(denied["route"], "admin");
+    assert_eq!(denied["path"], "/admin/users");
+    assert!(export["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["count"].as_i64().unwrap() >= 3));
+    assert_eq!(export["keys"][0]["key_id"], key_id.as_str());
+
+    // Tamper: change the denial into something harmless.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("{store}?mode=rw"))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET kind = 'auth.login' WHERE seq = 2")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    });
+    let (code, report) = verify_json(&store, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["problems"][0]["kind"], "changed");
+    assert_eq!(report["problems"][0]["seq"], 2);
+    let (code, out, _) = cli(&["audit", "verify", "--store", &store]);
+    assert_eq!(code, 1);
+    assert!(out.contains("TAMPERED (Changed): record 2"), "{out}");
+
+    // Truncation that also removes the checkpoints is caught against kept evidence.
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("{store}?mode=rw"))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET kind = 'policy.denied' WHERE seq = 2")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit_log WHERE seq = 4")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit_checkpoints WHERE count = 4")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    });
+    assert_eq!(verify_json(&store, &[]).0, 0, "consistent with itself");
+    let (code, report) = verify_json(&store, &["--expect", evidence.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(report["problems"][0]["kind"], "truncated", "{report}");
+
+    let (code, _, err) = cli(&[
+        "audit",
+        "verify",
+        "--store",
+        "sqlite:///nonexistent/dir/x.db",
+    ]);
+    assert_eq!(code, 2, "an unreadable store is not a pass: {err}");
+    assert!(
+        !data.path().join("missing").exists(),
+        "verify never creates a store"
+    );
+}
