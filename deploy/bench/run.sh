@@ -28,6 +28,7 @@ PINGORA_BASELINE="${PINGORA_BASELINE:-0}" # 1: also measure a bare pingora proxy
 KEEP_TMP="${KEEP_TMP:-0}"                # 1: keep the temp dir (configs, logs, wrk output)
 STRICT="${STRICT:-0}"                    # 1: exit 3 when the targets below are missed
 WAIT_IDLE="${WAIT_IDLE:-0}"              # wait up to this many seconds for other CPU load to go
+AUTH="${AUTH:-0}"                        # 1: Portcullis route needs a signed-in session (SSO)
 TARGET_THROUGHPUT="${TARGET_THROUGHPUT:-1.0}"  # portcullis/nginx requests/s, at least
 TARGET_P99="${TARGET_P99:-1.1}"                # portcullis/nginx p99 latency, at most
 DECISION_LOG="${DECISION_LOG:-}"               # http: also measure with decision logging on
@@ -119,7 +120,7 @@ for s in socks:
     s.close()
 EOF
 }
-read -r UPSTREAM_PORT NGINX_PORT PORTCULLIS_PORT ADMIN_PORT LOG_PORT LOG_ADMIN_PORT COLLECTOR_PORT PINGORA_PORT <<<"$(free_ports 8)"
+read -r UPSTREAM_PORT NGINX_PORT PORTCULLIS_PORT ADMIN_PORT LOG_PORT LOG_ADMIN_PORT COLLECTOR_PORT PINGORA_PORT OP_PORT <<<"$(free_ports 9)"
 
 # ---------------------------------------------------------------- bare pingora baseline (optional)
 PINGORA_BIN=""
@@ -153,11 +154,16 @@ render() {  # render TEMPLATE OUTPUT
         -e "s|@THREADS@|$THREADS|g" \
         -e "s|@WORKERS@|$WORKERS|g" \
         -e "s|@PORT@|$PORT|g" \
+        -e "s|@OP_PORT@|$OP_PORT|g" \
         "$1" >"$2"
 }
 WORKERS="$UPSTREAM_WORKERS" PORT="$UPSTREAM_PORT" render "$HERE/nginx-upstream.conf.tmpl" "$DIR/upstream.conf"
 WORKERS="$THREADS" PORT="$NGINX_PORT" render "$HERE/nginx-proxy.conf.tmpl" "$DIR/proxy.conf"
-WORKERS="" PORT="$PORTCULLIS_PORT" render "$HERE/portcullis.yaml.tmpl" "$DIR/portcullis.yaml"
+if [ "$AUTH" = 1 ]; then
+    WORKERS="" PORT="$PORTCULLIS_PORT" render "$HERE/portcullis-auth.yaml.tmpl" "$DIR/portcullis.yaml"
+else
+    WORKERS="" PORT="$PORTCULLIS_PORT" render "$HERE/portcullis.yaml.tmpl" "$DIR/portcullis.yaml"
+fi
 if [ -n "$DECISION_LOG" ]; then
     # Same config plus a decision log to an HTTP collector (NDJSON, gzip), spool in the temp dir.
     WORKERS="" PORT="$LOG_PORT" ADMIN_PORT="$LOG_ADMIN_PORT" render "$HERE/portcullis.yaml.tmpl" "$DIR/portcullis-log.yaml"
@@ -202,10 +208,35 @@ PIDS+=("$!:TERM")
 NGINX_PROXY_PID=$!
 wait_ok "nginx proxy" "$!" "http://127.0.0.1:$NGINX_PORT/" "$DIR/proxy-error.log"
 
+WRK_HEADER=()
+if [ "$AUTH" = 1 ]; then
+    # A real OpenID Provider (tests/oidc, `npm ci` there first) and one sign-in with curl.
+    [ -d "$REPO/tests/oidc/node_modules/oidc-provider" ] || (cd "$REPO/tests/oidc" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    PORT="$OP_PORT" AT_TTL=86400 CLIENTS="[{\"client_id\":\"bench\",\"client_secret\":\"bench-secret\",\"redirect_uris\":[\"http://127.0.0.1:$PORTCULLIS_PORT/.portcullis/callback\"],\"grant_types\":[\"authorization_code\",\"refresh_token\"]}]" \
+        node "$REPO/tests/oidc/provider.mjs" >"$DIR/op.log" 2>&1 &
+    PIDS+=("$!:TERM")
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration" >/dev/null && break; sleep 0.1; done
+fi
+
 "$PORTCULLIS_BIN" run --config "$DIR/portcullis.yaml" >"$DIR/portcullis.log" 2>&1 &
 PIDS+=("$!:INT")   # SIGINT: fast shutdown
 PORTCULLIS_PID=$!
-wait_ok "portcullis" "$!" "http://127.0.0.1:$PORTCULLIS_PORT/" "$DIR/portcullis.log"
+if [ "$AUTH" = 1 ]; then
+    for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORTCULLIS_PORT/" && break; sleep 0.1; done
+    jar="$DIR/cookies.txt"
+    page="$(curl -s -L -c "$jar" -b "$jar" -H 'Accept: text/html' "http://127.0.0.1:$PORTCULLIS_PORT/")"
+    action="$(printf '%s' "$page" | sed -n 's/.*<form[^>]*action="\([^"]*\)".*/\1/p' | head -n1)"
+    [ -n "$action" ] || die "no login form from the provider (log: $DIR/op.log)"
+    case "$action" in http*) ;; *) action="http://127.0.0.1:$OP_PORT$action" ;; esac
+    body="$(curl -s -L -c "$jar" -b "$jar" -H 'Accept: text/html' --data "prompt=login&login=alice&password=x" "$action")"
+    [ "$body" = "ok" ] || die "sign-in did not reach the upstream: $body"
+    cookie="$(awk '$6 == "portcullis" { print $7 }' "$jar")"
+    [ -n "$cookie" ] || die "no session cookie after sign-in"
+    WRK_HEADER=(-H "Cookie: portcullis=$cookie")
+    log "signed in once; wrk sends the session cookie (authenticated route)"
+else
+    wait_ok "portcullis" "$!" "http://127.0.0.1:$PORTCULLIS_PORT/" "$DIR/portcullis.log"
+fi
 
 if [ -n "$PINGORA_BIN" ]; then
     "$PINGORA_BIN" "127.0.0.1:$PINGORA_PORT" "127.0.0.1:$UPSTREAM_PORT" "$THREADS" >"$DIR/pingora.log" 2>&1 &
@@ -261,9 +292,10 @@ CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 # run_wrk NAME PORT DURATION OUTFILE PID... -> sets RPS P99 BAD and CPU_US, the CPU time the
 # proxy processes PID... spent per request, in microseconds
 run_wrk() {
-    local c0 c1
+    local c0 c1 hdr=()
+    [ "$1" = portcullis ] && hdr=("${WRK_HEADER[@]+"${WRK_HEADER[@]}"}")
     c0="$(cpu_ticks "${@:5}")"
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$3" --latency "http://127.0.0.1:$2/" >"$4" 2>&1 ||
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$3" --latency "${hdr[@]+"${hdr[@]}"}" "http://127.0.0.1:$2/" >"$4" 2>&1 ||
         { cat "$4" >&2; die "wrk against $1 failed"; }
     c1="$(cpu_ticks "${@:5}")"
     CPU_US="$(awk -v c=$((c1 - c0)) -v t="$CLK_TCK" -v n="$(awk '/requests in/ { print $1 }' "$4")" \

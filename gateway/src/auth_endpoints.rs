@@ -154,10 +154,37 @@ pub async fn serve(
                     }
                     Ok(reply)
                 }
-                None => Err(GatewayError::Unauthenticated),
+                None => Err(forward_auth_challenge(sso, session, req)),
             }
         }
         _ => Err(GatewayError::NoRoute),
+    }
+}
+
+/// Unauthenticated at `/.portcullis/auth`: 401 (nginx `auth_request` maps it with
+/// `error_page`), or, when a Traefik/Caddy-style proxy says which page a browser wanted
+/// (`X-Forwarded-Proto/Host/Uri`), a 302 to sign in and come back there. The return URL is
+/// still checked against this origin and `session.return_to_allow` at login.
+fn forward_auth_challenge(sso: &Sso, session: &Session, req: &Request<'_>) -> GatewayError {
+    let h = &session.req_header().headers;
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+    let browser = get("accept").is_some_and(|a| a.contains("text/html"));
+    match (
+        get("x-forwarded-proto"),
+        get("x-forwarded-host"),
+        get("x-forwarded-uri"),
+    ) {
+        (Some(proto), Some(host), Some(uri)) if browser && sso.enabled() => {
+            let rd = format!("{proto}://{host}{uri}");
+            let q: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("rd", &rd)
+                .finish();
+            GatewayError::Login(crate::sso::Redirect {
+                location: format!("{}/.portcullis/login?{q}", req.origin),
+                cookies: Vec::new(),
+            })
+        }
+        _ => GatewayError::Unauthenticated,
     }
 }
 

@@ -41,27 +41,27 @@ pub fn client_ip(peer: IpAddr, xff: Option<&str>, trusted: &[IpNet]) -> IpAddr {
     last
 }
 
-/// Lower-case header name with `_` and `.` folded to `-`: the spelling many upstream stacks
-/// (CGI, Rack, PHP) map every variant to.
-pub fn folded_name(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'_' | b'.' => '-',
-            b => b.to_ascii_lowercase() as char,
-        })
-        .collect()
+/// Whether `name`, lower-cased with `_` and `.` folded to `-` (the spelling CGI, Rack and PHP
+/// stacks map every variant to), starts with `prefix` (given folded). Checked byte by byte so
+/// the per-request scan of every header allocates nothing.
+pub fn folded_starts_with(name: &str, prefix: &str) -> bool {
+    let fold = |b: u8| match b {
+        b'_' | b'.' => b'-',
+        b => b.to_ascii_lowercase(),
+    };
+    name.len() >= prefix.len() && name.bytes().zip(prefix.bytes()).all(|(a, b)| fold(a) == b)
 }
 
 /// Removes every header whose folded name satisfies `pred`, returning how many were removed.
 pub fn remove_headers_where(req: &mut RequestHeader, pred: impl Fn(&str) -> bool) -> usize {
-    let doomed: Vec<String> = req
+    let doomed: Vec<http::header::HeaderName> = req
         .headers
         .keys()
-        .map(|k| k.as_str().to_string())
-        .filter(|k| pred(&folded_name(k)))
+        .filter(|k| pred(k.as_str()))
+        .cloned()
         .collect();
     for name in &doomed {
-        req.remove_header(name.as_str());
+        req.remove_header(name);
     }
     doomed.len()
 }
@@ -120,7 +120,9 @@ pub fn forwarded(
 /// Replaces all forwarding headers on the upstream request with `f`.
 pub fn apply(req: &mut RequestHeader, f: &Forwarded) -> pingora::Result<()> {
     remove_headers_where(req, |n| {
-        n.starts_with("x-forwarded-") || n == "forwarded" || n == "x-real-ip"
+        folded_starts_with(n, "x-forwarded-")
+            || (n.len() == 9 && folded_starts_with(n, "forwarded"))
+            || (n.len() == 9 && folded_starts_with(n, "x-real-ip"))
     });
     req.insert_header("x-forwarded-for", f.for_chain.as_str())?;
     req.insert_header("x-forwarded-proto", f.proto.as_str())?;

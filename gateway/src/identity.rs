@@ -3,7 +3,7 @@
 //! gateway vouches for is added — so an upstream can trust those headers unconditionally.
 
 use crate::assertion::identity_headers;
-use crate::forwarded::remove_headers_where;
+use crate::forwarded::{folded_starts_with, remove_headers_where};
 use crate::sso::Sso;
 use pingora_http::RequestHeader;
 use portcullis_policy::input::Identity;
@@ -14,7 +14,7 @@ pub const HEADER_PREFIX: &str = "x-portcullis-";
 /// Removes client-supplied identity headers; returns how many there were (worth a log line:
 /// nobody legitimate sends them).
 pub fn strip_client_identity(req: &mut RequestHeader) -> usize {
-    remove_headers_where(req, |n| n.starts_with(HEADER_PREFIX))
+    remove_headers_where(req, |n| folded_starts_with(n, HEADER_PREFIX))
 }
 
 /// Sets the identity headers and the signed assertion for `aud`. Call after

@@ -5,6 +5,11 @@ use clap::{Parser, Subcommand};
 use portcullis::config::{self, env::ProcessEnv};
 use std::process::ExitCode;
 
+/// mimalloc: a proxy allocates and frees many small buffers per request; it measured about
+/// 2-3 us per request cheaper than glibc malloc under pingora here (deploy/bench).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "Identity-aware access gateway")]
 struct Cli {

@@ -137,6 +137,30 @@ pub fn registry() -> &'static Registry {
     &METRICS.registry
 }
 
+/// The status code as a label without allocating for the common codes.
+pub fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
+    const COMMON: [(u16, &str); 14] = [
+        (0, "0"),
+        (101, "101"),
+        (200, "200"),
+        (204, "204"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (308, "308"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (502, "502"),
+        (503, "503"),
+    ];
+    match COMMON.iter().find(|(c, _)| *c == status) {
+        Some((_, s)) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(status.to_string()),
+    }
+}
+
 /// The text exposition format for `/metrics`.
 pub fn render() -> String {
     let mut buf = Vec::new();

@@ -313,30 +313,33 @@ impl Gateway {
         status: u16,
         elapsed: std::time::Duration,
     ) {
-        let route = ctx
-            .route
-            .and_then(|i| ctx.rt.config.routes.get(i))
-            .map(|r| r.id.clone());
         let req = session.req_header();
-        let path = ctx
-            .path
-            .as_ref()
-            .map_or(req.uri.path(), |p| p.decoded())
-            .to_string();
+        let route_id = || {
+            ctx.route
+                .and_then(|i| ctx.rt.config.routes.get(i))
+                .map(|r| r.id.clone())
+        };
+        let path_of = || {
+            ctx.path
+                .as_ref()
+                .map_or(req.uri.path(), |p| p.decoded())
+                .to_string()
+        };
         if decision != "allow" {
-            if let (Some(audit), Some(r)) = (&ctx.rt.config.audit, &route) {
-                if audit.privileged_routes.iter().any(|p| p == r) {
+            if let (Some(audit), Some(r)) = (&ctx.rt.config.audit, route_id()) {
+                if audit.privileged_routes.contains(&r) {
                     crate::audit::emit(
                         "policy.denied",
                         None,
                         serde_json::json!({
                             "route": r, "decision": decision, "method": req.method.as_str(),
-                            "path": path, "client_ip": ctx.client_ip.to_string(), "status": status,
+                            "path": path_of(), "client_ip": ctx.client_ip.to_string(), "status": status,
                         }),
                     );
                 }
             }
         }
+        // Nothing below runs (or allocates) unless a decision log is configured.
         let Some(log) = &self.decision_log else {
             return;
         };
@@ -344,6 +347,8 @@ impl Gateway {
             // Refused because the log is full: there is no room for its record either.
             return;
         }
+        let route = route_id();
+        let path = path_of();
         let request_id = req
             .headers
             .get("x-request-id")
@@ -644,18 +649,18 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
-        let route = ctx.route_id().to_string();
+        let route = ctx.route_id();
         let decision = ctx.outcome.unwrap_or("deny");
         let m = metrics::get();
         m.requests
-            .with_label_values(&[&route, decision, &status.to_string()])
+            .with_label_values(&[route, decision, metrics::status_label(status).as_ref()])
             .inc();
         m.request_duration
-            .with_label_values(&[&route])
+            .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
         if let Some(t) = ctx.upstream_start {
             m.upstream_duration
-                .with_label_values(&[&route])
+                .with_label_values(&[route])
                 .observe(t.elapsed().as_secs_f64());
         }
         if ctx.rt.config.server.access_log {

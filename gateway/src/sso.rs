@@ -93,6 +93,8 @@ pub struct Sso {
     pub providers: Vec<Arc<OidcProvider>>,
     /// Upstream assertion signer.
     pub assertions: Assertions,
+    /// `jti`s of accepted back-channel logout tokens (replay defence), with expiry.
+    seen_jti: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 fn now() -> i64 {
@@ -135,6 +137,7 @@ impl Sso {
             store,
             providers,
             assertions,
+            seen_jti: std::sync::Mutex::default(),
         })
     }
 
@@ -255,6 +258,7 @@ impl Sso {
             self.end(sid, rec, "provider_removed").await?;
             return Ok(Refreshed::Ended);
         };
+        // A refresh request carries no redirect URI; the client type just needs one set.
         let redirect = p.cfg.redirect_uri.clone().unwrap_or_default();
         let redirect = if redirect.is_empty() {
             format!(
@@ -563,11 +567,16 @@ impl Sso {
             .iter()
             .find(|p| p.cfg.issuer == iss)
             .ok_or(AuthError::UnknownProvider)?;
-        let (sub, sid) = p.verify_logout_token(&token).await.map_err(|e| {
+        let (sub, sid, jti) = p.verify_logout_token(&token).await.map_err(|e| {
             metrics::auth_event(&p.cfg.id, "backchannel_logout", "failure");
             tracing::warn!(target: "audit", idp = %p.cfg.id, error = %e, "back-channel logout refused");
             AuthError::BadRequest("invalid logout_token")
         })?;
+        if !self.first_use_of_jti(&p.cfg.id, &jti) {
+            metrics::auth_event(&p.cfg.id, "backchannel_logout", "failure");
+            tracing::warn!(target: "audit", idp = %p.cfg.id, jti = %jti, "back-channel logout refused: logout_token replayed");
+            return Err(AuthError::BadRequest("logout_token replayed"));
+        }
         let n = self
             .store
             .revoke(&p.cfg.id, sub.as_deref(), sid.as_deref())
@@ -576,6 +585,23 @@ impl Sso {
         tracing::info!(target: "audit", idp = %p.cfg.id, sub = ?sub, sid = ?sid, sessions = n, "back-channel logout: sessions revoked");
         self.update_gauge().await;
         Ok(n)
+    }
+}
+
+impl Sso {
+    /// Records a logout token id; false when it was already used (replay). Entries live as
+    /// long as a token is acceptable, so the map stays small.
+    fn first_use_of_jti(&self, idp: &str, jti: &str) -> bool {
+        let Ok(mut seen) = self.seen_jti.lock() else {
+            return false;
+        };
+        let t = now();
+        seen.retain(|_, exp| *exp > t);
+        seen.insert(
+            format!("{idp}\u{0}{jti}"),
+            t + crate::idp::oidc::LOGOUT_TOKEN_MAX_AGE,
+        )
+        .is_none()
     }
 }
 

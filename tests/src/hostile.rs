@@ -363,3 +363,24 @@ fn id_token(s: &State) -> String {
         _ => sign_rs256(&k1, &json!({"alg": "RS256", "kid": "k1"}), &c),
     }
 }
+
+impl HostileProvider {
+    /// A back-channel `logout_token` for `sub`, signed with the provider's key, issued
+    /// `age_secs` ago.
+    pub fn logout_token(&self, sub: &str, jti: &str, age_secs: i64) -> String {
+        let s = self.state.lock().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            - age_secs;
+        let claims = json!({"iss": s.issuer, "aud": s.client_id, "sub": sub, "iat": now,
+            "exp": now + 120, "jti": jti,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}});
+        sign_rs256(
+            &fixture("rsa1.pem"),
+            &json!({"alg": "RS256", "kid": "k1", "typ": "logout+jwt"}),
+            &claims,
+        )
+    }
+}

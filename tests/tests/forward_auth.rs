@@ -166,3 +166,49 @@ routes:
     let _ = nginx.kill();
     let _ = nginx.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traefik_style_forward_auth_sends_browsers_to_sign_in_and_apis_get_401() {
+    let ports = Ports::fresh();
+    let op = OpenIdProvider::start(&[ports.https], None, 3600);
+    let gw = Gateway::start_on(
+        ports,
+        &format!(
+            "{SERVER}session:
+  keys: [\"{SESSION_KEY}\"]
+identity_providers:
+  - {{ id: corp, type: oidc, issuer: \"{}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET} }}
+routes: []
+",
+            op.issuer
+        ),
+    );
+    let auth = format!("{}/.portcullis/auth", gw.https());
+    let c = client(None);
+    let r = c
+        .get(&auth)
+        .header("accept", "text/html")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.example.com")
+        .header("x-forwarded-uri", "/reports?q=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = r.headers()["location"].to_str().unwrap();
+    assert_eq!(
+        loc,
+        format!(
+            "{}/.portcullis/login?rd=https%3A%2F%2Fapp.example.com%2Freports%3Fq%3D1",
+            gw.https()
+        )
+    );
+    let r = c
+        .get(&auth)
+        .header("accept", "application/json")
+        .header("x-forwarded-uri", "/reports")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

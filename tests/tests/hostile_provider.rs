@@ -155,3 +155,105 @@ async fn metadata_with_a_different_issuer_spelling_is_refused_at_discovery() {
     let logs = gw.proc.logs();
     assert!(logs.to_lowercase().contains("issuer"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_providers_are_chosen_by_route_or_on_a_chooser_page() {
+    let a = HostileProvider::start("portcullis", "").await;
+    let b = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&format!(
+        "{SERVER}session:
+  keys: [\"{SESSION_KEY}\"]
+identity_providers:
+  - {{ id: a, type: oidc, issuer: \"{}\", client_id: portcullis, client_secret: s }}
+  - {{ id: b, type: oidc, issuer: \"{}\", client_id: portcullis, client_secret: s }}
+routes:
+  - {{ id: pinned, path: /b, upstream: \"{}\", policy: authenticated, identity_provider: b }}
+  - {{ id: any, path: /, upstream: \"{}\", policy: authenticated }}
+",
+        a.issuer,
+        b.issuer,
+        up.url(),
+        up.url()
+    ));
+    let w = Browser::new()
+        .walk_until(&format!("{}/b/x", gw.https()), |_| true)
+        .await;
+    let loc = w.last().location.clone().unwrap();
+    assert!(
+        loc.starts_with(&format!("{}/authorize?", b.issuer)),
+        "{loc}"
+    );
+    let w = Browser::new()
+        .walk_until(&format!("{}/other", gw.https()), |_| true)
+        .await;
+    let loc = w.last().location.clone().unwrap();
+    assert!(
+        loc.starts_with(&format!("{}/.portcullis/login?rd=", gw.https())),
+        "{loc}"
+    );
+    let browser = Browser::new();
+    let page = browser.walk(&loc).await;
+    assert_eq!(page.last().status, 200);
+    assert!(
+        page.body.contains("idp=a") && page.body.contains("idp=b"),
+        "{}",
+        page.body
+    );
+    // Picking a provider on the chooser completes the login and returns to the page.
+    let link = format!("{}/.portcullis/login?idp=a&rd=%2Fother", gw.https());
+    let w = browser.walk(&link).await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    assert_eq!(w.last().url, format!("{}/other", gw.https()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backchannel_logout_tokens_are_verified_and_never_replayed() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    let b = Browser::new();
+    let app = format!("{}/app/", gw.https());
+    assert_eq!(b.walk(&app).await.last().status, 200);
+    let post = |token: String| {
+        let url = format!("{}/.portcullis/backchannel-logout", gw.http());
+        async move {
+            client(None)
+                .post(url)
+                .form(&[("logout_token", token)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post(op.logout_token("alice", "old", 3600)).await,
+        400,
+        "stale iat"
+    );
+    let mut forged = op.logout_token("alice", "forged", 0);
+    forged.replace_range(forged.len() - 4.., "AAAA");
+    assert_eq!(post(forged).await, 400, "bad signature");
+    let r = b
+        .client
+        .get(&app)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "refused tokens revoke nothing");
+    let token = op.logout_token("alice", "j1", 0);
+    assert_eq!(post(token.clone()).await, 200);
+    let r = b
+        .client
+        .get(&app)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "session revoked");
+    assert_eq!(post(token).await, 400, "replayed token refused");
+    assert!(gw.proc.logs().contains("logout_token replayed"));
+}

@@ -290,6 +290,39 @@ async fn suite(db: Db, tamper: &str) {
             let r = verify(db.store.as_ref(), Some(pinned), None).await.unwrap();
             assert_eq!(kinds(&r), vec![(ProblemKind::BadSignature, Some(13))]);
         }
+        "rotated" => {
+            // A new key signs later checkpoints; old ones still verify with the old key.
+            let new = SigningKey::from_bytes(&[11; 32]);
+            db.store
+                .add_key(&chain::public_key(&new.verifying_key(), &t(50)))
+                .await
+                .unwrap();
+            let ev = Event {
+                kind: "config.loaded".into(),
+                actor: None,
+                data: serde_json::json!({}),
+            };
+            db.store.append(&ev, &t(51)).await.unwrap();
+            assert!(super::checkpoint(db.store.as_ref(), &new).await.unwrap());
+            let r = report(&db).await;
+            assert!(r.ok, "{:?}", r.problems);
+            assert_eq!((r.checkpoints, r.checkpoints_verified), (3, 3));
+            let both = vec![
+                chain::public_key(&key().verifying_key(), &t(0)),
+                chain::public_key(&new.verifying_key(), &t(50)),
+            ];
+            assert!(
+                verify(db.store.as_ref(), Some(both), None)
+                    .await
+                    .unwrap()
+                    .ok
+            );
+            let old_only = vec![chain::public_key(&key().verifying_key(), &t(0))];
+            let r = verify(db.store.as_ref(), Some(old_only), None)
+                .await
+                .unwrap();
+            assert_eq!(kinds(&r), vec![(ProblemKind::BadSignature, Some(14))]);
+        }
         "export" => {
             let e = export(
                 db.store.as_ref(),
@@ -335,6 +368,7 @@ const CASES: &[&str] = &[
     "rewritten",
     "forged_checkpoint",
     "foreign_key",
+    "rotated",
     "export",
 ];
 

@@ -72,6 +72,9 @@ struct Discovered {
 
 /// Minimum time between two JWKS refetches triggered by unknown key ids.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Back-channel logout tokens older than this (seconds) are refused; their `jti`s are
+/// remembered this long to refuse replays.
+pub const LOGOUT_TOKEN_MAX_AGE: i64 = 600;
 /// Metadata is re-discovered after this long.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
@@ -493,12 +496,12 @@ impl OidcProvider {
     }
 
     /// Verifies an OIDC back-channel `logout_token` (signature with the allow-listed algorithms,
-    /// `iss`, `aud`, `iat`, the logout event, `sub` or `sid`, no `nonce`) and returns
-    /// `(sub, sid)`.
+    /// `iss`, `aud`, `iat` not older than [`LOGOUT_TOKEN_MAX_AGE`], the logout event, `jti`,
+    /// `sub` or `sid`, no `nonce`) and returns `(sub, sid, jti)`.
     pub async fn verify_logout_token(
         &self,
         raw: &str,
-    ) -> Result<(Option<String>, Option<String>), OidcError> {
+    ) -> Result<(Option<String>, Option<String>, String), OidcError> {
         // The crate's ID token verifier checks signature, alg, iss, aud/azp, exp and iat; a
         // logout token has the same JOSE shape and those claims (exp is optional in the spec
         // but every provider we know sets it; a token without it is refused).
@@ -538,8 +541,20 @@ impl OidcProvider {
                 "no back-channel logout event".into(),
             ));
         }
-        if claims.get("jti").and_then(Value::as_str).is_none() {
+        let Some(jti) = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
             return Err(OidcError::LogoutToken("jti is missing".into()));
+        };
+        let oldest = Utc::now().timestamp() - LOGOUT_TOKEN_MAX_AGE;
+        if claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .is_none_or(|t| t < oldest)
+        {
+            return Err(OidcError::LogoutToken("iat is too old".into()));
         }
         let sub = claims
             .get("sub")
@@ -552,7 +567,7 @@ impl OidcProvider {
         if sub.is_none() && sid.is_none() {
             return Err(OidcError::LogoutToken("neither sub nor sid".into()));
         }
-        Ok((sub, sid))
+        Ok((sub, sid, jti))
     }
 }
 
