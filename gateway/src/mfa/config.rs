@@ -39,10 +39,6 @@ pub struct MfaSpec {
     /// "Remember this device" lifetime in days; 0 (default) hides the option.
     #[serde(default)]
     pub remember_device_days: Option<u32>,
-    /// `amr` values from the identity provider that count as MFA done at the IdP
-    /// (e.g. `[mfa, otp, hwk]`); empty (default) means IdP MFA is not accepted.
-    #[serde(default)]
-    pub accept_idp_amr: Vec<String>,
     /// Look of the MFA pages.
     #[serde(default)]
     pub branding: Option<BrandingSpec>,
@@ -208,8 +204,6 @@ pub struct MfaConfig {
     pub lockout: Duration,
     /// Remember-device lifetime in days (0 = off).
     pub remember_device_days: u32,
-    /// IdP `amr` values accepted as MFA.
-    pub accept_idp_amr: Vec<String>,
     /// Page look.
     pub branding: Branding,
 }
@@ -582,7 +576,6 @@ pub fn build(spec: MfaSpec, p: &mut Problems) -> Option<MfaConfig> {
         per_ip,
         lockout,
         remember_device_days,
-        accept_idp_amr: spec.accept_idp_amr,
         branding,
     })
 }
@@ -611,7 +604,6 @@ mod tests {
   sms: {{ webhook: {{ url: https://sms.example.com/send, body: '{{\"to\":\"{{{{phone}}}}\",\"text\":\"{{{{message}}}}\"}}' }} }}
   attempts: {{ per_user: 3, lockout: 5m }}
   remember_device_days: 30
-  accept_idp_amr: [mfa, hwk]
   branding: {{ title: Acme, primary_color: \"#112233\" }}
 "
         ))
@@ -624,7 +616,6 @@ mod tests {
         assert_eq!(m.lockout.as_secs(), 300);
         assert_eq!(m.email.unwrap().code_ttl.as_secs(), 600);
         assert_eq!(m.branding.primary_color, "#112233");
-        assert_eq!(m.accept_idp_amr, ["mfa", "hwk"]);
     }
 
     #[test]

@@ -97,7 +97,6 @@ impl Service {
             (cfg.email.is_some(), "mfa.email"),
             (cfg.sms.is_some(), "mfa.sms"),
             (cfg.remember_device_days > 0, "mfa.remember_device_days"),
-            (!cfg.accept_idp_amr.is_empty(), "mfa.accept_idp_amr"),
         ] {
             if on {
                 tracing::warn!(key, "configured but not served by this build yet: users cannot use it (fail closed)");
