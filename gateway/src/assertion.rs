@@ -29,6 +29,45 @@ pub struct Assertions {
     ttl: i64,
     issuer: String,
     rng: SystemRandom,
+    /// Signed assertions reused for half their lifetime: an ES256 signature costs tens of
+    /// microseconds, more than the rest of the request path together.
+    cache: std::sync::Mutex<std::collections::HashMap<u64, Cached>>,
+}
+
+struct Cached {
+    user: String,
+    aud: String,
+    token: String,
+    reuse_until: i64,
+}
+
+/// Bound on cached assertions; the cache is simply emptied when it is full.
+const CACHE_MAX: usize = 10_000;
+
+fn cache_key(identity: &Identity, aud: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        &identity.user,
+        &identity.email,
+        &identity.groups,
+        &identity.roles,
+        &identity.tenant,
+        &identity.department,
+        aud,
+    )
+        .hash(&mut h);
+    identity
+        .claims
+        .get("idp")
+        .map(|v| v.to_string())
+        .hash(&mut h);
+    identity
+        .claims
+        .get("groups_overage")
+        .map(|v| v.to_string())
+        .hash(&mut h);
+    h.finish()
 }
 
 impl std::fmt::Debug for Assertions {
@@ -69,6 +108,7 @@ impl Assertions {
             ttl: i64::try_from(cfg.ttl.as_secs()).unwrap_or(60),
             issuer: cfg.issuer.clone(),
             rng,
+            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -77,10 +117,38 @@ impl Assertions {
         &self.jwks
     }
 
-    /// A fresh assertion for `identity` with audience `aud`.
+    /// An assertion for `identity` with audience `aud`: a cached one while it is in the first
+    /// half of its lifetime, otherwise a freshly signed one.
     pub fn sign(&self, identity: &Identity, aud: &str) -> Option<String> {
-        let key = self.keys.first()?;
         let now = chrono::Utc::now().timestamp();
+        let key = cache_key(identity, aud);
+        if let Ok(cache) = self.cache.lock() {
+            if let Some(c) = cache.get(&key) {
+                if now < c.reuse_until && c.user == identity.user && c.aud == aud {
+                    return Some(c.token.clone());
+                }
+            }
+        }
+        let token = self.sign_fresh(identity, aud, now)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(
+                key,
+                Cached {
+                    user: identity.user.clone(),
+                    aud: aud.to_string(),
+                    token: token.clone(),
+                    reuse_until: now + self.ttl / 2,
+                },
+            );
+        }
+        Some(token)
+    }
+
+    fn sign_fresh(&self, identity: &Identity, aud: &str, now: i64) -> Option<String> {
+        let key = self.keys.first()?;
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": key.kid});
         let mut claims = json!({
             "iss": self.issuer, "sub": identity.user, "aud": aud,
@@ -212,5 +280,33 @@ mod tests {
         let h = identity_headers(&id);
         assert_eq!(h.len(), 1);
         assert!(!h[0].1.contains('\n'));
+    }
+
+    #[test]
+    fn assertions_are_reused_only_for_the_same_identity_and_audience() {
+        let a = Assertions::new(&cfg(vec![])).unwrap();
+        let alice = Identity {
+            user: "alice".into(),
+            groups: vec!["eng".into()],
+            ..Default::default()
+        };
+        let t1 = a.sign(&alice, "app").unwrap();
+        assert_eq!(
+            a.sign(&alice, "app").unwrap(),
+            t1,
+            "reused within half the ttl"
+        );
+        assert_ne!(
+            a.sign(&alice, "other").unwrap(),
+            t1,
+            "audience is part of the key"
+        );
+        let mut promoted = alice.clone();
+        promoted.groups.push("admins".into());
+        let t2 = a.sign(&promoted, "app").unwrap();
+        assert_ne!(t2, t1, "a changed identity gets a new assertion");
+        let claims: serde_json::Value =
+            serde_json::from_slice(&B64.decode(t2.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        assert_eq!(claims["groups"], serde_json::json!(["eng", "admins"]));
     }
 }
