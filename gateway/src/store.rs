@@ -87,3 +87,33 @@ mod tests {
         assert_eq!(p.0[0].path, "store");
     }
 }
+
+/// Why the shared SQLite file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory could not be created.
+    #[error("cannot create {0}: {1}")]
+    Dir(String, std::io::Error),
+    /// SQLite refused the file.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Opens (creating if missing) the shared SQLite file with the settings every store relies on:
+/// WAL so readers never block the writer, full fsync so an acknowledged audit record or MFA
+/// enrolment survives a crash, and a busy timeout for concurrent writers.
+pub async fn open_sqlite(path: &Path, max_connections: u32) -> Result<sqlx::SqlitePool, OpenError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| OpenError::Dir(dir.display().to_string(), e))?;
+    }
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+        .busy_timeout(std::time::Duration::from_secs(10));
+    Ok(sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(opts)
+        .await?)
+}

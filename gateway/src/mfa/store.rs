@@ -87,20 +87,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens or creates the file and the table.
     pub async fn open(path: &std::path::Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
-        }
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
+        let pool = crate::store::open_sqlite(path, 4)
+            .await
+            .map_err(|e| match e {
+                crate::store::OpenError::Dir(d, e) => StoreError::Dir(d, e),
+                crate::store::OpenError::Db(e) => StoreError::Db(e),
+            })?;
         sqlx::query("CREATE TABLE IF NOT EXISTS mfa_factors (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, secret BLOB NOT NULL, created BIGINT NOT NULL, last_step BIGINT)")
             .execute(&pool)
             .await?;
