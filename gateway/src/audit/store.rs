@@ -15,9 +15,9 @@ pub enum StoreError {
     /// The database refused or is unreachable.
     #[error("audit store: {0}")]
     Db(#[from] sqlx::Error),
-    /// The data directory could not be created.
-    #[error("audit store directory {0}: {1}")]
-    Dir(String, std::io::Error),
+    /// The SQLite file (or its directory) could not be opened.
+    #[error("audit store: {0}")]
+    Open(#[from] crate::store::OpenError),
 }
 
 /// Append-only storage of the chain.
@@ -151,12 +151,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens or creates the file and its tables.
     pub async fn open(path: &std::path::Path) -> Result<Self, StoreError> {
-        let pool = crate::store::open_sqlite(path, 4)
-            .await
-            .map_err(|e| match e {
-                crate::store::OpenError::Dir(d, e) => StoreError::Dir(d, e),
-                crate::store::OpenError::Db(e) => StoreError::Db(e),
-            })?;
+        let pool = crate::store::open_sqlite(path, 4).await?;
         for s in SCHEMA {
             sqlx::query(*s).execute(&pool).await?;
         }

@@ -2,6 +2,7 @@
 //! upstream assertion. Every problem is reported with its key path.
 
 use super::auth_schema::{AssertionSpec, IdpSpec, SessionSpec};
+use super::model::duration as dur;
 use super::model::Problems;
 use base64::Engine;
 use std::collections::BTreeMap;
@@ -108,19 +109,6 @@ const ALGS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
     "HS384", "HS512",
 ];
-
-fn dur(v: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> Duration {
-    match v {
-        None => default,
-        Some(s) => humantime::parse_duration(s).unwrap_or_else(|e| {
-            p.add(
-                path,
-                format!("{s:?} is not a duration like 30s or 5m ({e})"),
-            );
-            default
-        }),
-    }
-}
 
 fn read_secret_file(file: &str, path: &str, p: &mut Problems) -> Option<String> {
     match std::fs::read_to_string(file) {

@@ -198,7 +198,9 @@ pub struct Route {
     pub assertion_audience: String,
 }
 
-fn duration(
+/// Parses an optional duration at `path`, recording a problem (and using `default`) when it
+/// is not one; shared by every config section so the message reads the same everywhere.
+pub fn duration(
     value: Option<&str>,
     default: Duration,
     path: &str,

@@ -1,5 +1,6 @@
 //! `decision_log:` — schema (as written) and validated settings.
 
+use crate::config::model::duration as dur;
 use crate::config::model::Problems;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -208,19 +209,6 @@ pub fn parse_size(v: &serde_yaml::Value) -> Option<u64> {
         _ => return None,
     };
     (num >= 0.0).then_some((num * mult as f64) as u64)
-}
-
-fn dur(v: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> Duration {
-    match v {
-        None => default,
-        Some(s) => humantime::parse_duration(s).unwrap_or_else(|e| {
-            p.add(
-                path,
-                format!("{s:?} is not a duration like 30s or 5m ({e})"),
-            );
-            default
-        }),
-    }
 }
 
 fn http_url(url: &str, path: &str, p: &mut Problems) {

@@ -15,9 +15,9 @@ pub enum StoreError {
     /// The database refused or is unreachable.
     #[error("mfa store: {0}")]
     Db(#[from] sqlx::Error),
-    /// The data directory could not be created.
-    #[error("mfa store directory {0}: {1}")]
-    Dir(String, std::io::Error),
+    /// The SQLite file (or its directory) could not be opened.
+    #[error("mfa store: {0}")]
+    Open(#[from] crate::store::OpenError),
 }
 
 /// One enrolled factor as stored.
@@ -87,12 +87,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens or creates the file and the table.
     pub async fn open(path: &std::path::Path) -> Result<Self, StoreError> {
-        let pool = crate::store::open_sqlite(path, 4)
-            .await
-            .map_err(|e| match e {
-                crate::store::OpenError::Dir(d, e) => StoreError::Dir(d, e),
-                crate::store::OpenError::Db(e) => StoreError::Db(e),
-            })?;
+        let pool = crate::store::open_sqlite(path, 4).await?;
         sqlx::query("CREATE TABLE IF NOT EXISTS mfa_factors (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, secret BLOB NOT NULL, created BIGINT NOT NULL, last_step BIGINT)")
             .execute(&pool)
             .await?;
