@@ -169,6 +169,21 @@ impl Walk {
     pub fn last(&self) -> &Hop {
         self.hops.last().expect("at least one hop")
     }
+
+    /// The last `Set-Cookie` of a live session on this walk, with its attributes.
+    pub fn session_set_cookie(&self) -> Option<String> {
+        self.hops
+            .iter()
+            .flat_map(|h| h.set_cookies.iter())
+            .rfind(|c| c.starts_with("__Host-portcullis=") && !c.contains("Max-Age=0"))
+            .cloned()
+    }
+
+    /// [`Walk::session_set_cookie`] as a `Cookie` value (`name=value`).
+    pub fn session_cookie(&self) -> Option<String> {
+        self.session_set_cookie()
+            .and_then(|c| c.split(';').next().map(str::to_string))
+    }
 }
 
 /// A browser: cookie jar, `Accept: text/html`, redirects followed one hop at a time.

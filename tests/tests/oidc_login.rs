@@ -45,14 +45,6 @@ fn setup(at_ttl: u64) -> Setup {
     Setup { op, gw, up }
 }
 
-fn session_cookie(w: &Walk) -> Option<String> {
-    w.hops
-        .iter()
-        .flat_map(|h| h.set_cookies.iter())
-        .find(|c| c.starts_with("__Host-portcullis=") && !c.contains("Max-Age=0"))
-        .cloned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_login_reaches_the_app_with_verified_identity() {
     let s = setup(3600);
@@ -62,7 +54,7 @@ async fn browser_login_reaches_the_app_with_verified_identity() {
     let last = w.last();
     assert_eq!(last.status, 200, "{w:#?}");
     assert_eq!(last.url, app, "lands back on the page it started from");
-    let cookie = session_cookie(&w).expect("session cookie set");
+    let cookie = w.session_set_cookie().expect("session cookie set");
     for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attr), "{cookie}");
     }
