@@ -2,7 +2,7 @@
 //! end without a session cookie, without reaching the upstream, and with an audit log line;
 //! key rotation (a new `kid` published after discovery) must still be accepted.
 
-use portcullis_e2e::hostile::{HostileProvider, Mode};
+use portcullis_e2e::hostile::{HostileProvider, Mode, HOSTILE_SID};
 use portcullis_e2e::oidc::*;
 use portcullis_e2e::*;
 
@@ -249,4 +249,105 @@ async fn backchannel_logout_tokens_are_verified_and_never_replayed() {
     assert_eq!(r.status(), 401, "session revoked");
     assert_eq!(post(token).await, 400, "replayed token refused");
     assert!(gw.proc.logs().contains("logout_token replayed"));
+
+    // A token naming only the provider session (`sid`, no `sub`, no `exp`: both optional in
+    // the spec) ends the sessions of that provider session.
+    let b = Browser::new();
+    assert_eq!(b.walk(&app).await.last().status, 200);
+    let api = |b: &Browser| {
+        b.client
+            .get(&app)
+            .header("accept", "application/json")
+            .send()
+    };
+    type Edit = Box<dyn FnOnce(&mut serde_json::Map<String, serde_json::Value>)>;
+    let sid = |c: &mut serde_json::Map<String, serde_json::Value>| {
+        c.insert("sid".into(), serde_json::json!(HOSTILE_SID));
+    };
+    let hostile: Vec<(&str, Edit)> = vec![
+        ("no sub and no sid", Box::new(|_| {})),
+        (
+            "other audience",
+            Box::new(move |c| {
+                sid(c);
+                c.insert("aud".into(), serde_json::json!("someone-else"));
+            }),
+        ),
+        (
+            "nonce present",
+            Box::new(move |c| {
+                sid(c);
+                c.insert("nonce".into(), serde_json::json!("n"));
+            }),
+        ),
+        (
+            "exp passed",
+            Box::new(move |c| {
+                sid(c);
+                let iat = c["iat"].as_i64().unwrap();
+                c.insert("exp".into(), serde_json::json!(iat - 300));
+            }),
+        ),
+        (
+            "iat in the future",
+            Box::new(move |c| {
+                sid(c);
+                let iat = c["iat"].as_i64().unwrap();
+                c.insert("iat".into(), serde_json::json!(iat + 3600));
+            }),
+        ),
+        (
+            "no logout event",
+            Box::new(move |c| {
+                sid(c);
+                c.insert("events".into(), serde_json::json!({}));
+            }),
+        ),
+        (
+            "access-token typed",
+            Box::new(move |c| {
+                sid(c);
+                c.insert(
+                    "header".into(),
+                    serde_json::json!({"alg": "RS256", "kid": "k1", "typ": "at+jwt"}),
+                );
+            }),
+        ),
+        (
+            "wrong issuer",
+            Box::new(move |c| {
+                sid(c);
+                c.insert("iss".into(), serde_json::json!("https://other.example"));
+            }),
+        ),
+    ];
+    for (i, (why, edit)) in hostile.into_iter().enumerate() {
+        let status = post(op.logout_token_with(&format!("h{i}"), edit)).await;
+        assert!(matches!(status, 400 | 404), "{why}: {status}");
+        assert_eq!(
+            api(&b).await.unwrap().status(),
+            200,
+            "{why} revoked nothing"
+        );
+    }
+    let unsigned = {
+        let t = op.logout_token_with("none", sid);
+        let mut p = t.split('.');
+        let (_, payload) = (p.next(), p.next().unwrap());
+        format!(
+            "{}.{payload}.",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                r#"{"alg":"none"}"#
+            )
+        )
+    };
+    assert_eq!(post(unsigned).await, 400, "alg none");
+    assert_eq!(api(&b).await.unwrap().status(), 200);
+    assert_eq!(post(op.logout_token_with("sid-only", sid)).await, 200);
+    assert_eq!(
+        api(&b).await.unwrap().status(),
+        401,
+        "the sid-only token ended the session"
+    );
 }

@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod http;
+pub mod jws;
 pub mod oidc;
 
 use portcullis_policy::input::Identity;
