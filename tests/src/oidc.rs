@@ -70,6 +70,17 @@ impl OpenIdProvider {
     /// HTTPS ports and back-channel logout at `backchannel` (a full URL), with access tokens
     /// living `at_ttl` seconds.
     pub fn start(https_ports: &[u16], backchannel: Option<&str>, at_ttl: u64) -> Self {
+        Self::start_with(https_ports, backchannel, at_ttl, |_| {})
+    }
+
+    /// Like [`OpenIdProvider::start`], with the client's metadata changed by `edit` first
+    /// (e.g. `token_endpoint_auth_method: private_key_jwt` and its `jwks`).
+    pub fn start_with(
+        https_ports: &[u16],
+        backchannel: Option<&str>,
+        at_ttl: u64,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Self {
         let port = free_port();
         let redirects: Vec<String> = https_ports
             .iter()
@@ -88,6 +99,7 @@ impl OpenIdProvider {
             client["backchannel_logout_uri"] = serde_json::json!(b);
             client["backchannel_logout_session_required"] = serde_json::json!(true);
         }
+        edit(&mut client);
         let dir = oidc_dir();
         assert!(
             dir.join("node_modules/oidc-provider").exists(),

@@ -46,6 +46,22 @@ fn json_part(part: &str, what: &'static str) -> Result<Map<String, Value>, JwsEr
     serde_json::from_slice(&raw).map_err(|_| JwsError::Malformed(what))
 }
 
+/// A compact JWS of `header` and `claims`, signed by `sign` over the signing input (`None`
+/// when signing failed).
+pub fn compact(
+    header: &Value,
+    claims: &Value,
+    sign: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+) -> Option<String> {
+    let input = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
+    let sig = sign(input.as_bytes())?;
+    Some(format!("{input}.{}", B64.encode(sig)))
+}
+
 /// Verifies `token` with `jwks` (and `hmac_secret` for HS* when allowed) and returns its
 /// header and claims; claim checks are the caller's.
 pub fn verify(
@@ -135,13 +151,16 @@ mod tests {
     }
 
     fn sign(k: &Key, header: Value, claims: Value) -> String {
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
-        let sig = k.pair.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
-        format!("{input}.{}", B64.encode(sig.as_ref()))
+        compact(&header, &claims, |input| {
+            Some(
+                k.pair
+                    .sign(&SystemRandom::new(), input)
+                    .unwrap()
+                    .as_ref()
+                    .to_vec(),
+            )
+        })
+        .unwrap()
     }
 
     const ES: &[CoreJwsSigningAlgorithm] = &[CoreJwsSigningAlgorithm::EcdsaP256Sha256];

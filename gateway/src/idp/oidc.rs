@@ -204,17 +204,42 @@ impl OidcProvider {
     fn client(&self, d: &Discovered, redirect_uri: &str) -> Result<Client, OidcError> {
         let redirect = RedirectUrl::new(redirect_uri.to_string())
             .map_err(|e| OidcError::Token(e.to_string()))?;
-        let auth = match self.cfg.token_auth {
-            TokenAuth::ClientSecretBasic => AuthType::BasicAuth,
-            TokenAuth::ClientSecretPost => AuthType::RequestBody,
+        let (auth, secret) = match self.cfg.token_auth {
+            TokenAuth::ClientSecretBasic => (AuthType::BasicAuth, self.cfg.client_secret.clone()),
+            TokenAuth::ClientSecretPost => (AuthType::RequestBody, self.cfg.client_secret.clone()),
+            // No secret: the crate then sends only `client_id` in the body, and
+            // [`Self::client_assertion`] adds the signed assertion.
+            TokenAuth::PrivateKeyJwt => (AuthType::RequestBody, None),
         };
         Ok(CoreClient::from_provider_metadata(
             d.metadata.clone(),
             ClientId::new(self.cfg.client_id.clone()),
-            self.cfg.client_secret.clone().map(ClientSecret::new),
+            secret.map(ClientSecret::new),
         )
         .set_redirect_uri(redirect)
         .set_auth_type(auth))
+    }
+
+    /// The `client_assertion` form parameters for `private_key_jwt` (none for secret-based
+    /// client authentication). The audience is the token endpoint, as RFC 7523 asks.
+    fn client_assertion(&self, d: &Discovered) -> Result<Vec<(String, String)>, OidcError> {
+        let Some(key) = &self.cfg.client_key else {
+            return Ok(Vec::new());
+        };
+        let aud = d
+            .metadata
+            .token_endpoint()
+            .ok_or_else(|| OidcError::Token("provider has no token endpoint".into()))?;
+        let jwt = key
+            .client_assertion(&self.cfg.client_id, aud.as_str(), Utc::now().timestamp())
+            .ok_or_else(|| OidcError::Token("signing the client assertion failed".into()))?;
+        Ok(vec![
+            (
+                "client_assertion_type".into(),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ),
+            ("client_assertion".into(), jwt),
+        ])
     }
 
     /// Starts a login: discovery, fresh state, nonce and PKCE S256 verifier.
@@ -339,10 +364,14 @@ impl OidcProvider {
     ) -> Result<LoginResult, OidcError> {
         let d = self.discovered().await?;
         let client = self.client(&d, redirect_uri)?;
-        let tokens = client
+        let mut req = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| OidcError::Token(e.to_string()))?
-            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
+        for (k, v) in self.client_assertion(&d)? {
+            req = req.add_extra_param(k, v);
+        }
+        let tokens = req
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Token(error_chain(&e)))?;
@@ -440,9 +469,14 @@ impl OidcProvider {
     ) -> Result<Option<LoginResult>, OidcError> {
         let d = self.discovered().await?;
         let client = self.client(&d, redirect_uri)?;
-        let tokens = client
-            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_string()))
-            .map_err(|e| OidcError::Token(e.to_string()))?
+        let refresh = RefreshToken::new(refresh_token.to_string());
+        let mut req = client
+            .exchange_refresh_token(&refresh)
+            .map_err(|e| OidcError::Token(e.to_string()))?;
+        for (k, v) in self.client_assertion(&d)? {
+            req = req.add_extra_param(k, v);
+        }
+        let tokens = req
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Token(error_chain(&e)))?;
