@@ -152,6 +152,61 @@ async fn suite(store: Arc<dyn MfaStore>, raw: RawSecrets) {
     );
     assert_eq!(u8::from(a.is_ok()) + u8::from(b.is_ok()), 1, "{a:?} {b:?}");
 
+    // Compare-and-swap of a factor's sealed secret and counter (WebAuthn signature counters):
+    // a stale expectation, another user, or the loser of a race changes nothing.
+    store
+        .add(&FactorRow {
+            id: "wa1".into(),
+            user: "ann".into(),
+            kind: "webauthn".into(),
+            label: "key".into(),
+            secret: b"v0".to_vec(),
+            created: 1,
+            last_step: None,
+        })
+        .await
+        .unwrap();
+    assert!(store
+        .swap_secret("ann", "wa1", None, b"v1", 5)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .swap_secret("ann", "wa1", None, b"v2", 6)
+            .await
+            .unwrap(),
+        "stale"
+    );
+    assert!(
+        !store
+            .swap_secret("bob", "wa1", Some(5), b"v2", 6)
+            .await
+            .unwrap(),
+        "per user"
+    );
+    assert!(!store
+        .swap_secret("ann", "nope", Some(5), b"v2", 6)
+        .await
+        .unwrap());
+    assert!(store
+        .swap_secret("ann", "wa1", Some(5), b"v2", 6)
+        .await
+        .unwrap());
+    let row = |rows: Vec<FactorRow>| rows.into_iter().find(|r| r.id == "wa1").unwrap();
+    let r = row(store.list("ann").await.unwrap());
+    assert_eq!((r.secret.as_slice(), r.last_step), (&b"v2"[..], Some(6)));
+    let (a, b) = tokio::join!(
+        store.swap_secret("ann", "wa1", Some(6), b"x", 7),
+        store.swap_secret("ann", "wa1", Some(6), b"y", 7)
+    );
+    assert_eq!(
+        u8::from(a.unwrap()) + u8::from(b.unwrap()),
+        1,
+        "one racer wins"
+    );
+    assert_eq!(row(store.list("ann").await.unwrap()).last_step, Some(7));
+    assert!(store.remove("ann", "wa1").await.unwrap());
+
     // Removal is per user.
     assert!(!mfa.remove("bob", &id).await.unwrap());
     assert!(mfa.remove("ann", &id).await.unwrap());
