@@ -132,32 +132,27 @@ impl Gateway {
             let req = session.req_header();
             let method = req.method.as_str().to_string();
             let headers = req.headers.clone();
-            let parse = |s: &str| -> HashMap<String, String> {
-                url::form_urlencoded::parse(s.as_bytes())
+            let query: HashMap<String, String> =
+                url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
                     .into_owned()
-                    .collect()
-            };
-            let query = parse(req.uri.query().unwrap_or(""));
-            let form = if method == "POST" {
-                parse(&auth_endpoints::body(session).await?)
+                    .collect();
+            let body = if method == "POST" {
+                auth_endpoints::body(session).await?
             } else {
-                HashMap::new()
+                String::new()
             };
             let origin = self.origin(ctx);
-            return mfa
-                .serve(
-                    &self.sso,
-                    &headers,
-                    &method,
-                    &path,
-                    &query,
-                    &form,
-                    &origin,
-                    ctx.tls,
-                    ctx.client_ip,
-                )
-                .await
-                .map(Some);
+            let req = crate::mfa::flow::Request {
+                headers: &headers,
+                method: &method,
+                path: &path,
+                query: &query,
+                body: &body,
+                origin: &origin,
+                tls: ctx.tls,
+                client_ip: ctx.client_ip,
+            };
+            return mfa.serve(&self.sso, &req).await.map(Some);
         }
         if !auth_endpoints::is_endpoint(&path) {
             return Ok(None);
@@ -213,9 +208,16 @@ impl Gateway {
             return err;
         }
         let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let q: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("return", pq)
-            .finish();
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("return", pq);
+        // Which factors the route accepts, so the page offers those (a hint: the policy
+        // decides again when the browser comes back).
+        if let GatewayError::StepUp { methods, .. } = &err {
+            if !methods.is_empty() {
+                q.append_pair("methods", &methods.join(","));
+            }
+        }
+        let q = q.finish();
         GatewayError::StepUpRedirect(format!("{}/.portcullis/mfa?{q}", self.origin(ctx)))
     }
 
