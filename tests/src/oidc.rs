@@ -71,9 +71,12 @@ impl OpenIdProvider {
     /// living `at_ttl` seconds.
     pub fn start(https_ports: &[u16], backchannel: Option<&str>, at_ttl: u64) -> Self {
         let port = free_port();
+        // `localhost` too: WebAuthn needs a domain name (tests/tests/webauthn.rs).
         let redirects: Vec<String> = https_ports
             .iter()
-            .map(|p| format!("https://127.0.0.1:{p}/.portcullis/callback"))
+            .flat_map(|p| {
+                ["127.0.0.1", "localhost"].map(|h| format!("https://{h}:{p}/.portcullis/callback"))
+            })
             .collect();
         let post_logout: Vec<String> = https_ports
             .iter()
