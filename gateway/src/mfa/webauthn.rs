@@ -415,4 +415,6 @@ impl Mfa {
 }
 
 #[cfg(test)]
+pub(crate) mod soft;
+#[cfg(test)]
 mod tests;

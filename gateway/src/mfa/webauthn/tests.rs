@@ -139,3 +139,29 @@ fn user_verification_picks_the_webauthn_rs_api() {
     )
     .is_err());
 }
+
+#[test]
+fn authentication_state_for_the_most_credentials_fits_one_cookie() {
+    use super::soft::SoftKey;
+    for uv in ["required", "preferred"] {
+        let rp = rp(uv);
+        let keys: Vec<Passkey> = (0..MAX_CREDENTIALS)
+            .map(|_| {
+                let mut k = SoftKey::new("localhost", "https://localhost:8443");
+                let (ccr, st) = rp.start_registration("ann", &[]).unwrap();
+                rp.finish_registration(&k.register(&ccr), &st).unwrap()
+            })
+            .collect();
+        let (_, state) = rp.start_authentication(&keys).unwrap();
+        let sealed = Ceremony::new("ann", "sid", 0, Step::Authenticate(state))
+            .seal(&codec(1))
+            .unwrap();
+        eprintln!(
+            "{uv}: {MAX_CREDENTIALS} credentials -> {} byte cookie",
+            sealed.len()
+        );
+        // Browsers keep cookies up to 4096 bytes including name and attributes.
+        assert!(sealed.len() < 3900, "{uv}: {} bytes", sealed.len());
+        assert!(Ceremony::open(&codec(1), &[&sealed], "ann", "sid", 1).is_ok());
+    }
+}
