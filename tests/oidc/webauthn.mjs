@@ -152,6 +152,12 @@ try {
       body: JSON.stringify({ csrf: 'x', return: ret, credential: c }),
     });
     out.no_csrf = { status: r.status };
+    // e) adding a key in a session that has not passed a second factor.
+    const reg = await fetch('/.portcullis/mfa/webauthn/register/begin', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ csrf, label: 'attacker key' }),
+    });
+    out.register_unverified = { status: reg.status };
     return out;
   }, randomBytes(32).toString('base64url'));
   await visit(forged, 'alice');

@@ -124,6 +124,10 @@ async fn chromium_webauthn_enrol_step_up_forgery_clone_and_totp() {
         assert_eq!(f["forged"][case]["body"]["error"], "mfa_refused", "{case}");
     }
     assert_eq!(f["forged"]["no_csrf"]["status"], 403);
+    assert_eq!(
+        f["forged"]["register_unverified"]["status"], 403,
+        "no new key without a recent second factor"
+    );
     assert!(
         f["forged_after"].as_str().unwrap().starts_with(&mfa_page),
         "{f:#}"
