@@ -8,22 +8,13 @@
 //   5. presents a cloned key (same private key, counter reset) and is refused;
 //   6. bob enrols TOTP on a TOTP-only route (secret read from the page, code computed here).
 // Usage: node webauthn.mjs BASE_URL  → prints the facts as JSON (the Rust test asserts on them).
-import { chromium } from 'playwright-core';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { launch } from './chromium.mjs';
 
 const [base] = process.argv.slice(2);
 const facts = { csp_errors: [] };
-const profile = mkdtempSync(join(tmpdir(), 'pc-webauthn-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  ignoreHTTPSErrors: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--no-first-run', '--ignore-certificate-errors'],
-});
+// Chromium may refuse WebAuthn on pages with certificate errors; this flag lifts that check.
+const context = await launch(['--ignore-certificate-errors']);
 
 function totp(secretB32, unix) {
   const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';

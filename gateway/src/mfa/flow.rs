@@ -114,6 +114,12 @@ fn recently_verified(rec: &session::SessionRecord, now: chrono::DateTime<chrono:
     })
 }
 
+/// A user with no second factor yet (recovery codes alone do not count): the only case where
+/// one may be enrolled without passing another first.
+fn first_time(factors: &[super::FactorInfo]) -> bool {
+    !factors.iter().any(|f| f.kind != "recovery")
+}
+
 /// Refuses a form or ceremony without the session's CSRF token.
 fn check_csrf(a: &Authenticated, csrf: &str) -> Result<(), GatewayError> {
     if same(csrf, &a.record.csrf) {
@@ -321,7 +327,7 @@ impl Service {
         }
         // Enrolment without a second factor only for a user who has none: adding one next to
         // an existing factor needs a recent verification with it (above).
-        let first_time = !factors.iter().any(|f| f.kind != "recovery");
+        let first_time = first_time(&factors);
         let offer_webauthn = first_time && webauthn_on && page.accepts(KIND);
         let offer_totp = first_time
             && self.cfg.totp_issuer.is_some()

@@ -48,33 +48,28 @@
     return p;
   }
 
-  function encodeCreated(c) {
+  // The PublicKeyCredential as JSON (binary fields base64url), around its `response`.
+  function encodeCredential(c, response) {
     return {
-      id: c.id,
-      rawId: enc(c.rawId),
-      type: c.type,
-      extensions: c.getClientExtensionResults(),
-      response: {
-        attestationObject: enc(c.response.attestationObject),
-        clientDataJSON: enc(c.response.clientDataJSON),
-        transports: c.response.getTransports ? c.response.getTransports() : undefined,
-      },
+      id: c.id, rawId: enc(c.rawId), type: c.type, extensions: c.getClientExtensionResults(), response,
     };
   }
 
+  function encodeCreated(c) {
+    return encodeCredential(c, {
+      attestationObject: enc(c.response.attestationObject),
+      clientDataJSON: enc(c.response.clientDataJSON),
+      transports: c.response.getTransports ? c.response.getTransports() : undefined,
+    });
+  }
+
   function encodeAssertion(c) {
-    return {
-      id: c.id,
-      rawId: enc(c.rawId),
-      type: c.type,
-      extensions: c.getClientExtensionResults(),
-      response: {
-        authenticatorData: enc(c.response.authenticatorData),
-        clientDataJSON: enc(c.response.clientDataJSON),
-        signature: enc(c.response.signature),
-        userHandle: c.response.userHandle ? enc(c.response.userHandle) : null,
-      },
-    };
+    return encodeCredential(c, {
+      authenticatorData: enc(c.response.authenticatorData),
+      clientDataJSON: enc(c.response.clientDataJSON),
+      signature: enc(c.response.signature),
+      userHandle: c.response.userHandle ? enc(c.response.userHandle) : null,
+    });
   }
 
   // Recovery codes after a first enrolment: shown once, as text (never as HTML).

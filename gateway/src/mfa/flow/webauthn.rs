@@ -4,7 +4,7 @@
 //! script. `begin` seals the ceremony into a cookie; `finish` opens it, verifies, and on success
 //! records `webauthn` in the session under a new id (which also retires the ceremony).
 
-use super::{check_csrf, map_err, now_unix, Request, Service};
+use super::{check_csrf, first_time, map_err, now_unix, Request, Service};
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::pages::{WEBAUTHN_JS, WEBAUTHN_JS_PATH};
 use crate::mfa::webauthn::{Ceremony, CeremonyError, Step, KIND, MAX_CREDENTIALS};
@@ -41,10 +41,17 @@ fn ceremony_cookie(tls: bool) -> &'static str {
     }
 }
 
+/// Every ceremony body: the session's CSRF token next to the fields of `T`.
+#[derive(Debug, Deserialize)]
+struct Signed<T> {
+    csrf: String,
+    #[serde(flatten)]
+    body: T,
+}
+
 /// `begin` body.
 #[derive(Debug, Deserialize)]
 struct Begin {
-    csrf: String,
     /// Registration only: what to call the new key.
     #[serde(default)]
     label: Option<String>,
@@ -53,7 +60,6 @@ struct Begin {
 /// `finish` body: the browser's credential as webauthn-rs reads it.
 #[derive(Debug, Deserialize)]
 struct Finish<C> {
-    csrf: String,
     #[serde(default, rename = "return")]
     ret: Option<String>,
     credential: C,
@@ -112,34 +118,36 @@ impl Service {
                 body: WEBAUTHN_JS.as_bytes().to_vec(),
             }),
             (REGISTER_BEGIN | AUTHENTICATE_BEGIN, "POST") => {
-                let b: Begin = json_body(req)?;
-                check_csrf(a, &b.csrf)?;
-                self.check_not_locked(a, req)?;
+                let b: Begin = self.admit(a, req)?;
                 self.begin(sso, a, req, b.label.as_deref()).await
             }
             (REGISTER_FINISH, "POST") => {
-                let f: Finish<RegisterPublicKeyCredential> = json_body(req)?;
-                check_csrf(a, &f.csrf)?;
-                self.check_not_locked(a, req)?;
+                let f = self.admit(a, req)?;
                 self.finish_registration(sso, a, req, &f).await
             }
             (AUTHENTICATE_FINISH, "POST") => {
-                let f: Finish<PublicKeyCredential> = json_body(req)?;
-                check_csrf(a, &f.csrf)?;
-                self.check_not_locked(a, req)?;
+                let f = self.admit(a, req)?;
                 self.finish_authentication(sso, a, req, &f).await
             }
             _ => Err(GatewayError::NoRoute),
         }
     }
 
-    fn check_not_locked(&self, a: &Authenticated, req: &Request<'_>) -> Result<(), GatewayError> {
+    /// Parses a ceremony body and lets it through only with the CSRF token and while the
+    /// user and address are not locked out.
+    fn admit<T: DeserializeOwned>(
+        &self,
+        a: &Authenticated,
+        req: &Request<'_>,
+    ) -> Result<T, GatewayError> {
+        let signed: Signed<T> = json_body(req)?;
+        check_csrf(a, &signed.csrf)?;
         let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
         if self.limiter.locked(user, &ip, Instant::now()).is_some() {
             crate::mfa::event(KIND, "locked_out", user, &ip);
             return Err(GatewayError::MfaLocked);
         }
-        Ok(())
+        Ok(signed.body)
     }
 
     /// Starts a registration or an authentication and seals its state into the cookie.
@@ -206,8 +214,7 @@ impl Service {
         mfa: &crate::mfa::Mfa,
     ) -> Result<(), GatewayError> {
         let user = &a.record.identity.user;
-        let factors = mfa.factors(user).await.map_err(map_err)?;
-        let first_time = !factors.iter().any(|f| f.kind != "recovery");
+        let first_time = first_time(&mfa.factors(user).await.map_err(map_err)?);
         if first_time || super::recently_verified(&a.record, chrono::Utc::now()) {
             return Ok(());
         }
@@ -281,12 +288,7 @@ impl Service {
         };
         let user = &a.record.identity.user;
         let mfa = self.mfa().await?;
-        let first_time = !mfa
-            .factors(user)
-            .await
-            .map_err(map_err)?
-            .iter()
-            .any(|f| f.kind != "recovery");
+        let first_time = first_time(&mfa.factors(user).await.map_err(map_err)?);
         let key = rp
             .finish_registration(&f.credential, &state)
             .map_err(|e| self.refusal(a, req, e))?;

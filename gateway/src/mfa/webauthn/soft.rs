@@ -126,17 +126,10 @@ impl SoftKey {
         att.push(0xa0);
         att.extend(cbor_text("authData"));
         att.extend(cbor_bytes(&self.auth_data(Some(&cose))));
-        serde_json::from_value(serde_json::json!({
-            "id": B64.encode(&self.cred_id),
-            "rawId": B64.encode(&self.cred_id),
-            "type": "public-key",
-            "extensions": {},
-            "response": {
-                "attestationObject": B64.encode(att),
-                "clientDataJSON": B64.encode(client_data),
-            },
+        self.credential(serde_json::json!({
+            "attestationObject": B64.encode(att),
+            "clientDataJSON": B64.encode(client_data),
         }))
-        .unwrap()
     }
 
     /// Answers `navigator.credentials.get` (counter + 1).
@@ -148,17 +141,22 @@ impl SoftKey {
         let mut signed = auth_data.clone();
         signed.extend(sha256(&client_data));
         let sig = self.pair().sign(&SystemRandom::new(), &signed).unwrap();
+        self.credential(serde_json::json!({
+            "authenticatorData": B64.encode(auth_data),
+            "clientDataJSON": B64.encode(client_data),
+            "signature": B64.encode(sig.as_ref()),
+            "userHandle": null,
+        }))
+    }
+
+    /// The `PublicKeyCredential` JSON around an authenticator `response`.
+    fn credential<T: serde::de::DeserializeOwned>(&self, response: serde_json::Value) -> T {
         serde_json::from_value(serde_json::json!({
             "id": B64.encode(&self.cred_id),
             "rawId": B64.encode(&self.cred_id),
             "type": "public-key",
             "extensions": {},
-            "response": {
-                "authenticatorData": B64.encode(auth_data),
-                "clientDataJSON": B64.encode(client_data),
-                "signature": B64.encode(sig.as_ref()),
-                "userHandle": null,
-            },
+            "response": response,
         }))
         .unwrap()
     }
