@@ -92,6 +92,7 @@ try {
   await visit(later, 'alice');
   facts.later_page = page.url();
   facts.later_offers_register = await page.locator('#webauthn-register').count();
+  facts.later_keys = await page.locator('#webauthn-keys li').allTextContents();
   await Promise.all([page.waitForURL(later, { timeout: 15000 }), page.click('#webauthn-authenticate-button')]);
   facts.later = { url: page.url(), body: await body(), cookie: await sessionCookie() };
 

@@ -111,6 +111,11 @@ async fn chromium_webauthn_enrol_step_up_forgery_clone_and_totp() {
     // 3. Later step-up in a new session (no "add a key" offer without a fresh verification).
     assert!(f["later_page"].as_str().unwrap().starts_with(&mfa_page));
     assert_eq!(f["later_offers_register"], 0);
+    assert_eq!(
+        f["later_keys"],
+        serde_json::json!(["Laptop passkey", "Backup key"]),
+        "both credentials listed with their labels"
+    );
     assert_eq!(f["later"]["url"], format!("{base}/admin/later"));
     assert_eq!(user_of(&f["later"]["body"]), alice);
     assert_ne!(

@@ -302,6 +302,12 @@ impl Service {
         if webauthn_on && has(KIND) && page.accepts(KIND) {
             body += "<p>This page needs a second factor. Use your security key or passkey.</p>";
             body += &webauthn_form(WebauthnForm::Authenticate, csrf, ret);
+            let keys: String = factors
+                .iter()
+                .filter(|f| f.kind == KIND)
+                .map(|f| format!("<li>{}</li>", esc(&f.label)))
+                .collect();
+            body += &format!("<p>Your keys:</p><ul id=\"webauthn-keys\">{keys}</ul>");
         }
         if has("totp") {
             body += &format!(
