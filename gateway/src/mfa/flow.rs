@@ -6,7 +6,8 @@
 
 use super::config::MfaConfig;
 use super::limiter::Limiter;
-use super::pages::{code_form, esc, page, CSP};
+use super::pages::{code_form, esc, page, webauthn_form, WebauthnForm, CSP};
+use super::webauthn::{RelyingParty, KIND};
 use super::{totp, Mfa, MfaError};
 use crate::errors::{GatewayError, Reply};
 use crate::session;
@@ -20,15 +21,53 @@ use std::time::Instant;
 /// How long an enrolment started on the page may take to finish.
 const ENROL_TTL: i64 = 600;
 
-/// MFA at run time: settings, the store (opened on the serving runtime at first use) and the
-/// attempt limiter.
+mod webauthn;
+
+/// MFA at run time: settings, the store (opened on the serving runtime at first use), the
+/// WebAuthn relying party and the attempt limiter.
 pub struct Service {
     /// Validated `mfa:`.
     pub cfg: MfaConfig,
     store_url: StoreUrl,
     mfa: tokio::sync::OnceCell<Mfa>,
+    rp: Option<RelyingParty>,
     /// Wrong-code limits.
     pub limiter: Limiter,
+}
+
+/// One request to an MFA endpoint, as the proxy hands it over.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// Request headers (cookies, content type).
+    pub headers: &'a http::HeaderMap,
+    /// `GET` or `POST`.
+    pub method: &'a str,
+    /// Normalised path.
+    pub path: &'a str,
+    /// Decoded query.
+    pub query: &'a HashMap<String, String>,
+    /// Raw body (forms are URL-encoded, WebAuthn ceremonies JSON).
+    pub body: &'a str,
+    /// `https://host[:port]` of this request.
+    pub origin: &'a str,
+    /// Over TLS.
+    pub tls: bool,
+    /// Client address.
+    pub client_ip: IpAddr,
+}
+
+/// Second factors a route accepts, from the `methods` hint the proxy puts in the page URL
+/// (empty: any). A hint only decides what the page offers: the policy decides on return.
+fn accepted(query: &HashMap<String, String>) -> Vec<String> {
+    query
+        .get("methods")
+        .map(|m| {
+            m.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The pending enrolment, sealed in a cookie with the session keys.
@@ -37,6 +76,57 @@ struct Pending {
     user: String,
     secret: String,
     exp: i64,
+}
+
+/// What the MFA page is asked to show.
+struct Page<'a> {
+    /// Same-origin URL to return to.
+    ret: &'a str,
+    /// Accepted factors (empty: any).
+    methods: Vec<String>,
+    /// Error from the previous attempt.
+    error: Option<&'a str>,
+}
+
+impl<'a> Page<'a> {
+    fn new(ret: &'a str, error: Option<&'a str>) -> Self {
+        Self {
+            ret,
+            methods: Vec::new(),
+            error,
+        }
+    }
+
+    fn accepts(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+}
+
+/// How recent a second factor must be to add another one.
+const ADD_FACTOR_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Whether the session passed a second factor within [`ADD_FACTOR_WINDOW`] (security-relevant:
+/// a stolen password alone must not be enough to add an attacker's key).
+fn recently_verified(rec: &session::SessionRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
+    rec.identity.auth_methods.iter().any(|m| {
+        matches!(m.method.as_str(), "totp" | "webauthn" | "recovery")
+            && now - m.at <= ADD_FACTOR_WINDOW
+    })
+}
+
+/// A user with no second factor yet (recovery codes alone do not count): the only case where
+/// one may be enrolled without passing another first.
+fn first_time(factors: &[super::FactorInfo]) -> bool {
+    !factors.iter().any(|f| f.kind != "recovery")
+}
+
+/// Refuses a form or ceremony without the session's CSRF token.
+fn check_csrf(a: &Authenticated, csrf: &str) -> Result<(), GatewayError> {
+    if same(csrf, &a.record.csrf) {
+        return Ok(());
+    }
+    tracing::warn!(target: "audit", user = %a.record.identity.user, "mfa request without a valid CSRF token");
+    Err(AuthError::Csrf.into())
 }
 
 fn enrol_cookie(tls: bool) -> &'static str {
@@ -68,10 +158,18 @@ impl Service {
     /// From the validated config; the store is opened on first use.
     pub fn new(cfg: MfaConfig, store_url: StoreUrl) -> Self {
         let limiter = Limiter::new(cfg.per_user, cfg.per_ip, cfg.lockout);
+        // A relying party that does not build leaves WebAuthn off (fail closed); start-up
+        // (`check_and_new`) refuses such a config, so this only logs for completeness.
+        let rp = cfg.webauthn.as_ref().and_then(|w| {
+            RelyingParty::new(w, &cfg.branding.title)
+                .map_err(|e| tracing::error!(error = %e, "mfa.webauthn: relying party refused"))
+                .ok()
+        });
         Self {
             cfg,
             store_url,
             mfa: tokio::sync::OnceCell::new(),
+            rp,
             limiter,
         }
     }
@@ -92,8 +190,14 @@ impl Service {
             .map_err(|e| StartError::Mfa(e.to_string()))?;
         rt.block_on(super::store::open(&store_url))
             .map_err(|e| StartError::Mfa(e.to_string()))?;
+        if let Some(w) = &cfg.webauthn {
+            let rp = RelyingParty::new(w, &cfg.branding.title)
+                .map_err(|e| StartError::Mfa(format!("mfa.webauthn: {e}")))?;
+            if rp.verification() == super::webauthn::Verification::Discouraged {
+                tracing::warn!("mfa.webauthn.user_verification: discouraged — a touch of the key is enough, no PIN or biometric is checked");
+            }
+        }
         for (on, key) in [
-            (cfg.webauthn.is_some(), "mfa.webauthn"),
             (cfg.email.is_some(), "mfa.email"),
             (cfg.sms.is_some(), "mfa.sms"),
             (cfg.remember_device_days > 0, "mfa.remember_device_days"),
@@ -102,7 +206,7 @@ impl Service {
                 tracing::warn!(key, "configured but not served by this build yet: users cannot use it (fail closed)");
             }
         }
-        tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), "mfa enabled");
+        tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), "mfa enabled");
         Ok(Self::new(cfg, store_url))
     }
 
@@ -126,47 +230,38 @@ impl Service {
                 | "/.portcullis/mfa/verify"
                 | "/.portcullis/mfa/enrol"
                 | "/.portcullis/mfa/recovery"
-        )
+        ) || webauthn::is_endpoint(path)
     }
 
-    /// Serves one MFA endpoint. `form` is the decoded POST body (empty for GET).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn serve(
-        &self,
-        sso: &Sso,
-        headers: &http::HeaderMap,
-        method: &str,
-        path: &str,
-        query: &HashMap<String, String>,
-        form: &HashMap<String, String>,
-        origin: &str,
-        tls: bool,
-        client_ip: IpAddr,
-    ) -> Result<Reply, GatewayError> {
+    /// Serves one MFA endpoint.
+    pub async fn serve(&self, sso: &Sso, req: &Request<'_>) -> Result<Reply, GatewayError> {
         let a = sso
-            .identify(headers, tls)
+            .identify(req.headers, req.tls)
             .await?
             .ok_or(GatewayError::Unauthenticated)?;
-        let mut reply = match (path, method) {
+        let mut reply = match (req.path, req.method) {
             ("/.portcullis/mfa", "GET") => {
-                let ret = query.get("return").map_or("/", String::as_str);
-                self.show(sso, &a, ret, tls, client_ip, None).await?
+                let ret = req.query.get("return").map_or("/", String::as_str);
+                let page = Page {
+                    methods: accepted(req.query),
+                    ..Page::new(ret, None)
+                };
+                self.show(sso, &a, &page, req.tls, req.client_ip).await?
             }
             (
                 "/.portcullis/mfa/verify" | "/.portcullis/mfa/enrol" | "/.portcullis/mfa/recovery",
                 "POST",
             ) => {
-                let csrf = form.get("csrf").map_or("", String::as_str);
-                if !same(csrf, &a.record.csrf) {
-                    tracing::warn!(target: "audit", user = %a.record.identity.user, "mfa form without a valid CSRF token");
-                    return Err(AuthError::Csrf.into());
-                }
+                let form: HashMap<String, String> =
+                    url::form_urlencoded::parse(req.body.as_bytes())
+                        .into_owned()
+                        .collect();
+                check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
                 let ret = form.get("return").map_or("/", String::as_str);
                 let code = form.get("code").map_or("", String::as_str);
-                self.submit(sso, &a, path, headers, ret, code, origin, tls, client_ip)
-                    .await?
+                self.submit(sso, &a, req, ret, code).await?
             }
-            _ => return Err(GatewayError::NoRoute),
+            _ => self.webauthn(sso, &a, req).await?,
         };
         if let Some(c) = a.set_cookie {
             reply.headers.push(("set-cookie".into(), c));
@@ -174,15 +269,16 @@ impl Service {
         Ok(reply)
     }
 
-    /// The page for this user: locked notice, verification form, or TOTP enrolment.
+    /// The page for this user: locked notice; the factors they can verify with here (plus
+    /// adding a security key right after a verification); or, for a first-time user,
+    /// enrolment of what the route accepts.
     async fn show(
         &self,
         sso: &Sso,
         a: &Authenticated,
-        ret: &str,
+        page: &Page<'_>,
         tls: bool,
         ip: IpAddr,
-        error: Option<&str>,
     ) -> Result<Reply, GatewayError> {
         let user = &a.record.identity.user;
         if self
@@ -198,12 +294,29 @@ impl Service {
             ));
         }
         let factors = self.mfa().await?.factors(user).await.map_err(map_err)?;
-        let csrf = &a.record.csrf;
-        if factors.iter().any(|f| f.kind == "totp") {
-            let body = format!(
+        let has = |kind: &str| factors.iter().any(|f| f.kind == kind);
+        let (csrf, ret, error) = (&a.record.csrf, page.ret, page.error);
+        let status = if error.is_some() { 401 } else { 200 };
+        let webauthn_on = self.rp.is_some();
+        let mut body = String::new();
+        if webauthn_on && has(KIND) && page.accepts(KIND) {
+            body += "<p>This page needs a second factor. Use your security key or passkey.</p>";
+            body += &webauthn_form(WebauthnForm::Authenticate, csrf, ret);
+            let keys: String = factors
+                .iter()
+                .filter(|f| f.kind == KIND)
+                .map(|f| format!("<li>{}</li>", esc(&f.label)))
+                .collect();
+            body += &format!("<p>Your keys:</p><ul id=\"webauthn-keys\">{keys}</ul>");
+        }
+        if has("totp") {
+            body += &format!(
                 "<p>This page needs a second factor. Enter the 6-digit code from your authenticator app.</p>{}",
                 code_form("/.portcullis/mfa/verify", csrf, ret, "Authentication code", error)
-            ) + &format!(
+            );
+        }
+        if !body.is_empty() {
+            body += &format!(
                 "<details><summary>Lost your device? Use a recovery code</summary>\
 <form method=\"post\" action=\"/.portcullis/mfa/recovery\" id=\"recovery-form\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\">\
@@ -212,67 +325,74 @@ impl Service {
                 esc(csrf),
                 esc(ret)
             );
-            return Ok(html(
-                if error.is_some() { 401 } else { 200 },
-                &self.cfg,
-                "Verify it's you",
-                &body,
-            ));
+            if webauthn_on && recently_verified(&a.record, chrono::Utc::now()) {
+                body += "<h2>Add a security key or passkey</h2>";
+                body += &webauthn_form(WebauthnForm::Register, csrf, ret);
+            }
+            return Ok(html(status, &self.cfg, "Verify it's you", &body));
         }
-        let Some(issuer) = &self.cfg.totp_issuer else {
+        // Enrolment without a second factor only for a user who has none: adding one next to
+        // an existing factor needs a recent verification with it (above).
+        let first_time = first_time(&factors);
+        let offer_webauthn = first_time && webauthn_on && page.accepts(KIND);
+        let offer_totp = first_time
+            && self.cfg.totp_issuer.is_some()
+            && (page.accepts("totp") || !offer_webauthn);
+        if !offer_webauthn && !offer_totp {
             return Ok(html(
                 403,
                 &self.cfg,
                 "Second factor needed",
                 "<p>This page needs a second factor, and you have none enrolled that it accepts. Ask your administrator.</p>",
             ));
-        };
-        let secret = totp::generate_secret().map_err(|_| GatewayError::MfaUnavailable)?;
-        let pending = Pending {
-            user: user.clone(),
-            secret: totp::base32(&secret),
-            exp: chrono::Utc::now().timestamp() + ENROL_TTL,
-        };
-        let name = enrol_cookie(tls);
-        let sealed = sso
-            .codec
-            .seal(name, &pending)
-            .ok_or(GatewayError::MfaUnavailable)?;
-        let uri = totp::otpauth_uri(&totp::Params::default(), issuer, user, &secret);
-        let qr = totp::qr_svg(&uri).unwrap_or_default();
-        let body = format!(
-            "<p>Set up an authenticator app: scan this code, or add an account with the key below, then enter the code it shows.</p>\
+        }
+        if offer_webauthn {
+            body += "<p>Set up a security key or passkey: it will be asked for on pages that need a second factor.</p>";
+            body += &webauthn_form(WebauthnForm::Register, csrf, ret);
+        }
+        let mut cookie = None;
+        if let (true, Some(issuer)) = (offer_totp, &self.cfg.totp_issuer) {
+            let secret = totp::generate_secret().map_err(|_| GatewayError::MfaUnavailable)?;
+            let pending = Pending {
+                user: user.clone(),
+                secret: totp::base32(&secret),
+                exp: chrono::Utc::now().timestamp() + ENROL_TTL,
+            };
+            let name = enrol_cookie(tls);
+            let sealed = sso
+                .codec
+                .seal(name, &pending)
+                .ok_or(GatewayError::MfaUnavailable)?;
+            let uri = totp::otpauth_uri(&totp::Params::default(), issuer, user, &secret);
+            let qr = totp::qr_svg(&uri).unwrap_or_default();
+            if offer_webauthn {
+                body += "<h2>Or use an authenticator app</h2>";
+            }
+            body += &format!(
+                "<p>Set up an authenticator app: scan this code, or add an account with the key below, then enter the code it shows.</p>\
 <p>{qr}</p><p>Key: <code id=\"totp-secret\">{}</code></p><p>Or open: <code id=\"otpauth-uri\">{}</code></p>{}",
-            esc(&pending.secret),
-            esc(&uri),
-            code_form("/.portcullis/mfa/enrol", csrf, ret, "Code from the app", error)
-        );
-        let mut r = html(
-            if error.is_some() { 401 } else { 200 },
-            &self.cfg,
-            "Set up two-step verification",
-            &body,
-        );
-        r.headers.push((
-            "set-cookie".into(),
-            session::set_cookie(name, &sealed, tls, Some(ENROL_TTL)),
-        ));
+                esc(&pending.secret),
+                esc(&uri),
+                code_form("/.portcullis/mfa/enrol", csrf, ret, "Code from the app", error)
+            );
+            cookie = Some(session::set_cookie(name, &sealed, tls, Some(ENROL_TTL)));
+        }
+        let mut r = html(status, &self.cfg, "Set up two-step verification", &body);
+        r.headers
+            .extend(cookie.map(|c| ("set-cookie".to_string(), c)));
         Ok(r)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn submit(
         &self,
         sso: &Sso,
         a: &Authenticated,
-        path: &str,
-        headers: &http::HeaderMap,
+        req: &Request<'_>,
         ret: &str,
         code: &str,
-        origin: &str,
-        tls: bool,
-        ip: IpAddr,
     ) -> Result<Reply, GatewayError> {
+        let (path, headers, origin, tls, ip) =
+            (req.path, req.headers, req.origin, req.tls, req.client_ip);
         let user = &a.record.identity.user;
         let ip_s = ip.to_string();
         let factor = if path == "/.portcullis/mfa/recovery" {
@@ -282,7 +402,7 @@ impl Service {
         };
         if self.limiter.locked(user, &ip_s, Instant::now()).is_some() {
             super::event(factor, "locked_out", user, &ip_s);
-            return self.show(sso, a, ret, tls, ip, None).await;
+            return self.show(sso, a, &Page::new(ret, None), tls, ip).await;
         }
         let mfa = self.mfa().await?;
         let now = now_unix();
@@ -359,7 +479,7 @@ each works once if you lose your device. They are shown only now.</p>\
                     "That code is not right. Try again."
                 };
                 // An enrolment page issues a new key with the error (never weaker).
-                self.show(sso, a, ret, tls, ip, Some(msg)).await
+                self.show(sso, a, &Page::new(ret, Some(msg)), tls, ip).await
             }
             Err(e) => Err(map_err(e)),
         }
@@ -380,6 +500,13 @@ fn map_err(e: MfaError) -> GatewayError {
             tracing::error!("mfa: recovery code hashing failed");
             GatewayError::MfaUnavailable
         }
-        MfaError::WrongCode | MfaError::Replayed => GatewayError::Forbidden,
+        MfaError::Encoding => {
+            tracing::error!("mfa: a stored webauthn credential record is malformed");
+            GatewayError::MfaUnavailable
+        }
+        MfaError::WrongCode
+        | MfaError::Replayed
+        | MfaError::Webauthn(_)
+        | MfaError::CounterRegressed => GatewayError::MfaRefused,
     }
 }
