@@ -95,12 +95,24 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
         let hits = upstream_hits(&gw);
         let before = refusals(&gw);
         let w = attempt(&gw).await;
+        // The log line is written before the response, but reaches the captured output
+        // asynchronously: wait for it (bounded) rather than race it.
+        let logged = eventually(std::time::Duration::from_secs(3), || {
+            refusals(&gw) == before + 1
+                && gw
+                    .proc
+                    .logs()
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .any(|l| l.contains(why))
+        })
+        .await;
         let logs = gw.proc.logs();
         let ok = w.last().status == 401
             && w.session_set_cookie().is_none()
             && upstream_hits(&gw) == hits
-            && refusals(&gw) == before + 1
-            && logs.lines().rev().take(5).any(|l| l.contains(why));
+            && logged;
         if !ok {
             failures.push(format!(
                 "{mode:?}: status {} session {} log tail:\n{}",
