@@ -74,6 +74,11 @@ pub fn identity(idp: &str, names: &ClaimNames, claims: &Map<String, Value>) -> I
     if methods.is_empty() {
         methods.push(format!("{IDP_METHOD_PREFIX}pwd"));
     }
+    // The authentication context class the provider claims (`acr`), for routes that accept a
+    // level rather than methods: `idp:acr:<value>`.
+    if let Some(acr) = string(claims, "acr") {
+        methods.push(format!("{IDP_METHOD_PREFIX}acr:{acr}"));
+    }
     Identity {
         user,
         email: string(claims, &names.email),
@@ -110,15 +115,17 @@ mod tests {
     fn entra_shapes_map_to_the_identity() {
         let c = json!({"sub": "s1", "preferred_username": "alice@contoso.com", "tid": "t-123",
             "roles": ["Payroll.Admin"], "groups": ["g1", "g2"], "email": "a@c.com",
-            "department": "Finance", "amr": ["pwd", "mfa"], "auth_time": 1700000000});
+            "department": "Finance", "amr": ["pwd", "mfa"], "auth_time": 1700000000,
+            "acr": "urn:example:loa:3"});
         let id = identity("entra", &names(), c.as_object().unwrap());
         assert_eq!(id.user, "alice@contoso.com");
         assert_eq!(id.tenant.as_deref(), Some("t-123"));
         assert_eq!(id.roles, vec!["Payroll.Admin"]);
         assert_eq!(id.groups, vec!["g1", "g2"]);
         assert_eq!(id.department.as_deref(), Some("Finance"));
-        assert_eq!(id.auth_methods.len(), 2);
+        assert_eq!(id.auth_methods.len(), 3);
         assert_eq!(id.auth_methods[1].method, "idp:mfa");
+        assert_eq!(id.auth_methods[2].method, "idp:acr:urn:example:loa:3");
         assert_eq!(id.auth_methods[1].at.timestamp(), 1700000000);
         assert!(!id.claims.contains_key("groups_overage"));
     }
