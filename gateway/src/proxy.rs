@@ -213,9 +213,14 @@ impl Gateway {
             return err;
         }
         let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let q: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("return", pq)
-            .finish();
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("return", pq);
+        // The factors the route accepts, so the page offers those (display only: the policy
+        // decides again on return).
+        if let GatewayError::StepUp { methods, .. } = &err {
+            q.append_pair("methods", &methods.join(","));
+        }
+        let q = q.finish();
         GatewayError::StepUpRedirect(format!("{}/.portcullis/mfa?{q}", self.origin(ctx)))
     }
 

@@ -6,8 +6,8 @@
 
 use super::config::MfaConfig;
 use super::limiter::Limiter;
-use super::pages::{code_form, esc, page, CSP};
-use super::{totp, Mfa, MfaError};
+use super::pages::{code_form_with, esc, page, CSP};
+use super::{otp, totp, Mfa, MfaError};
 use crate::errors::{GatewayError, Reply};
 use crate::session;
 use crate::sso::{same, AuthError, Authenticated, Sso};
@@ -15,7 +15,8 @@ use crate::store::StoreUrl;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
+
+mod codes;
 
 /// How long an enrolment started on the page may take to finish.
 const ENROL_TTL: i64 = 600;
@@ -29,6 +30,9 @@ pub struct Service {
     mfa: tokio::sync::OnceCell<Mfa>,
     /// Wrong-code limits.
     pub limiter: Limiter,
+    /// Email and SMS code channels that are configured.
+    channels: Vec<otp::Channel>,
+    codes: otp::Codes,
 }
 
 /// The pending enrolment, sealed in a cookie with the session keys.
@@ -65,15 +69,23 @@ fn html(status: u16, b: &MfaConfig, heading: &str, body: &str) -> Reply {
 }
 
 impl Service {
-    /// From the validated config; the store is opened on first use.
-    pub fn new(cfg: MfaConfig, store_url: StoreUrl) -> Self {
-        let limiter = Limiter::new(cfg.per_user, cfg.per_ip, cfg.lockout);
-        Self {
+    /// From the validated config; the store is opened on first use. With a Redis session
+    /// store, attempt counters live in that Redis (shared by replicas).
+    pub fn new(
+        cfg: MfaConfig,
+        store_url: StoreUrl,
+        sessions: &crate::config::auth_model::StoreKind,
+    ) -> Result<Self, String> {
+        let limiter = codes::limiter(&cfg, sessions)?;
+        let channels = codes::channels(&cfg)?;
+        Ok(Self {
+            codes: otp::Codes::new(&cfg.encryption_key),
             cfg,
             store_url,
             mfa: tokio::sync::OnceCell::new(),
             limiter,
-        }
+            channels,
+        })
     }
 
     /// Opens the store once at start (creating its table, proving it is reachable and that
@@ -82,6 +94,7 @@ impl Service {
     pub fn check_and_new(
         cfg: MfaConfig,
         store_url: StoreUrl,
+        sessions: &crate::config::auth_model::StoreKind,
     ) -> Result<Self, crate::server::StartError> {
         use crate::server::StartError;
         super::seal::Sealer::new(&cfg.encryption_key)
@@ -92,18 +105,14 @@ impl Service {
             .map_err(|e| StartError::Mfa(e.to_string()))?;
         rt.block_on(super::store::open(&store_url))
             .map_err(|e| StartError::Mfa(e.to_string()))?;
-        for (on, key) in [
-            (cfg.webauthn.is_some(), "mfa.webauthn"),
-            (cfg.email.is_some(), "mfa.email"),
-            (cfg.sms.is_some(), "mfa.sms"),
-            (cfg.remember_device_days > 0, "mfa.remember_device_days"),
-        ] {
-            if on {
-                tracing::warn!(key, "configured but not served by this build yet: users cannot use it (fail closed)");
-            }
+        if cfg.webauthn.is_some() {
+            tracing::warn!(
+                key = "mfa.webauthn",
+                "configured but not served by this build yet: users cannot use it (fail closed)"
+            );
         }
-        tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), "mfa enabled");
-        Ok(Self::new(cfg, store_url))
+        tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
+        Self::new(cfg, store_url, sessions).map_err(StartError::Mfa)
     }
 
     async fn mfa(&self) -> Result<&Mfa, GatewayError> {
@@ -126,7 +135,7 @@ impl Service {
                 | "/.portcullis/mfa/verify"
                 | "/.portcullis/mfa/enrol"
                 | "/.portcullis/mfa/recovery"
-        )
+        ) || codes::is_endpoint(path)
     }
 
     /// Serves one MFA endpoint. `form` is the decoded POST body (empty for GET).
@@ -150,21 +159,45 @@ impl Service {
         let mut reply = match (path, method) {
             ("/.portcullis/mfa", "GET") => {
                 let ret = query.get("return").map_or("/", String::as_str);
-                self.show(sso, &a, ret, tls, client_ip, None).await?
+                let methods = codes::methods(query);
+                let remembered = self
+                    .remembered(
+                        sso,
+                        &a,
+                        headers,
+                        ret,
+                        methods.as_deref(),
+                        origin,
+                        tls,
+                        client_ip,
+                    )
+                    .await?;
+                match remembered {
+                    Some(r) => r,
+                    None => {
+                        let methods = methods.unwrap_or_default();
+                        self.show(sso, &a, ret, &methods, tls, client_ip, None)
+                            .await?
+                    }
+                }
+            }
+            (p, "POST") if codes::is_endpoint(p) => {
+                csrf_ok(form, &a)?;
+                self.serve_codes(sso, &a, p, headers, form, origin, tls, client_ip)
+                    .await?
             }
             (
                 "/.portcullis/mfa/verify" | "/.portcullis/mfa/enrol" | "/.portcullis/mfa/recovery",
                 "POST",
             ) => {
-                let csrf = form.get("csrf").map_or("", String::as_str);
-                if !same(csrf, &a.record.csrf) {
-                    tracing::warn!(target: "audit", user = %a.record.identity.user, "mfa form without a valid CSRF token");
-                    return Err(AuthError::Csrf.into());
-                }
+                csrf_ok(form, &a)?;
                 let ret = form.get("return").map_or("/", String::as_str);
                 let code = form.get("code").map_or("", String::as_str);
-                self.submit(sso, &a, path, headers, ret, code, origin, tls, client_ip)
-                    .await?
+                let remember = form.get("remember").is_some_and(|v| v == "1");
+                self.submit(
+                    sso, &a, path, headers, ret, code, remember, origin, tls, client_ip,
+                )
+                .await?
             }
             _ => return Err(GatewayError::NoRoute),
         };
@@ -174,22 +207,21 @@ impl Service {
         Ok(reply)
     }
 
-    /// The page for this user: locked notice, verification form, or TOTP enrolment.
+    /// The page for this user: locked notice, verification form, or TOTP enrolment, with the
+    /// email/SMS code offers the route accepts (`methods`; empty: any) and remembered devices.
+    #[allow(clippy::too_many_arguments)]
     async fn show(
         &self,
         sso: &Sso,
         a: &Authenticated,
         ret: &str,
+        methods: &[String],
         tls: bool,
         ip: IpAddr,
         error: Option<&str>,
     ) -> Result<Reply, GatewayError> {
         let user = &a.record.identity.user;
-        if self
-            .limiter
-            .locked(user, &ip.to_string(), Instant::now())
-            .is_some()
-        {
+        if self.limiter.locked(user, &ip.to_string()).await.is_some() {
             return Ok(html(
                 429,
                 &self.cfg,
@@ -199,10 +231,12 @@ impl Service {
         }
         let factors = self.mfa().await?.factors(user).await.map_err(map_err)?;
         let csrf = &a.record.csrf;
+        let offers = self.offers(a, ret, methods) + &self.devices_html(a).await?;
+        let totp_wanted = methods.is_empty() || methods.iter().any(|m| m == "totp");
         if factors.iter().any(|f| f.kind == "totp") {
             let body = format!(
                 "<p>This page needs a second factor. Enter the 6-digit code from your authenticator app.</p>{}",
-                code_form("/.portcullis/mfa/verify", csrf, ret, "Authentication code", error)
+                code_form_with("/.portcullis/mfa/verify", csrf, ret, "Authentication code", error, &self.remember_box())
             ) + &format!(
                 "<details><summary>Lost your device? Use a recovery code</summary>\
 <form method=\"post\" action=\"/.portcullis/mfa/recovery\" id=\"recovery-form\">\
@@ -211,7 +245,20 @@ impl Service {
 <p><button type=\"submit\">Use recovery code</button></p></form></details>",
                 esc(csrf),
                 esc(ret)
-            );
+            ) + &offers;
+            return Ok(html(
+                if error.is_some() { 401 } else { 200 },
+                &self.cfg,
+                "Verify it's you",
+                &body,
+            ));
+        }
+        if !offers.is_empty() && (!totp_wanted || self.cfg.totp_issuer.is_none()) {
+            let body = error
+                .map(|e| format!("<p class=\"err\" role=\"alert\" id=\"err\">{}</p>", esc(e)))
+                .unwrap_or_default()
+                + "<p>This page needs a second factor.</p>"
+                + &offers;
             return Ok(html(
                 if error.is_some() { 401 } else { 200 },
                 &self.cfg,
@@ -245,8 +292,8 @@ impl Service {
 <p>{qr}</p><p>Key: <code id=\"totp-secret\">{}</code></p><p>Or open: <code id=\"otpauth-uri\">{}</code></p>{}",
             esc(&pending.secret),
             esc(&uri),
-            code_form("/.portcullis/mfa/enrol", csrf, ret, "Code from the app", error)
-        );
+            code_form_with("/.portcullis/mfa/enrol", csrf, ret, "Code from the app", error, &self.remember_box())
+        ) + &offers;
         let mut r = html(
             if error.is_some() { 401 } else { 200 },
             &self.cfg,
@@ -269,6 +316,7 @@ impl Service {
         headers: &http::HeaderMap,
         ret: &str,
         code: &str,
+        remember: bool,
         origin: &str,
         tls: bool,
         ip: IpAddr,
@@ -280,9 +328,9 @@ impl Service {
         } else {
             "totp"
         };
-        if self.limiter.locked(user, &ip_s, Instant::now()).is_some() {
+        if self.limiter.locked(user, &ip_s).await.is_some() {
             super::event(factor, "locked_out", user, &ip_s);
-            return self.show(sso, a, ret, tls, ip, None).await;
+            return self.show(sso, a, ret, &[], tls, ip, None).await;
         }
         let mfa = self.mfa().await?;
         let now = now_unix();
@@ -305,7 +353,7 @@ impl Service {
         };
         match result {
             Ok(_) => {
-                self.limiter.success(user);
+                self.limiter.success(user).await;
                 super::event(
                     factor,
                     if enrolling { "enrolled" } else { "success" },
@@ -314,6 +362,9 @@ impl Service {
                 );
                 let cookie = sso.elevate(&a.sid, &a.record, factor, tls).await?;
                 let mut cookies = vec![cookie];
+                if remember {
+                    cookies.extend(self.device_cookie(user, factor, headers, tls).await?);
+                }
                 if enrolling {
                     cookies.push(session::clear_cookie(enrol_cookie(tls), tls));
                     if self.cfg.recovery_codes > 0 {
@@ -350,7 +401,7 @@ each works once if you lose your device. They are shown only now.</p>\
                     "failure"
                 };
                 super::event(factor, outcome, user, &ip_s);
-                if self.limiter.fail(user, &ip_s, Instant::now()) {
+                if self.limiter.fail(user, &ip_s).await {
                     super::event(factor, "lockout", user, &ip_s);
                 }
                 let msg = if matches!(e, MfaError::Replayed) {
@@ -359,11 +410,21 @@ each works once if you lose your device. They are shown only now.</p>\
                     "That code is not right. Try again."
                 };
                 // An enrolment page issues a new key with the error (never weaker).
-                self.show(sso, a, ret, tls, ip, Some(msg)).await
+                self.show(sso, a, ret, &[], tls, ip, Some(msg)).await
             }
             Err(e) => Err(map_err(e)),
         }
     }
+}
+
+/// Refuses a form without the session's CSRF token (audited).
+fn csrf_ok(form: &HashMap<String, String>, a: &Authenticated) -> Result<(), GatewayError> {
+    let csrf = form.get("csrf").map_or("", String::as_str);
+    if same(csrf, &a.record.csrf) {
+        return Ok(());
+    }
+    tracing::warn!(target: "audit", user = %a.record.identity.user, "mfa form without a valid CSRF token");
+    Err(AuthError::Csrf.into())
 }
 
 fn map_err(e: MfaError) -> GatewayError {
