@@ -13,6 +13,7 @@ pub mod geo;
 pub mod hostile;
 pub mod oidc;
 pub mod pki;
+pub mod smtp;
 pub mod syslogd;
 
 /// A port that was free a moment ago.
