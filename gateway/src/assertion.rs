@@ -162,13 +162,12 @@ impl Assertions {
                 obj.insert("groups_overage".to_string(), o.clone());
             }
         }
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
-        let sig = key.pair.sign(&self.rng, input.as_bytes()).ok()?;
-        Some(format!("{input}.{}", B64.encode(sig.as_ref())))
+        crate::idp::jws::compact(&header, &claims, |input| {
+            key.pair
+                .sign(&self.rng, input)
+                .ok()
+                .map(|s| s.as_ref().to_vec())
+        })
     }
 }
 

@@ -1,10 +1,9 @@
 //! The reserved endpoints under `/.portcullis/`: `login` (start or chooser), `callback`,
-//! `logout` (GET shows a form, POST with CSRF token destroys the session), `auth` (forward-auth
-//! for nginx `auth_request`, Traefik/Caddy `forward_auth`, Envoy ext_authz), `jwks.json`, and
-//! `backchannel-logout`. Each returns a [`Reply`] or a [`GatewayError`]; nothing here writes
+//! `logout` (GET shows a form, POST with CSRF token destroys the session), `jwks.json`, and
+//! `backchannel-logout`. (Forward-auth, which needs the route table, is in `proxy.rs` with
+//! [`crate::forward_auth`].) Each returns a [`Reply`] or a [`GatewayError`]; nothing here writes
 //! to the socket except through `errors.rs`.
 
-use crate::assertion::identity_headers;
 use crate::errors::{GatewayError, Reply};
 use crate::sso::{AuthError, Sso};
 use pingora::proxy::Session;
@@ -31,7 +30,6 @@ pub fn is_endpoint(path: &str) -> bool {
         "/.portcullis/login"
             | "/.portcullis/callback"
             | "/.portcullis/logout"
-            | "/.portcullis/auth"
             | "/.portcullis/jwks.json"
             | "/.portcullis/backchannel-logout"
     )
@@ -132,59 +130,7 @@ pub async fn serve(
             sso.backchannel_logout(&form).await?;
             Ok(Reply::json(200, "{}".to_string()))
         }
-        ("/.portcullis/auth", _) => {
-            let headers = session.req_header().headers.clone();
-            match sso.identify(&headers, req.tls).await? {
-                Some(a) => {
-                    let aud = params
-                        .get("aud")
-                        .cloned()
-                        .unwrap_or_else(|| "forward-auth".to_string());
-                    let mut reply = Reply::json(200, "{}".to_string());
-                    for (k, v) in identity_headers(&a.record.identity) {
-                        reply.headers.push((k.to_string(), v));
-                    }
-                    if let Some(t) = sso.assertions.sign(&a.record.identity, &aud) {
-                        reply
-                            .headers
-                            .push(("x-portcullis-assertion".to_string(), t));
-                    }
-                    if let Some(c) = a.set_cookie {
-                        reply.headers.push(("set-cookie".to_string(), c));
-                    }
-                    Ok(reply)
-                }
-                None => Err(forward_auth_challenge(sso, session, req)),
-            }
-        }
         _ => Err(GatewayError::NoRoute),
-    }
-}
-
-/// Unauthenticated at `/.portcullis/auth`: 401 (nginx `auth_request` maps it with
-/// `error_page`), or, when a Traefik/Caddy-style proxy says which page a browser wanted
-/// (`X-Forwarded-Proto/Host/Uri`), a 302 to sign in and come back there. The return URL is
-/// still checked against this origin and `session.return_to_allow` at login.
-fn forward_auth_challenge(sso: &Sso, session: &Session, req: &Request<'_>) -> GatewayError {
-    let h = &session.req_header().headers;
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-    let browser = get("accept").is_some_and(|a| a.contains("text/html"));
-    match (
-        get("x-forwarded-proto"),
-        get("x-forwarded-host"),
-        get("x-forwarded-uri"),
-    ) {
-        (Some(proto), Some(host), Some(uri)) if browser && sso.enabled() => {
-            let rd = format!("{proto}://{host}{uri}");
-            let q: String = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("rd", &rd)
-                .finish();
-            GatewayError::Login(crate::sso::Redirect {
-                location: format!("{}/.portcullis/login?{q}", req.origin),
-                cookies: Vec::new(),
-            })
-        }
-        _ => GatewayError::Unauthenticated,
     }
 }
 

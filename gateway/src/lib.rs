@@ -9,6 +9,7 @@ pub mod auth_endpoints;
 pub mod config;
 pub mod decisionlog;
 pub mod errors;
+pub mod forward_auth;
 pub mod forwarded;
 pub mod geoip;
 pub mod identity;

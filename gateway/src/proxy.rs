@@ -105,14 +105,18 @@ fn request_host(req: &RequestHeader) -> Option<String> {
         .headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri.authority().map(|a| a.as_str().to_string()))?;
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
+    valid_host(raw)
+}
+
+/// A `Host` value the route table may see: a name or address with an optional port.
+fn valid_host(raw: &str) -> Option<String> {
     let ok = !raw.is_empty()
         && raw.len() <= 255
         && raw.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
         });
-    ok.then_some(raw)
+    ok.then(|| raw.to_string())
 }
 
 impl Gateway {
@@ -120,7 +124,7 @@ impl Gateway {
     async fn auth_endpoint(
         &self,
         session: &mut Session,
-        ctx: &Ctx,
+        ctx: &mut Ctx,
     ) -> Result<Option<crate::errors::Reply>, GatewayError> {
         let Some(path) = ctx.path.as_ref().map(|p| p.decoded().to_string()) else {
             return Ok(None);
@@ -159,8 +163,14 @@ impl Gateway {
                 .await
                 .map(Some);
         }
+        if crate::forward_auth::is_forward_auth(&path) {
+            return self.forward_auth(session, ctx).await.map(Some);
+        }
         if !auth_endpoints::is_endpoint(&path) {
             return Ok(None);
+        }
+        if path == "/.portcullis/login" {
+            self.login_needs_step_up(session, ctx)?;
         }
         let req = auth_endpoints::Request {
             path: &path,
@@ -170,6 +180,151 @@ impl Gateway {
         auth_endpoints::serve(&self.sso, session, &req)
             .await
             .map(Some)
+    }
+
+    /// `/.portcullis/auth`: the policy of the route the original request would take (see
+    /// [`crate::forward_auth`]), or, when the proxy did not say which request that is or no
+    /// route matches it, "is there a session". 200 carries the identity headers and an
+    /// assertion for the route's audience (or `?aud=`).
+    async fn forward_auth(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+    ) -> Result<crate::errors::Reply, GatewayError> {
+        let req = session.req_header();
+        let raw = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let original = crate::forward_auth::original(&req.headers, raw, &ctx.host);
+        let mut aud = url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "aud")
+            .map_or_else(|| "forward-auth".to_string(), |(_, v)| v.into_owned());
+        let mut decided = false;
+        if let Some(o) = &original {
+            let host = valid_host(&o.host).ok_or(GatewayError::BadHost)?;
+            let path = normalise(o.path(), ctx.rt.config.server.path_params)?;
+            match self.decide(session, ctx, &host, path.decoded()) {
+                Ok(()) => {
+                    decided = true;
+                    if let Some(r) = ctx.route.and_then(|i| ctx.rt.config.routes.get(i)) {
+                        aud = r.assertion_audience.clone();
+                    }
+                }
+                Err(GatewayError::NoRoute) => ctx.route = None,
+                Err(GatewayError::Unauthenticated) => {
+                    return Err(self.forward_auth_challenge(session, ctx, original.as_ref()))
+                }
+                Err(e @ GatewayError::StepUp { .. }) => {
+                    return Err(self.forward_auth_step_up(session, ctx, original.as_ref(), e))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !decided && ctx.identity.is_none() {
+            return Err(self.forward_auth_challenge(session, ctx, original.as_ref()));
+        }
+        let mut reply = crate::errors::Reply::json(200, "{}".to_string());
+        if let Some(identity) = &ctx.identity {
+            for (k, v) in crate::assertion::identity_headers(identity) {
+                reply.headers.push((k.to_string(), v));
+            }
+            if let Some(t) = self.sso.assertions.sign(identity, &aud) {
+                reply
+                    .headers
+                    .push(("x-portcullis-assertion".to_string(), t));
+            }
+        }
+        if let Some(c) = ctx.set_cookie.take() {
+            reply.headers.push(("set-cookie".to_string(), c));
+        }
+        Ok(reply)
+    }
+
+    /// Not signed in at forward-auth: 401 (nginx `auth_request` maps it with `error_page`),
+    /// or, for a browser when a Traefik/Caddy-style proxy gave the full original URL, a 302
+    /// to sign in and come back there (the return URL is still checked at login).
+    fn forward_auth_challenge(
+        &self,
+        session: &Session,
+        ctx: &Ctx,
+        original: Option<&crate::forward_auth::Original>,
+    ) -> GatewayError {
+        match original.and_then(crate::forward_auth::Original::url) {
+            Some(rd) if self.sso.enabled() && is_browser(session.req_header()) => {
+                let q: String = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("rd", &rd)
+                    .finish();
+                GatewayError::Login(crate::sso::Redirect {
+                    location: format!("{}/.portcullis/login?{q}", self.origin(ctx)),
+                    cookies: Vec::new(),
+                })
+            }
+            _ => GatewayError::Unauthenticated,
+        }
+    }
+
+    /// Step-up needed at forward-auth: the machine-readable 401, or for a browser with the
+    /// full original URL a 302 to the MFA page that returns there. (nginx `auth_request`
+    /// passes only 2xx/401/403, so it gets the 401 and its `error_page` sends the browser to
+    /// `/.portcullis/login`, which forwards a signed-in user to the MFA page.)
+    fn forward_auth_step_up(
+        &self,
+        session: &Session,
+        ctx: &Ctx,
+        original: Option<&crate::forward_auth::Original>,
+        err: GatewayError,
+    ) -> GatewayError {
+        match original.and_then(crate::forward_auth::Original::url) {
+            Some(ret) if self.mfa.is_some() && is_browser(session.req_header()) => {
+                GatewayError::StepUpRedirect(self.mfa_page(ctx, &ret, &err))
+            }
+            _ => err,
+        }
+    }
+
+    /// The MFA page URL returning to `ret`, with the factors the route accepts (`step_up`'s
+    /// methods) so the page offers those (display only: the policy decides again on return).
+    fn mfa_page(&self, ctx: &Ctx, ret: &str, step_up: &GatewayError) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("return", ret);
+        if let GatewayError::StepUp { methods, .. } = step_up {
+            q.append_pair("methods", &methods.join(","));
+        }
+        format!("{}/.portcullis/mfa?{}", self.origin(ctx), q.finish())
+    }
+
+    /// A signed-in user sent to `/.portcullis/login?rd=URL` (nginx's `error_page 401` after a
+    /// forward-auth step-up) goes to the MFA page when `URL`'s route asks for step-up, instead
+    /// of signing in again and looping.
+    fn login_needs_step_up(&self, session: &Session, ctx: &mut Ctx) -> Result<(), GatewayError> {
+        if self.mfa.is_none() || ctx.identity.is_none() {
+            return Ok(());
+        }
+        let req = session.req_header();
+        let Some(rd) = url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "rd")
+            .map(|(_, v)| v.into_owned())
+        else {
+            return Ok(());
+        };
+        let origin = self.origin(ctx);
+        let target = self.sso.return_to(Some(&rd), &origin);
+        let Ok(u) = url::Url::parse(&target) else {
+            return Ok(());
+        };
+        let host = match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => return Ok(()),
+        };
+        let Ok(path) = normalise(u.path(), ctx.rt.config.server.path_params) else {
+            return Ok(());
+        };
+        let decided = self.decide(session, ctx, &host, path.decoded());
+        ctx.route = None;
+        ctx.decision = None;
+        if let Err(e @ GatewayError::StepUp { .. }) = decided {
+            return Err(GatewayError::StepUpRedirect(self.mfa_page(ctx, &target, &e)));
+        }
+        Ok(())
     }
 
     fn origin(&self, ctx: &Ctx) -> String {
@@ -213,15 +368,7 @@ impl Gateway {
             return err;
         }
         let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.append_pair("return", pq);
-        // The factors the route accepts, so the page offers those (display only: the policy
-        // decides again on return).
-        if let GatewayError::StepUp { methods, .. } = &err {
-            q.append_pair("methods", &methods.join(","));
-        }
-        let q = q.finish();
-        GatewayError::StepUpRedirect(format!("{}/.portcullis/mfa?{q}", self.origin(ctx)))
+        GatewayError::StepUpRedirect(self.mfa_page(ctx, pq, &err))
     }
 
     /// Decides what happens to a request before any upstream is involved.
@@ -253,7 +400,22 @@ impl Gateway {
         if decoded == "/.portcullis" || decoded.starts_with("/.portcullis/") {
             return Err(GatewayError::Reserved);
         }
-        let (idx, route) = rt.route(&host, &decoded).ok_or(GatewayError::NoRoute)?;
+        self.decide(session, ctx, &host, &decoded)
+    }
+
+    /// Finds the route for `host` + `decoded` path and evaluates its policy against the
+    /// request and `ctx.identity`; records route and decision in `ctx`. Shared by proxied
+    /// requests and forward-auth checks, so both answer the same way.
+    fn decide(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        host: &str,
+        decoded: &str,
+    ) -> Result<(), GatewayError> {
+        let rt = ctx.rt.clone();
+        let req = session.req_header();
+        let (idx, route) = rt.route(host, decoded).ok_or(GatewayError::NoRoute)?;
         ctx.route = Some(idx);
         if route.policy.is_public() {
             return Ok(());
@@ -263,13 +425,13 @@ impl Gateway {
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|d| d.extension.get::<ClientCertFacts>())
             .map(|f| f.ca.clone());
-        let canonical = portcullis_policy::routing::canonical_host(&host).into_owned();
+        let canonical = portcullis_policy::routing::canonical_host(host).into_owned();
         let input = policy_input::build(
             &rt.config,
             &RequestContext {
                 req,
                 host: &canonical,
-                path: &decoded,
+                path: decoded,
                 client_ip: ctx.client_ip,
                 peer_trusted: ctx.peer_trusted,
                 client_cert_ca,

@@ -283,7 +283,7 @@ fn id_token(s: &State) -> String {
         .unwrap()
         .as_secs() as i64;
     let mut c = json!({"iss": s.issuer, "aud": s.client_id, "sub": "alice", "iat": now,
-        "exp": now + 300, "nonce": s.nonce, "email": "alice@example.com", "groups": ["eng"]});
+        "exp": now + 300, "nonce": s.nonce, "sid": HOSTILE_SID, "email": "alice@example.com", "groups": ["eng"]});
     let o = c.as_object_mut().unwrap();
     match s.mode {
         Mode::WrongIssuer => {
@@ -364,23 +364,40 @@ fn id_token(s: &State) -> String {
     }
 }
 
+/// The provider session id (`sid`) in every ID token the hostile provider issues.
+pub const HOSTILE_SID: &str = "op-session-1";
+
 impl HostileProvider {
     /// A back-channel `logout_token` for `sub`, signed with the provider's key, issued
     /// `age_secs` ago.
     pub fn logout_token(&self, sub: &str, jti: &str, age_secs: i64) -> String {
+        self.logout_token_with(jti, |c| {
+            c.insert("sub".into(), json!(sub));
+            let iat = c["iat"].as_i64().unwrap() - age_secs;
+            c.insert("iat".into(), json!(iat));
+            c.insert("exp".into(), json!(iat + 120));
+        })
+    }
+
+    /// A `logout_token` with only the required claims (`iss`, `aud`, `iat`, `jti`, `events`,
+    /// typ `logout+jwt`), after `edit` changed them (the header is under the key `"header"`),
+    /// signed with the provider's key.
+    pub fn logout_token_with(
+        &self,
+        jti: &str,
+        edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+    ) -> String {
         let s = self.state.lock().unwrap();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_secs() as i64
-            - age_secs;
-        let claims = json!({"iss": s.issuer, "aud": s.client_id, "sub": sub, "iat": now,
-            "exp": now + 120, "jti": jti,
-            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}});
-        sign_rs256(
-            &fixture("rsa1.pem"),
-            &json!({"alg": "RS256", "kid": "k1", "typ": "logout+jwt"}),
-            &claims,
-        )
+            .as_secs() as i64;
+        let mut claims = json!({"iss": s.issuer, "aud": s.client_id, "iat": now, "jti": jti,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+            "header": {"alg": "RS256", "kid": "k1", "typ": "logout+jwt"}});
+        let c = claims.as_object_mut().unwrap();
+        edit(c);
+        let header = c.remove("header").unwrap();
+        sign_rs256(&fixture("rsa1.pem"), &header, &claims)
     }
 }

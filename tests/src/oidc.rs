@@ -71,6 +71,17 @@ impl OpenIdProvider {
     /// HTTPS ports and back-channel logout at `backchannel` (a full URL), with access tokens
     /// living `at_ttl` seconds.
     pub fn start(https_ports: &[u16], backchannel: Option<&str>, at_ttl: u64) -> Self {
+        Self::start_with(https_ports, backchannel, at_ttl, |_| {})
+    }
+
+    /// Like [`OpenIdProvider::start`], with the client's metadata changed by `edit` first
+    /// (e.g. `token_endpoint_auth_method: private_key_jwt` and its `jwks`).
+    pub fn start_with(
+        https_ports: &[u16],
+        backchannel: Option<&str>,
+        at_ttl: u64,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Self {
         let port = free_port();
         let redirects: Vec<String> = https_ports
             .iter()
@@ -89,6 +100,7 @@ impl OpenIdProvider {
             client["backchannel_logout_uri"] = serde_json::json!(b);
             client["backchannel_logout_session_required"] = serde_json::json!(true);
         }
+        edit(&mut client);
         let dir = oidc_dir();
         assert!(
             dir.join("node_modules/oidc-provider").exists(),
@@ -169,6 +181,21 @@ impl Walk {
     /// The last hop.
     pub fn last(&self) -> &Hop {
         self.hops.last().expect("at least one hop")
+    }
+
+    /// The last `Set-Cookie` of a live session on this walk, with its attributes.
+    pub fn session_set_cookie(&self) -> Option<String> {
+        self.hops
+            .iter()
+            .flat_map(|h| h.set_cookies.iter())
+            .rfind(|c| c.starts_with("__Host-portcullis=") && !c.contains("Max-Age=0"))
+            .cloned()
+    }
+
+    /// [`Walk::session_set_cookie`] as a `Cookie` value (`name=value`).
+    pub fn session_cookie(&self) -> Option<String> {
+        self.session_set_cookie()
+            .and_then(|c| c.split(';').next().map(str::to_string))
     }
 }
 

@@ -28,6 +28,7 @@ http {{
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Host $http_host;
     }}
     location / {{
       auth_request /_portcullis_auth;
@@ -65,8 +66,10 @@ identity_providers:
   - {{ id: corp, type: oidc, issuer: \"{}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}, scopes: [openid, email, groups] }}
 routes:
   - {{ id: app, path: /, upstream: \"{}\", policy: authenticated }}
+  - {{ id: finance, path: /finance, upstream: \"{}\", policy: {{ allow: [ {{ groups: [finance] }} ] }} }}
 ",
             op.issuer,
+            up.url(),
             up.url()
         )
         .replace("{nginx}", &port.to_string()),
@@ -114,16 +117,7 @@ routes:
         .find_map(|h| h.location.clone())
         .unwrap_or_default();
     assert_eq!(back, nginx_url, "{w:#?}");
-    let cookie = w
-        .hops
-        .iter()
-        .flat_map(|h| h.set_cookies.iter())
-        .find(|c| c.starts_with("__Host-portcullis=") && !c.contains("Max-Age=0"))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = w.session_cookie().unwrap();
 
     let r = plain
         .get(&nginx_url)
@@ -156,6 +150,25 @@ routes:
         .unwrap();
     assert!(verify_es256(&jwks, &token));
 
+    // The route's policy decides, not merely "signed in": alice is not in `finance`, and
+    // path tricks that an app would resolve to /finance are judged as /finance.
+    // (A path the gateway refuses outright is a 400 at forward-auth, which nginx turns into 500:
+    // still no access.)
+    for (path, status) in [
+        ("/finance/report", 403),
+        ("/docs/%2e%2e/finance/report", 403),
+        ("//finance/report", 403),
+        ("/docs/..%2Ffinance/report", 500),
+        ("/finance;x=1/report", 500),
+    ] {
+        let r = plain
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{path}");
+    }
     let r = plain
         .get(&nginx_url)
         .header("cookie", "__Host-portcullis=forged")
@@ -211,4 +224,157 @@ routes: []
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+}
+
+/// Traefik/Caddy (`X-Forwarded-*`) and Envoy (`/.portcullis/auth/<original path>`) checks are
+/// judged by the policy of the route the original request takes: a public route needs nobody,
+/// a group route refuses the wrong user, a step-up route asks for MFA, and the assertion is
+/// made for the route's audience.
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_auth_applies_the_original_routes_policy() {
+    let ports = Ports::fresh();
+    let up = Whoami::start("app");
+    let op = OpenIdProvider::start(&[ports.https], None, 3600);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let gw = Gateway::start_on(
+        ports,
+        &format!(
+            "{SERVER}  data_dir: \"{d}\"
+session:
+  keys: [\"{SESSION_KEY}\"]
+identity_providers:
+  - {{ id: corp, type: oidc, issuer: \"{}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}, scopes: [openid, email, groups] }}
+store: \"sqlite://{d}/portcullis.db\"
+mfa:
+  encryption_key: \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"
+  totp: {{ issuer: Acme }}
+routes:
+  - {{ id: app, path: /app, upstream: \"{}\", policy: authenticated }}
+  - {{ id: pub, path: /pub, upstream: \"{}\", policy: public }}
+  - {{ id: admin, path: /admin, upstream: \"{}\", policy: {{ allow: [ {{ groups: [admins] }} ] }}, assertion_audience: admin-api }}
+  - {{ id: vault, path: /vault, upstream: \"{}\", policy: {{ allow: [ {{ mfa: {{ methods: [totp], max_age: 5m }} }} ] }} }}
+",
+            op.issuer,
+            up.url(),
+            up.url(),
+            up.url(),
+            up.url()
+        ),
+    );
+    let auth = format!("{}/.portcullis/auth", gw.https());
+    let c = client(None);
+    let traefik = |c: &reqwest::Client, uri: &str, cookie: Option<&str>, html: bool| {
+        let mut r = c
+            .get(&auth)
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "app.example.com")
+            .header("x-forwarded-uri", uri)
+            .header(
+                "accept",
+                if html {
+                    "text/html"
+                } else {
+                    "application/json"
+                },
+            );
+        if let Some(ck) = cookie {
+            r = r.header("cookie", ck);
+        }
+        r.send()
+    };
+
+    // Public: nobody needed. Unmatched and anonymous: sign in.
+    assert_eq!(
+        traefik(&c, "/pub/x", None, false).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        traefik(&c, "/admin", None, false).await.unwrap().status(),
+        401
+    );
+
+    let mut cookies = Vec::new();
+    for user in ["alice", "bob"] {
+        let b = Browser::new();
+        let w = b.login(&format!("{}/app/", gw.https()), user).await;
+        assert_eq!(w.last().status, 200, "{w:#?}");
+        cookies.push(w.session_cookie().unwrap());
+    }
+    let (alice, bob) = (cookies[0].as_str(), cookies[1].as_str());
+
+    let r = traefik(&c, "/admin/users?x=1", Some(alice), false)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-portcullis-user"], "alice");
+    let token = r.headers()["x-portcullis-assertion"].to_str().unwrap();
+    assert_eq!(jwt_claims(token)["aud"], "admin-api");
+
+    let r = traefik(&c, "/admin/users", Some(bob), false).await.unwrap();
+    assert_eq!(r.status(), 403, "bob is not in admins");
+    assert!(r.headers().get("x-portcullis-user").is_none());
+    let r = traefik(&c, "/app/../admin/users", Some(bob), false)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "dot segments are resolved before routing");
+    let r = traefik(&c, "/app/%2e%2e/admin", Some(bob), false)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "encoded dot segments too");
+    let r = traefik(&c, "/app/..%2fadmin", Some(bob), false)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "encoded slash refused");
+
+    // Envoy ext_authz: the original path follows the endpoint, Host is the original host.
+    let r = c
+        .get(format!("{auth}/admin/users"))
+        .header("cookie", bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c
+        .get(format!("{auth}/admin/users"))
+        .header("cookie", alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Step-up: APIs get the machine-readable 401; browsers go to the MFA page and come back.
+    let r = traefik(&c, "/vault/k", Some(alice), false).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(j["error"], "step_up_required");
+    let r = traefik(&c, "/vault/k", Some(alice), true).await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!(
+            "{}/.portcullis/mfa?return=https%3A%2F%2Fapp.example.com%2Fvault%2Fk",
+            gw.https()
+        )
+    );
+
+    // nginx's flow: 401 → error_page → /.portcullis/login?rd=… sends a signed-in user who
+    // needs step-up to the MFA page instead of signing in again.
+    let r = c
+        .get(format!("{}/.portcullis/login?rd=%2Fvault%2Fk", gw.https()))
+        .header("cookie", alice)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!(
+            "{0}/.portcullis/mfa?return={1}",
+            gw.https(),
+            url::form_urlencoded::byte_serialize(format!("{}/vault/k", gw.https()).as_bytes())
+                .collect::<String>()
+        )
+    );
 }

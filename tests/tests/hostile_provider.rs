@@ -2,7 +2,7 @@
 //! end without a session cookie, without reaching the upstream, and with an audit log line;
 //! key rotation (a new `kid` published after discovery) must still be accepted.
 
-use portcullis_e2e::hostile::{HostileProvider, Mode};
+use portcullis_e2e::hostile::{HostileProvider, Mode, HOSTILE_SID};
 use portcullis_e2e::oidc::*;
 use portcullis_e2e::*;
 
@@ -38,13 +38,6 @@ async fn attempt(gw: &Gateway) -> Walk {
     Browser::new().walk(&format!("{}/app/", gw.https())).await
 }
 
-fn session_set(w: &Walk) -> bool {
-    w.hops
-        .iter()
-        .flat_map(|h| h.set_cookies.iter())
-        .any(|c| c.starts_with("__Host-portcullis=") && !c.contains("Max-Age=0"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
     let op = HostileProvider::start("portcullis", "").await;
@@ -60,7 +53,7 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
         "control login works: {w:#?}\n{}",
         gw.proc.logs()
     );
-    assert!(session_set(&w));
+    assert!(w.session_set_cookie().is_some());
 
     // Rotation (before the cases that also trigger refetches, which are rate-limited): the token's kid is unknown to the cached JWKS; one refetch finds it.
     op.set_mode(Mode::RotatedKey);
@@ -71,7 +64,7 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
         "rotated key accepted: {}",
         gw.proc.logs()
     );
-    assert!(session_set(&w));
+    assert!(w.session_set_cookie().is_some());
     assert!(gw
         .proc
         .logs()
@@ -104,7 +97,7 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
         let w = attempt(&gw).await;
         let logs = gw.proc.logs();
         let ok = w.last().status == 401
-            && !session_set(&w)
+            && w.session_set_cookie().is_none()
             && upstream_hits(&gw) == hits
             && refusals(&gw) == before + 1
             && logs.lines().rev().take(5).any(|l| l.contains(why));
@@ -112,7 +105,7 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
             failures.push(format!(
                 "{mode:?}: status {} session {} log tail:\n{}",
                 w.last().status,
-                session_set(&w),
+                w.session_set_cookie().is_some(),
                 logs.lines().rev().take(3).collect::<Vec<_>>().join("\n")
             ));
         }
@@ -126,7 +119,7 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
     op.set_mode(Mode::UserInfoSubMismatch);
     let w = attempt(&gw_ui).await;
     assert_eq!(w.last().status, 401);
-    assert!(!session_set(&w));
+    assert!(w.session_set_cookie().is_none());
     assert!(gw_ui.proc.logs().contains("userinfo rejected: sub differs"));
 
     let m = gw.metrics();
@@ -150,7 +143,7 @@ async fn metadata_with_a_different_issuer_spelling_is_refused_at_discovery() {
         w.hops.iter().all(|h| !h.url.contains("/authorize")),
         "never sent to the provider"
     );
-    assert!(!session_set(&w));
+    assert!(w.session_set_cookie().is_none());
     assert_eq!(upstream_hits(&gw), 0.0);
     let logs = gw.proc.logs();
     assert!(logs.to_lowercase().contains("issuer"), "{logs}");
@@ -256,4 +249,105 @@ async fn backchannel_logout_tokens_are_verified_and_never_replayed() {
     assert_eq!(r.status(), 401, "session revoked");
     assert_eq!(post(token).await, 400, "replayed token refused");
     assert!(gw.proc.logs().contains("logout_token replayed"));
+
+    // A token naming only the provider session (`sid`, no `sub`, no `exp`: both optional in
+    // the spec) ends the sessions of that provider session.
+    let b = Browser::new();
+    assert_eq!(b.walk(&app).await.last().status, 200);
+    let api = |b: &Browser| {
+        b.client
+            .get(&app)
+            .header("accept", "application/json")
+            .send()
+    };
+    type Edit = Box<dyn FnOnce(&mut serde_json::Map<String, serde_json::Value>)>;
+    let sid = |c: &mut serde_json::Map<String, serde_json::Value>| {
+        c.insert("sid".into(), serde_json::json!(HOSTILE_SID));
+    };
+    let hostile: Vec<(&str, Edit)> = vec![
+        ("no sub and no sid", Box::new(|_| {})),
+        (
+            "other audience",
+            Box::new(move |c| {
+                sid(c);
+                c.insert("aud".into(), serde_json::json!("someone-else"));
+            }),
+        ),
+        (
+            "nonce present",
+            Box::new(move |c| {
+                sid(c);
+                c.insert("nonce".into(), serde_json::json!("n"));
+            }),
+        ),
+        (
+            "exp passed",
+            Box::new(move |c| {
+                sid(c);
+                let iat = c["iat"].as_i64().unwrap();
+                c.insert("exp".into(), serde_json::json!(iat - 300));
+            }),
+        ),
+        (
+            "iat in the future",
+            Box::new(move |c| {
+                sid(c);
+                let iat = c["iat"].as_i64().unwrap();
+                c.insert("iat".into(), serde_json::json!(iat + 3600));
+            }),
+        ),
+        (
+            "no logout event",
+            Box::new(move |c| {
+                sid(c);
+                c.insert("events".into(), serde_json::json!({}));
+            }),
+        ),
+        (
+            "access-token typed",
+            Box::new(move |c| {
+                sid(c);
+                c.insert(
+                    "header".into(),
+                    serde_json::json!({"alg": "RS256", "kid": "k1", "typ": "at+jwt"}),
+                );
+            }),
+        ),
+        (
+            "wrong issuer",
+            Box::new(move |c| {
+                sid(c);
+                c.insert("iss".into(), serde_json::json!("https://other.example"));
+            }),
+        ),
+    ];
+    for (i, (why, edit)) in hostile.into_iter().enumerate() {
+        let status = post(op.logout_token_with(&format!("h{i}"), edit)).await;
+        assert!(matches!(status, 400 | 404), "{why}: {status}");
+        assert_eq!(
+            api(&b).await.unwrap().status(),
+            200,
+            "{why} revoked nothing"
+        );
+    }
+    let unsigned = {
+        let t = op.logout_token_with("none", sid);
+        let mut p = t.split('.');
+        let (_, payload) = (p.next(), p.next().unwrap());
+        format!(
+            "{}.{payload}.",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                r#"{"alg":"none"}"#
+            )
+        )
+    };
+    assert_eq!(post(unsigned).await, 400, "alg none");
+    assert_eq!(api(&b).await.unwrap().status(), 200);
+    assert_eq!(post(op.logout_token_with("sid-only", sid)).await, 200);
+    assert_eq!(
+        api(&b).await.unwrap().status(),
+        401,
+        "the sid-only token ended the session"
+    );
 }

@@ -45,14 +45,6 @@ fn setup(at_ttl: u64) -> Setup {
     Setup { op, gw, up }
 }
 
-fn session_cookie(w: &Walk) -> Option<String> {
-    w.hops
-        .iter()
-        .flat_map(|h| h.set_cookies.iter())
-        .find(|c| c.starts_with("__Host-portcullis=") && !c.contains("Max-Age=0"))
-        .cloned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_login_reaches_the_app_with_verified_identity() {
     let s = setup(3600);
@@ -62,7 +54,7 @@ async fn browser_login_reaches_the_app_with_verified_identity() {
     let last = w.last();
     assert_eq!(last.status, 200, "{w:#?}");
     assert_eq!(last.url, app, "lands back on the page it started from");
-    let cookie = session_cookie(&w).expect("session cookie set");
+    let cookie = w.session_set_cookie().expect("session cookie set");
     for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attr), "{cookie}");
     }
@@ -441,4 +433,77 @@ async fn two_replicas_share_sessions_and_revocations_through_redis() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503, "store unreachable: refuse, never forward");
+}
+
+/// `private_key_jwt`: the gateway authenticates at the token endpoint with a JWT signed by
+/// its own key (no shared secret registered at the provider), for the code exchange and for
+/// refresh; a gateway holding another key gets no tokens and no session.
+#[tokio::test(flavor = "multi_thread")]
+async fn private_key_jwt_client_authentication_signs_in_and_refreshes() {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let pk = key.public_key_raw();
+    let b64 =
+        |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "kid": "gw-1", "use": "sig",
+        "x": b64(&pk[1..33]), "y": b64(&pk[33..65])});
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("client.pem");
+    std::fs::write(&good, key.serialize_pem()).unwrap();
+    let other = dir.path().join("other.pem");
+    std::fs::write(
+        &other,
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem(),
+    )
+    .unwrap();
+
+    let up = Whoami::start("app");
+    let (pa, pb) = (Ports::fresh(), Ports::fresh());
+    let op = OpenIdProvider::start_with(&[pa.https, pb.https], None, 2, |c| {
+        let o = c.as_object_mut().unwrap();
+        o.remove("client_secret");
+        o.insert(
+            "token_endpoint_auth_method".into(),
+            "private_key_jwt".into(),
+        );
+        o.insert("jwks".into(), serde_json::json!({"keys": [jwk]}));
+    });
+    let cfg = |ports: &Ports, key_file: &std::path::Path| {
+        config(ports, &op.issuer, &up.url(), "").replace(
+            &format!("    client_secret: {CLIENT_SECRET}\n"),
+            &format!(
+                "    token_auth: private_key_jwt\n    client_key_file: \"{}\"\n    client_key_id: gw-1\n",
+                key_file.display()
+            ),
+        )
+    };
+    let gw = Gateway::start_on(pa, &cfg(&pa, &good));
+    let b = Browser::new();
+    let app = format!("{}/app/", gw.https());
+    let w = b.login(&app, "alice").await;
+    assert_eq!(w.last().status, 200, "{w:#?}\n{}", gw.proc.logs());
+    assert_eq!(
+        whoami_json(&w.body)["headers"]["x-portcullis-user"],
+        serde_json::json!(["alice"])
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = b.client.get(&app).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(gw.metrics().contains(
+        "portcullis_auth_events_total{event=\"refresh\",idp=\"corp\",outcome=\"success\"}"
+    ));
+
+    let impostor = Gateway::start_on(pb, &cfg(&pb, &other));
+    let b = Browser::new();
+    let w = b
+        .login(&format!("{}/app/", impostor.https()), "alice")
+        .await;
+    assert_ne!(w.last().status, 200, "{w:#?}");
+    assert!(w.session_set_cookie().is_none());
+    assert!(
+        impostor.proc.logs().contains("token request failed"),
+        "{}",
+        impostor.proc.logs()
+    );
 }

@@ -42,6 +42,8 @@ pub enum TokenAuth {
     ClientSecretBasic,
     /// Id and secret in the form body.
     ClientSecretPost,
+    /// A JWT signed with the client's private key ([`IdpConfig::client_key`]).
+    PrivateKeyJwt,
 }
 
 /// Claim names read from the ID token (and UserInfo) into the session identity.
@@ -78,6 +80,8 @@ pub struct IdpConfig {
     pub client_secret: Option<String>,
     /// Token endpoint authentication.
     pub token_auth: TokenAuth,
+    /// The client's signing key, with `private_key_jwt`.
+    pub client_key: Option<std::sync::Arc<crate::idp::client_key::ClientKey>>,
     /// Scopes, `openid` first.
     pub scopes: Vec<String>,
     /// Accepted ID token algorithms.
@@ -283,24 +287,56 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
             }
             Err(e) => p.add(format!("{base}.issuer"), format!("is not a URL ({e})")),
         }
+        let token_auth = match s.token_auth.as_deref() {
+            None | Some("client_secret_basic") => TokenAuth::ClientSecretBasic,
+            Some("client_secret_post") => TokenAuth::ClientSecretPost,
+            Some("private_key_jwt") => TokenAuth::PrivateKeyJwt,
+            Some(o) => {
+                p.add(
+                    format!("{base}.token_auth"),
+                    format!("{o:?} is not one of client_secret_basic, client_secret_post, private_key_jwt"),
+                );
+                TokenAuth::ClientSecretBasic
+            }
+        };
+        let key_auth = token_auth == TokenAuth::PrivateKeyJwt;
+        // With private_key_jwt a secret is optional (it only verifies HS* ID tokens).
         let client_secret = super::secret::resolve(
             s.client_secret.as_deref(),
             s.client_secret_file.as_deref(),
             &base,
             "client_secret",
-            true,
+            !key_auth,
             p,
         );
-        let token_auth = match s.token_auth.as_deref() {
-            None | Some("client_secret_basic") => TokenAuth::ClientSecretBasic,
-            Some("client_secret_post") => TokenAuth::ClientSecretPost,
-            Some(o) => {
-                p.add(
-                    format!("{base}.token_auth"),
-                    format!("{o:?} is not one of client_secret_basic, client_secret_post"),
-                );
-                TokenAuth::ClientSecretBasic
+        let client_key = match (&s.client_key_file, key_auth) {
+            (Some(f), true) => {
+                let path = format!("{base}.client_key_file");
+                read_secret_file(f, &path, p).and_then(|pem| {
+                    crate::idp::client_key::ClientKey::from_pem(
+                        pem.as_bytes(),
+                        s.client_key_id.clone(),
+                    )
+                    .map_err(|e| p.add(path, e))
+                    .ok()
+                    .map(std::sync::Arc::new)
+                })
             }
+            (None, true) => {
+                p.add(
+                    format!("{base}.client_key_file"),
+                    "missing: token_auth private_key_jwt signs with this key",
+                );
+                None
+            }
+            (Some(_), false) => {
+                p.add(
+                    format!("{base}.client_key_file"),
+                    "is used only with token_auth: private_key_jwt",
+                );
+                None
+            }
+            (None, false) => None,
         };
         let mut algorithms = if s.algorithms.is_empty() {
             vec!["RS256".to_string()]
@@ -379,6 +415,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
             client_id: s.client_id,
             client_secret,
             token_auth,
+            client_key,
             scopes,
             algorithms,
             clock_skew,

@@ -47,9 +47,15 @@ pub struct IdpSpec {
     /// File holding the client secret.
     #[serde(default)]
     pub client_secret_file: Option<String>,
-    /// `client_secret_basic` (default) or `client_secret_post`.
+    /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
     #[serde(default)]
     pub token_auth: Option<String>,
+    /// PEM private key (RSA or P-256) for `private_key_jwt`.
+    #[serde(default)]
+    pub client_key_file: Option<String>,
+    /// `kid` of that key as registered at the provider.
+    #[serde(default)]
+    pub client_key_id: Option<String>,
     /// Scopes; `openid` is always sent.
     #[serde(default)]
     pub scopes: Vec<String>,

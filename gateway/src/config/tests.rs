@@ -105,3 +105,55 @@ fn tls_files_are_checked_at_load() {
         "{e:?}"
     );
 }
+
+#[test]
+fn private_key_jwt_needs_a_usable_key_and_no_secret() {
+    let idp = |extra: &str| {
+        format!(
+            "identity_providers:\n  - {{ id: corp, type: oidc, issuer: \"https://op.example\", client_id: c{extra} }}\nroutes:\n  - {{ id: app, upstream: \"${{UP}}\", policy: public }}\n"
+        )
+    };
+    let e = errors(&idp(", token_auth: private_key_jwt")).join("\n");
+    assert!(
+        e.contains("identity_providers[0].client_key_file: missing"),
+        "{e}"
+    );
+    assert!(!e.contains("client_secret"), "no secret needed: {e}");
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = errors(&idp(&format!(
+        ", token_auth: private_key_jwt, client_key_file: \"{}\"",
+        junk.display()
+    )))
+    .join("\n");
+    assert!(
+        e.contains("identity_providers[0].client_key_file: holds no PEM private key"),
+        "{e}"
+    );
+    let e = errors(&idp(", client_secret: s, client_key_file: /x.pem")).join("\n");
+    assert!(
+        e.contains("client_key_file: is used only with token_auth: private_key_jwt"),
+        "{e}"
+    );
+    let good = dir.path().join("k.pem");
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(&good, kp.serialize_pem()).unwrap();
+    let c = load_str(
+        &idp(&format!(
+            ", token_auth: private_key_jwt, client_key_file: \"{}\", client_key_id: k1",
+            good.display()
+        )),
+        "c.yaml",
+        &env(),
+    )
+    .unwrap();
+    let p = &c.identity_providers[0];
+    assert_eq!(p.token_auth, auth_model::TokenAuth::PrivateKeyJwt);
+    assert_eq!(p.client_key.as_ref().unwrap().alg(), "ES256");
+    assert!(p.client_secret.is_none());
+}

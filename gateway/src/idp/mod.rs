@@ -2,7 +2,9 @@
 //! behind the same shape: start a login, finish it, and return a verified [`LoginResult`].
 
 pub mod claims;
+pub mod client_key;
 pub mod http;
+pub mod jws;
 pub mod oidc;
 
 use portcullis_policy::input::Identity;

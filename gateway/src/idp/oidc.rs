@@ -204,17 +204,42 @@ impl OidcProvider {
     fn client(&self, d: &Discovered, redirect_uri: &str) -> Result<Client, OidcError> {
         let redirect = RedirectUrl::new(redirect_uri.to_string())
             .map_err(|e| OidcError::Token(e.to_string()))?;
-        let auth = match self.cfg.token_auth {
-            TokenAuth::ClientSecretBasic => AuthType::BasicAuth,
-            TokenAuth::ClientSecretPost => AuthType::RequestBody,
+        let (auth, secret) = match self.cfg.token_auth {
+            TokenAuth::ClientSecretBasic => (AuthType::BasicAuth, self.cfg.client_secret.clone()),
+            TokenAuth::ClientSecretPost => (AuthType::RequestBody, self.cfg.client_secret.clone()),
+            // No secret: the crate then sends only `client_id` in the body, and
+            // [`Self::client_assertion`] adds the signed assertion.
+            TokenAuth::PrivateKeyJwt => (AuthType::RequestBody, None),
         };
         Ok(CoreClient::from_provider_metadata(
             d.metadata.clone(),
             ClientId::new(self.cfg.client_id.clone()),
-            self.cfg.client_secret.clone().map(ClientSecret::new),
+            secret.map(ClientSecret::new),
         )
         .set_redirect_uri(redirect)
         .set_auth_type(auth))
+    }
+
+    /// The `client_assertion` form parameters for `private_key_jwt` (none for secret-based
+    /// client authentication). The audience is the token endpoint, as RFC 7523 asks.
+    fn client_assertion(&self, d: &Discovered) -> Result<Vec<(String, String)>, OidcError> {
+        let Some(key) = &self.cfg.client_key else {
+            return Ok(Vec::new());
+        };
+        let aud = d
+            .metadata
+            .token_endpoint()
+            .ok_or_else(|| OidcError::Token("provider has no token endpoint".into()))?;
+        let jwt = key
+            .client_assertion(&self.cfg.client_id, aud.as_str(), Utc::now().timestamp())
+            .ok_or_else(|| OidcError::Token("signing the client assertion failed".into()))?;
+        Ok(vec![
+            (
+                "client_assertion_type".into(),
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            ),
+            ("client_assertion".into(), jwt),
+        ])
     }
 
     /// Starts a login: discovery, fresh state, nonce and PKCE S256 verifier.
@@ -339,10 +364,14 @@ impl OidcProvider {
     ) -> Result<LoginResult, OidcError> {
         let d = self.discovered().await?;
         let client = self.client(&d, redirect_uri)?;
-        let tokens = client
+        let mut req = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| OidcError::Token(e.to_string()))?
-            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
+        for (k, v) in self.client_assertion(&d)? {
+            req = req.add_extra_param(k, v);
+        }
+        let tokens = req
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Token(error_chain(&e)))?;
@@ -440,9 +469,14 @@ impl OidcProvider {
     ) -> Result<Option<LoginResult>, OidcError> {
         let d = self.discovered().await?;
         let client = self.client(&d, redirect_uri)?;
-        let tokens = client
-            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_string()))
-            .map_err(|e| OidcError::Token(e.to_string()))?
+        let refresh = RefreshToken::new(refresh_token.to_string());
+        let mut req = client
+            .exchange_refresh_token(&refresh)
+            .map_err(|e| OidcError::Token(e.to_string()))?;
+        for (k, v) in self.client_assertion(&d)? {
+            req = req.add_extra_param(k, v);
+        }
+        let tokens = req
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Token(error_chain(&e)))?;
@@ -495,77 +529,81 @@ impl OidcProvider {
         Some(u.to_string())
     }
 
-    /// Verifies an OIDC back-channel `logout_token` (signature with the allow-listed algorithms,
-    /// `iss`, `aud`, `iat` not older than [`LOGOUT_TOKEN_MAX_AGE`], the logout event, `jti`,
-    /// `sub` or `sid`, no `nonce`) and returns `(sub, sid, jti)`.
+    /// Verifies an OIDC back-channel `logout_token` (OpenID Connect Back-Channel Logout 1.0,
+    /// section 2.6): signature with the allow-listed algorithms and the provider's keys (one
+    /// JWKS refetch on an unknown `kid`), `typ` absent, `JWT` or `logout+jwt`, `iss` exact,
+    /// `aud` containing the client, `iat` present, not in the future and not older than
+    /// [`LOGOUT_TOKEN_MAX_AGE`], `exp` (optional in the spec) not passed when present, the
+    /// logout event, `jti`, `sub` or `sid`, and no `nonce`. Returns `(sub, sid, jti)`.
     pub async fn verify_logout_token(
         &self,
         raw: &str,
     ) -> Result<(Option<String>, Option<String>, String), OidcError> {
-        // The crate's ID token verifier checks signature, alg, iss, aud/azp, exp and iat; a
-        // logout token has the same JOSE shape and those claims (exp is optional in the spec
-        // but every provider we know sets it; a token without it is refused).
-        let token: CoreIdToken = raw
-            .parse()
-            .map_err(|e: serde_json::Error| OidcError::LogoutToken(format!("malformed: {e}")))?;
+        let bad = |m: &str| OidcError::LogoutToken(m.to_string());
+        let hmac_secret = self.cfg.client_secret.as_deref();
         let mut retried = false;
-        loop {
+        let token = loop {
             let d = self.discovered().await?;
-            // Logout tokens are typed `logout+jwt`.
-            let verifier = self
-                .verifier(d.metadata.jwks().clone())?
-                .allow_all_jose_types();
-            match token.claims(&verifier, |n: Option<&Nonce>| match n {
-                None => Ok(()),
-                Some(_) => Err("logout_token must not carry a nonce".to_string()),
-            }) {
-                Ok(_) => break,
-                Err(ClaimsVerificationError::SignatureVerification(
-                    SignatureVerificationError::NoMatchingKey,
-                )) if !retried => {
+            match super::jws::verify(raw, &self.algs, d.metadata.jwks(), hmac_secret) {
+                Ok(t) => break t,
+                Err(super::jws::JwsError::NoMatchingKey) if !retried => {
                     retried = true;
                     if !self.refetch_jwks().await {
-                        return Err(OidcError::LogoutToken("no matching signing key".into()));
+                        return Err(bad("no matching signing key"));
                     }
                 }
                 Err(e) => return Err(OidcError::LogoutToken(e.to_string())),
             }
+        };
+        let typ = token.header.get("typ").and_then(Value::as_str);
+        if let Some(t) = typ {
+            let t = t.to_ascii_lowercase();
+            let t = t.strip_prefix("application/").unwrap_or(&t);
+            if t != "jwt" && t != "logout+jwt" {
+                return Err(bad("typ is not logout+jwt"));
+            }
         }
-        let claims = jwt_payload(raw).ok_or_else(|| OidcError::LogoutToken("payload".into()))?;
+        let claims = &token.claims;
+        let str_claim = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
+        if str_claim("iss").as_deref() != Some(self.cfg.issuer.as_str()) {
+            return Err(bad("iss is not the provider's"));
+        }
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => *a == self.cfg.client_id,
+            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(&self.cfg.client_id)),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(bad("aud does not contain the client"));
+        }
+        let now = Utc::now().timestamp();
+        let skew = i64::try_from(self.cfg.clock_skew.as_secs()).unwrap_or(0);
+        match claims.get("iat").and_then(Value::as_i64) {
+            None => return Err(bad("iat is missing")),
+            Some(t) if t > now + skew => return Err(bad("iat is in the future")),
+            Some(t) if t < now - LOGOUT_TOKEN_MAX_AGE => return Err(bad("iat is too old")),
+            Some(_) => {}
+        }
+        if let Some(exp) = claims.get("exp") {
+            if exp.as_i64().is_none_or(|t| t + skew <= now) {
+                return Err(bad("exp has passed"));
+            }
+        }
+        if claims.contains_key("nonce") {
+            return Err(bad("logout_token must not carry a nonce"));
+        }
         let event = claims
             .get("events")
             .and_then(Value::as_object)
-            .is_some_and(|e| e.contains_key("http://schemas.openid.net/event/backchannel-logout"));
+            .and_then(|e| e.get("http://schemas.openid.net/event/backchannel-logout"))
+            .is_some_and(Value::is_object);
         if !event {
-            return Err(OidcError::LogoutToken(
-                "no back-channel logout event".into(),
-            ));
+            return Err(bad("no back-channel logout event"));
         }
-        let Some(jti) = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            return Err(OidcError::LogoutToken("jti is missing".into()));
-        };
-        let oldest = Utc::now().timestamp() - LOGOUT_TOKEN_MAX_AGE;
-        if claims
-            .get("iat")
-            .and_then(Value::as_i64)
-            .is_none_or(|t| t < oldest)
-        {
-            return Err(OidcError::LogoutToken("iat is too old".into()));
-        }
-        let sub = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let sid = claims
-            .get("sid")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let jti = str_claim("jti").ok_or_else(|| bad("jti is missing"))?;
+        let (sub, sid) = (str_claim("sub"), str_claim("sid"));
         if sub.is_none() && sid.is_none() {
-            return Err(OidcError::LogoutToken("neither sub nor sid".into()));
+            return Err(bad("neither sub nor sid"));
         }
         Ok((sub, sid, jti))
     }
