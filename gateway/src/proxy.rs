@@ -322,7 +322,9 @@ impl Gateway {
         ctx.route = None;
         ctx.decision = None;
         if let Err(e @ GatewayError::StepUp { .. }) = decided {
-            return Err(GatewayError::StepUpRedirect(self.mfa_page(ctx, &target, &e)));
+            return Err(GatewayError::StepUpRedirect(
+                self.mfa_page(ctx, &target, &e),
+            ));
         }
         Ok(())
     }

@@ -68,6 +68,41 @@ async fn post(b: &Browser, f: &Form, extra: &[(&str, &str)]) -> Walk {
         .await
 }
 
+/// Asks for a code on `channel` from the step-up page `w`: the walk to the code form, and
+/// that form.
+async fn send(b: &Browser, w: &Walk, channel: &str) -> (Walk, Form) {
+    let send = form(
+        &w.last().url,
+        &w.body,
+        &format!("/.portcullis/mfa/{channel}/send"),
+    );
+    let sent = post(b, &send, &[]).await;
+    let verify = if sent.last().status == 200 {
+        form(
+            &sent.last().url,
+            &sent.body,
+            &format!("/.portcullis/mfa/{channel}/verify"),
+        )
+    } else {
+        send
+    };
+    (sent, verify)
+}
+
+/// The `n`th JSON message the webhook receiver got.
+fn hook_message(hook: &Collector, n: usize) -> serde_json::Value {
+    serde_json::from_slice(&hook.received()[n].body).unwrap()
+}
+
+/// A well-formed code that is not `code`.
+fn other_than(code: &str) -> &'static str {
+    if code == "000000" {
+        "111111"
+    } else {
+        "000000"
+    }
+}
+
 /// The value a response set for cookie `name`.
 fn set_cookie(w: &Walk, name: &str) -> Option<String> {
     w.hops
@@ -150,12 +185,12 @@ async fn email_code_step_up_with_replay_resend_remember_and_revoke() {
         w.body
     );
     assert!(!w.body.contains("text message"), "{}", w.body);
-    let send = form(&w.last().url, &w.body, "/.portcullis/mfa/email/send");
+    let send_form = form(&w.last().url, &w.body, "/.portcullis/mfa/email/send");
 
     // Without the CSRF token nothing is sent.
     let r = b
         .client
-        .post(&send.action)
+        .post(&send_form.action)
         .form(&[("return", "/mail/page")])
         .send()
         .await
@@ -164,7 +199,7 @@ async fn email_code_step_up_with_replay_resend_remember_and_revoke() {
     assert!(smtp.messages().is_empty());
 
     // Send: the code arrives by mail, in the body only.
-    let sent = post(&b, &send, &[]).await;
+    let (sent, verify) = send(&b, &w, "email").await;
     assert_eq!(sent.last().status, 200, "{sent:#?}");
     assert!(
         sent.body.contains("It expires in 5 minutes"),
@@ -180,23 +215,13 @@ async fn email_code_step_up_with_replay_resend_remember_and_revoke() {
     assert!(!pending.contains(&code), "the cookie holds no code");
 
     // Asking again at once is refused (rate limit), and sends nothing.
-    let again = post(
-        &b,
-        &form(&sent.last().url, &sent.body, "/.portcullis/mfa/email/send"),
-        &[],
-    )
-    .await;
+    let (again, _) = send(&b, &sent, "email").await;
     assert_eq!(again.last().status, 429, "{again:#?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(smtp.messages().len(), 1);
 
     // A wrong code is refused with the form again.
-    let verify = form(
-        &sent.last().url,
-        &sent.body,
-        "/.portcullis/mfa/email/verify",
-    );
-    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let wrong = other_than(&code);
     let w = post(&b, &verify, &[("code", wrong)]).await;
     assert_eq!(w.last().status, 401, "{w:#?}");
     assert!(w.body.contains("not right"), "{}", w.body);
@@ -355,12 +380,7 @@ async fn sms_codes_by_webhook_and_twilio_expiry_lockout_and_provider_failure() {
         "{}",
         w.body
     );
-    let sent = post(
-        &b,
-        &form(&w.last().url, &w.body, "/.portcullis/mfa/sms/send"),
-        &[],
-    )
-    .await;
+    let (sent, verify) = send(&b, &w, "sms").await;
     assert_eq!(sent.last().status, 200, "{sent:#?}");
     let got = hook.received();
     assert_eq!(got.len(), 1);
@@ -377,23 +397,16 @@ async fn sms_codes_by_webhook_and_twilio_expiry_lockout_and_provider_failure() {
 
     // After code_ttl the code is refused.
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let verify = form(&sent.last().url, &sent.body, "/.portcullis/mfa/sms/verify");
     let w = post(&b, &verify, &[("code", &code)]).await;
     assert_eq!(w.last().status, 401, "{w:#?}");
     assert!(w.body.contains("expired"), "{}", w.body);
 
     // A new code (the resend wait is the code lifetime when shorter than 30 s) works.
     let w = b.walk(&page_url).await;
-    let sent = post(
-        &b,
-        &form(&w.last().url, &w.body, "/.portcullis/mfa/sms/send"),
-        &[],
-    )
-    .await;
+    let (sent, verify) = send(&b, &w, "sms").await;
     assert_eq!(sent.last().status, 200, "{sent:#?}");
-    let j: serde_json::Value = serde_json::from_slice(&hook.received()[1].body).unwrap();
+    let j = hook_message(&hook, 1);
     let code2 = code_in(j["text"].as_str().unwrap());
-    let verify = form(&sent.last().url, &sent.body, "/.portcullis/mfa/sms/verify");
     let w = post(&b, &verify, &[("code", &code2)]).await;
     assert_eq!(w.last().url, page_url, "{w:#?}");
     assert_eq!(w.last().status, 200);
@@ -401,21 +414,11 @@ async fn sms_codes_by_webhook_and_twilio_expiry_lockout_and_provider_failure() {
     // Lockout: the third wrong code locks carol; then even the right code is refused.
     let c = signed_in(&gw, "carol").await;
     let w = step_up_page(&c, &gw, &page_url).await;
-    let sent = post(
-        &c,
-        &form(&w.last().url, &w.body, "/.portcullis/mfa/sms/send"),
-        &[],
-    )
-    .await;
-    let j: serde_json::Value = serde_json::from_slice(&hook.received()[2].body).unwrap();
+    let (_, verify) = send(&c, &w, "sms").await;
+    let j = hook_message(&hook, 2);
     assert_eq!(j["to"], "+15550103");
     let right = code_in(j["text"].as_str().unwrap());
-    let wrong = if right == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
-    let verify = form(&sent.last().url, &sent.body, "/.portcullis/mfa/sms/verify");
+    let wrong = other_than(&right);
     for i in 1..=3 {
         let w = post(&c, &verify, &[("code", wrong)]).await;
         let want = if i < 3 { 401 } else { 429 };
@@ -438,12 +441,7 @@ async fn sms_codes_by_webhook_and_twilio_expiry_lockout_and_provider_failure() {
     hook.status.store(500, std::sync::atomic::Ordering::SeqCst);
     let dv = signed_in(&gw, "dave").await;
     let w = step_up_page(&dv, &gw, &page_url).await;
-    let failed = post(
-        &dv,
-        &form(&w.last().url, &w.body, "/.portcullis/mfa/sms/send"),
-        &[],
-    )
-    .await;
+    let (failed, _) = send(&dv, &w, "sms").await;
     assert_eq!(failed.last().status, 502, "{failed:#?}");
     assert!(failed.body.contains("could not be sent"), "{}", failed.body);
     assert!(
@@ -481,12 +479,7 @@ async fn sms_codes_by_webhook_and_twilio_expiry_lockout_and_provider_failure() {
     let page2 = format!("{}/sms/x", gw2.https());
     let b = signed_in(&gw2, "alice").await;
     let w = step_up_page(&b, &gw2, &page2).await;
-    let sent = post(
-        &b,
-        &form(&w.last().url, &w.body, "/.portcullis/mfa/sms/send"),
-        &[],
-    )
-    .await;
+    let (sent, verify) = send(&b, &w, "sms").await;
     assert_eq!(sent.last().status, 200, "{sent:#?}");
     let got = twilio.received();
     assert_eq!(got.len(), 1);
@@ -509,12 +502,7 @@ async fn sms_codes_by_webhook_and_twilio_expiry_lockout_and_provider_failure() {
     assert_eq!(fields.get("From").map(String::as_str), Some("+15550199"));
     let tcode = code_in(&fields["Body"]);
     assert_eq!(fields["Body"], format!("Your sign-in code is {tcode}"));
-    let w = post(
-        &b,
-        &form(&sent.last().url, &sent.body, "/.portcullis/mfa/sms/verify"),
-        &[("code", &tcode)],
-    )
-    .await;
+    let w = post(&b, &verify, &[("code", &tcode)]).await;
     assert_eq!(w.last().url, page2, "{w:#?}");
     assert_eq!(w.last().status, 200);
     assert!(!gw2.proc.logs().contains(&tcode));
@@ -540,23 +528,14 @@ async fn replicas_share_lockout_and_single_use_through_redis_and_the_store() {
     let gw1 = Gateway::start_on(p1, &config(&op.issuer, &up.url(), &d, &mfa, &redis.url()));
     let gw2 = Gateway::start_on(p2, &config(&op.issuer, &up.url(), &d, &mfa, &redis.url()));
     let jar_url = url::Url::parse(&gw1.https()).unwrap();
-    let text = |n: usize| {
-        let j: serde_json::Value = serde_json::from_slice(&hook.received()[n].body).unwrap();
-        code_in(j["text"].as_str().unwrap())
-    };
+    let text = |n: usize| code_in(hook_message(&hook, n)["text"].as_str().unwrap());
 
     // A code accepted by replica 1 is refused by replica 2 (nonce claimed in the store).
     let a = signed_in(&gw1, "alice").await;
     let w = step_up_page(&a, &gw1, &format!("{}/sms/x", gw1.https())).await;
-    let sent = post(
-        &a,
-        &form(&w.last().url, &w.body, "/.portcullis/mfa/sms/send"),
-        &[],
-    )
-    .await;
+    let (sent, verify) = send(&a, &w, "sms").await;
     let pending = set_cookie(&sent, "__Host-portcullis-otp").unwrap();
     let code = text(0);
-    let verify = form(&sent.last().url, &sent.body, "/.portcullis/mfa/sms/verify");
     let w = post(&a, &verify, &[("code", &code)]).await;
     assert_eq!(w.last().status, 200, "{w:#?}");
     a.jar.add_cookie_str(
@@ -572,19 +551,9 @@ async fn replicas_share_lockout_and_single_use_through_redis_and_the_store() {
     // Wrong codes on replica 1 lock the user out on replica 2 too.
     let b = signed_in(&gw1, "bob").await;
     let w = step_up_page(&b, &gw1, &format!("{}/sms/x", gw1.https())).await;
-    let sent = post(
-        &b,
-        &form(&w.last().url, &w.body, "/.portcullis/mfa/sms/send"),
-        &[],
-    )
-    .await;
+    let (_, verify) = send(&b, &w, "sms").await;
     let right = text(1);
-    let wrong = if right == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
-    let verify = form(&sent.last().url, &sent.body, "/.portcullis/mfa/sms/verify");
+    let wrong = other_than(&right);
     for _ in 0..2 {
         assert_eq!(
             post(&b, &verify, &[("code", wrong)]).await.last().status,

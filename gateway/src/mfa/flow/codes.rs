@@ -307,14 +307,33 @@ impl Service {
         let Some(ch) = self.channel(name) else {
             return Err(GatewayError::NoRoute);
         };
+        let cx = Cx {
+            sso,
+            a,
+            headers,
+            ret,
+            origin,
+            tls,
+            ip,
+        };
+        let user = &a.record.identity.user;
+        if self.limiter.locked(user, &ip.to_string()).await.is_some() {
+            cx.event(ch, "locked_out");
+            return self.again(&cx, None).await;
+        }
         if path.ends_with("/send") {
-            self.send_code(sso, a, ch, ret, tls, ip).await
+            self.send_code(&cx, ch).await
         } else {
             let code = form.get("code").map_or("", String::as_str);
             let remember = form.get("remember").is_some_and(|v| v == "1");
-            self.verify_code(sso, a, ch, headers, ret, code, remember, origin, tls, ip)
-                .await
+            self.verify_code(&cx, ch, code, remember).await
         }
+    }
+
+    /// The step-up page again (or the lockout notice), with `error`.
+    async fn again(&self, cx: &Cx<'_>, error: Option<&str>) -> Result<Reply, GatewayError> {
+        self.show(cx.sso, cx.a, cx.ret, &[], cx.tls, cx.ip, error)
+            .await
     }
 
     /// The page asking for the code just sent.
@@ -359,21 +378,9 @@ impl Service {
         html(status, &self.cfg, heading, &back)
     }
 
-    async fn send_code(
-        &self,
-        sso: &Sso,
-        a: &Authenticated,
-        ch: &Channel,
-        ret: &str,
-        tls: bool,
-        ip: IpAddr,
-    ) -> Result<Reply, GatewayError> {
+    async fn send_code(&self, cx: &Cx<'_>, ch: &Channel) -> Result<Reply, GatewayError> {
+        let (a, ret, tls) = (cx.a, cx.ret, cx.tls);
         let user = &a.record.identity.user;
-        let ip_s = ip.to_string();
-        if self.limiter.locked(user, &ip_s).await.is_some() {
-            super::super::event(ch.name, "locked_out", user, &ip_s);
-            return self.show(sso, a, ret, &[], tls, ip, None).await;
-        }
         let Some(to) = otp::destination(ch.name, &a.record.identity) else {
             return Ok(self.notice(
                 403,
@@ -384,7 +391,7 @@ impl Service {
         };
         let interval = RESEND_INTERVAL.min(ch.ttl);
         if !self.limiter.may_send(user, ch.name, interval).await {
-            super::super::event(ch.name, "send_limited", user, &ip_s);
+            cx.event(ch, "send_limited");
             return Ok(self.notice(
                 429,
                 "Please wait",
@@ -398,14 +405,15 @@ impl Service {
             .issue(user, ch.name, ch.ttl, now)
             .ok_or(GatewayError::MfaUnavailable)?;
         let name = pending_cookie(tls);
-        let sealed = sso
+        let sealed = cx
+            .sso
             .codec
             .seal(name, &pending)
             .ok_or(GatewayError::MfaUnavailable)?;
         if let Err(e) = ch.sender.deliver(&to, &code, ch.minutes()).await {
             // Fail closed: no cookie, no code; the error never contains the code.
             tracing::error!(target: "audit", user = %user, factor = ch.name, error = %e, "one-time code not delivered");
-            super::super::event(ch.name, "delivery_failed", user, &ip_s);
+            cx.event(ch, "delivery_failed");
             return Ok(self.notice(
                 502,
                 "Code not sent",
@@ -413,7 +421,7 @@ impl Service {
                 ret,
             ));
         }
-        super::super::event(ch.name, "sent", user, &ip_s);
+        cx.event(ch, "sent");
         let mut r = self.code_page(a, ch, ret, None);
         let ttl = i64::try_from(ch.ttl.as_secs()).unwrap_or(600);
         r.headers.push((
@@ -423,116 +431,99 @@ impl Service {
         Ok(r)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn verify_code(
         &self,
-        sso: &Sso,
-        a: &Authenticated,
+        cx: &Cx<'_>,
         ch: &Channel,
-        headers: &http::HeaderMap,
-        ret: &str,
         code: &str,
         remember: bool,
-        origin: &str,
-        tls: bool,
-        ip: IpAddr,
     ) -> Result<Reply, GatewayError> {
+        const EXPIRED: &str = "That code has expired. Send a new one.";
+        let (a, tls) = (cx.a, cx.tls);
         let user = &a.record.identity.user;
-        let ip_s = ip.to_string();
-        if self.limiter.locked(user, &ip_s).await.is_some() {
-            super::super::event(ch.name, "locked_out", user, &ip_s);
-            return self.show(sso, a, ret, &[], tls, ip, None).await;
-        }
         let name = pending_cookie(tls);
-        let pending = session::cookie_values(headers, name)
+        let pending = session::cookie_values(cx.headers, name)
             .into_iter()
-            .filter_map(|v| sso.codec.open::<Pending>(name, v))
+            .filter_map(|v| cx.sso.codec.open::<Pending>(name, v))
             .find(|p| &p.user == user && p.channel == ch.name);
-        let Some(pending) = pending else {
-            super::super::event(ch.name, "expired", user, &ip_s);
-            return self
-                .show(
-                    sso,
-                    a,
-                    ret,
-                    &[],
-                    tls,
-                    ip,
-                    Some("That code has expired. Send a new one."),
-                )
-                .await;
-        };
         let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
-        let refused = match self.codes.check(&pending, user, ch.name, code, now) {
-            Check::Expired => {
-                super::super::event(ch.name, "expired", user, &ip_s);
-                let mut r = self
-                    .show(
-                        sso,
-                        a,
-                        ret,
-                        &[],
-                        tls,
-                        ip,
-                        Some("That code has expired. Send a new one."),
-                    )
-                    .await?;
+        let check = pending.as_ref().map_or(Check::Expired, |p| {
+            self.codes.check(p, user, ch.name, code, now)
+        });
+        let (outcome, msg) = match (check, pending) {
+            (Check::Right, Some(p)) => {
+                let fresh = self
+                    .mfa()
+                    .await?
+                    .claim_code(&p.nonce, p.exp, now)
+                    .await
+                    .map_err(map_err)?;
+                if fresh {
+                    return self.code_accepted(cx, ch, remember).await;
+                }
+                ("replay", "That code was already used. Send a new one.")
+            }
+            (Check::Wrong, _) => ("failure", "That code is not right. Try again."),
+            _ => {
+                // Expired (or no code pending): not a guess, so not counted as a failure.
+                cx.event(ch, "expired");
+                let mut r = self.again(cx, Some(EXPIRED)).await?;
                 r.headers
                     .push(("set-cookie".into(), session::clear_cookie(name, tls)));
                 return Ok(r);
             }
-            Check::Wrong => ("failure", "That code is not right. Try again."),
-            Check::Right => {
-                let used = !self
-                    .mfa()
-                    .await?
-                    .claim_code(&pending.nonce, pending.exp, now)
-                    .await
-                    .map_err(map_err)?;
-                if used {
-                    ("replay", "That code was already used. Send a new one.")
-                } else {
-                    return self
-                        .code_accepted(sso, a, ch, headers, ret, remember, origin, tls, ip)
-                        .await;
-                }
-            }
         };
-        let (outcome, msg) = refused;
-        super::super::event(ch.name, outcome, user, &ip_s);
-        if self.limiter.fail(user, &ip_s).await {
-            super::super::event(ch.name, "lockout", user, &ip_s);
-            return self.show(sso, a, ret, &[], tls, ip, None).await;
+        cx.event(ch, outcome);
+        if self.limiter.fail(user, &cx.ip.to_string()).await {
+            cx.event(ch, "lockout");
+            return self.again(cx, None).await;
         }
-        Ok(self.code_page(a, ch, ret, Some(msg)))
+        Ok(self.code_page(a, ch, cx.ret, Some(msg)))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn code_accepted(
         &self,
-        sso: &Sso,
-        a: &Authenticated,
+        cx: &Cx<'_>,
         ch: &Channel,
-        headers: &http::HeaderMap,
-        ret: &str,
         remember: bool,
-        origin: &str,
-        tls: bool,
-        ip: IpAddr,
     ) -> Result<Reply, GatewayError> {
+        let (sso, a, tls) = (cx.sso, cx.a, cx.tls);
         let user = &a.record.identity.user;
         self.limiter.success(user).await;
-        super::super::event(ch.name, "success", user, &ip.to_string());
+        cx.event(ch, "success");
         let mut cookies = vec![
             sso.elevate(&a.sid, &a.record, ch.name, tls).await?,
             session::clear_cookie(pending_cookie(tls), tls),
         ];
         if remember {
-            cookies.extend(self.device_cookie(user, ch.name, headers, tls).await?);
+            cookies.extend(self.device_cookie(user, ch.name, cx.headers, tls).await?);
         }
         Ok(Reply::redirect(crate::sso::Redirect {
-            location: sso.return_to(Some(ret), origin),
+            location: sso.return_to(Some(cx.ret), cx.origin),
             cookies,
         }))
+    }
+}
+
+/// What the code handlers need from the request.
+struct Cx<'a> {
+    sso: &'a Sso,
+    a: &'a Authenticated,
+    headers: &'a http::HeaderMap,
+    ret: &'a str,
+    origin: &'a str,
+    tls: bool,
+    ip: IpAddr,
+}
+
+impl Cx<'_> {
+    /// Counts and audits one event of `ch` for this user and client.
+    fn event(&self, ch: &Channel, outcome: &str) {
+        crate::mfa::event(
+            ch.name,
+            outcome,
+            &self.a.record.identity.user,
+            &self.ip.to_string(),
+        );
     }
 }

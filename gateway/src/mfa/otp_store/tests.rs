@@ -93,23 +93,9 @@ async fn sqlite_otp_store_suite() {
 
 #[tokio::test]
 async fn postgres_otp_store_suite() {
-    let Ok(url) = std::env::var("PORTCULLIS_TEST_POSTGRES") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the PostgreSQL suite: tests/run sets PORTCULLIS_TEST_POSTGRES"
-        );
-        eprintln!("PORTCULLIS_TEST_POSTGRES not set: skipping the PostgreSQL OTP store suite");
+    let Some(url) = crate::store::test_postgres_database("otp").await else {
         return;
     };
-    use sqlx::Connection;
-    let name = format!("otp_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut u = url::Url::parse(&url).unwrap();
-    u.set_path(&format!("/{name}"));
-    let s = PgStore::open(u.as_str()).await.unwrap();
+    let s = PgStore::open(&url).await.unwrap();
     suite(&s).await;
 }
