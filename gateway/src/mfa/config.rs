@@ -416,8 +416,11 @@ pub fn build(spec: MfaSpec, p: &mut Problems) -> Option<MfaConfig> {
                 return None;
             }
         };
-        if !e.from.contains('@') {
-            p.add("mfa.email.from", "must be an email address");
+        if let Err(err) = super::email::endpoint(&smtp, e.username.is_some()) {
+            p.add("mfa.email.smtp", err.to_string());
+        }
+        if e.from.parse::<lettre::message::Mailbox>().is_err() {
+            p.add("mfa.email.from", "must be an email address (optionally \"Name <address>\")");
         }
         let password = secret::resolve(e.password.as_deref(), e.password_file.as_deref(), "mfa.email", "password", e.username.is_some(), p);
         let subject = e.subject.unwrap_or_else(|| "Your sign-in code".to_string());
@@ -644,6 +647,18 @@ mod tests {
         let e = load(&format!("  encryption_key: {KEY}\n  sms: {{ webhook: {{ url: https://x }}, message: hi, code_ttl: 11m }}\n")).unwrap_err();
         assert!(e.contains("mfa.sms.message: must contain {{code}}"), "{e}");
         assert!(e.contains("mfa.sms.code_ttl: must be at most 10m"), "{e}");
+        let e = load(&format!(
+            "  encryption_key: {KEY}\n  email: {{ smtp: \"smtp://m?tls=bogus\", from: nobody }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("mfa.email.smtp: smtp://m?tls=bogus: use smtps://"),
+            "{e}"
+        );
+        assert!(
+            e.contains("mfa.email.from: must be an email address"),
+            "{e}"
+        );
         let e = load("  totp: {}\n").unwrap_err();
         assert!(e.contains("mfa.encryption_key: missing"), "{e}");
         let e = load(&format!("  encryption_key: {KEY}\n")).unwrap_err();

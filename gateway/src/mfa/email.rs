@@ -44,7 +44,7 @@ pub fn endpoint(
 ) -> Result<(String, u16, Security), DeliveryError> {
     let host = url
         .host_str()
-        .ok_or_else(|| DeliveryError::Config("mfa.email.smtp: no host".into()))?
+        .ok_or_else(|| DeliveryError::Config("no host".into()))?
         .to_string();
     let tls = url
         .query_pairs()
@@ -57,7 +57,7 @@ pub fn endpoint(
         ("smtp", None | Some("opportunistic")) => Security::StartTlsOpportunistic,
         _ => {
             return Err(DeliveryError::Config(format!(
-                "mfa.email.smtp: {url}: use smtps://, or smtp:// with ?tls=required or ?tls=opportunistic"
+                "{url}: use smtps://, or smtp:// with ?tls=required or ?tls=opportunistic"
             )))
         }
     };
