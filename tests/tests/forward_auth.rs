@@ -353,7 +353,7 @@ routes:
     assert_eq!(
         r.headers()["location"].to_str().unwrap(),
         format!(
-            "{}/.portcullis/mfa?return=https%3A%2F%2Fapp.example.com%2Fvault%2Fk",
+            "{}/.portcullis/mfa?return=https%3A%2F%2Fapp.example.com%2Fvault%2Fk&methods=totp",
             gw.https()
         )
     );
@@ -371,7 +371,7 @@ routes:
     assert_eq!(
         r.headers()["location"].to_str().unwrap(),
         format!(
-            "{0}/.portcullis/mfa?return={1}",
+            "{0}/.portcullis/mfa?return={1}&methods=totp",
             gw.https(),
             url::form_urlencoded::byte_serialize(format!("{}/vault/k", gw.https()).as_bytes())
                 .collect::<String>()
