@@ -231,9 +231,24 @@ impl Service {
         }
         let factors = self.mfa().await?.factors(user).await.map_err(map_err)?;
         let csrf = &a.record.csrf;
-        let offers = self.offers(a, ret, methods) + &self.devices_html(a).await?;
-        let totp_wanted = methods.is_empty() || methods.iter().any(|m| m == "totp");
-        if factors.iter().any(|f| f.kind == "totp") {
+        let codes = self.offers(a, ret, methods);
+        let offers = codes.clone() + &self.devices_html(a).await?;
+        // TOTP (and its recovery codes) only where the route takes them, if codes are on offer.
+        let totp_wanted =
+            methods.is_empty() || methods.iter().any(|m| m == "totp" || m == "recovery");
+        let has_totp = factors.iter().any(|f| f.kind == "totp");
+        if !codes.is_empty() && (!totp_wanted || (!has_totp && self.cfg.totp_issuer.is_none())) {
+            let body = error.map(codes::error_p).unwrap_or_default()
+                + "<p>This page needs a second factor.</p>"
+                + &offers;
+            return Ok(html(
+                if error.is_some() { 401 } else { 200 },
+                &self.cfg,
+                "Verify it's you",
+                &body,
+            ));
+        }
+        if has_totp {
             let body = format!(
                 "<p>This page needs a second factor. Enter the 6-digit code from your authenticator app.</p>{}",
                 code_form_with("/.portcullis/mfa/verify", csrf, ret, "Authentication code", error, &self.remember_box())
@@ -246,19 +261,6 @@ impl Service {
                 esc(csrf),
                 esc(ret)
             ) + &offers;
-            return Ok(html(
-                if error.is_some() { 401 } else { 200 },
-                &self.cfg,
-                "Verify it's you",
-                &body,
-            ));
-        }
-        if !offers.is_empty() && (!totp_wanted || self.cfg.totp_issuer.is_none()) {
-            let body = error
-                .map(|e| format!("<p class=\"err\" role=\"alert\" id=\"err\">{}</p>", esc(e)))
-                .unwrap_or_default()
-                + "<p>This page needs a second factor.</p>"
-                + &offers;
             return Ok(html(
                 if error.is_some() { 401 } else { 200 },
                 &self.cfg,

@@ -86,7 +86,8 @@ fn pending_cookie(tls: bool) -> &'static str {
     }
 }
 
-fn error_p(e: &str) -> String {
+/// An error paragraph (escaped).
+pub(super) fn error_p(e: &str) -> String {
     format!("<p class=\"err\" role=\"alert\" id=\"err\">{}</p>", esc(e))
 }
 
@@ -342,7 +343,8 @@ impl Service {
             .map(|t| otp::mask(&t))
             .unwrap_or_default();
         let body = format!(
-            "<p>We sent a 6-digit code {} to {}. It expires in {} minutes.</p>{}{}",
+            "<p>We sent a {}-digit code {} to {}. It expires in {} minutes.</p>{}{}",
+            otp::DIGITS,
             channel_text(ch.name),
             esc(&to),
             ch.minutes(),
