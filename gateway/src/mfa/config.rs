@@ -448,7 +448,15 @@ pub fn build(spec: MfaSpec, p: &mut Problems) -> Option<MfaConfig> {
                 let body = w
                     .body
                     .unwrap_or_else(|| r#"{"to":"{{phone}}","text":"{{message}}"}"#.to_string());
-                if !body.contains("{{message}}") && !url.as_str().contains("%7B%7Bmessage%7D%7D") {
+                // The URL keeps `{{…}}` literally in its query and percent-encodes it in its path.
+                let in_url = url.as_str().contains("{{message}}")
+                    || url.as_str().contains("%7B%7Bmessage%7D%7D");
+                if method == "GET" && !in_url {
+                    p.add(
+                        "mfa.sms.webhook.url",
+                        "a GET webhook must carry {{message}} in its URL",
+                    );
+                } else if !body.contains("{{message}}") && !in_url {
                     p.add("mfa.sms.webhook.body", "must contain {{message}}");
                 }
                 SmsProvider::Webhook {
@@ -647,6 +655,18 @@ mod tests {
         let e = load(&format!("  encryption_key: {KEY}\n  sms: {{ webhook: {{ url: https://x }}, message: hi, code_ttl: 11m }}\n")).unwrap_err();
         assert!(e.contains("mfa.sms.message: must contain {{code}}"), "{e}");
         assert!(e.contains("mfa.sms.code_ttl: must be at most 10m"), "{e}");
+        let e = load(&format!(
+            "  encryption_key: {KEY}\n  sms: {{ webhook: {{ url: \"https://x/send?to={{{{phone}}}}\", method: get }} }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("mfa.sms.webhook.url: a GET webhook must carry {{message}}"),
+            "{e}"
+        );
+        assert!(load(&format!(
+            "  encryption_key: {KEY}\n  sms: {{ webhook: {{ url: \"https://x/send?to={{{{phone}}}}&m={{{{message}}}}\", method: GET }} }}\n"
+        ))
+        .is_ok());
         let e = load(&format!(
             "  encryption_key: {KEY}\n  email: {{ smtp: \"smtp://m?tls=bogus\", from: nobody }}\n"
         ))
