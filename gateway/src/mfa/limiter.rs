@@ -411,6 +411,86 @@ mod tests {
         assert!(l.may_send("ann", "email", gap).await);
     }
 
+    /// A private `redis-server` (killed on drop), or `None` when it is not installed.
+    struct RedisServer(std::process::Child, u16);
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn redis_server() -> Option<RedisServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = RedisServer(child, port);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn redis_counters_expire_lock_once_and_are_shared() {
+        let Some(server) = redis_server() else {
+            assert!(std::env::var("CI").is_err(), "CI needs redis-server");
+            eprintln!("redis-server not installed: skipping");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}/0", server.1);
+        let c = RedisCounters::new(&url).unwrap();
+        let w = Duration::from_millis(400);
+        assert_eq!(c.hit("k", w).await.unwrap(), 1);
+        assert_eq!(c.hit("k", w).await.unwrap(), 2);
+        assert!(c.lock("l", w).await.unwrap());
+        assert!(!c.lock("l", w).await.unwrap(), "locked once");
+        let left = c.remaining("l").await.unwrap().unwrap();
+        assert!(left <= w && left > Duration::from_millis(100), "{left:?}");
+        assert_eq!(c.remaining("none").await.unwrap(), None);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            c.hit("k", w).await.unwrap(),
+            1,
+            "the count expired with its window"
+        );
+        assert_eq!(c.remaining("l").await.unwrap(), None, "the lock expired");
+        c.reset("k").await.unwrap();
+        assert_eq!(c.hit("k", w).await.unwrap(), 1);
+
+        // Two limiters (two replicas) over the same Redis share the lockout.
+        let lockout = Duration::from_secs(60);
+        let one =
+            Limiter::with_counters(2, 50, lockout, Arc::new(RedisCounters::new(&url).unwrap()));
+        let two =
+            Limiter::with_counters(2, 50, lockout, Arc::new(RedisCounters::new(&url).unwrap()));
+        assert!(!one.fail("ann", "1.1.1.1").await);
+        assert!(
+            two.fail("ann", "2.2.2.2").await,
+            "second failure, other replica"
+        );
+        assert!(one.locked("ann", "3.3.3.3").await.is_some());
+        two.success("bob").await;
+        assert_eq!(two.locked("bob", "3.3.3.3").await, None);
+        drop(server);
+        assert!(
+            one.locked("bob", "3.3.3.3").await.is_some(),
+            "Redis gone: locked"
+        );
+    }
+
     #[tokio::test]
     async fn counter_errors_fail_closed() {
         let l = Limiter::with_counters(3, 5, Duration::from_secs(60), Arc::new(Broken));
