@@ -55,6 +55,8 @@ pub enum Mode {
     UserInfoSubMismatch,
     /// Signed with a second key that appears in the JWKS only now (rotation): accepted.
     RotatedKey,
+    /// A valid token saying the user did MFA (and SMS) at the provider: `amr: [pwd, mfa, sms]`.
+    IdpMfa,
 }
 
 struct State {
@@ -316,6 +318,10 @@ fn id_token(s: &State) -> String {
         }
         Mode::WrongNonce => {
             o.insert("nonce".into(), json!("not-the-nonce"));
+        }
+        Mode::IdpMfa => {
+            o.insert("amr".into(), json!(["pwd", "mfa", "sms"]));
+            o.insert("auth_time".into(), json!(now));
         }
         Mode::MissingNonce => {
             o.remove("nonce");

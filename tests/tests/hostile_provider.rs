@@ -351,3 +351,58 @@ async fn backchannel_logout_tokens_are_verified_and_never_replayed() {
         "the sid-only token ended the session"
     );
 }
+
+/// MFA done at the provider (`amr`) counts only where a route lists it as `idp:<amr>`: the
+/// provider's `sms` is not the gateway's `sms` factor.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_mfa_counts_only_where_a_route_accepts_it() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false).replace(
+        "routes:\n",
+        &format!(
+            "routes:
+  - {{ id: idp-mfa, path: /idp-mfa, upstream: \"{0}\", policy: {{ allow: [ {{ mfa: {{ methods: [\"idp:mfa\"], max_age: 5m }} }} ] }} }}
+  - {{ id: gw-mfa, path: /gw-mfa, upstream: \"{0}\", policy: {{ allow: [ {{ mfa: {{ methods: [totp, sms], max_age: 5m }} }} ] }} }}
+",
+            up.url()
+        ),
+    ));
+    op.set_mode(Mode::IdpMfa);
+    let b = Browser::new();
+    assert_eq!(
+        b.walk(&format!("{}/app/", gw.https())).await.last().status,
+        200
+    );
+    let api = |path: &str| {
+        b.client
+            .get(format!("{}{path}", gw.https()))
+            .header("accept", "application/json")
+            .send()
+    };
+    assert_eq!(api("/idp-mfa/x").await.unwrap().status(), 200);
+    let r = api("/gw-mfa/x").await.unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "the provider's amr sms is not the gateway's sms"
+    );
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(j["error"], "step_up_required");
+
+    // Without amr from the provider, the provider-MFA route asks for step-up too.
+    op.set_mode(Mode::Good);
+    let b2 = Browser::new();
+    assert_eq!(
+        b2.walk(&format!("{}/app/", gw.https())).await.last().status,
+        200
+    );
+    let r = b2
+        .client
+        .get(format!("{}/idp-mfa/x", gw.https()))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

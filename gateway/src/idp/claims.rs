@@ -40,6 +40,9 @@ pub fn groups_overage(claims: &Map<String, Value>, groups_claim: &str) -> bool {
     named || claims.get("hasgroups") == Some(&Value::Bool(true))
 }
 
+/// Prefix of authentication methods reported by the provider (`amr`), as policies see them.
+pub const IDP_METHOD_PREFIX: &str = "idp:";
+
 /// Builds the identity of provider `idp` from verified claims.
 pub fn identity(idp: &str, names: &ClaimNames, claims: &Map<String, Value>) -> Identity {
     let sub = string(claims, "sub").unwrap_or_default();
@@ -71,9 +74,15 @@ pub fn identity(idp: &str, names: &ClaimNames, claims: &Map<String, Value>) -> I
         .and_then(Value::as_i64)
         .and_then(|t| Utc.timestamp_opt(t, 0).single())
         .unwrap_or_else(Utc::now);
-    let mut methods = list(claims, "amr");
+    // Methods done at the provider are namespaced: `idp:mfa` can never be mistaken for a
+    // factor the gateway verified itself (`sms`, `otp`... are RFC 8176 `amr` values too), so a
+    // route accepts provider MFA only when it lists it, e.g. `methods: [webauthn, "idp:mfa"]`.
+    let mut methods: Vec<String> = list(claims, "amr")
+        .into_iter()
+        .map(|m| format!("{IDP_METHOD_PREFIX}{m}"))
+        .collect();
     if methods.is_empty() {
-        methods.push("pwd".to_string());
+        methods.push(format!("{IDP_METHOD_PREFIX}pwd"));
     }
     Identity {
         user,
@@ -120,6 +129,7 @@ mod tests {
         assert_eq!(id.groups, vec!["g1", "g2"]);
         assert_eq!(id.department.as_deref(), Some("Finance"));
         assert_eq!(id.auth_methods.len(), 2);
+        assert_eq!(id.auth_methods[1].method, "idp:mfa");
         assert_eq!(id.auth_methods[1].at.timestamp(), 1700000000);
         assert!(!id.claims.contains_key("groups_overage"));
     }
@@ -140,6 +150,6 @@ mod tests {
         let c = json!({"sub": "s9"});
         let id = identity("corp", &names(), c.as_object().unwrap());
         assert_eq!(id.user, "s9");
-        assert_eq!(id.auth_methods[0].method, "pwd");
+        assert_eq!(id.auth_methods[0].method, "idp:pwd");
     }
 }
