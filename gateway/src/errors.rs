@@ -42,6 +42,12 @@ pub enum GatewayError {
     /// The MFA store is unreachable or a stored secret does not open (fail closed).
     #[error("second-factor service unavailable")]
     MfaUnavailable,
+    /// A second-factor ceremony (WebAuthn) did not verify; nothing was recorded.
+    #[error("second factor refused")]
+    MfaRefused,
+    /// Too many refused second factors from this user or address: locked out for a while.
+    #[error("too many attempts: try again later")]
+    MfaLocked,
     /// Plain-HTTP listener configured to redirect.
     #[error("redirect to https")]
     RedirectHttps(String),
@@ -154,6 +160,8 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => 504,
             GatewayError::Login(_) | GatewayError::StepUpRedirect(_) => 302,
             GatewayError::MfaUnavailable => 503,
+            GatewayError::MfaRefused => 401,
+            GatewayError::MfaLocked => 429,
             GatewayError::Auth { err, .. } => match err {
                 AuthError::Store(_) => 503,
                 AuthError::ProviderUnavailable(_) => 502,
@@ -182,6 +190,8 @@ impl GatewayError {
             GatewayError::Login(_) => "login",
             GatewayError::StepUpRedirect(_) => "step_up_required",
             GatewayError::MfaUnavailable => "mfa_unavailable",
+            GatewayError::MfaRefused => "mfa_refused",
+            GatewayError::MfaLocked => "mfa_locked",
             GatewayError::Auth { err, .. } => match err {
                 AuthError::Store(_) => "session_store_unavailable",
                 AuthError::ProviderUnavailable(_) => "identity_provider_unavailable",

@@ -136,32 +136,27 @@ impl Gateway {
             let req = session.req_header();
             let method = req.method.as_str().to_string();
             let headers = req.headers.clone();
-            let parse = |s: &str| -> HashMap<String, String> {
-                url::form_urlencoded::parse(s.as_bytes())
+            let query: HashMap<String, String> =
+                url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
                     .into_owned()
-                    .collect()
-            };
-            let query = parse(req.uri.query().unwrap_or(""));
-            let form = if method == "POST" {
-                parse(&auth_endpoints::body(session).await?)
+                    .collect();
+            let body = if method == "POST" {
+                auth_endpoints::body(session).await?
             } else {
-                HashMap::new()
+                String::new()
             };
             let origin = self.origin(ctx);
-            return mfa
-                .serve(
-                    &self.sso,
-                    &headers,
-                    &method,
-                    &path,
-                    &query,
-                    &form,
-                    &origin,
-                    ctx.tls,
-                    ctx.client_ip,
-                )
-                .await
-                .map(Some);
+            let req = crate::mfa::flow::Request {
+                headers: &headers,
+                method: &method,
+                path: &path,
+                query: &query,
+                body: &body,
+                origin: &origin,
+                tls: ctx.tls,
+                client_ip: ctx.client_ip,
+            };
+            return mfa.serve(&self.sso, &req).await.map(Some);
         }
         if crate::forward_auth::is_forward_auth(&path) {
             return self.forward_auth(session, ctx).await.map(Some);
@@ -280,13 +275,15 @@ impl Gateway {
         }
     }
 
-    /// The MFA page URL returning to `ret`, with the factors the route accepts (`step_up`'s
-    /// methods) so the page offers those (display only: the policy decides again on return).
-    fn mfa_page(&self, ctx: &Ctx, ret: &str, step_up: &GatewayError) -> String {
+    /// The MFA page URL that returns to `ret`, with the factors the step-up `err` accepts
+    /// (a hint for what the page offers: the policy decides again when the browser comes back).
+    fn mfa_page(&self, ctx: &Ctx, ret: &str, err: &GatewayError) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         q.append_pair("return", ret);
-        if let GatewayError::StepUp { methods, .. } = step_up {
-            q.append_pair("methods", &methods.join(","));
+        if let GatewayError::StepUp { methods, .. } = err {
+            if !methods.is_empty() {
+                q.append_pair("methods", &methods.join(","));
+            }
         }
         format!("{}/.portcullis/mfa?{}", self.origin(ctx), q.finish())
     }
@@ -318,12 +315,12 @@ impl Gateway {
         let Ok(path) = normalise(u.path(), ctx.rt.config.server.path_params) else {
             return Ok(());
         };
-        let decided = self.decide(session, ctx, &host, path.decoded());
+        let decision = self.decide(session, ctx, &host, path.decoded());
         ctx.route = None;
         ctx.decision = None;
-        if let Err(e @ GatewayError::StepUp { .. }) = decided {
+        if let Err(err @ GatewayError::StepUp { .. }) = decision {
             return Err(GatewayError::StepUpRedirect(
-                self.mfa_page(ctx, &target, &e),
+                self.mfa_page(ctx, &target, &err),
             ));
         }
         Ok(())

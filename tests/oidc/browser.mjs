@@ -1,20 +1,10 @@
 // Drives a real headless Chromium (Debian's /usr/bin/chromium, never a downloaded browser)
 // through one login: open the app URL, fill the provider's login form, land on the app.
 // Usage: node browser.mjs APP_URL USER SCREENSHOT_PATH  → prints {"url", "body"} as JSON.
-import { chromium } from 'playwright-core';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { launch } from './chromium.mjs';
 
 const [appUrl, user, shot] = process.argv.slice(2);
-const profile = mkdtempSync(join(tmpdir(), 'pc-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  ignoreHTTPSErrors: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--no-first-run'],
-});
+const context = await launch();
 try {
   const page = await context.newPage();
   await page.goto(appUrl);

@@ -83,9 +83,12 @@ impl OpenIdProvider {
         edit: impl FnOnce(&mut serde_json::Value),
     ) -> Self {
         let port = free_port();
+        // `localhost` too: WebAuthn needs a domain name (tests/tests/webauthn.rs).
         let redirects: Vec<String> = https_ports
             .iter()
-            .map(|p| format!("https://127.0.0.1:{p}/.portcullis/callback"))
+            .flat_map(|p| {
+                ["127.0.0.1", "localhost"].map(|h| format!("https://{h}:{p}/.portcullis/callback"))
+            })
             .collect();
         let post_logout: Vec<String> = https_ports
             .iter()

@@ -381,6 +381,21 @@ pub fn build(spec: MfaSpec, p: &mut Problems) -> Option<MfaConfig> {
     }
     let webauthn = spec.webauthn.and_then(|w| {
         let origin = http_url(&w.rp_origin, "mfa.webauthn.rp_origin", p)?;
+        // Browsers run WebAuthn only in a secure context and only for domain names.
+        if origin.domain().is_none() {
+            p.add(
+                "mfa.webauthn.rp_origin",
+                "must use a domain name, not an IP address (use localhost for local tests)",
+            );
+            return None;
+        }
+        if origin.scheme() != "https" && origin.domain() != Some("localhost") {
+            p.add(
+                "mfa.webauthn.rp_origin",
+                "must be https (browsers allow WebAuthn only in a secure context)",
+            );
+            return None;
+        }
         let host = origin.host_str().unwrap_or("").to_string();
         if !(host == w.rp_id || host.ends_with(&format!(".{}", w.rp_id))) {
             p.add(
@@ -681,6 +696,19 @@ mod tests {
         );
         let e = load("  totp: {}\n").unwrap_err();
         assert!(e.contains("mfa.encryption_key: missing"), "{e}");
+        for (origin, problem) in [
+            ("https://127.0.0.1:8443", "must use a domain name"),
+            ("http://app.example.com", "must be https"),
+        ] {
+            let e = load(&format!(
+                "  encryption_key: {KEY}\n  webauthn: {{ rp_id: app.example.com, rp_origin: \"{origin}\" }}\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.contains(&format!("mfa.webauthn.rp_origin: {problem}")),
+                "{e}"
+            );
+        }
         let e = load(&format!("  encryption_key: {KEY}\n")).unwrap_err();
         assert!(e.contains("enable at least one factor"), "{e}");
         let e = load(&format!(

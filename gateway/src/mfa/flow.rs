@@ -1,12 +1,15 @@
-//! The step-up endpoints under `/.portcullis/mfa`: a page listing what the user can use (or
-//! TOTP enrolment for a first-time user), and the POST handlers that verify a code, record
+//! The step-up endpoints under `/.portcullis/mfa`: a page listing what the user can use
+//! (security keys, authenticator app, email/SMS codes, recovery codes, remembered devices), or
+//! enrolment for a first-time user; and the POST handlers that verify a factor, record
 //! `{method, at}` in the session under a new session id, and return to the same-origin URL.
-//! Every form carries the session's CSRF token; wrong codes count towards per-user and per-IP
-//! lockout; every outcome is counted and audited (codes themselves are never logged).
+//! Every form and ceremony carries the session's CSRF token; wrong codes and refused ceremonies
+//! count towards per-user and per-IP lockout; every outcome is counted and audited (codes
+//! themselves are never logged).
 
 use super::config::MfaConfig;
 use super::limiter::Limiter;
-use super::pages::{code_form_with, esc, page, CSP};
+use super::pages::{code_form_with, error_p, esc, page, webauthn_form, WebauthnForm, CSP};
+use super::webauthn::{RelyingParty, KIND};
 use super::{otp, totp, Mfa, MfaError};
 use crate::errors::{GatewayError, Reply};
 use crate::session;
@@ -17,22 +20,67 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 mod codes;
+mod webauthn;
 
 /// How long an enrolment started on the page may take to finish.
 const ENROL_TTL: i64 = 600;
 
-/// MFA at run time: settings, the store (opened on the serving runtime at first use) and the
-/// attempt limiter.
+/// MFA at run time: settings, the store (opened on the serving runtime at first use), the
+/// WebAuthn relying party, the email/SMS channels and the attempt limiter.
 pub struct Service {
     /// Validated `mfa:`.
     pub cfg: MfaConfig,
     store_url: StoreUrl,
     mfa: tokio::sync::OnceCell<Mfa>,
+    rp: Option<RelyingParty>,
     /// Wrong-code limits.
     pub limiter: Limiter,
     /// Email and SMS code channels that are configured.
     channels: Vec<otp::Channel>,
     codes: otp::Codes,
+}
+
+/// One request to an MFA endpoint, as the proxy hands it over.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// Request headers (cookies, content type, user agent).
+    pub headers: &'a http::HeaderMap,
+    /// `GET` or `POST`.
+    pub method: &'a str,
+    /// Normalised path.
+    pub path: &'a str,
+    /// Decoded query.
+    pub query: &'a HashMap<String, String>,
+    /// Raw body (forms are URL-encoded, WebAuthn ceremonies JSON).
+    pub body: &'a str,
+    /// `https://host[:port]` of this request.
+    pub origin: &'a str,
+    /// Over TLS.
+    pub tls: bool,
+    /// Client address.
+    pub client_ip: IpAddr,
+}
+
+impl Request<'_> {
+    /// The URL-encoded form in the body (code, recovery and device endpoints).
+    fn form(&self) -> HashMap<String, String> {
+        url::form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+}
+
+/// The route's factors, from the `methods` hint the proxy puts in the step-up page URL
+/// (`methods=totp,email`); `None` without a hint. A hint only chooses what the page offers and
+/// whether a remembered device applies: the route's policy decides again on return, so a
+/// tampered list grants nothing.
+fn accepted(query: &HashMap<String, String>) -> Option<Vec<String>> {
+    query.get("methods").map(|m| {
+        m.split(',')
+            .map(|x| x.trim().to_ascii_lowercase())
+            .filter(|x| !x.is_empty())
+            .collect()
+    })
 }
 
 /// The pending enrolment, sealed in a cookie with the session keys.
@@ -41,6 +89,58 @@ struct Pending {
     user: String,
     secret: String,
     exp: i64,
+}
+
+/// What the MFA page is asked to show.
+struct Page<'a> {
+    /// Same-origin URL to return to.
+    ret: &'a str,
+    /// Accepted factors (empty: any).
+    methods: Vec<String>,
+    /// Error from the previous attempt.
+    error: Option<&'a str>,
+}
+
+impl<'a> Page<'a> {
+    fn new(ret: &'a str, error: Option<&'a str>) -> Self {
+        Self {
+            ret,
+            methods: Vec::new(),
+            error,
+        }
+    }
+
+    fn accepts(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+}
+
+/// How recent a second factor must be to add another one.
+const ADD_FACTOR_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Whether the session passed a second factor within [`ADD_FACTOR_WINDOW`] (security-relevant:
+/// a stolen password alone must not be enough to add an attacker's key). Only the enrolled
+/// factors count: an email or SMS code proves a mailbox or phone, not possession of a key.
+fn recently_verified(rec: &session::SessionRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
+    rec.identity.auth_methods.iter().any(|m| {
+        matches!(m.method.as_str(), "totp" | "webauthn" | "recovery")
+            && now - m.at <= ADD_FACTOR_WINDOW
+    })
+}
+
+/// A user with no second factor yet (recovery codes alone do not count): the only case where
+/// one may be enrolled without passing another first.
+fn first_time(factors: &[super::FactorInfo]) -> bool {
+    !factors.iter().any(|f| f.kind != "recovery")
+}
+
+/// Refuses a form or ceremony without the session's CSRF token (audited).
+fn check_csrf(a: &Authenticated, csrf: &str) -> Result<(), GatewayError> {
+    if same(csrf, &a.record.csrf) {
+        return Ok(());
+    }
+    tracing::warn!(target: "audit", user = %a.record.identity.user, "mfa request without a valid CSRF token");
+    Err(AuthError::Csrf.into())
 }
 
 fn enrol_cookie(tls: bool) -> &'static str {
@@ -70,7 +170,8 @@ fn html(status: u16, b: &MfaConfig, heading: &str, body: &str) -> Reply {
 
 impl Service {
     /// From the validated config; the store is opened on first use. With a Redis session
-    /// store, attempt counters live in that Redis (shared by replicas).
+    /// store, attempt counters live in that Redis (shared by replicas). A relying party or a
+    /// channel that does not build is an error (fail closed: start-up refuses the config).
     pub fn new(
         cfg: MfaConfig,
         store_url: StoreUrl,
@@ -78,11 +179,19 @@ impl Service {
     ) -> Result<Self, String> {
         let limiter = codes::limiter(&cfg, sessions)?;
         let channels = codes::channels(&cfg)?;
+        let rp = cfg
+            .webauthn
+            .as_ref()
+            .map(|w| {
+                RelyingParty::new(w, &cfg.branding.title).map_err(|e| format!("mfa.webauthn: {e}"))
+            })
+            .transpose()?;
         Ok(Self {
             codes: otp::Codes::new(&cfg.encryption_key),
             cfg,
             store_url,
             mfa: tokio::sync::OnceCell::new(),
+            rp,
             limiter,
             channels,
         })
@@ -105,14 +214,16 @@ impl Service {
             .map_err(|e| StartError::Mfa(e.to_string()))?;
         rt.block_on(super::store::open(&store_url))
             .map_err(|e| StartError::Mfa(e.to_string()))?;
-        if cfg.webauthn.is_some() {
-            tracing::warn!(
-                key = "mfa.webauthn",
-                "configured but not served by this build yet: users cannot use it (fail closed)"
-            );
+        tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
+        let svc = Self::new(cfg, store_url, sessions).map_err(StartError::Mfa)?;
+        if svc
+            .rp
+            .as_ref()
+            .is_some_and(|rp| rp.verification() == super::webauthn::Verification::Discouraged)
+        {
+            tracing::warn!("mfa.webauthn.user_verification: discouraged — a touch of the key is enough, no PIN or biometric is checked");
         }
-        tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
-        Self::new(cfg, store_url, sessions).map_err(StartError::Mfa)
+        Ok(svc)
     }
 
     async fn mfa(&self) -> Result<&Mfa, GatewayError> {
@@ -136,70 +247,50 @@ impl Service {
                 | "/.portcullis/mfa/enrol"
                 | "/.portcullis/mfa/recovery"
         ) || codes::is_endpoint(path)
+            || webauthn::is_endpoint(path)
     }
 
-    /// Serves one MFA endpoint. `form` is the decoded POST body (empty for GET).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn serve(
-        &self,
-        sso: &Sso,
-        headers: &http::HeaderMap,
-        method: &str,
-        path: &str,
-        query: &HashMap<String, String>,
-        form: &HashMap<String, String>,
-        origin: &str,
-        tls: bool,
-        client_ip: IpAddr,
-    ) -> Result<Reply, GatewayError> {
+    /// Serves one MFA endpoint.
+    pub async fn serve(&self, sso: &Sso, req: &Request<'_>) -> Result<Reply, GatewayError> {
         let a = sso
-            .identify(headers, tls)
+            .identify(req.headers, req.tls)
             .await?
             .ok_or(GatewayError::Unauthenticated)?;
-        let mut reply = match (path, method) {
+        let mut reply = match (req.path, req.method) {
             ("/.portcullis/mfa", "GET") => {
-                let ret = query.get("return").map_or("/", String::as_str);
-                let methods = codes::methods(query);
-                let remembered = self
-                    .remembered(
-                        sso,
-                        &a,
-                        headers,
-                        ret,
-                        methods.as_deref(),
-                        origin,
-                        tls,
-                        client_ip,
-                    )
-                    .await?;
-                match remembered {
+                let ret = req.query.get("return").map_or("/", String::as_str);
+                let methods = accepted(req.query);
+                match self
+                    .remembered(sso, &a, req, ret, methods.as_deref())
+                    .await?
+                {
                     Some(r) => r,
                     None => {
-                        let methods = methods.unwrap_or_default();
-                        self.show(sso, &a, ret, &methods, tls, client_ip, None)
-                            .await?
+                        let page = Page {
+                            methods: methods.unwrap_or_default(),
+                            ..Page::new(ret, None)
+                        };
+                        self.show(sso, &a, &page, req.tls, req.client_ip).await?
                     }
                 }
             }
             (p, "POST") if codes::is_endpoint(p) => {
-                csrf_ok(form, &a)?;
-                self.serve_codes(sso, &a, p, headers, form, origin, tls, client_ip)
-                    .await?
+                let form = req.form();
+                check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
+                self.serve_codes(sso, &a, req, &form).await?
             }
             (
                 "/.portcullis/mfa/verify" | "/.portcullis/mfa/enrol" | "/.portcullis/mfa/recovery",
                 "POST",
             ) => {
-                csrf_ok(form, &a)?;
+                let form = req.form();
+                check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
                 let ret = form.get("return").map_or("/", String::as_str);
                 let code = form.get("code").map_or("", String::as_str);
                 let remember = form.get("remember").is_some_and(|v| v == "1");
-                self.submit(
-                    sso, &a, path, headers, ret, code, remember, origin, tls, client_ip,
-                )
-                .await?
+                self.submit(sso, &a, req, ret, code, remember).await?
             }
-            _ => return Err(GatewayError::NoRoute),
+            _ => self.webauthn(sso, &a, req).await?,
         };
         if let Some(c) = a.set_cookie {
             reply.headers.push(("set-cookie".into(), c));
@@ -207,18 +298,18 @@ impl Service {
         Ok(reply)
     }
 
-    /// The page for this user: locked notice, verification form, or TOTP enrolment, with the
-    /// email/SMS code offers the route accepts (`methods`; empty: any) and remembered devices.
-    #[allow(clippy::too_many_arguments)]
+    /// The page for this user: locked notice; the factors they can verify with here (security
+    /// keys, authenticator app and recovery codes; email/SMS code offers; adding a security key
+    /// right after a verification; remembered devices); or, for a first-time user, enrolment of
+    /// what the route accepts next to any code offers. What is offered follows the route's
+    /// `methods` hint, so a page never shows only forms that could not satisfy the route.
     async fn show(
         &self,
         sso: &Sso,
         a: &Authenticated,
-        ret: &str,
-        methods: &[String],
+        page: &Page<'_>,
         tls: bool,
         ip: IpAddr,
-        error: Option<&str>,
     ) -> Result<Reply, GatewayError> {
         let user = &a.record.identity.user;
         if self.limiter.locked(user, &ip.to_string()).await.is_some() {
@@ -230,29 +321,36 @@ impl Service {
             ));
         }
         let factors = self.mfa().await?.factors(user).await.map_err(map_err)?;
-        let csrf = &a.record.csrf;
-        let codes = self.offers(a, ret, methods);
-        let offers = codes.clone() + &self.devices_html(a).await?;
-        // TOTP (and its recovery codes) only where the route takes them, if codes are on offer.
-        let totp_wanted =
-            methods.is_empty() || methods.iter().any(|m| m == "totp" || m == "recovery");
-        let has_totp = factors.iter().any(|f| f.kind == "totp");
-        if !codes.is_empty() && (!totp_wanted || (!has_totp && self.cfg.totp_issuer.is_none())) {
-            let body = error.map(codes::error_p).unwrap_or_default()
-                + "<p>This page needs a second factor.</p>"
-                + &offers;
-            return Ok(html(
-                if error.is_some() { 401 } else { 200 },
-                &self.cfg,
-                "Verify it's you",
-                &body,
-            ));
+        let has = |kind: &str| factors.iter().any(|f| f.kind == kind);
+        let (csrf, ret, error) = (&a.record.csrf, page.ret, page.error);
+        let status = if error.is_some() { 401 } else { 200 };
+        let webauthn_on = self.rp.is_some();
+        let codes = self.offers(a, ret, &page.methods);
+        let devices = self.devices_html(a).await?;
+        // The error goes into the code form when there is one, else on top of the page.
+        let mut error_shown = false;
+        let mut verify = String::new();
+        if webauthn_on && has(KIND) && page.accepts(KIND) {
+            verify += "<p>This page needs a second factor. Use your security key or passkey.</p>";
+            verify += &webauthn_form(WebauthnForm::Authenticate, csrf, ret);
+            let keys: String = factors
+                .iter()
+                .filter(|f| f.kind == KIND)
+                .map(|f| format!("<li>{}</li>", esc(&f.label)))
+                .collect();
+            verify += &format!("<p>Your keys:</p><ul id=\"webauthn-keys\">{keys}</ul>");
         }
-        if has_totp {
-            let body = format!(
+        // TOTP where the route takes it (or its recovery codes); on a route that takes neither,
+        // only when no code is on offer either (it then leads to adding a key, below).
+        if has("totp") && (page.accepts("totp") || page.accepts("recovery") || codes.is_empty()) {
+            verify += &format!(
                 "<p>This page needs a second factor. Enter the 6-digit code from your authenticator app.</p>{}",
                 code_form_with("/.portcullis/mfa/verify", csrf, ret, "Authentication code", error, &self.remember_box())
-            ) + &format!(
+            );
+            error_shown = true;
+        }
+        if !verify.is_empty() {
+            verify += &format!(
                 "<details><summary>Lost your device? Use a recovery code</summary>\
 <form method=\"post\" action=\"/.portcullis/mfa/recovery\" id=\"recovery-form\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\">\
@@ -260,69 +358,90 @@ impl Service {
 <p><button type=\"submit\">Use recovery code</button></p></form></details>",
                 esc(csrf),
                 esc(ret)
-            ) + &offers;
-            return Ok(html(
-                if error.is_some() { 401 } else { 200 },
-                &self.cfg,
-                "Verify it's you",
-                &body,
-            ));
+            );
+            verify += &codes;
+            if webauthn_on && recently_verified(&a.record, chrono::Utc::now()) {
+                verify += "<h2>Add a security key or passkey</h2>";
+                verify += &webauthn_form(WebauthnForm::Register, csrf, ret);
+            }
+            let body = top_error(error, error_shown) + &verify + &devices;
+            return Ok(html(status, &self.cfg, "Verify it's you", &body));
         }
-        let Some(issuer) = &self.cfg.totp_issuer else {
-            return Ok(html(
-                403,
-                &self.cfg,
-                "Second factor needed",
-                "<p>This page needs a second factor, and you have none enrolled that it accepts. Ask your administrator.</p>",
-            ));
-        };
-        let secret = totp::generate_secret().map_err(|_| GatewayError::MfaUnavailable)?;
-        let pending = Pending {
-            user: user.clone(),
-            secret: totp::base32(&secret),
-            exp: chrono::Utc::now().timestamp() + ENROL_TTL,
-        };
-        let name = enrol_cookie(tls);
-        let sealed = sso
-            .codec
-            .seal(name, &pending)
-            .ok_or(GatewayError::MfaUnavailable)?;
-        let uri = totp::otpauth_uri(&totp::Params::default(), issuer, user, &secret);
-        let qr = totp::qr_svg(&uri).unwrap_or_default();
-        let body = format!(
-            "<p>Set up an authenticator app: scan this code, or add an account with the key below, then enter the code it shows.</p>\
+        // Enrolment without a second factor only for a user who has none: adding one next to
+        // an existing factor needs a recent verification with it (above).
+        let first_time = first_time(&factors);
+        let offer_webauthn = first_time && webauthn_on && page.accepts(KIND);
+        let offer_totp = first_time
+            && self.cfg.totp_issuer.is_some()
+            && (page.accepts("totp") || (!offer_webauthn && codes.is_empty()));
+        if !offer_webauthn && !offer_totp {
+            if codes.is_empty() {
+                return Ok(html(
+                    403,
+                    &self.cfg,
+                    "Second factor needed",
+                    "<p>This page needs a second factor, and you have none enrolled that it accepts. Ask your administrator.</p>",
+                ));
+            }
+            let body = top_error(error, false)
+                + "<p>This page needs a second factor.</p>"
+                + &codes
+                + &devices;
+            return Ok(html(status, &self.cfg, "Verify it's you", &body));
+        }
+        let mut body = String::new();
+        if offer_webauthn {
+            body += "<p>Set up a security key or passkey: it will be asked for on pages that need a second factor.</p>";
+            body += &webauthn_form(WebauthnForm::Register, csrf, ret);
+        }
+        let mut cookie = None;
+        if let (true, Some(issuer)) = (offer_totp, &self.cfg.totp_issuer) {
+            let secret = totp::generate_secret().map_err(|_| GatewayError::MfaUnavailable)?;
+            let pending = Pending {
+                user: user.clone(),
+                secret: totp::base32(&secret),
+                exp: chrono::Utc::now().timestamp() + ENROL_TTL,
+            };
+            let name = enrol_cookie(tls);
+            let sealed = sso
+                .codec
+                .seal(name, &pending)
+                .ok_or(GatewayError::MfaUnavailable)?;
+            let uri = totp::otpauth_uri(&totp::Params::default(), issuer, user, &secret);
+            let qr = totp::qr_svg(&uri).unwrap_or_default();
+            if offer_webauthn {
+                body += "<h2>Or use an authenticator app</h2>";
+            }
+            body += &format!(
+                "<p>Set up an authenticator app: scan this code, or add an account with the key below, then enter the code it shows.</p>\
 <p>{qr}</p><p>Key: <code id=\"totp-secret\">{}</code></p><p>Or open: <code id=\"otpauth-uri\">{}</code></p>{}",
-            esc(&pending.secret),
-            esc(&uri),
-            code_form_with("/.portcullis/mfa/enrol", csrf, ret, "Code from the app", error, &self.remember_box())
-        ) + &offers;
-        let mut r = html(
-            if error.is_some() { 401 } else { 200 },
-            &self.cfg,
-            "Set up two-step verification",
-            &body,
-        );
-        r.headers.push((
-            "set-cookie".into(),
-            session::set_cookie(name, &sealed, tls, Some(ENROL_TTL)),
-        ));
+                esc(&pending.secret),
+                esc(&uri),
+                code_form_with("/.portcullis/mfa/enrol", csrf, ret, "Code from the app", error, &self.remember_box())
+            );
+            error_shown = true;
+            cookie = Some(session::set_cookie(name, &sealed, tls, Some(ENROL_TTL)));
+        }
+        let body = top_error(error, error_shown) + &body + &codes + &devices;
+        let mut r = html(status, &self.cfg, "Set up two-step verification", &body);
+        r.headers
+            .extend(cookie.map(|c| ("set-cookie".to_string(), c)));
         Ok(r)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A TOTP code, a TOTP enrolment or a recovery code; `remember` asks for a remembered
+    /// device on success (TOTP only: recovery codes are never remembered).
     async fn submit(
         &self,
         sso: &Sso,
         a: &Authenticated,
-        path: &str,
-        headers: &http::HeaderMap,
+        req: &Request<'_>,
         ret: &str,
         code: &str,
         remember: bool,
-        origin: &str,
-        tls: bool,
-        ip: IpAddr,
     ) -> Result<Reply, GatewayError> {
+        let (path, headers, origin, tls, ip) =
+            (req.path, req.headers, req.origin, req.tls, req.client_ip);
         let user = &a.record.identity.user;
         let ip_s = ip.to_string();
         let factor = if path == "/.portcullis/mfa/recovery" {
@@ -332,7 +451,7 @@ impl Service {
         };
         if self.limiter.locked(user, &ip_s).await.is_some() {
             super::event(factor, "locked_out", user, &ip_s);
-            return self.show(sso, a, ret, &[], tls, ip, None).await;
+            return self.show(sso, a, &Page::new(ret, None), tls, ip).await;
         }
         let mfa = self.mfa().await?;
         let now = now_unix();
@@ -412,21 +531,20 @@ each works once if you lose your device. They are shown only now.</p>\
                     "That code is not right. Try again."
                 };
                 // An enrolment page issues a new key with the error (never weaker).
-                self.show(sso, a, ret, &[], tls, ip, Some(msg)).await
+                self.show(sso, a, &Page::new(ret, Some(msg)), tls, ip).await
             }
             Err(e) => Err(map_err(e)),
         }
     }
 }
 
-/// Refuses a form without the session's CSRF token (audited).
-fn csrf_ok(form: &HashMap<String, String>, a: &Authenticated) -> Result<(), GatewayError> {
-    let csrf = form.get("csrf").map_or("", String::as_str);
-    if same(csrf, &a.record.csrf) {
-        return Ok(());
+/// The previous attempt's error as a paragraph on top of the page, unless a code form on the
+/// page already shows it.
+fn top_error(error: Option<&str>, shown: bool) -> String {
+    match error {
+        Some(e) if !shown => error_p(e),
+        _ => String::new(),
     }
-    tracing::warn!(target: "audit", user = %a.record.identity.user, "mfa form without a valid CSRF token");
-    Err(AuthError::Csrf.into())
 }
 
 fn map_err(e: MfaError) -> GatewayError {
@@ -443,6 +561,13 @@ fn map_err(e: MfaError) -> GatewayError {
             tracing::error!("mfa: recovery code hashing failed");
             GatewayError::MfaUnavailable
         }
-        MfaError::WrongCode | MfaError::Replayed => GatewayError::Forbidden,
+        MfaError::Encoding => {
+            tracing::error!("mfa: a stored webauthn credential record is malformed");
+            GatewayError::MfaUnavailable
+        }
+        MfaError::WrongCode
+        | MfaError::Replayed
+        | MfaError::Webauthn(_)
+        | MfaError::CounterRegressed => GatewayError::MfaRefused,
     }
 }

@@ -15,6 +15,7 @@ pub mod seal;
 pub mod sms;
 pub mod store;
 pub mod totp;
+pub mod webauthn;
 
 #[cfg(test)]
 mod tests;
@@ -42,6 +43,27 @@ pub enum MfaError {
     /// Hashing a recovery code or drawing randomness failed (fail closed: 503).
     #[error("recovery code hashing failed")]
     Hash,
+    /// A WebAuthn ceremony did not verify (signature, challenge, origin, flags...). The detail
+    /// goes to the log, never to the client.
+    #[error("webauthn: {0}")]
+    Webauthn(webauthn_rs::prelude::WebauthnError),
+    /// A WebAuthn signature counter did not advance: possibly a cloned authenticator.
+    #[error("signature counter went backwards (possible cloned authenticator)")]
+    CounterRegressed,
+    /// A stored credential record does not (de)serialise (fail closed: 503).
+    #[error("stored credential record is malformed")]
+    Encoding,
+}
+
+impl From<webauthn_rs::prelude::WebauthnError> for MfaError {
+    fn from(e: webauthn_rs::prelude::WebauthnError) -> Self {
+        match e {
+            webauthn_rs::prelude::WebauthnError::CredentialPossibleCompromise => {
+                MfaError::CounterRegressed
+            }
+            e => MfaError::Webauthn(e),
+        }
+    }
 }
 
 /// A factor as shown to its user (never the secret).
@@ -222,7 +244,10 @@ pub fn event(factor: &str, outcome: &str, user: &str, client_ip: &str) {
         Some(user),
         serde_json::json!({"factor": factor, "client_ip": client_ip}),
     );
-    if matches!(outcome, "failure" | "replay" | "lockout" | "locked_out") {
+    if matches!(
+        outcome,
+        "failure" | "replay" | "lockout" | "locked_out" | "clone"
+    ) {
         tracing::warn!(target: "audit", user, factor, outcome, client_ip, "mfa refused");
     } else {
         tracing::info!(target: "audit", user, factor, outcome, client_ip, "mfa");

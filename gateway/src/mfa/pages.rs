@@ -1,5 +1,7 @@
-//! The MFA pages: plain HTML with inline styles only (no scripts, no external assets), labelled
-//! form controls, brandable title, logo (data: URI) and colours.
+//! The MFA pages: plain HTML with inline styles only (no inline scripts, no external assets),
+//! labelled form controls, brandable title, logo (data: URI) and colours. Pages with WebAuthn
+//! load one script from the gateway itself (`/.portcullis/mfa/webauthn.js`, CSP
+//! `script-src 'self'`): the browser API has no HTML-only form.
 
 use super::config::Branding;
 
@@ -13,7 +15,51 @@ pub fn esc(s: &str) -> String {
 }
 
 /// The `Content-Security-Policy` of every MFA page.
-pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Where the page script is served (a reserved path on every host).
+pub const WEBAUTHN_JS_PATH: &str = "/.portcullis/mfa/webauthn.js";
+
+/// The page script: reads the forms below, runs the ceremony, posts JSON.
+pub const WEBAUTHN_JS: &str = include_str!("webauthn.js");
+
+/// Marks a WebAuthn form, so that [`page`] loads the script once.
+const WEBAUTHN_CLASS: &str = "class=\"webauthn\"";
+
+/// Which ceremony a WebAuthn form starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebauthnForm {
+    /// Prove a registered credential.
+    Authenticate,
+    /// Register a new one (with a label).
+    Register,
+}
+
+/// A form the page script drives: `data-mode` picks the ceremony. Without script nothing
+/// happens beyond the `<noscript>` note (the endpoints take JSON only).
+pub fn webauthn_form(mode: WebauthnForm, csrf: &str, ret: &str) -> String {
+    let (m, label, button) = match mode {
+        WebauthnForm::Authenticate => {
+            ("authenticate", String::new(), "Use security key or passkey")
+        }
+        WebauthnForm::Register => (
+            "register",
+            "<p><label for=\"webauthn-label\">Name for this key</label><br>\
+<input id=\"webauthn-label\" name=\"label\" value=\"Security key\" maxlength=\"64\" required></p>"
+                .to_string(),
+            "Add security key or passkey",
+        ),
+    };
+    format!(
+        "<form {WEBAUTHN_CLASS} id=\"webauthn-{m}\" data-mode=\"{m}\" method=\"post\" action=\"/.portcullis/mfa/webauthn/{m}/begin\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{c}\"><input type=\"hidden\" name=\"return\" value=\"{r}\">{label}\
+<p><button type=\"submit\" id=\"webauthn-{m}-button\">{button}</button></p>\
+<p class=\"err\" role=\"alert\" id=\"webauthn-{m}-error\" hidden></p>\
+<noscript><p>Security keys need JavaScript in this browser.</p></noscript></form>",
+        c = esc(csrf),
+        r = esc(ret),
+    )
+}
 
 /// A whole page around `body` (already escaped HTML).
 pub fn page(b: &Branding, heading: &str, body: &str) -> String {
@@ -31,20 +77,26 @@ main{{max-width:28rem;margin:auto;background:#fff;padding:1.5rem;border-radius:8
 button{{background:{pc};color:#fff;border:0;padding:.6rem 1rem;border-radius:4px;font-size:1rem}}\
 input{{font-size:1.2rem;padding:.4rem;width:10rem}}code{{word-break:break-all}}\
 .err{{color:#a00;font-weight:bold}}</style></head><body><main>{logo}\
-<h1>{h}</h1>{body}</main></body></html>",
+<h1>{h}</h1>{body}</main>{script}</body></html>",
         title = esc(&b.title),
         h = esc(heading),
         bg = b.background_color,
         pc = b.primary_color,
+        script = if body.contains(WEBAUTHN_CLASS) {
+            format!("<script src=\"{WEBAUTHN_JS_PATH}\" defer></script>")
+        } else {
+            String::new()
+        },
     )
 }
 
-/// The code form posted to `action`.
-pub fn code_form(action: &str, csrf: &str, ret: &str, label: &str, error: Option<&str>) -> String {
-    code_form_with(action, csrf, ret, label, error, "")
+/// An error paragraph (escaped), announced to screen readers.
+pub fn error_p(e: &str) -> String {
+    format!("<p class=\"err\" role=\"alert\" id=\"err\">{}</p>", esc(e))
 }
 
-/// The code form with `extra` (escaped HTML, e.g. the remember-device box) before the button.
+/// The code form posted to `action`, with `extra` (escaped HTML, e.g. the remember-device box)
+/// before the button.
 pub fn code_form_with(
     action: &str,
     csrf: &str,
@@ -53,9 +105,7 @@ pub fn code_form_with(
     error: Option<&str>,
     extra: &str,
 ) -> String {
-    let err = error
-        .map(|e| format!("<p class=\"err\" role=\"alert\" id=\"err\">{}</p>", esc(e)))
-        .unwrap_or_default();
+    let err = error.map(error_p).unwrap_or_default();
     format!(
         "{err}<form method=\"post\" action=\"{a}\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{c}\"><input type=\"hidden\" name=\"return\" value=\"{r}\">\

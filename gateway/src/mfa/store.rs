@@ -52,6 +52,18 @@ pub trait MfaStore: Send + Sync + super::otp_store::OtpStore {
     /// Records `step` as used if it is later than every step used before; false means the
     /// code was already used (or an older one was), and must be refused.
     async fn claim_step(&self, user: &str, id: &str, step: i64) -> Result<bool, StoreError>;
+    /// Replaces a factor's sealed secret and counter (`last_step`) only if the counter is still
+    /// `expected` (compare-and-swap): false means another use changed it first, or the factor is
+    /// gone, and the use must be refused. WebAuthn keeps the signature counter here so that two
+    /// replicas cannot both accept assertions that move it from the same value.
+    async fn swap_secret(
+        &self,
+        user: &str,
+        id: &str,
+        expected: Option<i64>,
+        secret: &[u8],
+        counter: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Opens the store named by the config, creating tables.
@@ -148,6 +160,25 @@ impl MfaStore for SqliteStore {
             .await?;
         Ok(r.rows_affected() == 1)
     }
+    async fn swap_secret(
+        &self,
+        user: &str,
+        id: &str,
+        expected: Option<i64>,
+        secret: &[u8],
+        counter: i64,
+    ) -> Result<bool, StoreError> {
+        // `IS` is SQLite's NULL-safe equality.
+        let r = sqlx::query("UPDATE mfa_factors SET secret = ?, last_step = ? WHERE user_id = ? AND id = ? AND last_step IS ?")
+            .bind(secret)
+            .bind(counter)
+            .bind(user)
+            .bind(id)
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
 }
 
 /// PostgreSQL (several replicas).
@@ -216,6 +247,24 @@ impl MfaStore for PgStore {
             .bind(step)
             .bind(user)
             .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+    async fn swap_secret(
+        &self,
+        user: &str,
+        id: &str,
+        expected: Option<i64>,
+        secret: &[u8],
+        counter: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE mfa_factors SET secret = $1, last_step = $2 WHERE user_id = $3 AND id = $4 AND last_step IS NOT DISTINCT FROM $5")
+            .bind(secret)
+            .bind(counter)
+            .bind(user)
+            .bind(id)
+            .bind(expected)
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() == 1)

@@ -152,11 +152,171 @@ async fn suite(store: Arc<dyn MfaStore>, raw: RawSecrets) {
     );
     assert_eq!(u8::from(a.is_ok()) + u8::from(b.is_ok()), 1, "{a:?} {b:?}");
 
+    // Compare-and-swap of a factor's sealed secret and counter (WebAuthn signature counters):
+    // a stale expectation, another user, or the loser of a race changes nothing.
+    store
+        .add(&FactorRow {
+            id: "wa1".into(),
+            user: "ann".into(),
+            kind: "webauthn".into(),
+            label: "key".into(),
+            secret: b"v0".to_vec(),
+            created: 1,
+            last_step: None,
+        })
+        .await
+        .unwrap();
+    assert!(store
+        .swap_secret("ann", "wa1", None, b"v1", 5)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .swap_secret("ann", "wa1", None, b"v2", 6)
+            .await
+            .unwrap(),
+        "stale"
+    );
+    assert!(
+        !store
+            .swap_secret("bob", "wa1", Some(5), b"v2", 6)
+            .await
+            .unwrap(),
+        "per user"
+    );
+    assert!(!store
+        .swap_secret("ann", "nope", Some(5), b"v2", 6)
+        .await
+        .unwrap());
+    assert!(store
+        .swap_secret("ann", "wa1", Some(5), b"v2", 6)
+        .await
+        .unwrap());
+    let row = |rows: Vec<FactorRow>| rows.into_iter().find(|r| r.id == "wa1").unwrap();
+    let r = row(store.list("ann").await.unwrap());
+    assert_eq!((r.secret.as_slice(), r.last_step), (&b"v2"[..], Some(6)));
+    let (a, b) = tokio::join!(
+        store.swap_secret("ann", "wa1", Some(6), b"x", 7),
+        store.swap_secret("ann", "wa1", Some(6), b"y", 7)
+    );
+    assert_eq!(
+        u8::from(a.unwrap()) + u8::from(b.unwrap()),
+        1,
+        "one racer wins"
+    );
+    assert_eq!(row(store.list("ann").await.unwrap()).last_step, Some(7));
+    assert!(store.remove("ann", "wa1").await.unwrap());
+
+    webauthn_cases(&mfa, &store).await;
+
     // Removal is per user.
     assert!(!mfa.remove("bob", &id).await.unwrap());
     assert!(mfa.remove("ann", &id).await.unwrap());
     assert!(mfa.factors("ann").await.unwrap().is_empty());
     assert!(!mfa.remove("ann", &id).await.unwrap());
+}
+
+/// WebAuthn through the store with a software authenticator: registration, use, counters
+/// moved by compare-and-swap, clones refused both by webauthn-rs and by the store check.
+async fn webauthn_cases(mfa: &Mfa, store: &Arc<dyn MfaStore>) {
+    use super::webauthn::{soft::SoftKey, RelyingParty};
+    let origin = "https://localhost:8443";
+    let rp = RelyingParty::new(
+        &super::config::Webauthn {
+            rp_id: "localhost".into(),
+            rp_origin: url::Url::parse(origin).unwrap(),
+            user_verification: "required".into(),
+        },
+        "Acme",
+    )
+    .unwrap();
+    let mut key = SoftKey::new("localhost", origin);
+    let (ccr, state) = rp.start_registration("cat", &[]).unwrap();
+    let passkey = rp.finish_registration(&key.register(&ccr), &state).unwrap();
+    let id = mfa
+        .enrol_webauthn("cat", "Laptop", &passkey, NOW)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            mfa.enrol_webauthn("cat", "Again", &passkey, NOW).await,
+            Err(MfaError::Replayed)
+        ),
+        "one credential once"
+    );
+    let keys = mfa.webauthn_keys("cat").await.unwrap();
+    assert_eq!(
+        (keys.len(), keys[0].label.as_str(), keys[0].counter),
+        (1, "Laptop", None)
+    );
+    let raw = store.list("cat").await.unwrap();
+    assert!(!raw[0].secret.windows(7).any(|w| w == b"cred_id"), "sealed");
+
+    // A good assertion is accepted and moves the stored counter.
+    let begin = |keys: &[super::webauthn::StoredKey]| {
+        let pk: Vec<_> = keys.iter().map(|k| k.key.clone()).collect();
+        rp.start_authentication(&pk).unwrap()
+    };
+    let (rcr, state) = begin(&keys);
+    let res = rp.finish_authentication(&key.assert(&rcr), &state).unwrap();
+    assert_eq!(mfa.use_webauthn("cat", &res).await.unwrap(), id);
+    assert!(matches!(
+        mfa.use_webauthn("bob", &res).await,
+        Err(MfaError::WrongCode)
+    ));
+    let keys = mfa.webauthn_keys("cat").await.unwrap();
+    assert_eq!(keys[0].counter, Some(1));
+
+    // A tampered signature, or an assertion for another challenge, does not verify.
+    let (rcr, state) = begin(&keys);
+    let (rcr2, _) = begin(&keys);
+    let mut forged = serde_json::to_value(key.assert(&rcr)).unwrap();
+    forged["response"]["signature"] = serde_json::json!("MEUCIQ");
+    let forged = serde_json::from_value(forged).unwrap();
+    assert!(matches!(
+        rp.finish_authentication(&forged, &state),
+        Err(MfaError::Webauthn(_))
+    ));
+    assert!(matches!(
+        rp.finish_authentication(&key.assert(&rcr2), &state),
+        Err(MfaError::Webauthn(_))
+    ));
+
+    // A clone whose counter is behind the stored one: webauthn-rs refuses it.
+    let mut clone = key.clone_with_counter(0);
+    let (rcr, state) = begin(&keys);
+    assert!(matches!(
+        rp.finish_authentication(&clone.assert(&rcr), &state),
+        Err(MfaError::CounterRegressed)
+    ));
+
+    // Two ceremonies begun from the same stored counter (two replicas), the key and its
+    // clone both showing the next counter: the first wins, the store check refuses the other.
+    let keys = mfa.webauthn_keys("cat").await.unwrap();
+    let mut clone = key.clone_with_counter(key.counter);
+    let (r1, s1) = begin(&keys);
+    let (r2, s2) = begin(&keys);
+    let a = rp.finish_authentication(&key.assert(&r1), &s1).unwrap();
+    let b = rp.finish_authentication(&clone.assert(&r2), &s2).unwrap();
+    assert_eq!(mfa.use_webauthn("cat", &a).await.unwrap(), id);
+    assert!(matches!(
+        mfa.use_webauthn("cat", &b).await,
+        Err(MfaError::CounterRegressed)
+    ));
+    let keys = mfa.webauthn_keys("cat").await.unwrap();
+    assert_eq!(keys[0].counter, Some(i64::from(key.counter)));
+    // The stored record carries the counter too: the next ceremony refuses a copy that shows
+    // the counter already used (a clone that runs ahead cannot be told apart: a known limit).
+    let mut behind = key.clone_with_counter(key.counter - 1);
+    let (rcr, state) = begin(&keys);
+    assert!(matches!(
+        rp.finish_authentication(&behind.assert(&rcr), &state),
+        Err(MfaError::CounterRegressed)
+    ));
+    let (rcr, state) = begin(&keys);
+    let ok = rp.finish_authentication(&key.assert(&rcr), &state).unwrap();
+    assert_eq!(mfa.use_webauthn("cat", &ok).await.unwrap(), id);
+    assert!(mfa.remove("cat", &id).await.unwrap());
 }
 
 #[tokio::test]

@@ -38,10 +38,15 @@ impl CookieCodec {
         })
     }
 
-    /// Encrypts `value` for the cookie `name`.
+    /// Encrypts `value` (as JSON) for the cookie `name`.
     pub fn seal<T: Serialize>(&self, name: &str, value: &T) -> Option<String> {
+        self.seal_bytes(name, &serde_json::to_vec(value).ok()?)
+    }
+
+    /// Encrypts raw bytes for the cookie `name` (callers that compress their payload).
+    pub fn seal_bytes(&self, name: &str, plain: &[u8]) -> Option<String> {
         let key = self.keys.first()?;
-        let mut buf = serde_json::to_vec(value).ok()?;
+        let mut buf = plain.to_vec();
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).ok()?;
         key.seal_in_place_append_tag(
@@ -58,6 +63,11 @@ impl CookieCodec {
 
     /// Decrypts a cookie value sealed for `name` with any configured key.
     pub fn open<T: DeserializeOwned>(&self, name: &str, value: &str) -> Option<T> {
+        serde_json::from_slice(&self.open_bytes(name, value)?).ok()
+    }
+
+    /// Decrypts what [`CookieCodec::seal_bytes`] produced for `name`.
+    pub fn open_bytes(&self, name: &str, value: &str) -> Option<Vec<u8>> {
         if value.len() > MAX_COOKIE {
             return None;
         }
@@ -74,7 +84,7 @@ impl CookieCodec {
                 Aad::from(name.as_bytes()),
                 &mut buf,
             ) {
-                return serde_json::from_slice(plain).ok();
+                return Some(plain.to_vec());
             }
         }
         None

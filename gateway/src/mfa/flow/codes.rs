@@ -5,13 +5,13 @@
 //! `POST /.portcullis/mfa/devices/revoke` forgets a remembered device. A step-up page reached
 //! with a valid remembered device for the route's factors elevates the session at once.
 
-use super::{html, map_err, now_unix, Service};
+use super::{html, map_err, now_unix, Page, Request, Service};
 use crate::config::auth_model::StoreKind;
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::config::MfaConfig;
 use crate::mfa::limiter::{Limiter, RedisCounters, RESEND_INTERVAL};
 use crate::mfa::otp::{self, Channel, Check, Pending};
-use crate::mfa::pages::{code_form_with, esc};
+use crate::mfa::pages::{code_form_with, error_p, esc};
 use crate::mfa::{email, remember, sms};
 use crate::session;
 use crate::sso::{Authenticated, Sso};
@@ -66,29 +66,12 @@ pub(super) fn is_endpoint(path: &str) -> bool {
     )
 }
 
-/// The route's factors, as the step-up redirect passes them (`methods=totp,email`). Only
-/// chooses what the page offers and whether a remembered device applies: the route's policy
-/// still decides on return, so a tampered list grants nothing.
-pub(super) fn methods(query: &HashMap<String, String>) -> Option<Vec<String>> {
-    query.get("methods").map(|m| {
-        m.split(',')
-            .map(|x| x.trim().to_ascii_lowercase())
-            .filter(|x| !x.is_empty())
-            .collect()
-    })
-}
-
 fn pending_cookie(tls: bool) -> &'static str {
     if tls {
         "__Host-portcullis-otp"
     } else {
         "portcullis-otp"
     }
-}
-
-/// An error paragraph (escaped).
-pub(super) fn error_p(e: &str) -> String {
-    format!("<p class=\"err\" role=\"alert\" id=\"err\">{}</p>", esc(e))
 }
 
 fn hidden(csrf: &str, ret: &str) -> String {
@@ -180,18 +163,15 @@ impl Service {
 
     /// On a step-up (`methods` known): a remembered device of this user for one of the route's
     /// factors elevates the session and returns at once.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn remembered(
         &self,
         sso: &Sso,
         a: &Authenticated,
-        headers: &http::HeaderMap,
+        req: &Request<'_>,
         ret: &str,
         methods: Option<&[String]>,
-        origin: &str,
-        tls: bool,
-        ip: IpAddr,
     ) -> Result<Option<Reply>, GatewayError> {
+        let (headers, origin, tls, ip) = (req.headers, req.origin, req.tls, req.client_ip);
         let (Some(methods), true) = (methods, self.cfg.remember_device_days > 0) else {
             return Ok(None);
         };
@@ -264,18 +244,15 @@ impl Service {
     }
 
     /// Serves the POST endpoints of this module (CSRF already checked).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn serve_codes(
         &self,
         sso: &Sso,
         a: &Authenticated,
-        path: &str,
-        headers: &http::HeaderMap,
+        req: &Request<'_>,
         form: &HashMap<String, String>,
-        origin: &str,
-        tls: bool,
-        ip: IpAddr,
     ) -> Result<Reply, GatewayError> {
+        let (path, headers, origin, tls, ip) =
+            (req.path, req.headers, req.origin, req.tls, req.client_ip);
         let ret = form.get("return").map_or("/", String::as_str);
         if path == "/.portcullis/mfa/devices/revoke" {
             let user = &a.record.identity.user;
@@ -333,7 +310,7 @@ impl Service {
 
     /// The step-up page again (or the lockout notice), with `error`.
     async fn again(&self, cx: &Cx<'_>, error: Option<&str>) -> Result<Reply, GatewayError> {
-        self.show(cx.sso, cx.a, cx.ret, &[], cx.tls, cx.ip, error)
+        self.show(cx.sso, cx.a, &Page::new(cx.ret, error), cx.tls, cx.ip)
             .await
     }
 
