@@ -3,11 +3,14 @@
 //! server (aiosmtpd) or a local HTTP receiver (generic webhook, and Twilio's wire format);
 //! wrong, replayed and expired codes are refused; wrong codes lock out, on every replica when
 //! sessions are in Redis; a remembered device skips the step-up until it is revoked; codes
-//! never reach the gateway's log.
+//! never reach the gateway's log. With every factor configured at once (WebAuthn, TOTP, email,
+//! remembered devices), one page offers what each route accepts, and a remembered device
+//! re-asserts only the factor it was remembered for.
 
 use portcullis_e2e::collector::Collector;
 use portcullis_e2e::oidc::*;
 use portcullis_e2e::smtp::{code_in, Smtp};
+use portcullis_e2e::totp::{base32_decode, field, fresh_step, now, totp};
 use portcullis_e2e::*;
 use std::time::Duration;
 
@@ -48,6 +51,18 @@ routes:
     policy: authenticated
 "
     )
+}
+
+/// Starts a gateway on `config` and checks that it warns of no configured factor it would not
+/// serve (every factor is served).
+fn start_served(ports: Ports, config: &str) -> Gateway {
+    let gw = Gateway::start_on(ports, config);
+    let logs = gw.proc.logs();
+    assert!(
+        !logs.contains("not served"),
+        "every factor is served: {logs}"
+    );
+    gw
 }
 
 /// The form on `page` that posts to `action`.
@@ -158,7 +173,7 @@ async fn email_code_step_up_with_replay_resend_remember_and_revoke() {
   attempts: {{ per_user: 5, per_ip: 100, lockout: 1h }}",
         smtp.url()
     );
-    let gw = Gateway::start_on(
+    let gw = start_served(
         ports,
         &config(
             &op.issuer,
@@ -167,11 +182,6 @@ async fn email_code_step_up_with_replay_resend_remember_and_revoke() {
             &mfa,
             "memory",
         ),
-    );
-    assert!(
-        !gw.proc.logs().contains("not served"),
-        "email and remember-device are served: {}",
-        gw.proc.logs()
     );
     let b = signed_in(&gw, "alice").await;
     let page_url = format!("{}/mail/page?q=1", gw.https());
@@ -576,5 +586,129 @@ async fn replicas_share_lockout_and_single_use_through_redis_and_the_store() {
     for gw in [&gw1, &gw2] {
         assert!(!gw.proc.logs().contains(&code) && !gw.proc.logs().contains(&right));
     }
+    drop(op);
+}
+
+/// Routes for the combined suite, appended to [`config`]'s list: `/strong` takes a security
+/// key, TOTP or an email code; `/key` only a security key.
+const COMBINED_ROUTES: &str = "  - id: strong
+    path: /strong
+    upstream: \"{up}\"
+    policy: { allow: [ { mfa: { methods: [webauthn, totp, email], max_age: 1h } } ] }
+  - id: key
+    path: /key
+    upstream: \"{up}\"
+    policy: { allow: [ { mfa: { methods: [webauthn], max_age: 1h } } ] }
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_factor_on_one_page_and_devices_reassert_only_their_factor() {
+    let ports = Ports::fresh();
+    let up = Whoami::start("app");
+    let op = OpenIdProvider::start(&[ports.https], None, 3600);
+    let smtp = Smtp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mfa = format!(
+        "  totp: {{ issuer: Acme }}
+  webauthn: {{ rp_id: localhost, rp_origin: \"https://localhost:{{https}}\" }}
+  email: {{ smtp: \"{}\", from: \"no-reply@example.com\" }}
+  remember_device_days: 7
+  attempts: {{ per_user: 10, per_ip: 100, lockout: 1h }}",
+        smtp.url()
+    );
+    let d = dir.path().display().to_string();
+    let gw = start_served(
+        ports,
+        &(config(&op.issuer, &up.url(), &d, &mfa, "memory")
+            + &COMBINED_ROUTES.replace("{up}", &up.url())),
+    );
+    let b = signed_in(&gw, "alice").await;
+    let strong = format!("{}/strong/x", gw.https());
+
+    // First time, on a route taking all three: key and app enrolment next to the email offer,
+    // the remember box on the TOTP form, and the page script for the key.
+    let w = step_up_page(&b, &gw, &strong).await;
+    assert!(
+        w.last().url.ends_with("&methods=webauthn%2Ctotp%2Cemail"),
+        "{w:#?}"
+    );
+    let page = &w.body;
+    for want in [
+        "id=\"webauthn-register\"",
+        "id=\"totp-secret\"",
+        "Send a code by email to a•••@example.com",
+        "name=\"remember\"",
+        "<script src=\"/.portcullis/mfa/webauthn.js\" defer></script>",
+    ] {
+        assert!(page.contains(want), "{want}: {page}");
+    }
+    assert!(!page.contains("id=\"devices\""), "{page}");
+
+    // A key-only route offers only key enrolment; an email-only route only the code (no script).
+    let w = step_up_page(&b, &gw, &format!("{}/key/x", gw.https())).await;
+    assert!(w.body.contains("id=\"webauthn-register\""), "{}", w.body);
+    assert!(!w.body.contains("totp-secret"), "{}", w.body);
+    assert!(!w.body.contains("Send a code"), "{}", w.body);
+    let w = step_up_page(&b, &gw, &format!("{}/mail/x", gw.https())).await;
+    assert!(w.body.contains("Send a code by email"), "{}", w.body);
+    assert!(!w.body.contains("webauthn"), "{}", w.body);
+    assert!(!w.body.contains("totp-secret"), "{}", w.body);
+
+    // Enrol the app on /strong and remember this device: back on the page, device cookie set.
+    let w = step_up_page(&b, &gw, &strong).await;
+    let secret = base32_decode(field(&w.body, "totp-secret"));
+    fresh_step(5).await;
+    let enrol = form(&w.last().url, &w.body, "/.portcullis/mfa/enrol");
+    let w = post(
+        &b,
+        &enrol,
+        &[("code", &totp(&secret, now())), ("remember", "1")],
+    )
+    .await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    assert!(w.body.contains("id=\"recovery-codes\""), "{}", w.body);
+    let device = set_cookie(&w, "__Host-portcullis-device").expect("device cookie");
+    assert_eq!(b.walk(&strong).await.last().url, strong);
+
+    // The key-only route still asks (TOTP cannot satisfy it, nor can the TOTP device); right
+    // after the TOTP verification the page offers to add a key, and lists the device.
+    let w = step_up_page(&b, &gw, &format!("{}/key/y", gw.https())).await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    for want in [
+        "Add a security key or passkey",
+        "id=\"webauthn-register\"",
+        "<ul id=\"devices\">",
+        "(totp; remembered",
+    ] {
+        assert!(w.body.contains(want), "{want}: {}", w.body);
+    }
+    assert!(!w.body.contains("Send a code"), "{}", w.body);
+
+    // A new sign-in with the device: /strong (which takes TOTP) is passed at once as `totp`;
+    // /key is still asked; /mail (email only) too, since the device proved TOTP, not email.
+    let jar_url = url::Url::parse(&gw.https()).unwrap();
+    let b2 = signed_in(&gw, "alice").await;
+    b2.jar.add_cookie_str(
+        &format!("__Host-portcullis-device={device}; Path=/; Secure; HttpOnly"),
+        &jar_url,
+    );
+    let w = b2.walk(&format!("{}/strong/z", gw.https())).await;
+    assert_eq!(w.last().url, format!("{}/strong/z", gw.https()), "{w:#?}");
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    assert_metric(
+        &gw,
+        "portcullis_mfa_events_total{factor=\"totp\",outcome=\"remembered\"}",
+        1.0,
+    );
+    let w = step_up_page(&b2, &gw, &format!("{}/key/z", gw.https())).await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    let w = step_up_page(&b2, &gw, &format!("{}/mail/z", gw.https())).await;
+    assert!(w.body.contains("Send a code by email"), "{}", w.body);
+    assert_metric(
+        &gw,
+        "portcullis_mfa_events_total{factor=\"totp\",outcome=\"remembered\"}",
+        1.0,
+    );
+    assert!(smtp.messages().is_empty());
     drop(op);
 }
