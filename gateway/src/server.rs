@@ -205,6 +205,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         Some(m) => Some(Arc::new(crate::mfa::flow::Service::check_and_new(
             m.clone(),
             runtime.load().config.store.clone(),
+            &runtime.load().config.session.store,
         )?)),
         None => None,
     };

@@ -117,3 +117,29 @@ pub async fn open_sqlite(path: &Path, max_connections: u32) -> Result<sqlx::Sqli
         .connect_with(opts)
         .await?)
 }
+
+/// A fresh, empty PostgreSQL database for a store suite on the server named by
+/// `PORTCULLIS_TEST_POSTGRES` (as `tests/run` sets it), or `None` to skip (refused under CI).
+#[cfg(test)]
+pub async fn test_postgres_database(prefix: &str) -> Option<String> {
+    use sqlx::Connection;
+    let Ok(url) = std::env::var("PORTCULLIS_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the PostgreSQL suites: tests/run sets PORTCULLIS_TEST_POSTGRES"
+        );
+        eprintln!("PORTCULLIS_TEST_POSTGRES not set: skipping a PostgreSQL store suite");
+        return None;
+    };
+    let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("connect to PORTCULLIS_TEST_POSTGRES");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let mut u = url::Url::parse(&url).expect("PORTCULLIS_TEST_POSTGRES is a URL");
+    u.set_path(&format!("/{name}"));
+    Some(u.to_string())
+}

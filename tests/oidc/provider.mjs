@@ -7,13 +7,18 @@ import Provider from 'oidc-provider';
 const port = Number(process.env.PORT);
 const issuer = `http://127.0.0.1:${port}`;
 const users = {
-  alice: { email: 'alice@example.com', name: 'Alice', groups: ['eng', 'admins'], roles: ['payroll-admin'] },
-  bob: { email: 'bob@example.com', name: 'Bob', groups: ['sales'], roles: [] },
+  alice: { email: 'alice@example.com', name: 'Alice', groups: ['eng', 'admins'], roles: ['payroll-admin'], phone_number: '+15550101', email_verified: true },
+  bob: { email: 'bob@example.com', name: 'Bob', groups: ['sales'], roles: [], phone_number: '+15550102' },
   // Tenant isolation and segregation-of-duties cases (tests/tests/tenants.rs).
   tina: { email: 'tina@acme.test', name: 'Tina', groups: ['staff'], roles: [], tenant: 'acme' },
   gary: { email: 'gary@globex.test', name: 'Gary', groups: ['staff'], roles: [], tenant: 'globex' },
   olga: { email: 'olga@globex.test', name: 'Olga', groups: ['ops'], roles: ['support-operator'], tenant: 'globex' },
   sam: { email: 'sam@acme.test', name: 'Sam', groups: ['finance'], roles: ['payroll-admin', 'payroll-approver'], tenant: 'acme' },
+  // Email/SMS code cases (tests/tests/mfa_codes.rs): carol and dave have phones; eve's address
+  // is one the provider has not verified, so no code may be sent there.
+  carol: { email: 'carol@example.com', name: 'Carol', groups: ['eng'], roles: [], phone_number: '+15550103', phone_number_verified: true },
+  dave: { email: 'dave@example.com', name: 'Dave', groups: ['eng'], roles: [], phone_number: '+15550104' },
+  eve: { email: 'eve@example.com', name: 'Eve', groups: ['eng'], roles: [], email_verified: false },
 };
 
 const provider = new Provider(issuer, {
@@ -23,16 +28,16 @@ const provider = new Provider(issuer, {
     if (!u) return undefined;
     return { accountId: id, async claims() { return { sub: id, ...u }; } };
   },
-  claims: { openid: ['sub'], email: ['email'], profile: ['name'], groups: ['groups', 'roles', 'tenant'] },
-  scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
+  claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups', 'roles', 'tenant'], phone: ['phone_number', 'phone_number_verified'] },
+  scopes: ['openid', 'email', 'profile', 'groups', 'phone', 'offline_access'],
   conformIdTokenClaims: false,
   pkce: { methods: ['S256'], required: () => true },
   ttl: { AccessToken: Number(process.env.AT_TTL || 3600), IdToken: 3600, Session: 3600, Interaction: 600, Grant: 3600, RefreshToken: 86400 },
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   async loadExistingGrant(ctx) {
     const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
-    grant.addOIDCScope('openid email profile groups offline_access');
-    grant.addOIDCClaims(['email', 'name', 'groups', 'roles', 'tenant']);
+    grant.addOIDCScope('openid email profile groups phone offline_access');
+    grant.addOIDCClaims(['email', 'email_verified', 'name', 'groups', 'roles', 'tenant', 'phone_number', 'phone_number_verified']);
     await grant.save();
     return grant;
   },

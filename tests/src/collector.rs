@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 /// One request the collector received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Request method.
+    pub method: String,
     /// Request path.
     pub path: String,
     /// Lower-case headers.
@@ -189,6 +191,7 @@ fn serve(
         let _ = reader
             .get_ref()
             .set_read_timeout(Some(Duration::from_secs(5)));
+        let method = line.split(' ').next().unwrap_or("").to_string();
         let path = line.split(' ').nth(1).unwrap_or("").to_string();
         let mut headers = Vec::new();
         loop {
@@ -236,6 +239,7 @@ fn serve(
         }
         if code == 200 {
             received.lock().expect("lock").push(Received {
+                method,
                 path,
                 headers,
                 body,

@@ -13,7 +13,9 @@ pub mod geo;
 pub mod hostile;
 pub mod oidc;
 pub mod pki;
+pub mod smtp;
 pub mod syslogd;
+pub mod totp;
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {

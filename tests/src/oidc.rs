@@ -18,7 +18,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    fn spawn(cmd: &mut Command) -> Self {
+    /// Spawns `cmd` with stdout discarded and stderr kept.
+    pub fn spawn(cmd: &mut Command) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("stderr.log");
         let err = std::fs::File::create(&log).expect("log file");
@@ -205,6 +206,8 @@ impl Walk {
 pub struct Browser {
     /// The HTTP client.
     pub client: reqwest::Client,
+    /// Its cookie jar (tests copy a cookie from one browser to another, or put an old one back).
+    pub jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 impl Default for Browser {
@@ -217,14 +220,15 @@ impl Browser {
     /// A fresh browser with an empty cookie jar (accepts the gateway's self-signed cert).
     pub fn new() -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         let client = reqwest::Client::builder()
-            .cookie_store(true)
+            .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .tls_danger_accept_invalid_certs(true)
             .timeout(Duration::from_secs(15))
             .build()
             .expect("client");
-        Self { client }
+        Self { client, jar }
     }
 
     async fn hop(&self, req: reqwest::RequestBuilder) -> (Hop, String) {
@@ -333,7 +337,7 @@ impl Browser {
 }
 
 /// An HTML form scraped from a page.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Form {
     /// Absolute action URL.
     pub action: String,

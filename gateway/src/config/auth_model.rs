@@ -63,6 +63,8 @@ pub struct ClaimNames {
     pub tenant: Option<String>,
     /// Department; none by default.
     pub department: Option<String>,
+    /// Phone number for SMS codes (default `phone_number`, OIDC standard claim).
+    pub phone: String,
 }
 
 /// Validated `identity_providers[]` entry of type `oidc`.
@@ -361,6 +363,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
             roles: "roles".to_string(),
             tenant: None,
             department: None,
+            phone: "phone_number".to_string(),
         };
         for (k, v) in &s.claims {
             match k.as_str() {
@@ -371,9 +374,10 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
                 "roles" => claims.roles = v.clone(),
                 "tenant" => claims.tenant = Some(v.clone()),
                 "department" => claims.department = Some(v.clone()),
+                "phone" => claims.phone = v.clone(),
                 _ => p.add(
                     format!("{base}.claims.{k}"),
-                    "is not one of user, email, name, groups, roles, tenant, department",
+                    "is not one of user, email, name, groups, roles, tenant, department, phone",
                 ),
             }
         }

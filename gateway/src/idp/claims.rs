@@ -59,6 +59,16 @@ pub fn identity(idp: &str, names: &ClaimNames, claims: &Map<String, Value>) -> I
     if groups_overage(claims, &names.groups) {
         extra.insert("groups_overage".to_string(), Value::Bool(true));
     }
+    // Destinations for email/SMS codes, with the provider's verification flags when sent
+    // (an address or number the provider says is unverified gets no codes: mfa::otp).
+    if let Some(p) = string(claims, &names.phone) {
+        extra.insert("phone_number".to_string(), Value::String(p));
+    }
+    for flag in ["email_verified", "phone_number_verified"] {
+        if let Some(v @ (Value::Bool(_) | Value::String(_))) = claims.get(flag) {
+            extra.insert(flag.to_string(), v.clone());
+        }
+    }
     let at = claims
         .get("auth_time")
         .and_then(Value::as_i64)
@@ -108,6 +118,7 @@ mod tests {
             roles: "roles".into(),
             tenant: Some("tid".into()),
             department: Some("department".into()),
+            phone: "phone_number".into(),
         }
     }
 

@@ -431,8 +431,11 @@ pub fn build(spec: MfaSpec, p: &mut Problems) -> Option<MfaConfig> {
                 return None;
             }
         };
-        if !e.from.contains('@') {
-            p.add("mfa.email.from", "must be an email address");
+        if let Err(err) = super::email::endpoint(&smtp, e.username.is_some()) {
+            p.add("mfa.email.smtp", err.to_string());
+        }
+        if e.from.parse::<lettre::message::Mailbox>().is_err() {
+            p.add("mfa.email.from", "must be an email address (optionally \"Name <address>\")");
         }
         let password = secret::resolve(e.password.as_deref(), e.password_file.as_deref(), "mfa.email", "password", e.username.is_some(), p);
         let subject = e.subject.unwrap_or_else(|| "Your sign-in code".to_string());
@@ -460,7 +463,15 @@ pub fn build(spec: MfaSpec, p: &mut Problems) -> Option<MfaConfig> {
                 let body = w
                     .body
                     .unwrap_or_else(|| r#"{"to":"{{phone}}","text":"{{message}}"}"#.to_string());
-                if !body.contains("{{message}}") && !url.as_str().contains("%7B%7Bmessage%7D%7D") {
+                // The URL keeps `{{…}}` literally in its query and percent-encodes it in its path.
+                let in_url = url.as_str().contains("{{message}}")
+                    || url.as_str().contains("%7B%7Bmessage%7D%7D");
+                if method == "GET" && !in_url {
+                    p.add(
+                        "mfa.sms.webhook.url",
+                        "a GET webhook must carry {{message}} in its URL",
+                    );
+                } else if !body.contains("{{message}}") && !in_url {
                     p.add("mfa.sms.webhook.body", "must contain {{message}}");
                 }
                 SmsProvider::Webhook {
@@ -659,6 +670,30 @@ mod tests {
         let e = load(&format!("  encryption_key: {KEY}\n  sms: {{ webhook: {{ url: https://x }}, message: hi, code_ttl: 11m }}\n")).unwrap_err();
         assert!(e.contains("mfa.sms.message: must contain {{code}}"), "{e}");
         assert!(e.contains("mfa.sms.code_ttl: must be at most 10m"), "{e}");
+        let e = load(&format!(
+            "  encryption_key: {KEY}\n  sms: {{ webhook: {{ url: \"https://x/send?to={{{{phone}}}}\", method: get }} }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("mfa.sms.webhook.url: a GET webhook must carry {{message}}"),
+            "{e}"
+        );
+        assert!(load(&format!(
+            "  encryption_key: {KEY}\n  sms: {{ webhook: {{ url: \"https://x/send?to={{{{phone}}}}&m={{{{message}}}}\", method: GET }} }}\n"
+        ))
+        .is_ok());
+        let e = load(&format!(
+            "  encryption_key: {KEY}\n  email: {{ smtp: \"smtp://m?tls=bogus\", from: nobody }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("mfa.email.smtp: smtp://m?tls=bogus: use smtps://"),
+            "{e}"
+        );
+        assert!(
+            e.contains("mfa.email.from: must be an email address"),
+            "{e}"
+        );
         let e = load("  totp: {}\n").unwrap_err();
         assert!(e.contains("mfa.encryption_key: missing"), "{e}");
         for (origin, problem) in [

@@ -1,14 +1,16 @@
-//! The step-up endpoints under `/.portcullis/mfa`: a page listing what the user can use (or
-//! TOTP enrolment for a first-time user), and the POST handlers that verify a code, record
+//! The step-up endpoints under `/.portcullis/mfa`: a page listing what the user can use
+//! (security keys, authenticator app, email/SMS codes, recovery codes, remembered devices), or
+//! enrolment for a first-time user; and the POST handlers that verify a factor, record
 //! `{method, at}` in the session under a new session id, and return to the same-origin URL.
-//! Every form carries the session's CSRF token; wrong codes count towards per-user and per-IP
-//! lockout; every outcome is counted and audited (codes themselves are never logged).
+//! Every form and ceremony carries the session's CSRF token; wrong codes and refused ceremonies
+//! count towards per-user and per-IP lockout; every outcome is counted and audited (codes
+//! themselves are never logged).
 
 use super::config::MfaConfig;
 use super::limiter::Limiter;
-use super::pages::{code_form, esc, page, webauthn_form, WebauthnForm, CSP};
+use super::pages::{code_form_with, error_p, esc, page, webauthn_form, WebauthnForm, CSP};
 use super::webauthn::{RelyingParty, KIND};
-use super::{totp, Mfa, MfaError};
+use super::{otp, totp, Mfa, MfaError};
 use crate::errors::{GatewayError, Reply};
 use crate::session;
 use crate::sso::{same, AuthError, Authenticated, Sso};
@@ -16,15 +18,15 @@ use crate::store::StoreUrl;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
+
+mod codes;
+mod webauthn;
 
 /// How long an enrolment started on the page may take to finish.
 const ENROL_TTL: i64 = 600;
 
-mod webauthn;
-
 /// MFA at run time: settings, the store (opened on the serving runtime at first use), the
-/// WebAuthn relying party and the attempt limiter.
+/// WebAuthn relying party, the email/SMS channels and the attempt limiter.
 pub struct Service {
     /// Validated `mfa:`.
     pub cfg: MfaConfig,
@@ -33,12 +35,15 @@ pub struct Service {
     rp: Option<RelyingParty>,
     /// Wrong-code limits.
     pub limiter: Limiter,
+    /// Email and SMS code channels that are configured.
+    channels: Vec<otp::Channel>,
+    codes: otp::Codes,
 }
 
 /// One request to an MFA endpoint, as the proxy hands it over.
 #[derive(Debug)]
 pub struct Request<'a> {
-    /// Request headers (cookies, content type).
+    /// Request headers (cookies, content type, user agent).
     pub headers: &'a http::HeaderMap,
     /// `GET` or `POST`.
     pub method: &'a str,
@@ -56,18 +61,26 @@ pub struct Request<'a> {
     pub client_ip: IpAddr,
 }
 
-/// Second factors a route accepts, from the `methods` hint the proxy puts in the page URL
-/// (empty: any). A hint only decides what the page offers: the policy decides on return.
-fn accepted(query: &HashMap<String, String>) -> Vec<String> {
-    query
-        .get("methods")
-        .map(|m| {
-            m.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+impl Request<'_> {
+    /// The URL-encoded form in the body (code, recovery and device endpoints).
+    fn form(&self) -> HashMap<String, String> {
+        url::form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+}
+
+/// The route's factors, from the `methods` hint the proxy puts in the step-up page URL
+/// (`methods=totp,email`); `None` without a hint. A hint only chooses what the page offers and
+/// whether a remembered device applies: the route's policy decides again on return, so a
+/// tampered list grants nothing.
+fn accepted(query: &HashMap<String, String>) -> Option<Vec<String>> {
+    query.get("methods").map(|m| {
+        m.split(',')
+            .map(|x| x.trim().to_ascii_lowercase())
+            .filter(|x| !x.is_empty())
+            .collect()
+    })
 }
 
 /// The pending enrolment, sealed in a cookie with the session keys.
@@ -106,7 +119,8 @@ impl<'a> Page<'a> {
 const ADD_FACTOR_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Whether the session passed a second factor within [`ADD_FACTOR_WINDOW`] (security-relevant:
-/// a stolen password alone must not be enough to add an attacker's key).
+/// a stolen password alone must not be enough to add an attacker's key). Only the enrolled
+/// factors count: an email or SMS code proves a mailbox or phone, not possession of a key.
 fn recently_verified(rec: &session::SessionRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
     rec.identity.auth_methods.iter().any(|m| {
         matches!(m.method.as_str(), "totp" | "webauthn" | "recovery")
@@ -120,7 +134,7 @@ fn first_time(factors: &[super::FactorInfo]) -> bool {
     !factors.iter().any(|f| f.kind != "recovery")
 }
 
-/// Refuses a form or ceremony without the session's CSRF token.
+/// Refuses a form or ceremony without the session's CSRF token (audited).
 fn check_csrf(a: &Authenticated, csrf: &str) -> Result<(), GatewayError> {
     if same(csrf, &a.record.csrf) {
         return Ok(());
@@ -155,23 +169,32 @@ fn html(status: u16, b: &MfaConfig, heading: &str, body: &str) -> Reply {
 }
 
 impl Service {
-    /// From the validated config; the store is opened on first use.
-    pub fn new(cfg: MfaConfig, store_url: StoreUrl) -> Self {
-        let limiter = Limiter::new(cfg.per_user, cfg.per_ip, cfg.lockout);
-        // A relying party that does not build leaves WebAuthn off (fail closed); start-up
-        // (`check_and_new`) refuses such a config, so this only logs for completeness.
-        let rp = cfg.webauthn.as_ref().and_then(|w| {
-            RelyingParty::new(w, &cfg.branding.title)
-                .map_err(|e| tracing::error!(error = %e, "mfa.webauthn: relying party refused"))
-                .ok()
-        });
-        Self {
+    /// From the validated config; the store is opened on first use. With a Redis session
+    /// store, attempt counters live in that Redis (shared by replicas). A relying party or a
+    /// channel that does not build is an error (fail closed: start-up refuses the config).
+    pub fn new(
+        cfg: MfaConfig,
+        store_url: StoreUrl,
+        sessions: &crate::config::auth_model::StoreKind,
+    ) -> Result<Self, String> {
+        let limiter = codes::limiter(&cfg, sessions)?;
+        let channels = codes::channels(&cfg)?;
+        let rp = cfg
+            .webauthn
+            .as_ref()
+            .map(|w| {
+                RelyingParty::new(w, &cfg.branding.title).map_err(|e| format!("mfa.webauthn: {e}"))
+            })
+            .transpose()?;
+        Ok(Self {
+            codes: otp::Codes::new(&cfg.encryption_key),
             cfg,
             store_url,
             mfa: tokio::sync::OnceCell::new(),
             rp,
             limiter,
-        }
+            channels,
+        })
     }
 
     /// Opens the store once at start (creating its table, proving it is reachable and that
@@ -180,6 +203,7 @@ impl Service {
     pub fn check_and_new(
         cfg: MfaConfig,
         store_url: StoreUrl,
+        sessions: &crate::config::auth_model::StoreKind,
     ) -> Result<Self, crate::server::StartError> {
         use crate::server::StartError;
         super::seal::Sealer::new(&cfg.encryption_key)
@@ -190,24 +214,16 @@ impl Service {
             .map_err(|e| StartError::Mfa(e.to_string()))?;
         rt.block_on(super::store::open(&store_url))
             .map_err(|e| StartError::Mfa(e.to_string()))?;
-        if let Some(w) = &cfg.webauthn {
-            let rp = RelyingParty::new(w, &cfg.branding.title)
-                .map_err(|e| StartError::Mfa(format!("mfa.webauthn: {e}")))?;
-            if rp.verification() == super::webauthn::Verification::Discouraged {
-                tracing::warn!("mfa.webauthn.user_verification: discouraged — a touch of the key is enough, no PIN or biometric is checked");
-            }
+        tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
+        let svc = Self::new(cfg, store_url, sessions).map_err(StartError::Mfa)?;
+        if svc
+            .rp
+            .as_ref()
+            .is_some_and(|rp| rp.verification() == super::webauthn::Verification::Discouraged)
+        {
+            tracing::warn!("mfa.webauthn.user_verification: discouraged — a touch of the key is enough, no PIN or biometric is checked");
         }
-        for (on, key) in [
-            (cfg.email.is_some(), "mfa.email"),
-            (cfg.sms.is_some(), "mfa.sms"),
-            (cfg.remember_device_days > 0, "mfa.remember_device_days"),
-        ] {
-            if on {
-                tracing::warn!(key, "configured but not served by this build yet: users cannot use it (fail closed)");
-            }
-        }
-        tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), "mfa enabled");
-        Ok(Self::new(cfg, store_url))
+        Ok(svc)
     }
 
     async fn mfa(&self) -> Result<&Mfa, GatewayError> {
@@ -230,7 +246,8 @@ impl Service {
                 | "/.portcullis/mfa/verify"
                 | "/.portcullis/mfa/enrol"
                 | "/.portcullis/mfa/recovery"
-        ) || webauthn::is_endpoint(path)
+        ) || codes::is_endpoint(path)
+            || webauthn::is_endpoint(path)
     }
 
     /// Serves one MFA endpoint.
@@ -242,24 +259,36 @@ impl Service {
         let mut reply = match (req.path, req.method) {
             ("/.portcullis/mfa", "GET") => {
                 let ret = req.query.get("return").map_or("/", String::as_str);
-                let page = Page {
-                    methods: accepted(req.query),
-                    ..Page::new(ret, None)
-                };
-                self.show(sso, &a, &page, req.tls, req.client_ip).await?
+                let methods = accepted(req.query);
+                match self
+                    .remembered(sso, &a, req, ret, methods.as_deref())
+                    .await?
+                {
+                    Some(r) => r,
+                    None => {
+                        let page = Page {
+                            methods: methods.unwrap_or_default(),
+                            ..Page::new(ret, None)
+                        };
+                        self.show(sso, &a, &page, req.tls, req.client_ip).await?
+                    }
+                }
+            }
+            (p, "POST") if codes::is_endpoint(p) => {
+                let form = req.form();
+                check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
+                self.serve_codes(sso, &a, req, &form).await?
             }
             (
                 "/.portcullis/mfa/verify" | "/.portcullis/mfa/enrol" | "/.portcullis/mfa/recovery",
                 "POST",
             ) => {
-                let form: HashMap<String, String> =
-                    url::form_urlencoded::parse(req.body.as_bytes())
-                        .into_owned()
-                        .collect();
+                let form = req.form();
                 check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
                 let ret = form.get("return").map_or("/", String::as_str);
                 let code = form.get("code").map_or("", String::as_str);
-                self.submit(sso, &a, req, ret, code).await?
+                let remember = form.get("remember").is_some_and(|v| v == "1");
+                self.submit(sso, &a, req, ret, code, remember).await?
             }
             _ => self.webauthn(sso, &a, req).await?,
         };
@@ -269,9 +298,11 @@ impl Service {
         Ok(reply)
     }
 
-    /// The page for this user: locked notice; the factors they can verify with here (plus
-    /// adding a security key right after a verification); or, for a first-time user,
-    /// enrolment of what the route accepts.
+    /// The page for this user: locked notice; the factors they can verify with here (security
+    /// keys, authenticator app and recovery codes; email/SMS code offers; adding a security key
+    /// right after a verification; remembered devices); or, for a first-time user, enrolment of
+    /// what the route accepts next to any code offers. What is offered follows the route's
+    /// `methods` hint, so a page never shows only forms that could not satisfy the route.
     async fn show(
         &self,
         sso: &Sso,
@@ -281,11 +312,7 @@ impl Service {
         ip: IpAddr,
     ) -> Result<Reply, GatewayError> {
         let user = &a.record.identity.user;
-        if self
-            .limiter
-            .locked(user, &ip.to_string(), Instant::now())
-            .is_some()
-        {
+        if self.limiter.locked(user, &ip.to_string()).await.is_some() {
             return Ok(html(
                 429,
                 &self.cfg,
@@ -298,25 +325,32 @@ impl Service {
         let (csrf, ret, error) = (&a.record.csrf, page.ret, page.error);
         let status = if error.is_some() { 401 } else { 200 };
         let webauthn_on = self.rp.is_some();
-        let mut body = String::new();
+        let codes = self.offers(a, ret, &page.methods);
+        let devices = self.devices_html(a).await?;
+        // The error goes into the code form when there is one, else on top of the page.
+        let mut error_shown = false;
+        let mut verify = String::new();
         if webauthn_on && has(KIND) && page.accepts(KIND) {
-            body += "<p>This page needs a second factor. Use your security key or passkey.</p>";
-            body += &webauthn_form(WebauthnForm::Authenticate, csrf, ret);
+            verify += "<p>This page needs a second factor. Use your security key or passkey.</p>";
+            verify += &webauthn_form(WebauthnForm::Authenticate, csrf, ret);
             let keys: String = factors
                 .iter()
                 .filter(|f| f.kind == KIND)
                 .map(|f| format!("<li>{}</li>", esc(&f.label)))
                 .collect();
-            body += &format!("<p>Your keys:</p><ul id=\"webauthn-keys\">{keys}</ul>");
+            verify += &format!("<p>Your keys:</p><ul id=\"webauthn-keys\">{keys}</ul>");
         }
-        if has("totp") {
-            body += &format!(
+        // TOTP where the route takes it (or its recovery codes); on a route that takes neither,
+        // only when no code is on offer either (it then leads to adding a key, below).
+        if has("totp") && (page.accepts("totp") || page.accepts("recovery") || codes.is_empty()) {
+            verify += &format!(
                 "<p>This page needs a second factor. Enter the 6-digit code from your authenticator app.</p>{}",
-                code_form("/.portcullis/mfa/verify", csrf, ret, "Authentication code", error)
+                code_form_with("/.portcullis/mfa/verify", csrf, ret, "Authentication code", error, &self.remember_box())
             );
+            error_shown = true;
         }
-        if !body.is_empty() {
-            body += &format!(
+        if !verify.is_empty() {
+            verify += &format!(
                 "<details><summary>Lost your device? Use a recovery code</summary>\
 <form method=\"post\" action=\"/.portcullis/mfa/recovery\" id=\"recovery-form\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"return\" value=\"{}\">\
@@ -325,10 +359,12 @@ impl Service {
                 esc(csrf),
                 esc(ret)
             );
+            verify += &codes;
             if webauthn_on && recently_verified(&a.record, chrono::Utc::now()) {
-                body += "<h2>Add a security key or passkey</h2>";
-                body += &webauthn_form(WebauthnForm::Register, csrf, ret);
+                verify += "<h2>Add a security key or passkey</h2>";
+                verify += &webauthn_form(WebauthnForm::Register, csrf, ret);
             }
+            let body = top_error(error, error_shown) + &verify + &devices;
             return Ok(html(status, &self.cfg, "Verify it's you", &body));
         }
         // Enrolment without a second factor only for a user who has none: adding one next to
@@ -337,15 +373,23 @@ impl Service {
         let offer_webauthn = first_time && webauthn_on && page.accepts(KIND);
         let offer_totp = first_time
             && self.cfg.totp_issuer.is_some()
-            && (page.accepts("totp") || !offer_webauthn);
+            && (page.accepts("totp") || (!offer_webauthn && codes.is_empty()));
         if !offer_webauthn && !offer_totp {
-            return Ok(html(
-                403,
-                &self.cfg,
-                "Second factor needed",
-                "<p>This page needs a second factor, and you have none enrolled that it accepts. Ask your administrator.</p>",
-            ));
+            if codes.is_empty() {
+                return Ok(html(
+                    403,
+                    &self.cfg,
+                    "Second factor needed",
+                    "<p>This page needs a second factor, and you have none enrolled that it accepts. Ask your administrator.</p>",
+                ));
+            }
+            let body = top_error(error, false)
+                + "<p>This page needs a second factor.</p>"
+                + &codes
+                + &devices;
+            return Ok(html(status, &self.cfg, "Verify it's you", &body));
         }
+        let mut body = String::new();
         if offer_webauthn {
             body += "<p>Set up a security key or passkey: it will be asked for on pages that need a second factor.</p>";
             body += &webauthn_form(WebauthnForm::Register, csrf, ret);
@@ -373,16 +417,20 @@ impl Service {
 <p>{qr}</p><p>Key: <code id=\"totp-secret\">{}</code></p><p>Or open: <code id=\"otpauth-uri\">{}</code></p>{}",
                 esc(&pending.secret),
                 esc(&uri),
-                code_form("/.portcullis/mfa/enrol", csrf, ret, "Code from the app", error)
+                code_form_with("/.portcullis/mfa/enrol", csrf, ret, "Code from the app", error, &self.remember_box())
             );
+            error_shown = true;
             cookie = Some(session::set_cookie(name, &sealed, tls, Some(ENROL_TTL)));
         }
+        let body = top_error(error, error_shown) + &body + &codes + &devices;
         let mut r = html(status, &self.cfg, "Set up two-step verification", &body);
         r.headers
             .extend(cookie.map(|c| ("set-cookie".to_string(), c)));
         Ok(r)
     }
 
+    /// A TOTP code, a TOTP enrolment or a recovery code; `remember` asks for a remembered
+    /// device on success (TOTP only: recovery codes are never remembered).
     async fn submit(
         &self,
         sso: &Sso,
@@ -390,6 +438,7 @@ impl Service {
         req: &Request<'_>,
         ret: &str,
         code: &str,
+        remember: bool,
     ) -> Result<Reply, GatewayError> {
         let (path, headers, origin, tls, ip) =
             (req.path, req.headers, req.origin, req.tls, req.client_ip);
@@ -400,7 +449,7 @@ impl Service {
         } else {
             "totp"
         };
-        if self.limiter.locked(user, &ip_s, Instant::now()).is_some() {
+        if self.limiter.locked(user, &ip_s).await.is_some() {
             super::event(factor, "locked_out", user, &ip_s);
             return self.show(sso, a, &Page::new(ret, None), tls, ip).await;
         }
@@ -425,7 +474,7 @@ impl Service {
         };
         match result {
             Ok(_) => {
-                self.limiter.success(user);
+                self.limiter.success(user).await;
                 super::event(
                     factor,
                     if enrolling { "enrolled" } else { "success" },
@@ -434,6 +483,9 @@ impl Service {
                 );
                 let cookie = sso.elevate(&a.sid, &a.record, factor, tls).await?;
                 let mut cookies = vec![cookie];
+                if remember {
+                    cookies.extend(self.device_cookie(user, factor, headers, tls).await?);
+                }
                 if enrolling {
                     cookies.push(session::clear_cookie(enrol_cookie(tls), tls));
                     if self.cfg.recovery_codes > 0 {
@@ -470,7 +522,7 @@ each works once if you lose your device. They are shown only now.</p>\
                     "failure"
                 };
                 super::event(factor, outcome, user, &ip_s);
-                if self.limiter.fail(user, &ip_s, Instant::now()) {
+                if self.limiter.fail(user, &ip_s).await {
                     super::event(factor, "lockout", user, &ip_s);
                 }
                 let msg = if matches!(e, MfaError::Replayed) {
@@ -483,6 +535,15 @@ each works once if you lose your device. They are shown only now.</p>\
             }
             Err(e) => Err(map_err(e)),
         }
+    }
+}
+
+/// The previous attempt's error as a paragraph on top of the page, unless a code form on the
+/// page already shows it.
+fn top_error(error: Option<&str>, shown: bool) -> String {
+    match error {
+        Some(e) if !shown => error_p(e),
+        _ => String::new(),
     }
 }
 

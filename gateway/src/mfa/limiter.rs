@@ -1,34 +1,87 @@
-//! Wrong-code limits: per user and per client IP, with lockout once a limit is reached. Kept in
-//! this process (shared across replicas is not implemented yet: see SECURITY.md).
+//! Wrong-code and code-sending limits: per user and per client IP, with lockout once a limit is
+//! reached. The arithmetic lives here once; the counters sit behind [`Counters`]: in this
+//! process ([`MemoryCounters`], one replica) or in Redis ([`RedisCounters`], when the session
+//! store is Redis) so that every replica sees the same counts and lockouts. Any counter error
+//! counts as locked and as "do not send" (fail closed, security-relevant).
 
+use crate::session::redis_store::RedisConn;
+use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use thiserror::Error;
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    locked_until: Option<Instant>,
-    last: Instant,
+/// The counter backend did not answer (Redis down, poisoned lock).
+#[derive(Debug, Error)]
+#[error("attempt counters unavailable: {0}")]
+pub struct CounterError(String);
+
+/// Expiring counters and locks, keyed by strings such as `user:alice` or `ip:10.0.0.1`.
+#[async_trait]
+pub trait Counters: Send + Sync {
+    /// Adds one to `key`'s count, which lives `window` from its first hit; returns the count.
+    async fn hit(&self, key: &str, window: Duration) -> Result<u64, CounterError>;
+    /// Locks `key` for `dur` unless it is locked already; true if this call locked it.
+    async fn lock(&self, key: &str, dur: Duration) -> Result<bool, CounterError>;
+    /// What is left of `key`'s lock.
+    async fn remaining(&self, key: &str) -> Result<Option<Duration>, CounterError>;
+    /// Forgets `key`'s count.
+    async fn reset(&self, key: &str) -> Result<(), CounterError>;
 }
 
-/// Counts failures per key (`user:…`, `ip:…`).
-#[derive(Debug)]
+/// At most this many codes are sent to one user per hour, whatever the channel.
+const SENDS_PER_HOUR: u64 = 10;
+/// The shortest wait between two codes on one channel (shorter if the code lifetime is).
+pub const RESEND_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Counts failures per user and per IP.
 pub struct Limiter {
     per_user: u32,
     per_ip: u32,
     lockout: Duration,
-    map: Mutex<HashMap<String, Entry>>,
+    counters: Arc<dyn Counters>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Limiter({}/{} per {:?})",
+            self.per_user, self.per_ip, self.lockout
+        )
+    }
+}
+
+fn closed<T>(r: Result<T, CounterError>, fallback: T) -> T {
+    r.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "mfa attempt counters unavailable: refusing (fail closed)");
+        fallback
+    })
 }
 
 impl Limiter {
-    /// Limits from the config.
+    /// Limits from the config, counted in this process.
     pub fn new(per_user: u32, per_ip: u32, lockout: Duration) -> Self {
+        Self::with_counters(
+            per_user,
+            per_ip,
+            lockout,
+            Arc::new(MemoryCounters::default()),
+        )
+    }
+
+    /// Limits from the config over the given counters.
+    pub fn with_counters(
+        per_user: u32,
+        per_ip: u32,
+        lockout: Duration,
+        counters: Arc<dyn Counters>,
+    ) -> Self {
         Self {
             per_user,
             per_ip,
             lockout,
-            map: Mutex::new(HashMap::new()),
+            counters,
         }
     }
 
@@ -36,59 +89,245 @@ impl Limiter {
         [format!("user:{user}"), format!("ip:{ip}")]
     }
 
-    /// Remaining lockout if the user or the IP is locked. A poisoned lock counts as locked
-    /// (fail closed).
-    pub fn locked(&self, user: &str, ip: &str, now: Instant) -> Option<Duration> {
-        let Ok(map) = self.map.lock() else {
-            return Some(self.lockout);
-        };
-        Self::keys(user, ip)
-            .iter()
-            .filter_map(|k| map.get(k).and_then(|e| e.locked_until))
-            .filter(|until| *until > now)
-            .map(|until| until - now)
-            .max()
+    /// Remaining lockout if the user or the IP is locked (counter errors: locked).
+    pub async fn locked(&self, user: &str, ip: &str) -> Option<Duration> {
+        let mut worst = None;
+        for k in Self::keys(user, ip) {
+            match self.counters.remaining(&format!("lock:{k}")).await {
+                Ok(r) => worst = worst.max(r),
+                Err(e) => return closed(Err(e), Some(self.lockout)),
+            }
+        }
+        worst
     }
 
     /// Records a wrong code; true when this failure locked the user or the IP.
-    pub fn fail(&self, user: &str, ip: &str, now: Instant) -> bool {
-        let Ok(mut map) = self.map.lock() else {
-            return true;
-        };
-        // Forget stale entries so the map cannot grow without bound.
-        if map.len() > 100_000 {
-            let lockout = self.lockout;
-            map.retain(|_, e| now.duration_since(e.last) < lockout);
-        }
+    pub async fn fail(&self, user: &str, ip: &str) -> bool {
         let mut locked = false;
         for (k, limit) in Self::keys(user, ip)
             .into_iter()
             .zip([self.per_user, self.per_ip])
         {
-            let e = map.entry(k).or_insert(Entry {
-                failures: 0,
-                locked_until: None,
-                last: now,
-            });
-            if e.locked_until.is_some_and(|u| u <= now) {
-                e.failures = 0;
-                e.locked_until = None;
+            let r: Result<bool, CounterError> = async {
+                let n = self
+                    .counters
+                    .hit(&format!("fail:{k}"), self.lockout)
+                    .await?;
+                if n < u64::from(limit) {
+                    return Ok(false);
+                }
+                let newly = self
+                    .counters
+                    .lock(&format!("lock:{k}"), self.lockout)
+                    .await?;
+                // The count starts again after the lockout.
+                self.counters.reset(&format!("fail:{k}")).await?;
+                Ok(newly)
             }
-            e.failures += 1;
-            e.last = now;
-            if e.failures >= limit && e.locked_until.is_none() {
-                e.locked_until = Some(now + self.lockout);
-                locked = true;
-            }
+            .await;
+            locked |= closed(r, true);
         }
         locked
     }
 
     /// A correct code: the user's count starts again (the IP's does not).
-    pub fn success(&self, user: &str) {
-        if let Ok(mut map) = self.map.lock() {
-            map.remove(&format!("user:{user}"));
+    pub async fn success(&self, user: &str) {
+        let r = self.counters.reset(&format!("fail:user:{user}")).await;
+        closed(r, ());
+    }
+
+    /// Whether a code may be sent to `user` on `channel` now: one per `interval` per channel
+    /// and [`SENDS_PER_HOUR`] in all. Counts the send when allowed.
+    pub async fn may_send(&self, user: &str, channel: &str, interval: Duration) -> bool {
+        let r: Result<bool, CounterError> = async {
+            if self
+                .counters
+                .hit(&format!("send:{channel}:{user}"), interval)
+                .await?
+                > 1
+            {
+                return Ok(false);
+            }
+            Ok(self
+                .counters
+                .hit(&format!("sends:{user}"), Duration::from_secs(3600))
+                .await?
+                <= SENDS_PER_HOUR)
         }
+        .await;
+        closed(r, false)
+    }
+}
+
+/// One expiring count.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    count: u64,
+    until: Instant,
+}
+
+/// Counters in this process's memory (one replica).
+#[derive(Debug, Default)]
+pub struct MemoryCounters {
+    map: Mutex<HashMap<String, Entry>>,
+    /// Added to the clock (tests move time forward).
+    skew: Mutex<Duration>,
+}
+
+impl MemoryCounters {
+    fn now(&self) -> Instant {
+        Instant::now() + self.skew.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, Entry>, Instant) -> T,
+    ) -> Result<T, CounterError> {
+        let now = self.now();
+        let mut map = self
+            .map
+            .lock()
+            .map_err(|_| CounterError("memory counters lock poisoned".into()))?;
+        // Forget expired entries so the map cannot grow without bound.
+        if map.len() > 100_000 {
+            map.retain(|_, e| e.until > now);
+        }
+        Ok(f(&mut map, now))
+    }
+
+    /// Moves this counter's clock forward (tests).
+    #[cfg(test)]
+    pub fn advance(&self, d: Duration) {
+        if let Ok(mut s) = self.skew.lock() {
+            *s += d;
+        }
+    }
+}
+
+fn live(map: &HashMap<String, Entry>, key: &str, now: Instant) -> Option<Entry> {
+    map.get(key).copied().filter(|e| e.until > now)
+}
+
+#[async_trait]
+impl Counters for MemoryCounters {
+    async fn hit(&self, key: &str, window: Duration) -> Result<u64, CounterError> {
+        self.with(|map, now| {
+            let e = match live(map, key, now) {
+                Some(e) => Entry {
+                    count: e.count + 1,
+                    until: e.until,
+                },
+                None => Entry {
+                    count: 1,
+                    until: now + window,
+                },
+            };
+            map.insert(key.to_string(), e);
+            e.count
+        })
+    }
+
+    async fn lock(&self, key: &str, dur: Duration) -> Result<bool, CounterError> {
+        self.with(|map, now| {
+            if live(map, key, now).is_some() {
+                return false;
+            }
+            map.insert(
+                key.to_string(),
+                Entry {
+                    count: 1,
+                    until: now + dur,
+                },
+            );
+            true
+        })
+    }
+
+    async fn remaining(&self, key: &str) -> Result<Option<Duration>, CounterError> {
+        self.with(|map, now| live(map, key, now).map(|e| e.until - now))
+    }
+
+    async fn reset(&self, key: &str) -> Result<(), CounterError> {
+        self.with(|map, _| {
+            map.remove(key);
+        })
+    }
+}
+
+/// Counters in Redis, shared by every replica: `pc:mfa:{key}` with a TTL. `hit` is one Lua
+/// script (INCR, and PEXPIRE on the first hit), so a count never lives without its expiry.
+#[derive(Debug)]
+pub struct RedisCounters {
+    conn: RedisConn,
+    hit: redis::Script,
+}
+
+impl RedisCounters {
+    /// Over the session store's Redis URL; connects on first use.
+    pub fn new(url: &str) -> Result<Self, CounterError> {
+        Ok(Self {
+            conn: RedisConn::new(url).map_err(|e| CounterError(e.to_string()))?,
+            hit: redis::Script::new(
+                "local n = redis.call('INCR', KEYS[1]) \
+                 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end \
+                 return n",
+            ),
+        })
+    }
+}
+
+fn rkey(key: &str) -> String {
+    format!("pc:mfa:{key}")
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[async_trait]
+impl Counters for RedisCounters {
+    async fn hit(&self, key: &str, window: Duration) -> Result<u64, CounterError> {
+        let mut inv = self.hit.prepare_invoke();
+        inv.key(rkey(key)).arg(millis(window));
+        self.conn.invoke(&inv).await.map_err(CounterError)
+    }
+
+    async fn lock(&self, key: &str, dur: Duration) -> Result<bool, CounterError> {
+        let set: Option<String> = self
+            .conn
+            .run(
+                redis::cmd("SET")
+                    .arg(rkey(key))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(millis(dur))
+                    .arg("NX"),
+            )
+            .await
+            .map_err(CounterError)?;
+        Ok(set.is_some())
+    }
+
+    async fn remaining(&self, key: &str) -> Result<Option<Duration>, CounterError> {
+        let ms: i64 = self
+            .conn
+            .run(redis::cmd("PTTL").arg(rkey(key)))
+            .await
+            .map_err(CounterError)?;
+        Ok(match ms {
+            -2 => None,
+            // A lock without expiry should not exist; treat it as locked (fail closed).
+            -1 => Some(Duration::MAX),
+            ms => Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        })
+    }
+
+    async fn reset(&self, key: &str) -> Result<(), CounterError> {
+        self.conn
+            .run::<i64>(redis::cmd("DEL").arg(rkey(key)))
+            .await
+            .map(|_| ())
+            .map_err(CounterError)
     }
 }
 
@@ -96,31 +335,167 @@ impl Limiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn locks_user_then_ip_and_expires() {
-        let l = Limiter::new(3, 5, Duration::from_secs(60));
-        let t = Instant::now();
-        assert!(!l.fail("ann", "1.1.1.1", t));
-        assert!(!l.fail("ann", "1.1.1.1", t));
-        assert_eq!(l.locked("ann", "1.1.1.1", t), None);
-        assert!(l.fail("ann", "1.1.1.1", t), "third failure locks the user");
+    /// Counters that always fail (Redis down).
+    struct Broken;
+
+    #[async_trait]
+    impl Counters for Broken {
+        async fn hit(&self, _: &str, _: Duration) -> Result<u64, CounterError> {
+            Err(CounterError("down".into()))
+        }
+        async fn lock(&self, _: &str, _: Duration) -> Result<bool, CounterError> {
+            Err(CounterError("down".into()))
+        }
+        async fn remaining(&self, _: &str) -> Result<Option<Duration>, CounterError> {
+            Err(CounterError("down".into()))
+        }
+        async fn reset(&self, _: &str) -> Result<(), CounterError> {
+            Err(CounterError("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn locks_user_then_ip_and_expires() {
+        let c = Arc::new(MemoryCounters::default());
+        let l = Limiter::with_counters(3, 5, Duration::from_secs(60), c.clone());
+        assert!(!l.fail("ann", "1.1.1.1").await);
+        assert!(!l.fail("ann", "1.1.1.1").await);
+        assert_eq!(l.locked("ann", "1.1.1.1").await, None);
         assert!(
-            l.locked("ann", "9.9.9.9", t).is_some(),
+            l.fail("ann", "1.1.1.1").await,
+            "third failure locks the user"
+        );
+        assert!(
+            l.locked("ann", "9.9.9.9").await.is_some(),
             "user locked from any IP"
         );
-        assert_eq!(l.locked("bob", "1.1.1.1", t), None, "IP not yet locked");
-        assert!(!l.fail("bob", "1.1.1.1", t));
+        assert_eq!(l.locked("bob", "1.1.1.1").await, None, "IP not yet locked");
+        assert!(!l.fail("bob", "1.1.1.1").await);
         assert!(
-            l.fail("cat", "1.1.1.1", t),
+            l.fail("cat", "1.1.1.1").await,
             "fifth failure from the IP locks it"
         );
-        assert!(l.locked("dan", "1.1.1.1", t).is_some());
-        let later = t + Duration::from_secs(61);
-        assert_eq!(l.locked("ann", "1.1.1.1", later), None, "lockout expires");
-        l.success("bob");
-        assert!(
-            !l.fail("bob", "2.2.2.2", later),
-            "success reset bob's count"
+        assert!(l.locked("dan", "1.1.1.1").await.is_some());
+        c.advance(Duration::from_secs(61));
+        assert_eq!(l.locked("ann", "1.1.1.1").await, None, "lockout expires");
+        l.success("bob").await;
+        assert!(!l.fail("bob", "2.2.2.2").await, "success reset bob's count");
+    }
+
+    #[tokio::test]
+    async fn failures_are_counted_within_the_lockout_window() {
+        let c = Arc::new(MemoryCounters::default());
+        let l = Limiter::with_counters(2, 100, Duration::from_secs(60), c.clone());
+        assert!(!l.fail("ann", "1.1.1.1").await);
+        c.advance(Duration::from_secs(61));
+        assert!(!l.fail("ann", "1.1.1.1").await, "old failure forgotten");
+        assert!(l.fail("ann", "1.1.1.1").await);
+    }
+
+    #[tokio::test]
+    async fn sends_are_spaced_and_capped() {
+        let c = Arc::new(MemoryCounters::default());
+        let l = Limiter::with_counters(3, 5, Duration::from_secs(60), c.clone());
+        let gap = Duration::from_secs(30);
+        assert!(l.may_send("ann", "email", gap).await);
+        assert!(!l.may_send("ann", "email", gap).await, "resend too soon");
+        assert!(l.may_send("ann", "sms", gap).await, "per channel");
+        assert!(l.may_send("bob", "email", gap).await, "per user");
+        for _ in 0..8 {
+            c.advance(gap);
+            assert!(l.may_send("ann", "email", gap).await);
+        }
+        c.advance(gap);
+        assert!(!l.may_send("ann", "email", gap).await, "hourly cap");
+        c.advance(Duration::from_secs(3600));
+        assert!(l.may_send("ann", "email", gap).await);
+    }
+
+    /// A private `redis-server` (killed on drop), or `None` when it is not installed.
+    struct RedisServer(std::process::Child, u16);
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn redis_server() -> Option<RedisServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = RedisServer(child, port);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn redis_counters_expire_lock_once_and_are_shared() {
+        let Some(server) = redis_server() else {
+            assert!(std::env::var("CI").is_err(), "CI needs redis-server");
+            eprintln!("redis-server not installed: skipping");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}/0", server.1);
+        let c = RedisCounters::new(&url).unwrap();
+        let w = Duration::from_millis(400);
+        assert_eq!(c.hit("k", w).await.unwrap(), 1);
+        assert_eq!(c.hit("k", w).await.unwrap(), 2);
+        assert!(c.lock("l", w).await.unwrap());
+        assert!(!c.lock("l", w).await.unwrap(), "locked once");
+        let left = c.remaining("l").await.unwrap().unwrap();
+        assert!(left <= w && left > Duration::from_millis(100), "{left:?}");
+        assert_eq!(c.remaining("none").await.unwrap(), None);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            c.hit("k", w).await.unwrap(),
+            1,
+            "the count expired with its window"
         );
+        assert_eq!(c.remaining("l").await.unwrap(), None, "the lock expired");
+        c.reset("k").await.unwrap();
+        assert_eq!(c.hit("k", w).await.unwrap(), 1);
+
+        // Two limiters (two replicas) over the same Redis share the lockout.
+        let lockout = Duration::from_secs(60);
+        let one =
+            Limiter::with_counters(2, 50, lockout, Arc::new(RedisCounters::new(&url).unwrap()));
+        let two =
+            Limiter::with_counters(2, 50, lockout, Arc::new(RedisCounters::new(&url).unwrap()));
+        assert!(!one.fail("ann", "1.1.1.1").await);
+        assert!(
+            two.fail("ann", "2.2.2.2").await,
+            "second failure, other replica"
+        );
+        assert!(one.locked("ann", "3.3.3.3").await.is_some());
+        two.success("bob").await;
+        assert_eq!(two.locked("bob", "3.3.3.3").await, None);
+        drop(server);
+        assert!(
+            one.locked("bob", "3.3.3.3").await.is_some(),
+            "Redis gone: locked"
+        );
+    }
+
+    #[tokio::test]
+    async fn counter_errors_fail_closed() {
+        let l = Limiter::with_counters(3, 5, Duration::from_secs(60), Arc::new(Broken));
+        assert!(l.locked("ann", "1.1.1.1").await.is_some());
+        assert!(l.fail("ann", "1.1.1.1").await);
+        assert!(!l.may_send("ann", "email", RESEND_INTERVAL).await);
     }
 }

@@ -3,11 +3,16 @@
 //! every TOTP step is accepted at most once (across replicas when the store is PostgreSQL).
 
 pub mod config;
+pub mod email;
 pub mod flow;
 pub mod limiter;
+pub mod otp;
+pub mod otp_store;
 pub mod pages;
 pub mod recovery;
+pub mod remember;
 pub mod seal;
+pub mod sms;
 pub mod store;
 pub mod totp;
 pub mod webauthn;

@@ -90,16 +90,27 @@ input{{font-size:1.2rem;padding:.4rem;width:10rem}}code{{word-break:break-all}}\
     )
 }
 
-/// The code form posted to `action`.
-pub fn code_form(action: &str, csrf: &str, ret: &str, label: &str, error: Option<&str>) -> String {
-    let err = error
-        .map(|e| format!("<p class=\"err\" role=\"alert\" id=\"err\">{}</p>", esc(e)))
-        .unwrap_or_default();
+/// An error paragraph (escaped), announced to screen readers.
+pub fn error_p(e: &str) -> String {
+    format!("<p class=\"err\" role=\"alert\" id=\"err\">{}</p>", esc(e))
+}
+
+/// The code form posted to `action`, with `extra` (escaped HTML, e.g. the remember-device box)
+/// before the button.
+pub fn code_form_with(
+    action: &str,
+    csrf: &str,
+    ret: &str,
+    label: &str,
+    error: Option<&str>,
+    extra: &str,
+) -> String {
+    let err = error.map(error_p).unwrap_or_default();
     format!(
         "{err}<form method=\"post\" action=\"{a}\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{c}\"><input type=\"hidden\" name=\"return\" value=\"{r}\">\
 <p><label for=\"code\">{l}</label><br><input id=\"code\" name=\"code\" inputmode=\"numeric\" \
-autocomplete=\"one-time-code\" pattern=\"[0-9]*\" required autofocus></p>\
+autocomplete=\"one-time-code\" pattern=\"[0-9]*\" required autofocus></p>{extra}\
 <p><button type=\"submit\">Verify</button></p></form>",
         a = esc(action),
         c = esc(csrf),

@@ -39,9 +39,10 @@ pub struct FactorRow {
     pub last_step: Option<i64>,
 }
 
-/// Storage of enrolments.
+/// Storage of enrolments (and, through [`super::otp_store::OtpStore`], of used one-time
+/// codes and remembered devices in the same database).
 #[async_trait]
-pub trait MfaStore: Send + Sync {
+pub trait MfaStore: Send + Sync + super::otp_store::OtpStore {
     /// Adds a factor.
     async fn add(&self, f: &FactorRow) -> Result<(), StoreError>;
     /// The user's factors, oldest first.
@@ -106,6 +107,7 @@ impl SqliteStore {
         sqlx::query("CREATE INDEX IF NOT EXISTS mfa_factors_user ON mfa_factors (user_id)")
             .execute(&pool)
             .await?;
+        super::otp_store::create_sqlite(&pool).await?;
         Ok(Self { pool })
     }
 
@@ -197,6 +199,7 @@ impl PgStore {
         sqlx::query("CREATE INDEX IF NOT EXISTS mfa_factors_user ON mfa_factors (user_id)")
             .execute(&pool)
             .await?;
+        super::otp_store::create_pg(&pool).await?;
         Ok(Self { pool })
     }
 

@@ -347,24 +347,10 @@ async fn sqlite_store_suite() {
 
 #[tokio::test]
 async fn postgres_store_suite() {
-    let Ok(url) = std::env::var("PORTCULLIS_TEST_POSTGRES") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the PostgreSQL suite: tests/run sets PORTCULLIS_TEST_POSTGRES"
-        );
-        eprintln!("PORTCULLIS_TEST_POSTGRES not set: skipping the PostgreSQL MFA store suite");
+    let Some(url) = crate::store::test_postgres_database("mfa").await else {
         return;
     };
-    use sqlx::Connection;
-    let name = format!("mfa_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let mut u = url::Url::parse(&url).unwrap();
-    u.set_path(&format!("/{name}"));
-    let s = PgStore::open(u.as_str()).await.unwrap();
+    let s = PgStore::open(&url).await.unwrap();
     let pool = s.pool().clone();
     suite(
         Arc::new(s),

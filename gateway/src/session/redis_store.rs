@@ -12,16 +12,77 @@ use tokio::sync::OnceCell;
 /// Every command gives up after this long: a slow store must not hold requests forever.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A Redis-backed store.
-pub struct RedisStore {
+/// One lazily opened, shared Redis connection with a timeout on every command. Used by the
+/// session store and by everything else that shares state through the same Redis (MFA attempt
+/// counters), so every replica-shared piece uses the operator's one `session.store` URL.
+pub struct RedisConn {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
 }
 
-impl std::fmt::Debug for RedisStore {
+impl std::fmt::Debug for RedisConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RedisStore")
+        f.write_str("RedisConn")
     }
+}
+
+impl RedisConn {
+    /// A connection to `url` (`redis://host:port/db`), opened on first use.
+    pub fn new(url: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            conn: OnceCell::new(),
+        })
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, String> {
+        let c = self
+            .conn
+            .get_or_try_init(|| async {
+                tokio::time::timeout(TIMEOUT, self.client.get_connection_manager())
+                    .await
+                    .map_err(|_| "connect timed out".to_string())?
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+        Ok(c.clone())
+    }
+
+    async fn bounded<T>(
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
+        tokio::time::timeout(TIMEOUT, fut)
+            .await
+            .map_err(|_| "command timed out".to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs one command.
+    pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
+        let mut c = self.conn().await?;
+        Self::bounded(cmd.query_async::<T>(&mut c)).await
+    }
+
+    /// Runs a pipeline (atomic if the pipeline says so).
+    pub async fn pipe(&self, p: &redis::Pipeline) -> Result<(), String> {
+        let mut c = self.conn().await?;
+        Self::bounded(p.query_async::<()>(&mut c)).await
+    }
+
+    /// Runs a Lua script (atomic on the server).
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        s: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
+        let mut c = self.conn().await?;
+        Self::bounded(s.invoke_async::<T>(&mut c)).await
+    }
+}
+
+/// A Redis-backed store.
+#[derive(Debug)]
+pub struct RedisStore {
+    conn: RedisConn,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -32,38 +93,16 @@ impl RedisStore {
     /// A store for `url` (`redis://host:port/db`); connects on first use.
     pub fn new(url: &str) -> Result<Self, StoreError> {
         Ok(Self {
-            client: redis::Client::open(url).map_err(unavailable)?,
-            conn: OnceCell::new(),
+            conn: RedisConn::new(url).map_err(unavailable)?,
         })
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let c = self
-            .conn
-            .get_or_try_init(|| async {
-                tokio::time::timeout(TIMEOUT, self.client.get_connection_manager())
-                    .await
-                    .map_err(|_| unavailable("connect timed out"))?
-                    .map_err(unavailable)
-            })
-            .await?;
-        Ok(c.clone())
-    }
-
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut c = self.conn().await?;
-        tokio::time::timeout(TIMEOUT, cmd.query_async::<T>(&mut c))
-            .await
-            .map_err(|_| unavailable("command timed out"))?
-            .map_err(unavailable)
+        self.conn.run(cmd).await.map_err(unavailable)
     }
 
     async fn pipe(&self, p: &redis::Pipeline) -> Result<(), StoreError> {
-        let mut c = self.conn().await?;
-        tokio::time::timeout(TIMEOUT, p.query_async::<()>(&mut c))
-            .await
-            .map_err(|_| unavailable("command timed out"))?
-            .map_err(unavailable)
+        self.conn.pipe(p).await.map_err(unavailable)
     }
 }
 

@@ -13,7 +13,6 @@ use crate::session;
 use crate::sso::{AuthError, Authenticated, Sso};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::time::Instant;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 const REGISTER_BEGIN: &str = "/.portcullis/mfa/webauthn/register/begin";
@@ -118,15 +117,15 @@ impl Service {
                 body: WEBAUTHN_JS.as_bytes().to_vec(),
             }),
             (REGISTER_BEGIN | AUTHENTICATE_BEGIN, "POST") => {
-                let b: Begin = self.admit(a, req)?;
+                let b: Begin = self.admit(a, req).await?;
                 self.begin(sso, a, req, b.label.as_deref()).await
             }
             (REGISTER_FINISH, "POST") => {
-                let f = self.admit(a, req)?;
+                let f = self.admit(a, req).await?;
                 self.finish_registration(sso, a, req, &f).await
             }
             (AUTHENTICATE_FINISH, "POST") => {
-                let f = self.admit(a, req)?;
+                let f = self.admit(a, req).await?;
                 self.finish_authentication(sso, a, req, &f).await
             }
             _ => Err(GatewayError::NoRoute),
@@ -135,7 +134,7 @@ impl Service {
 
     /// Parses a ceremony body and lets it through only with the CSRF token and while the
     /// user and address are not locked out.
-    fn admit<T: DeserializeOwned>(
+    async fn admit<T: DeserializeOwned>(
         &self,
         a: &Authenticated,
         req: &Request<'_>,
@@ -143,7 +142,7 @@ impl Service {
         let signed: Signed<T> = json_body(req)?;
         check_csrf(a, &signed.csrf)?;
         let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
-        if self.limiter.locked(user, &ip, Instant::now()).is_some() {
+        if self.limiter.locked(user, &ip).await.is_some() {
             crate::mfa::event(KIND, "locked_out", user, &ip);
             return Err(GatewayError::MfaLocked);
         }
@@ -223,7 +222,7 @@ impl Service {
     }
 
     /// Opens this session's ceremony; a missing, expired or foreign one is a refusal.
-    fn ceremony(
+    async fn ceremony(
         &self,
         sso: &Sso,
         a: &Authenticated,
@@ -231,40 +230,39 @@ impl Service {
     ) -> Result<Ceremony, GatewayError> {
         let name = ceremony_cookie(req.tls);
         let values = session::cookie_values(req.headers, name);
-        Ceremony::open(
+        let user = &a.record.identity.user;
+        match Ceremony::open(
             &sso.codec,
             &values,
-            &a.record.identity.user,
+            user,
             &a.sid,
             chrono::Utc::now().timestamp(),
-        )
-        .map_err(|e| {
-            let user = &a.record.identity.user;
-            tracing::warn!(target: "audit", user = %user, error = %e, "webauthn ceremony refused");
-            self.refuse(
-                a,
-                req,
-                if e == CeremonyError::Unbound {
+        ) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                tracing::warn!(target: "audit", user = %user, error = %e, "webauthn ceremony refused");
+                let outcome = if e == CeremonyError::Unbound {
                     "replay"
                 } else {
                     "failure"
-                },
-            )
-        })
+                };
+                Err(self.refuse(a, req, outcome).await)
+            }
+        }
     }
 
     /// Counts and audits a refused ceremony; failures count towards the lockout.
-    fn refuse(&self, a: &Authenticated, req: &Request<'_>, outcome: &str) -> GatewayError {
+    async fn refuse(&self, a: &Authenticated, req: &Request<'_>, outcome: &str) -> GatewayError {
         let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
         crate::mfa::event(KIND, outcome, user, &ip);
-        if self.limiter.fail(user, &ip, Instant::now()) {
+        if self.limiter.fail(user, &ip).await {
             crate::mfa::event(KIND, "lockout", user, &ip);
         }
         GatewayError::MfaRefused
     }
 
     /// Maps a verification error: refusals are counted, store trouble fails closed.
-    fn refusal(&self, a: &Authenticated, req: &Request<'_>, e: MfaError) -> GatewayError {
+    async fn refusal(&self, a: &Authenticated, req: &Request<'_>, e: MfaError) -> GatewayError {
         let outcome = match &e {
             MfaError::CounterRegressed => "clone",
             MfaError::Replayed => "replay",
@@ -272,7 +270,21 @@ impl Service {
             _ => return map_err(e),
         };
         tracing::warn!(target: "audit", user = %a.record.identity.user, error = %e, outcome, "webauthn refused");
-        self.refuse(a, req, outcome)
+        self.refuse(a, req, outcome).await
+    }
+
+    /// Passes a verification result through; an error is counted and mapped by
+    /// [`Self::refusal`] (the limiter is async, so this cannot be a `map_err` closure).
+    async fn checked<T>(
+        &self,
+        a: &Authenticated,
+        req: &Request<'_>,
+        r: Result<T, MfaError>,
+    ) -> Result<T, GatewayError> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.refusal(a, req, e).await),
+        }
     }
 
     async fn finish_registration(
@@ -283,18 +295,17 @@ impl Service {
         f: &Finish<RegisterPublicKeyCredential>,
     ) -> Result<Reply, GatewayError> {
         let rp = self.rp.as_ref().ok_or(GatewayError::NoRoute)?;
-        let Step::Register { label, state } = self.ceremony(sso, a, req)?.step else {
-            return Err(self.refuse(a, req, "failure"));
+        let Step::Register { label, state } = self.ceremony(sso, a, req).await?.step else {
+            return Err(self.refuse(a, req, "failure").await);
         };
         let user = &a.record.identity.user;
         let mfa = self.mfa().await?;
         let first_time = first_time(&mfa.factors(user).await.map_err(map_err)?);
-        let key = rp
-            .finish_registration(&f.credential, &state)
-            .map_err(|e| self.refusal(a, req, e))?;
-        mfa.enrol_webauthn(user, &label, &key, now_unix())
-            .await
-            .map_err(|e| self.refusal(a, req, e))?;
+        let key = self
+            .checked(a, req, rp.finish_registration(&f.credential, &state))
+            .await?;
+        let enrolled = mfa.enrol_webauthn(user, &label, &key, now_unix()).await;
+        self.checked(a, req, enrolled).await?;
         self.verified(sso, a, req, f.ret.as_deref(), "enrolled", first_time)
             .await
     }
@@ -307,17 +318,18 @@ impl Service {
         f: &Finish<PublicKeyCredential>,
     ) -> Result<Reply, GatewayError> {
         let rp = self.rp.as_ref().ok_or(GatewayError::NoRoute)?;
-        let Step::Authenticate(state) = self.ceremony(sso, a, req)?.step else {
-            return Err(self.refuse(a, req, "failure"));
+        let Step::Authenticate(state) = self.ceremony(sso, a, req).await?.step else {
+            return Err(self.refuse(a, req, "failure").await);
         };
-        let res = rp
-            .finish_authentication(&f.credential, &state)
-            .map_err(|e| self.refusal(a, req, e))?;
-        self.mfa()
+        let res = self
+            .checked(a, req, rp.finish_authentication(&f.credential, &state))
+            .await?;
+        let used = self
+            .mfa()
             .await?
             .use_webauthn(&a.record.identity.user, &res)
-            .await
-            .map_err(|e| self.refusal(a, req, e))?;
+            .await;
+        self.checked(a, req, used).await?;
         self.verified(sso, a, req, f.ret.as_deref(), "success", false)
             .await
     }
@@ -334,7 +346,7 @@ impl Service {
         first_time: bool,
     ) -> Result<Reply, GatewayError> {
         let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
-        self.limiter.success(user);
+        self.limiter.success(user).await;
         crate::mfa::event(KIND, outcome, user, &ip);
         let cookie = sso.elevate(&a.sid, &a.record, KIND, req.tls).await?;
         let mut codes = Vec::new();
