@@ -306,16 +306,17 @@ impl Sso {
         &self,
         sid: &str,
         rec: &SessionRecord,
-        method: &str,
+        methods: &[&str],
         tls: bool,
     ) -> Result<String, AuthError> {
         let mut rec = rec.clone();
-        rec.identity
-            .auth_methods
-            .push(portcullis_policy::input::AuthEvent {
-                method: method.to_string(),
-                at: chrono::Utc::now(),
-            });
+        let at = chrono::Utc::now();
+        rec.identity.auth_methods.extend(methods.iter().map(|m| {
+            portcullis_policy::input::AuthEvent {
+                method: (*m).to_string(),
+                at,
+            }
+        }));
         let new_sid = self.new_id()?;
         self.store.save(&new_sid, &rec, self.ttl(&rec)).await?;
         self.store.remove(sid).await?;
@@ -612,7 +613,8 @@ enum Refreshed {
 }
 
 /// Factors the gateway itself verifies and records in the session ([`Sso::elevate`]).
-pub const GATEWAY_FACTORS: &[&str] = &["totp", "webauthn", "email", "sms", "recovery"];
+pub const GATEWAY_FACTORS: &[&str] =
+    &["totp", "webauthn", "email", "sms", "recovery", "remembered"];
 
 fn apply(rec: &mut SessionRecord, res: LoginResult) {
     // A refresh replaces the identity, but second factors done at the gateway stay recorded

@@ -121,12 +121,21 @@ const ADD_FACTOR_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
 /// Whether the session passed a second factor within [`ADD_FACTOR_WINDOW`] (security-relevant:
 /// a stolen password alone must not be enough to add an attacker's key). Only the enrolled
 /// factors count: an email or SMS code proves a mailbox or phone, not possession of a key.
+/// A factor re-asserted by a remembered device cookie does not count: whoever holds that
+/// cookie must not be able to add a key of their own.
 fn recently_verified(rec: &session::SessionRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
-    rec.identity.auth_methods.iter().any(|m| {
+    let events = &rec.identity.auth_methods;
+    events.iter().any(|m| {
         matches!(m.method.as_str(), "totp" | "webauthn" | "recovery")
             && now - m.at <= ADD_FACTOR_WINDOW
+            && !events
+                .iter()
+                .any(|r| r.method == REMEMBERED && r.at == m.at)
     })
 }
+
+/// Recorded next to (same time as) a factor a remembered device re-asserted.
+pub(super) const REMEMBERED: &str = "remembered";
 
 /// A user with no second factor yet (recovery codes alone do not count): the only case where
 /// one may be enrolled without passing another first.
@@ -481,7 +490,7 @@ impl Service {
                     user,
                     &ip_s,
                 );
-                let cookie = sso.elevate(&a.sid, &a.record, factor, tls).await?;
+                let cookie = sso.elevate(&a.sid, &a.record, &[factor], tls).await?;
                 let mut cookies = vec![cookie];
                 if remember {
                     cookies.extend(self.device_cookie(user, factor, headers, tls).await?);
@@ -569,5 +578,48 @@ fn map_err(e: MfaError) -> GatewayError {
         | MfaError::Replayed
         | MfaError::Webauthn(_)
         | MfaError::CounterRegressed => GatewayError::MfaRefused,
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use portcullis_policy::input::AuthEvent;
+
+    fn rec(events: &[(&str, i64)], now: chrono::DateTime<chrono::Utc>) -> session::SessionRecord {
+        let mut r = crate::session::store::tests::record("corp", "alice", None);
+        r.identity.auth_methods = events
+            .iter()
+            .map(|(m, ago)| AuthEvent {
+                method: (*m).to_string(),
+                at: now - chrono::Duration::seconds(*ago),
+            })
+            .collect();
+        r
+    }
+
+    #[test]
+    fn only_a_fresh_own_factor_opens_the_add_a_key_window() {
+        let now = chrono::Utc::now();
+        assert!(recently_verified(&rec(&[("totp", 10)], now), now));
+        assert!(
+            !recently_verified(&rec(&[("totp", 600)], now), now),
+            "too old"
+        );
+        assert!(
+            !recently_verified(&rec(&[("email", 10)], now), now),
+            "a mailbox is not a key"
+        );
+        assert!(
+            !recently_verified(&rec(&[("totp", 10), (REMEMBERED, 10)], now), now),
+            "a remembered device cookie re-asserted it"
+        );
+        assert!(
+            recently_verified(
+                &rec(&[("totp", 400), (REMEMBERED, 400), ("webauthn", 5)], now),
+                now
+            ),
+            "a real verification after a remembered one counts"
+        );
     }
 }

@@ -122,7 +122,7 @@ impl SessionStore for MemoryStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use portcullis_policy::input::Identity;
 

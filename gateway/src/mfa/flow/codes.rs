@@ -190,7 +190,9 @@ impl Service {
                 .map_err(map_err)?
             {
                 super::super::event(&method, "remembered", user, &ip.to_string());
-                let cookie = sso.elevate(&a.sid, &a.record, &method, tls).await?;
+                let cookie = sso
+                    .elevate(&a.sid, &a.record, &[&method, super::REMEMBERED], tls)
+                    .await?;
                 return Ok(Some(Reply::redirect(crate::sso::Redirect {
                     location: sso.return_to(Some(ret), origin),
                     cookies: vec![cookie],
@@ -471,7 +473,7 @@ impl Service {
         self.limiter.success(user).await;
         cx.event(ch, "success");
         let mut cookies = vec![
-            sso.elevate(&a.sid, &a.record, ch.name, tls).await?,
+            sso.elevate(&a.sid, &a.record, &[ch.name], tls).await?,
             session::clear_cookie(pending_cookie(tls), tls),
         ];
         if remember {

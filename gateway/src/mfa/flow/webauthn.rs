@@ -348,7 +348,7 @@ impl Service {
         let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
         self.limiter.success(user).await;
         crate::mfa::event(KIND, outcome, user, &ip);
-        let cookie = sso.elevate(&a.sid, &a.record, KIND, req.tls).await?;
+        let cookie = sso.elevate(&a.sid, &a.record, &[KIND], req.tls).await?;
         let mut codes = Vec::new();
         if first_time && self.cfg.recovery_codes > 0 {
             codes = self
