@@ -96,13 +96,32 @@ try {
   await Promise.all([page.waitForURL(later, { timeout: 15000 }), page.click('#webauthn-authenticate-button')]);
   facts.later = { url: page.url(), body: await body(), cookie: await sessionCookie() };
 
+  // 3b. Freshly verified, the page lists both keys with "Remove": remove the passkey; the
+  // last remaining key cannot be removed.
+  await page.goto(`${base}/.portcullis/mfa`);
+  facts.manage_before = await page.locator('#factors li').count();
+  const ids = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll('#factors li')]
+    .map((li) => [li.firstChild.textContent.trim().split(' (')[0], li.querySelector('input[name=factor]').value])));
+  await Promise.all([page.waitForLoadState(), page.locator('#factors li', { hasText: 'Laptop passkey' }).locator('button').click()]);
+  facts.manage_after_keys = await page.locator('#webauthn-keys li').allTextContents();
+  facts.manage_after_list = await page.locator('#factors').count();
+  facts.remove_last = await page.evaluate(async (id) => {
+    const csrf = document.querySelector('#webauthn-authenticate').elements.csrf.value;
+    const r = await fetch('/.portcullis/mfa/factors/remove', {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf, factor: id }),
+    });
+    return r.status;
+  }, ids['Backup key']);
+  facts.removed_passkey_id = ids['Laptop passkey'];
+
   // 4. Forged assertions in a new session, from the page's own origin (CSRF token and cookies
   // are genuine: only the WebAuthn data is wrong).
   await context.clearCookies();
   const forged = `${base}/admin/forged`;
   await visit(forged, 'alice');
   facts.forged_page = page.url();
-  facts.forged = await page.evaluate(async (other) => {
+  facts.forged = await page.evaluate(async ({ other, removable }) => {
     const W = window.portcullisWebauthn;
     const form = document.querySelector('#webauthn-authenticate');
     const csrf = form.elements.csrf.value;
@@ -150,8 +169,14 @@ try {
       body: JSON.stringify({ csrf, label: 'attacker key' }),
     });
     out.register_unverified = { status: reg.status };
+    // f) removing a key in a session that has not passed a second factor.
+    const rm = await fetch('/.portcullis/mfa/factors/remove', {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf, factor: removable }),
+    });
+    out.remove_unverified = { status: rm.status };
     return out;
-  }, randomBytes(32).toString('base64url'));
+  }, { other: randomBytes(32).toString('base64url'), removable: ids['Backup key'] });
   await visit(forged, 'alice');
   facts.forged_after = page.url();
 

@@ -123,6 +123,15 @@ async fn chromium_webauthn_enrol_step_up_forgery_clone_and_totp() {
         "a new session id"
     );
 
+    // 3b. Managing keys right after a verification: the passkey is removed; the last key stays.
+    assert_eq!(f["manage_before"], 2, "{f:#}");
+    assert_eq!(f["manage_after_keys"], serde_json::json!(["Backup key"]));
+    assert_eq!(
+        f["manage_after_list"], 0,
+        "one factor left: nothing to choose from"
+    );
+    assert_eq!(f["remove_last"], 409, "the last factor cannot be removed");
+
     // 4. Forged assertions are refused and record nothing: the route still asks for the key.
     for case in ["tampered_client_data", "stale_challenge", "bad_signature"] {
         assert_eq!(f["forged"][case]["status"], 401, "{case}: {f:#}");
@@ -132,6 +141,10 @@ async fn chromium_webauthn_enrol_step_up_forgery_clone_and_totp() {
     assert_eq!(
         f["forged"]["register_unverified"]["status"], 403,
         "no new key without a recent second factor"
+    );
+    assert_eq!(
+        f["forged"]["remove_unverified"]["status"], 403,
+        "no removal without a recent second factor"
     );
     assert!(
         f["forged_after"].as_str().unwrap().starts_with(&mfa_page),
@@ -165,10 +178,10 @@ async fn chromium_webauthn_enrol_step_up_forgery_clone_and_totp() {
         .await
         .unwrap();
     let labels: Vec<String> = rows.iter().map(|r| r.get("label")).collect();
-    assert_eq!(labels.len(), 2, "{labels:?}");
-    assert!(
-        labels.contains(&"Laptop passkey".to_string())
-            && labels.contains(&"Backup key".to_string())
+    assert_eq!(
+        labels,
+        vec!["Backup key".to_string()],
+        "the passkey was removed"
     );
     for r in &rows {
         let s: Vec<u8> = r.get("secret");
@@ -189,6 +202,7 @@ async fn chromium_webauthn_enrol_step_up_forgery_clone_and_totp() {
         ("webauthn", "success", 1.0),
         ("webauthn", "failure", 3.0),
         ("webauthn", "clone", 1.0),
+        ("webauthn", "removed", 1.0),
         ("totp", "enrolled", 1.0),
         ("recovery", "issued", 2.0),
     ] {

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 mod codes;
+mod manage;
 mod webauthn;
 
 /// How long an enrolment started on the page may take to finish.
@@ -255,7 +256,8 @@ impl Service {
                 | "/.portcullis/mfa/verify"
                 | "/.portcullis/mfa/enrol"
                 | "/.portcullis/mfa/recovery"
-        ) || codes::is_endpoint(path)
+        ) || path == manage::REMOVE
+            || codes::is_endpoint(path)
             || webauthn::is_endpoint(path)
     }
 
@@ -283,6 +285,7 @@ impl Service {
                     }
                 }
             }
+            (manage::REMOVE, "POST") => self.remove_factor(&a, req).await?,
             (p, "POST") if codes::is_endpoint(p) => {
                 let form = req.form();
                 check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
@@ -373,6 +376,7 @@ impl Service {
                 verify += "<h2>Add a security key or passkey</h2>";
                 verify += &webauthn_form(WebauthnForm::Register, csrf, ret);
             }
+            verify += &self.factors_html(a, &factors);
             let body = top_error(error, error_shown) + &verify + &devices;
             return Ok(html(status, &self.cfg, "Verify it's you", &body));
         }
