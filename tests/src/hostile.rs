@@ -57,6 +57,8 @@ pub enum Mode {
     RotatedKey,
     /// A valid token saying the user did MFA (and SMS) at the provider: `amr: [pwd, mfa, sms]`.
     IdpMfa,
+    /// A valid token for another subject (`sub: mallory`), e.g. in answer to a refresh.
+    OtherSubject,
 }
 
 struct State {
@@ -66,6 +68,7 @@ struct State {
     client_id: String,
     nonce: String,
     rotated: bool,
+    expires_in: u64,
 }
 
 /// A running hostile provider.
@@ -122,6 +125,7 @@ impl HostileProvider {
             client_id: client_id.to_string(),
             nonce: String::new(),
             rotated: false,
+            expires_in: 3600,
         }));
         let st = state.clone();
         tokio::spawn(async move {
@@ -181,6 +185,12 @@ impl HostileProvider {
             }
         });
         Self { issuer, state }
+    }
+
+    /// Sets the access-token lifetime the token endpoint announces (the session refreshes
+    /// after it).
+    pub fn set_expires_in(&self, secs: u64) {
+        self.state.lock().unwrap().expires_in = secs;
     }
 
     /// Sets the behaviour of the next login.
@@ -259,7 +269,7 @@ fn handle(st: &Mutex<State>, target: &str, body: &str) -> (u16, Vec<(String, Str
                 200,
                 json_ct,
                 json!({"access_token": "at", "token_type": "Bearer",
-                "expires_in": 3600, "id_token": token})
+                "expires_in": s.expires_in, "id_token": token, "refresh_token": "rt"})
                 .to_string(),
             )
         }
@@ -318,6 +328,9 @@ fn id_token(s: &State) -> String {
         }
         Mode::WrongNonce => {
             o.insert("nonce".into(), json!("not-the-nonce"));
+        }
+        Mode::OtherSubject => {
+            o.insert("sub".into(), json!("mallory"));
         }
         Mode::IdpMfa => {
             o.insert("amr".into(), json!(["pwd", "mfa", "sms"]));

@@ -418,3 +418,59 @@ async fn provider_mfa_counts_only_where_a_route_accepts_it() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// Refresh extends a session only while the provider keeps vouching for the same user: a
+/// refreshed ID token for another subject, or from another issuer, ends the session.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_that_changes_subject_or_issuer_ends_the_session() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    let app = format!("{}/app/", gw.https());
+    let api = |b: &Browser| {
+        b.client
+            .get(&app)
+            .header("accept", "application/json")
+            .send()
+    };
+    op.set_expires_in(1);
+    for (mode, why) in [
+        (Mode::Good, None),
+        (Mode::OtherSubject, Some("refreshed token changed sub")),
+        (Mode::WrongIssuer, Some("id_token rejected")),
+    ] {
+        op.set_mode(Mode::Good);
+        let b = Browser::new();
+        assert_eq!(b.walk(&app).await.last().status, 200);
+        op.set_mode(mode);
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let r = api(&b).await.unwrap();
+        match why {
+            None => {
+                assert_eq!(r.status(), 200, "an honest refresh keeps the session");
+                let j = whoami_json(&r.text().await.unwrap());
+                assert_eq!(
+                    j["headers"]["x-portcullis-user"],
+                    serde_json::json!(["alice"])
+                );
+            }
+            Some(why) => {
+                assert_eq!(r.status(), 401, "{mode:?}");
+                assert!(
+                    eventually(std::time::Duration::from_secs(3), || gw
+                        .proc
+                        .logs()
+                        .lines()
+                        .any(|l| l.contains("refresh refused") && l.contains(why)))
+                    .await,
+                    "{mode:?}: {}",
+                    gw.proc.logs()
+                );
+                assert_eq!(api(&b).await.unwrap().status(), 401, "the session is gone");
+            }
+        }
+    }
+    assert!(gw.metrics().contains(
+        "portcullis_auth_events_total{event=\"refresh\",idp=\"evil\",outcome=\"failure\"} 2"
+    ));
+}
