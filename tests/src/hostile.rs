@@ -59,6 +59,8 @@ pub enum Mode {
     IdpMfa,
     /// A valid token for another subject (`sub: mallory`), e.g. in answer to a refresh.
     OtherSubject,
+    /// A valid token for a user in 400 groups (an Entra ID tenant's heavy user).
+    ManyGroups,
 }
 
 struct State {
@@ -328,6 +330,12 @@ fn id_token(s: &State) -> String {
         }
         Mode::WrongNonce => {
             o.insert("nonce".into(), json!("not-the-nonce"));
+        }
+        Mode::ManyGroups => {
+            let groups: Vec<String> = (0..400)
+                .map(|i| format!("{i:08x}-5e2d-4c7a-9b1f-group-object-id"))
+                .collect();
+            o.insert("groups".into(), json!(groups));
         }
         Mode::OtherSubject => {
             o.insert("sub".into(), json!("mallory"));

@@ -474,3 +474,23 @@ async fn a_refresh_that_changes_subject_or_issuer_ends_the_session() {
         "portcullis_auth_events_total{event=\"refresh\",idp=\"evil\",outcome=\"failure\"} 2"
     ));
 }
+
+/// A user in hundreds of groups (Entra ID object ids) keeps a small cookie: the identity lives
+/// in the session store, and the upstream still receives every group and a verifiable assertion.
+#[tokio::test(flavor = "multi_thread")]
+async fn hundreds_of_groups_stay_server_side() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    op.set_mode(Mode::ManyGroups);
+    let b = Browser::new();
+    let w = b.walk(&format!("{}/app/", gw.https())).await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    let cookie = w.session_set_cookie().unwrap();
+    assert!(cookie.len() < 300, "{} bytes: {cookie}", cookie.len());
+    let j = whoami_json(&w.body);
+    let groups = j["headers"]["x-portcullis-groups"][0].as_str().unwrap();
+    assert_eq!(groups.split(',').count(), 400);
+    let token = j["headers"]["x-portcullis-assertion"][0].as_str().unwrap();
+    assert_eq!(jwt_claims(token)["groups"].as_array().unwrap().len(), 400);
+}
