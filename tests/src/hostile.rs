@@ -71,6 +71,7 @@ struct State {
     nonce: String,
     rotated: bool,
     expires_in: u64,
+    jwks_fetches: usize,
 }
 
 /// A running hostile provider.
@@ -128,6 +129,7 @@ impl HostileProvider {
             nonce: String::new(),
             rotated: false,
             expires_in: 3600,
+            jwks_fetches: 0,
         }));
         let st = state.clone();
         tokio::spawn(async move {
@@ -189,6 +191,11 @@ impl HostileProvider {
         Self { issuer, state }
     }
 
+    /// How many times the JWKS was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.state.lock().unwrap().jwks_fetches
+    }
+
     /// Sets the access-token lifetime the token endpoint announces (the session refreshes
     /// after it).
     pub fn set_expires_in(&self, secs: u64) {
@@ -229,6 +236,7 @@ fn handle(st: &Mutex<State>, target: &str, body: &str) -> (u16, Vec<(String, Str
             )
         }
         "/jwks" => {
+            s.jwks_fetches += 1;
             let mut keys = vec![jwk(&fixture("rsa1.pem"), "k1")];
             if s.rotated {
                 keys.push(jwk(&fixture("rsa2.pem"), "k2"));

@@ -494,3 +494,24 @@ async fn hundreds_of_groups_stay_server_side() {
     let token = j["headers"]["x-portcullis-assertion"][0].as_str().unwrap();
     assert_eq!(jwt_claims(token)["groups"].as_array().unwrap().len(), 400);
 }
+
+/// An unknown `kid` triggers at most one JWKS refetch per interval: a stream of tokens with
+/// invented key ids cannot make the gateway hammer the provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_key_ids_refetch_the_jwks_at_most_once_per_interval() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    assert_eq!(attempt(&gw).await.last().status, 200);
+    let after_login = op.jwks_fetches();
+    assert_eq!(after_login, 1, "discovery fetched the keys once");
+    op.set_mode(Mode::InjectedJkuJwk);
+    for _ in 0..5 {
+        assert_eq!(attempt(&gw).await.last().status, 401);
+    }
+    assert_eq!(
+        op.jwks_fetches(),
+        after_login + 1,
+        "five tokens with an unknown kid: one refetch"
+    );
+}
