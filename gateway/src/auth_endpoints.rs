@@ -82,12 +82,11 @@ pub async fn serve(
             let rd = sso.return_to(params.get("rd").map(String::as_str), &req.origin);
             let idp = match params.get("idp") {
                 Some(id) => Some(sso.provider(id).ok_or(AuthError::UnknownProvider)?),
-                None if sso.providers.len() == 1 => sso.providers.first(),
-                None => None,
+                None => sso.provider_for(None),
             };
             match idp {
                 Some(p) => Ok(Reply::redirect(
-                    sso.start_login(p, rd, &req.origin, req.tls).await?,
+                    sso.start_login(&p, rd, &req.origin, req.tls).await?,
                 )),
                 None => Ok(chooser(sso, &rd)),
             }
@@ -136,7 +135,7 @@ pub async fn serve(
 
 fn chooser(sso: &Sso, rd: &str) -> Reply {
     let mut items = String::new();
-    for p in &sso.providers {
+    for p in sso.providers().iter() {
         let q: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("idp", &p.cfg.id)
             .append_pair("rd", rd)

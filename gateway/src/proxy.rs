@@ -343,7 +343,7 @@ impl Gateway {
         let rd = self.sso.return_to(Some(pq), &origin);
         let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
         match self.sso.provider_for(route) {
-            Some(p) => match self.sso.start_login(p, rd, &origin, ctx.tls).await {
+            Some(p) => match self.sso.start_login(&p, rd, &origin, ctx.tls).await {
                 Ok(r) => GatewayError::Login(r),
                 Err(e) => e.into(),
             },

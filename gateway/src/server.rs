@@ -198,7 +198,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
 
     let sso = Arc::new(crate::sso::Sso::new(&runtime.load().config).map_err(StartError::Sso)?);
     if sso.enabled() {
-        let ids: Vec<&str> = sso.providers.iter().map(|p| p.cfg.id.as_str()).collect();
+        let providers = sso.providers();
+        let ids: Vec<&str> = providers.iter().map(|p| p.cfg.id.as_str()).collect();
         tracing::info!(providers = ?ids, "single sign-on enabled");
     }
     let mfa = match &runtime.load().config.mfa {
@@ -211,7 +212,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     };
     let gateway = Gateway {
         mfa,
-        sso,
+        sso: sso.clone(),
         runtime: runtime.clone(),
         https_port: https.map(|(a, _)| a.port()),
         decision_log,
@@ -255,6 +256,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 // A self-signed certificate is kept across reloads until real ones are configured.
                 resolver: if self_signed { None } else { resolver },
                 watch_interval,
+                sso: Some(sso.clone()),
             };
             server.add_service(background_service("config reload", reloader));
         }

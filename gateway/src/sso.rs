@@ -1,7 +1,7 @@
 //! Single sign-on state shared by every request: the cookie codec, the session store, the
 //! identity providers and the assertion signer; and the session lifecycle (login, lookup with
-//! idle/absolute timeouts and refresh, logout, back-channel revocation). Built once at start:
-//! changes to `session`, `identity_providers` or `assertion` need a restart.
+//! idle/absolute timeouts and refresh, logout, back-channel revocation). Built once at start;
+//! the providers are swapped on a config reload (`session` and `assertion` need a restart).
 
 use crate::assertion::Assertions;
 use crate::config::auth_model::{SessionConfig, StoreKind};
@@ -89,8 +89,10 @@ pub struct Sso {
     pub codec: CookieCodec,
     /// Session store.
     pub store: Arc<dyn SessionStore>,
-    /// Providers in config order.
-    pub providers: Vec<Arc<OidcProvider>>,
+    /// Providers in config order; swapped whole on a config reload.
+    providers: arc_swap::ArcSwap<Vec<Arc<OidcProvider>>>,
+    /// The HTTP client providers share (kept to build them again on reload).
+    http: HttpClient,
     /// Upstream assertion signer.
     pub assertions: Assertions,
     /// `jti`s of accepted back-channel logout tokens (replay defence), with expiry.
@@ -99,6 +101,15 @@ pub struct Sso {
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+fn build_providers(
+    cfgs: &[crate::config::auth_model::IdpConfig],
+    http: &HttpClient,
+) -> Vec<Arc<OidcProvider>> {
+    cfgs.iter()
+        .map(|p| Arc::new(OidcProvider::new(p.clone(), http.clone())))
+        .collect()
 }
 
 /// Constant-time string equality for secrets (state, CSRF tokens).
@@ -121,11 +132,7 @@ impl Sso {
             }
         };
         let http = HttpClient::new().ok_or("cannot build the HTTP client for providers")?;
-        let providers = cfg
-            .identity_providers
-            .iter()
-            .map(|p| Arc::new(OidcProvider::new(p.clone(), http.clone())))
-            .collect();
+        let providers = build_providers(&cfg.identity_providers, &http);
         let assertions =
             Assertions::new(&cfg.assertion).ok_or("cannot load or generate assertion keys")?;
         if cfg.session.generated_key && !cfg.identity_providers.is_empty() {
@@ -135,7 +142,8 @@ impl Sso {
             session: cfg.session.clone(),
             codec,
             store,
-            providers,
+            providers: arc_swap::ArcSwap::from_pointee(providers),
+            http,
             assertions,
             seen_jti: std::sync::Mutex::default(),
         })
@@ -143,20 +151,42 @@ impl Sso {
 
     /// Whether any provider is configured.
     pub fn enabled(&self) -> bool {
-        !self.providers.is_empty()
+        !self.providers.load().is_empty()
+    }
+
+    /// The configured providers, in config order.
+    pub fn providers(&self) -> Arc<Vec<Arc<OidcProvider>>> {
+        self.providers.load_full()
+    }
+
+    /// Replaces the providers after a config reload. Providers are built afresh (discovery
+    /// and keys are fetched again at next use); sessions of a provider that is gone end at
+    /// their next request.
+    pub fn set_providers(&self, cfgs: &[crate::config::auth_model::IdpConfig]) {
+        self.providers
+            .store(Arc::new(build_providers(cfgs, &self.http)));
     }
 
     /// A provider by id.
-    pub fn provider(&self, id: &str) -> Option<&Arc<OidcProvider>> {
-        self.providers.iter().find(|p| p.cfg.id == id)
+    pub fn provider(&self, id: &str) -> Option<Arc<OidcProvider>> {
+        self.providers
+            .load()
+            .iter()
+            .find(|p| p.cfg.id == id)
+            .cloned()
     }
 
     /// The provider that signs users in on `route`: the pinned one, or the only one.
-    pub fn provider_for(&self, route: Option<&Route>) -> Option<&Arc<OidcProvider>> {
+    pub fn provider_for(&self, route: Option<&Route>) -> Option<Arc<OidcProvider>> {
         match route.and_then(|r| r.identity_provider.as_deref()) {
             Some(id) => self.provider(id),
-            None if self.providers.len() == 1 => self.providers.first(),
-            None => None,
+            None => {
+                let all = self.providers.load();
+                match all.as_slice() {
+                    [only] => Some(only.clone()),
+                    _ => None,
+                }
+            }
         }
     }
 
@@ -207,6 +237,11 @@ impl Sso {
         }
         if t - rec.last_seen > secs(self.session.idle_timeout) {
             self.end(&cookie.sid, &rec, "idle_timeout").await?;
+            return Ok(None);
+        }
+        if self.provider(&rec.idp).is_none() {
+            // The provider was removed from the config: its sessions end.
+            self.end(&cookie.sid, &rec, "provider_removed").await?;
             return Ok(None);
         }
         let mut sid = cookie.sid;
@@ -564,9 +599,10 @@ impl Sso {
             .and_then(|c| c.get("iss").and_then(|i| i.as_str()).map(str::to_string))
             .ok_or(AuthError::BadRequest("logout_token unreadable"))?;
         let p = self
-            .providers
+            .providers()
             .iter()
             .find(|p| p.cfg.issuer == iss)
+            .cloned()
             .ok_or(AuthError::UnknownProvider)?;
         let (sub, sid, jti) = p.verify_logout_token(&token).await.map_err(|e| {
             metrics::auth_event(&p.cfg.id, "backchannel_logout", "failure");

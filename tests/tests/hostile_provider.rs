@@ -515,3 +515,49 @@ async fn unknown_key_ids_refetch_the_jwks_at_most_once_per_interval() {
         "five tokens with an unknown kid: one refetch"
     );
 }
+
+/// Identity providers follow the config file without a restart: a provider added by a reload
+/// signs users in at once, and the sessions of a provider removed by it end at their next
+/// request.
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_providers_are_reloaded_and_removed_ones_end_their_sessions() {
+    let a = HostileProvider::start("portcullis", "").await;
+    let b = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let cfg = |issuer: &str, id: &str| {
+        config(issuer, &up.url(), false).replace("id: evil,", &format!("id: {id},"))
+    };
+    let gw = Gateway::start(&cfg(&a.issuer, "first"));
+    let app = format!("{}/app/", gw.https());
+    let old = Browser::new();
+    assert_eq!(old.walk(&app).await.last().status, 200);
+
+    gw.write_config(&cfg(&b.issuer, "second"));
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || gw
+            .metric("portcullis_config_reloads_total{result=\"success\"}")
+            .is_some_and(|n| n >= 1.0))
+        .await,
+        "{}",
+        gw.proc.logs()
+    );
+    let r = old
+        .client
+        .get(&app)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the removed provider's session ended");
+    let new = Browser::new();
+    let w = new.walk(&app).await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    assert!(
+        w.hops.iter().any(|h| h.url.starts_with(&b.issuer)),
+        "signed in at the new provider"
+    );
+    assert!(!w.hops.iter().any(|h| h.url.starts_with(&a.issuer)));
+    assert!(gw.metrics().contains(
+        "portcullis_auth_events_total{event=\"login\",idp=\"second\",outcome=\"success\"} 1"
+    ));
+}

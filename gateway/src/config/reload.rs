@@ -22,6 +22,8 @@ pub struct Reloader {
     pub resolver: Option<Arc<SniResolver>>,
     /// How often to look at the file; `None` for SIGHUP only.
     pub watch_interval: Option<Duration>,
+    /// Single sign-on, whose identity providers follow the file.
+    pub sso: Option<Arc<crate::sso::Sso>>,
 }
 
 /// Outcome of one reload attempt.
@@ -62,6 +64,9 @@ impl Reloader {
                     if let Some(set) = CertSet::new(&https.certs) {
                         resolver.replace(set);
                     }
+                }
+                if let Some(sso) = &self.sso {
+                    sso.set_providers(&config.identity_providers);
                 }
                 let routes = config.routes.len();
                 self.runtime.store(Arc::new(Runtime::new(config, &text)));
@@ -113,6 +118,13 @@ fn warn_about_fixed_settings(old: &super::Config, new: &super::Config) {
         || o.data_dir != n.data_dir
     {
         tracing::warn!("store, data_dir, decision_log and audit settings take effect only after a restart (privileged_routes apply now)");
+    }
+    // Compared through their Debug form (never printed: it holds keys).
+    if format!("{:?}", old.session) != format!("{:?}", new.session)
+        || format!("{:?}", old.assertion) != format!("{:?}", new.assertion)
+        || format!("{:?}", old.mfa) != format!("{:?}", new.mfa)
+    {
+        tracing::warn!("session, assertion and mfa settings take effect only after a restart (identity_providers apply now)");
     }
 }
 

@@ -11,6 +11,9 @@ fn sso(extra: &str) -> Sso {
     Sso::new(&cfg).unwrap()
 }
 
+/// The provider the test sessions come from (nothing is fetched until a login).
+const CORP: &str = "identity_providers:\n  - { id: corp, type: oidc, issuer: \"https://op.example\", client_id: c, client_secret: s }\n";
+
 fn record(created_ago: i64, seen_ago: i64) -> SessionRecord {
     SessionRecord {
         identity: Identity {
@@ -65,7 +68,7 @@ fn return_urls_stay_on_this_origin_or_the_allow_list() {
 
 #[tokio::test]
 async fn a_valid_cookie_finds_the_session_and_timeouts_end_it() {
-    let s = sso("");
+    let s = sso(CORP);
     s.store.save("live", &record(10, 5), 600).await.unwrap();
     s.store.save("idle", &record(700, 660), 600).await.unwrap();
     s.store.save("old", &record(3700, 5), 600).await.unwrap();
@@ -117,7 +120,7 @@ async fn cookies_for_another_scheme_or_forged_are_ignored() {
 
 #[tokio::test]
 async fn logout_needs_the_csrf_token_and_same_origin() {
-    let s = sso("");
+    let s = sso(CORP);
     s.store.save("live", &record(10, 5), 600).await.unwrap();
     let h = headers_with(&s, "live", true);
     let o = "https://app.test";
@@ -171,4 +174,18 @@ routes: []
 routes: []
 ";
     assert!(crate::config::load_str(ok, "t", &HashMap::<String, String>::new()).is_ok());
+}
+
+#[tokio::test]
+async fn sessions_of_a_removed_provider_end_at_their_next_request() {
+    let s = sso(CORP);
+    s.store.save("live", &record(10, 5), 600).await.unwrap();
+    let h = headers_with(&s, "live", true);
+    assert!(s.identify(&h, true).await.unwrap().is_some());
+    s.set_providers(&[]);
+    assert!(s.identify(&h, true).await.unwrap().is_none());
+    assert!(
+        s.store.load("live").await.unwrap().is_none(),
+        "the session is gone"
+    );
 }
