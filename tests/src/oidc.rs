@@ -278,6 +278,17 @@ impl Browser {
         self.walk_until(url, |_| false).await
     }
 
+    /// GETs `url` as an API client would (`Accept: application/json`), with this browser's
+    /// cookies, without following redirects.
+    pub async fn api_get(&self, url: impl reqwest::IntoUrl) -> reqwest::Response {
+        self.client
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Sends `req` and follows redirects.
     pub async fn walk_from(
         &self,

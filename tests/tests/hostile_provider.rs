@@ -241,23 +241,11 @@ async fn backchannel_logout_tokens_are_verified_and_never_replayed() {
     let mut forged = op.logout_token("alice", "forged", 0);
     forged.replace_range(forged.len() - 4.., "AAAA");
     assert_eq!(post(forged).await, 400, "bad signature");
-    let r = b
-        .client
-        .get(&app)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = b.api_get(&app).await;
     assert_eq!(r.status(), 200, "refused tokens revoke nothing");
     let token = op.logout_token("alice", "j1", 0);
     assert_eq!(post(token.clone()).await, 200);
-    let r = b
-        .client
-        .get(&app)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = b.api_get(&app).await;
     assert_eq!(r.status(), 401, "session revoked");
     assert_eq!(post(token).await, 400, "replayed token refused");
     assert!(gw.proc.logs().contains("logout_token replayed"));
@@ -541,13 +529,7 @@ async fn identity_providers_are_reloaded_and_removed_ones_end_their_sessions() {
         "{}",
         gw.proc.logs()
     );
-    let r = old
-        .client
-        .get(&app)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = old.api_get(&app).await;
     assert_eq!(r.status(), 401, "the removed provider's session ended");
     let new = Browser::new();
     let w = new.walk(&app).await;

@@ -265,13 +265,7 @@ async fn logout_is_a_csrf_protected_post_that_ends_the_session_and_the_provider_
         .set_cookies
         .iter()
         .any(|c| c.starts_with("__Host-portcullis=;") && c.contains("Max-Age=0")));
-    let r = b
-        .client
-        .get(&app)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = b.api_get(&app).await;
     assert_eq!(r.status(), 401, "session destroyed server-side");
 }
 
@@ -319,13 +313,7 @@ async fn backchannel_logout_from_the_provider_revokes_the_session() {
         s.gw.proc.logs(),
         s.op.peer.logs()
     );
-    let r = b
-        .client
-        .get(&app)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = b.api_get(&app).await;
     assert_eq!(r.status(), 401);
     assert!(s.gw.metrics().contains(
         "portcullis_auth_events_total{event=\"backchannel_logout\",idp=\"corp\",outcome=\"success\"} 1"
