@@ -58,6 +58,15 @@ fn plausible_path(p: &str) -> bool {
     p.starts_with('/') && !p.bytes().any(|b| b.is_ascii_control() || b == b' ')
 }
 
+/// `host[:port]` of an absolute URL, as a `Host` header would carry it.
+pub fn authority(u: &url::Url) -> Option<String> {
+    match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => Some(format!("{h}:{p}")),
+        (Some(h), None) => Some(h.to_string()),
+        _ => None,
+    }
+}
+
 /// Reads the original request from, in order: `X-Original-URL` (absolute, or a path),
 /// `X-Forwarded-Uri` / `X-Original-URI` with `X-Forwarded-Host` / `X-Original-Host` (or the
 /// request's own `Host`), and Envoy's form where the original path follows [`ENDPOINT`] and
@@ -83,11 +92,7 @@ pub fn original(h: &HeaderMap, raw_path_and_query: &str, own_host: &str) -> Opti
         if !matches!(parsed.scheme(), "http" | "https") {
             return None;
         }
-        let authority = match (parsed.host_str(), parsed.port()) {
-            (Some(hn), Some(p)) => format!("{hn}:{p}"),
-            (Some(hn), None) => hn.to_string(),
-            _ => return None,
-        };
+        let authority = authority(&parsed)?;
         let pq = match parsed.query() {
             Some(q) => format!("{}?{q}", parsed.path()),
             None => parsed.path().to_string(),

@@ -109,6 +109,24 @@ fn request_host(req: &RequestHeader) -> Option<String> {
     valid_host(raw)
 }
 
+/// A redirect to this origin's sign-in page (provider chooser) that returns to `rd`.
+fn login_page(origin: &str, rd: &str) -> GatewayError {
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("rd", rd)
+        .finish();
+    GatewayError::Login(crate::sso::Redirect {
+        location: format!("{origin}/.portcullis/login?{q}"),
+        cookies: Vec::new(),
+    })
+}
+
+/// The first value of query parameter `name`, decoded.
+fn query_param(req: &RequestHeader, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// A `Host` value the route table may see: a name or address with an optional port.
 fn valid_host(raw: &str) -> Option<String> {
     let ok = !raw.is_empty()
@@ -189,9 +207,7 @@ impl Gateway {
         let req = session.req_header();
         let raw = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let original = crate::forward_auth::original(&req.headers, raw, &ctx.host);
-        let mut aud = url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
-            .find(|(k, _)| k == "aud")
-            .map_or_else(|| "forward-auth".to_string(), |(_, v)| v.into_owned());
+        let mut aud = query_param(req, "aud").unwrap_or_else(|| "forward-auth".to_string());
         let mut decided = false;
         if let Some(o) = &original {
             let host = valid_host(&o.host).ok_or(GatewayError::BadHost)?;
@@ -244,13 +260,7 @@ impl Gateway {
     ) -> GatewayError {
         match original.and_then(crate::forward_auth::Original::url) {
             Some(rd) if self.sso.enabled() && is_browser(session.req_header()) => {
-                let q: String = url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("rd", &rd)
-                    .finish();
-                GatewayError::Login(crate::sso::Redirect {
-                    location: format!("{}/.portcullis/login?{q}", self.origin(ctx)),
-                    cookies: Vec::new(),
-                })
+                login_page(&self.origin(ctx), &rd)
             }
             _ => GatewayError::Unauthenticated,
         }
@@ -296,10 +306,7 @@ impl Gateway {
             return Ok(());
         }
         let req = session.req_header();
-        let Some(rd) = url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
-            .find(|(k, _)| k == "rd")
-            .map(|(_, v)| v.into_owned())
-        else {
+        let Some(rd) = query_param(req, "rd") else {
             return Ok(());
         };
         let origin = self.origin(ctx);
@@ -307,10 +314,8 @@ impl Gateway {
         let Ok(u) = url::Url::parse(&target) else {
             return Ok(());
         };
-        let host = match (u.host_str(), u.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            _ => return Ok(()),
+        let Some(host) = crate::forward_auth::authority(&u) else {
+            return Ok(());
         };
         let Ok(path) = normalise(u.path(), ctx.rt.config.server.path_params) else {
             return Ok(());
@@ -347,15 +352,7 @@ impl Gateway {
                 Ok(r) => GatewayError::Login(r),
                 Err(e) => e.into(),
             },
-            None => {
-                let q: String = url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("rd", &rd)
-                    .finish();
-                GatewayError::Login(crate::sso::Redirect {
-                    location: format!("{origin}/.portcullis/login?{q}"),
-                    cookies: Vec::new(),
-                })
-            }
+            None => login_page(&origin, &rd),
         }
     }
 

@@ -239,7 +239,7 @@ impl Sso {
             self.end(&cookie.sid, &rec, "idle_timeout").await?;
             return Ok(None);
         }
-        if self.provider(&rec.idp).is_none() {
+        if !self.providers.load().iter().any(|p| p.cfg.id == rec.idp) {
             // The provider was removed from the config: its sessions end.
             self.end(&cookie.sid, &rec, "provider_removed").await?;
             return Ok(None);

@@ -289,6 +289,20 @@ impl Browser {
             .expect("request")
     }
 
+    /// GETs the page at `url` and returns its first form.
+    pub async fn form_at(&self, url: &str) -> Form {
+        let page = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body");
+        Form::parse(url, &page)
+    }
+
     /// Sends `req` and follows redirects.
     pub async fn walk_from(
         &self,

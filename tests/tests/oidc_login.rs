@@ -240,16 +240,7 @@ async fn logout_is_a_csrf_protected_post_that_ends_the_session_and_the_provider_
     assert_eq!(r.status(), 403);
     let r = b.client.get(&app).send().await.unwrap();
     assert_eq!(r.status(), 200, "still signed in after a forged logout");
-    let page = b
-        .client
-        .get(&logout)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let form = Form::parse(&logout, &page);
+    let form = b.form_at(&logout).await;
     let w = b
         .walk_from(b.client.post(&form.action).form(&form.fields), |_| true)
         .await;
@@ -277,16 +268,7 @@ async fn backchannel_logout_from_the_provider_revokes_the_session() {
     assert_eq!(b.login(&app, "alice").await.last().status, 200);
     // Sign out at the provider directly (another app's logout, an admin...).
     let end = format!("{}/session/end", s.op.issuer);
-    let page = b
-        .client
-        .get(&end)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let form = Form::parse(&end, &page);
+    let form = b.form_at(&end).await;
     let mut fields = form.fields;
     fields.push(("logout".into(), "yes".into()));
     let r = b
@@ -376,16 +358,7 @@ async fn two_replicas_share_sessions_and_revocations_through_redis() {
         serde_json::json!(["alice"])
     );
     let logout = format!("{}/.portcullis/logout", a.https());
-    let page = browser
-        .client
-        .get(&logout)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let form = Form::parse(&logout, &page);
+    let form = browser.form_at(&logout).await;
     let r = browser
         .client
         .post(&form.action)
