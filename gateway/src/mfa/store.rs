@@ -74,24 +74,6 @@ pub async fn open(url: &StoreUrl) -> Result<Arc<dyn MfaStore>, StoreError> {
     })
 }
 
-macro_rules! row_from {
-    ($name:ident, $t:ty) => {
-        fn $name(r: &$t) -> Result<FactorRow, sqlx::Error> {
-            Ok(FactorRow {
-                id: r.try_get("id")?,
-                user: r.try_get("user_id")?,
-                kind: r.try_get("kind")?,
-                label: r.try_get("label")?,
-                secret: r.try_get("secret")?,
-                created: r.try_get("created")?,
-                last_step: r.try_get("last_step")?,
-            })
-        }
-    };
-}
-row_from!(sqlite_row, sqlx::sqlite::SqliteRow);
-row_from!(pg_row, sqlx::postgres::PgRow);
-
 /// SQLite (the shared database file, WAL mode).
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
@@ -114,70 +96,6 @@ impl SqliteStore {
     /// The pool (tests read raw rows).
     pub fn pool(&self) -> &sqlx::SqlitePool {
         &self.pool
-    }
-}
-
-#[async_trait]
-impl MfaStore for SqliteStore {
-    async fn add(&self, f: &FactorRow) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO mfa_factors (id, user_id, kind, label, secret, created, last_step) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind(&f.id)
-            .bind(&f.user)
-            .bind(&f.kind)
-            .bind(&f.label)
-            .bind(&f.secret)
-            .bind(f.created)
-            .bind(f.last_step)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn list(&self, user: &str) -> Result<Vec<FactorRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, user_id, kind, label, secret, created, last_step FROM mfa_factors WHERE user_id = ? ORDER BY created, id")
-            .bind(user)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(sqlite_row).collect::<Result<_, _>>()?)
-    }
-
-    async fn remove(&self, user: &str, id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM mfa_factors WHERE user_id = ? AND id = ?")
-            .bind(user)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    async fn claim_step(&self, user: &str, id: &str, step: i64) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE mfa_factors SET last_step = ? WHERE user_id = ? AND id = ? AND (last_step IS NULL OR last_step < ?)")
-            .bind(step)
-            .bind(user)
-            .bind(id)
-            .bind(step)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
-    async fn swap_secret(
-        &self,
-        user: &str,
-        id: &str,
-        expected: Option<i64>,
-        secret: &[u8],
-        counter: i64,
-    ) -> Result<bool, StoreError> {
-        // `IS` is SQLite's NULL-safe equality.
-        let r = sqlx::query("UPDATE mfa_factors SET secret = ?, last_step = ? WHERE user_id = ? AND id = ? AND last_step IS ?")
-            .bind(secret)
-            .bind(counter)
-            .bind(user)
-            .bind(id)
-            .bind(expected)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
     }
 }
 
@@ -209,64 +127,90 @@ impl PgStore {
     }
 }
 
-#[async_trait]
-impl MfaStore for PgStore {
-    async fn add(&self, f: &FactorRow) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO mfa_factors (id, user_id, kind, label, secret, created, last_step) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&f.id)
-            .bind(&f.user)
-            .bind(&f.kind)
-            .bind(&f.label)
-            .bind(&f.secret)
-            .bind(f.created)
-            .bind(f.last_step)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
+/// One implementation for both databases, as in `otp_store`: the SQL is portable (`$n`
+/// placeholders each used once, in order; `IS NOT DISTINCT FROM` is NULL-safe equality in both)
+/// and only the row type differs.
+macro_rules! factor_store {
+    ($store:ty, $row:ty) => {
+        impl $store {
+            fn factor_row(r: &$row) -> Result<FactorRow, sqlx::Error> {
+                Ok(FactorRow {
+                    id: r.try_get("id")?,
+                    user: r.try_get("user_id")?,
+                    kind: r.try_get("kind")?,
+                    label: r.try_get("label")?,
+                    secret: r.try_get("secret")?,
+                    created: r.try_get("created")?,
+                    last_step: r.try_get("last_step")?,
+                })
+            }
+        }
 
-    async fn list(&self, user: &str) -> Result<Vec<FactorRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, user_id, kind, label, secret, created, last_step FROM mfa_factors WHERE user_id = $1 ORDER BY created, id")
-            .bind(user)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(pg_row).collect::<Result<_, _>>()?)
-    }
+        #[async_trait]
+        impl MfaStore for $store {
+            async fn add(&self, f: &FactorRow) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO mfa_factors (id, user_id, kind, label, secret, created, last_step) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(&f.id)
+                    .bind(&f.user)
+                    .bind(&f.kind)
+                    .bind(&f.label)
+                    .bind(&f.secret)
+                    .bind(f.created)
+                    .bind(f.last_step)
+                    .execute(self.pool())
+                    .await?;
+                Ok(())
+            }
 
-    async fn remove(&self, user: &str, id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM mfa_factors WHERE user_id = $1 AND id = $2")
-            .bind(user)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
+            async fn list(&self, user: &str) -> Result<Vec<FactorRow>, StoreError> {
+                let rows = sqlx::query("SELECT id, user_id, kind, label, secret, created, last_step FROM mfa_factors WHERE user_id = $1 ORDER BY created, id")
+                    .bind(user)
+                    .fetch_all(self.pool())
+                    .await?;
+                Ok(rows.iter().map(Self::factor_row).collect::<Result<_, _>>()?)
+            }
 
-    async fn claim_step(&self, user: &str, id: &str, step: i64) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE mfa_factors SET last_step = $1 WHERE user_id = $2 AND id = $3 AND (last_step IS NULL OR last_step < $1)")
-            .bind(step)
-            .bind(user)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
-    async fn swap_secret(
-        &self,
-        user: &str,
-        id: &str,
-        expected: Option<i64>,
-        secret: &[u8],
-        counter: i64,
-    ) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE mfa_factors SET secret = $1, last_step = $2 WHERE user_id = $3 AND id = $4 AND last_step IS NOT DISTINCT FROM $5")
-            .bind(secret)
-            .bind(counter)
-            .bind(user)
-            .bind(id)
-            .bind(expected)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
-    }
+            async fn remove(&self, user: &str, id: &str) -> Result<bool, StoreError> {
+                let r = sqlx::query("DELETE FROM mfa_factors WHERE user_id = $1 AND id = $2")
+                    .bind(user)
+                    .bind(id)
+                    .execute(self.pool())
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn claim_step(&self, user: &str, id: &str, step: i64) -> Result<bool, StoreError> {
+                let r = sqlx::query("UPDATE mfa_factors SET last_step = $1 WHERE user_id = $2 AND id = $3 AND (last_step IS NULL OR last_step < $4)")
+                    .bind(step)
+                    .bind(user)
+                    .bind(id)
+                    .bind(step)
+                    .execute(self.pool())
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn swap_secret(
+                &self,
+                user: &str,
+                id: &str,
+                expected: Option<i64>,
+                secret: &[u8],
+                counter: i64,
+            ) -> Result<bool, StoreError> {
+                let r = sqlx::query("UPDATE mfa_factors SET secret = $1, last_step = $2 WHERE user_id = $3 AND id = $4 AND last_step IS NOT DISTINCT FROM $5")
+                    .bind(secret)
+                    .bind(counter)
+                    .bind(user)
+                    .bind(id)
+                    .bind(expected)
+                    .execute(self.pool())
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+        }
+    };
 }
+
+factor_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+factor_store!(PgStore, sqlx::postgres::PgRow);
