@@ -68,6 +68,10 @@ pub enum GatewayError {
         /// Cookie to clear in the response.
         clear: Option<String>,
     },
+    /// A forward-auth check that cannot be judged (untrusted caller, incomplete or repeated
+    /// headers): refused, never answered with "is there a session".
+    #[error("{0}")]
+    ForwardAuth(#[from] crate::forward_auth::ForwardAuthError),
     /// The decision log cannot take another record (queue and spool full, `when_full: block`).
     #[error("service temporarily unavailable")]
     LogUnavailable,
@@ -122,7 +126,7 @@ impl Reply {
             content_type: "text/html; charset=utf-8",
             headers: vec![(
                 "content-security-policy".to_string(),
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:"
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'"
                     .to_string(),
             )],
             body: body.into_bytes(),
@@ -130,16 +134,32 @@ impl Reply {
     }
 }
 
-/// Writes a gateway-made answer.
-pub async fn send(session: &mut Session, reply: Reply) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(reply.status, Some(4 + reply.headers.len()))?;
-    h.insert_header("content-type", reply.content_type)?;
-    h.insert_header("content-length", reply.body.len().to_string())?;
+/// The CSP of gateway answers that are not pages: nothing may load, nothing may frame them.
+const NO_CONTENT_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// The headers every gateway-made answer carries, whatever wrote it: never cached, never
+/// sniffed, never framed (clickjacking of the logout form, the provider chooser, MFA pages).
+/// A page that brings its own `Content-Security-Policy` keeps it (each includes
+/// `frame-ancestors 'none'`).
+fn security_headers(h: &mut ResponseHeader) -> pingora::Result<()> {
     h.insert_header("cache-control", "no-store")?;
     h.insert_header("x-content-type-options", "nosniff")?;
+    h.insert_header("x-frame-options", "DENY")?;
+    if h.headers.get("content-security-policy").is_none() {
+        h.insert_header("content-security-policy", NO_CONTENT_CSP)?;
+    }
+    Ok(())
+}
+
+/// Writes a gateway-made answer.
+pub async fn send(session: &mut Session, reply: Reply) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(reply.status, Some(6 + reply.headers.len()))?;
+    h.insert_header("content-type", reply.content_type)?;
+    h.insert_header("content-length", reply.body.len().to_string())?;
     for (k, v) in reply.headers {
         h.append_header(k, v)?;
     }
+    security_headers(&mut h)?;
     session.write_response_header(Box::new(h), false).await?;
     session
         .write_response_body(Some(bytes::Bytes::from(reply.body)), true)
@@ -172,6 +192,7 @@ impl GatewayError {
                 AuthError::Internal(_) => 500,
             },
             GatewayError::LogUnavailable => 503,
+            GatewayError::ForwardAuth(e) => e.status(),
         }
     }
 
@@ -202,6 +223,13 @@ impl GatewayError {
                 AuthError::Internal(_) => "internal",
             },
             GatewayError::LogUnavailable => "unavailable",
+            GatewayError::ForwardAuth(crate::forward_auth::ForwardAuthError::Untrusted) => {
+                "untrusted_caller"
+            }
+            GatewayError::ForwardAuth(crate::forward_auth::ForwardAuthError::TooLong(_)) => {
+                "header_too_large"
+            }
+            GatewayError::ForwardAuth(_) => "bad_forward_auth_request",
         }
     }
 
@@ -234,11 +262,10 @@ impl GatewayError {
             json["max_age"] = serde_json::json!(max_age_secs);
         }
         let body = json.to_string().into_bytes();
-        let mut h = ResponseHeader::build(self.status(), Some(6))?;
+        let mut h = ResponseHeader::build(self.status(), Some(8))?;
         h.insert_header("content-type", "application/json")?;
         h.insert_header("content-length", body.len().to_string())?;
-        h.insert_header("cache-control", "no-store")?;
-        h.insert_header("x-content-type-options", "nosniff")?;
+        security_headers(&mut h)?;
         match self {
             GatewayError::Unauthenticated => {
                 h.insert_header("www-authenticate", "Bearer realm=\"portcullis\"")?;

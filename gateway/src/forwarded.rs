@@ -18,6 +18,25 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Every line of header `name` joined with `, ` (RFC 9110 §5.3: a list header may be split over
+/// several lines, and a proxy such as HAProxy's `option forwardfor` appends its own line, so
+/// reading only the first would let the client's line choose). `None` when absent; a line that
+/// is not visible ASCII makes the whole value unusable (`Some("")` parses as nothing).
+pub fn joined(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in headers.get_all(name).iter() {
+        let v = v.to_str().unwrap_or("");
+        match &mut out {
+            None => out = Some(v.to_string()),
+            Some(s) => {
+                s.push_str(", ");
+                s.push_str(v);
+            }
+        }
+    }
+    out
+}
+
 /// The client address: the peer itself, or — when the peer is a trusted proxy — the right-most
 /// address in `X-Forwarded-For` that is not a trusted proxy.
 pub fn client_ip(peer: IpAddr, xff: Option<&str>, trusted: &[IpNet]) -> IpAddr {
@@ -98,12 +117,11 @@ pub fn forwarded(
     let own_proto = if tls { "https" } else { "http" };
     if trusted_peer {
         Forwarded {
-            for_chain: match header("x-forwarded-for") {
-                Some(prev) => format!("{prev}, {peer}"),
-                None => peer,
+            for_chain: match joined(&incoming.headers, "x-forwarded-for") {
+                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {peer}"),
+                _ => peer,
             },
-            proto: header("x-forwarded-proto")
-                .filter(|p| matches!(*p, "http" | "https"))
+            proto: trusted_proto(&incoming.headers)
                 .unwrap_or(own_proto)
                 .to_string(),
             host: header("x-forwarded-host").unwrap_or(host).to_string(),
@@ -115,6 +133,40 @@ pub fn forwarded(
             host: host.to_string(),
         }
     }
+}
+
+/// The scheme a trusted TLS-terminating proxy says the client used: the first hop of
+/// `X-Forwarded-Proto` when it is `http` or `https`. Call only for a trusted peer.
+pub fn trusted_proto(headers: &http::HeaderMap) -> Option<&'static str> {
+    let v = headers.get("x-forwarded-proto")?.to_str().ok()?;
+    match v.split(',').next()?.trim() {
+        p if p.eq_ignore_ascii_case("https") => Some("https"),
+        p if p.eq_ignore_ascii_case("http") => Some("http"),
+        _ => None,
+    }
+}
+
+/// Request headers that ask an upstream framework to act on another path or method than the
+/// one the gateway judged (IIS/Symfony `X-Original-URL`/`X-Rewrite-URL`, Rack/Express/Laravel
+/// method overrides), in folded spelling. The client's copies are removed on every route.
+const OVERRIDE_HEADERS: [&str; 8] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Removes every path and method override header (any spelling); returns how many.
+pub fn strip_overrides(req: &mut RequestHeader) -> usize {
+    remove_headers_where(req, |n| {
+        OVERRIDE_HEADERS
+            .iter()
+            .any(|o| n.len() == o.len() && folded_starts_with(n, o))
+    })
 }
 
 /// Replaces all forwarding headers on the upstream request with `f`.
@@ -161,6 +213,41 @@ mod tests {
             client_ip(mapped, Some("192.0.2.1"), &t),
             "192.0.2.1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn every_forwarded_for_line_counts() {
+        let t = nets(&["10.0.0.0/8"]);
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("x-forwarded-for", "10.1.1.1").unwrap();
+        req.append_header("x-forwarded-for", "198.51.100.7")
+            .unwrap();
+        let xff = joined(&req.headers, "x-forwarded-for");
+        assert_eq!(xff.as_deref(), Some("10.1.1.1, 198.51.100.7"));
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, xff.as_deref(), &t),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        let f = forwarded(peer, true, &req, false, "app");
+        assert_eq!(f.for_chain, "10.1.1.1, 198.51.100.7, 10.0.0.1");
+    }
+
+    #[test]
+    fn overrides_are_removed_in_every_spelling() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for n in [
+            "X-Original-URL",
+            "x_rewrite_url",
+            "X-HTTP-Method-Override",
+            "x.http.method",
+            "X-Method-Override",
+        ] {
+            req.append_header(n.to_string(), "/admin").unwrap();
+        }
+        req.append_header("x-original-url-kept", "1").unwrap();
+        assert_eq!(strip_overrides(&mut req), 5);
+        assert_eq!(req.headers.len(), 1);
     }
 
     #[test]

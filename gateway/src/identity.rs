@@ -34,31 +34,11 @@ pub fn set_identity(
     Ok(())
 }
 
-/// Removes the gateway's own cookies from what the upstream sees: an upstream (or whoever
-/// reads its logs) must not be able to replay a user's session.
+/// Removes the gateway's own cookies (every one in the registry, see
+/// [`crate::session::cookies`]) from what the upstream sees: an upstream (or whoever reads its
+/// logs) must not be able to replay a user's session or remembered device.
 pub fn strip_session_cookies(req: &mut RequestHeader) -> pingora::Result<()> {
-    let values: Vec<String> = req
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
-        .collect();
-    if values.is_empty() {
-        return Ok(());
-    }
-    let ours =
-        |k: &str| k.starts_with("__Host-portcullis") || k == "portcullis" || k == "portcullis-auth";
-    let kept: Vec<&str> = values
-        .iter()
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|kv| !kv.is_empty() && !ours(kv.split('=').next().unwrap_or("")))
-        .collect();
-    req.remove_header(&http::header::COOKIE);
-    if !kept.is_empty() {
-        req.insert_header(http::header::COOKIE, kept.join("; "))?;
-    }
-    Ok(())
+    crate::session::cookies::strip(req).map(|_| ())
 }
 
 #[cfg(test)]

@@ -91,6 +91,54 @@ fn peer_ip(session: &Session) -> IpAddr {
     }
 }
 
+/// The request a policy decision is about: the one received, or for forward-auth the original
+/// request the front proxy described.
+struct Judged<'a> {
+    /// Method, query and headers the policy sees.
+    req: &'a RequestHeader,
+    /// Host as routed.
+    host: &'a str,
+    /// Normalised, decoded path.
+    path: &'a str,
+    /// Issuer of the client certificate verified on this connection. Never set for forward-auth:
+    /// the connection there is the proxy's, not the client's device.
+    client_cert_ca: Option<String>,
+}
+
+/// The issuing CA of the client certificate verified on this connection, if any.
+fn client_cert_ca(session: &Session) -> Option<String> {
+    session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .and_then(|d| d.extension.get::<ClientCertFacts>())
+        .map(|f| f.ca.clone())
+}
+
+/// The original request of a forward-auth check as a request header the policy can read:
+/// its method, path and query, its host, and the check's other headers (the client's cookies,
+/// user agent…) minus those that describe the hop.
+fn original_request(
+    check: &RequestHeader,
+    original: &crate::forward_auth::Original,
+    host: &str,
+) -> Result<RequestHeader, GatewayError> {
+    let bad = |_| GatewayError::ForwardAuth(crate::forward_auth::ForwardAuthError::Invalid("URI"));
+    let mut req = RequestHeader::build(
+        original.method.clone(),
+        original.path_and_query.as_bytes(),
+        Some(check.headers.len()),
+    )
+    .map_err(bad)?;
+    for (name, value) in &check.headers {
+        if name != http::header::HOST && !crate::forward_auth::is_family_header(name.as_str()) {
+            req.append_header(name.clone(), value.clone())
+                .map_err(bad)?;
+        }
+    }
+    req.insert_header(http::header::HOST, host).map_err(bad)?;
+    Ok(req)
+}
+
 /// A browser navigation (HTML `Accept`), as opposed to an API client.
 fn is_browser(req: &RequestHeader) -> bool {
     req.headers
@@ -195,49 +243,81 @@ impl Gateway {
             .map(Some)
     }
 
-    /// `/.portcullis/auth`: the policy of the route the original request would take (see
-    /// [`crate::forward_auth`]), or, when the proxy did not say which request that is or no
-    /// route matches it, "is there a session". 200 carries the identity headers and an
-    /// assertion for the route's audience (or `?aud=`).
+    /// `/.portcullis/auth`: the policy of the route the original request would take, judged on
+    /// the original request (method, host, path, query, client IP) as the configured front
+    /// proxy describes it (see [`crate::forward_auth`]). Only trusted proxies are answered; no
+    /// route is a denial; 200 carries the identity headers and an assertion for the audience of
+    /// the route whose policy allowed the request — never one the caller chose.
     async fn forward_auth(
         &self,
         session: &Session,
         ctx: &mut Ctx,
     ) -> Result<crate::errors::Reply, GatewayError> {
+        use crate::forward_auth as fa;
+        let rt = ctx.rt.clone();
+        let Some(cfg) = rt.config.forward_auth.as_ref() else {
+            return Err(GatewayError::Reserved);
+        };
         let req = session.req_header();
+        let refused = |e: fa::ForwardAuthError| {
+            tracing::warn!(peer = %ctx.peer_ip, error = %e, "forward-auth check refused");
+            GatewayError::ForwardAuth(e)
+        };
+        if !ctx.peer_trusted {
+            return Err(refused(fa::ForwardAuthError::Untrusted));
+        }
         let raw = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let original = crate::forward_auth::original(&req.headers, raw, &ctx.host);
-        let mut aud = query_param(req, "aud").unwrap_or_else(|| "forward-auth".to_string());
-        let mut decided = false;
-        if let Some(o) = &original {
-            let host = valid_host(&o.host).ok_or(GatewayError::BadHost)?;
-            let path = normalise(o.path(), ctx.rt.config.server.path_params)?;
-            match self.decide(session, ctx, &host, path.decoded()) {
-                Ok(()) => {
-                    decided = true;
-                    if let Some(r) = ctx.route.and_then(|i| ctx.rt.config.routes.get(i)) {
-                        aud = r.assertion_audience.clone();
-                    }
-                }
-                Err(GatewayError::NoRoute) => ctx.route = None,
-                Err(GatewayError::Unauthenticated) => {
-                    return Err(self.forward_auth_challenge(session, ctx, original.as_ref()))
-                }
-                Err(e @ GatewayError::StepUp { .. }) => {
-                    return Err(self.forward_auth_step_up(session, ctx, original.as_ref(), e))
-                }
-                Err(e) => return Err(e),
+        let check = fa::CheckRequest {
+            headers: &req.headers,
+            method: &req.method,
+            path_and_query: raw,
+            host: &ctx.host,
+        };
+        let original = fa::original(cfg.mode, &check).map_err(refused)?;
+        ctx.client_ip = fa::client_ip(ctx.peer_ip, &req.headers, &rt.config.server.trusted_proxies)
+            .map_err(refused)?;
+        let host = valid_host(&original.host).ok_or(GatewayError::BadHost)?;
+        let path = normalise(original.path(), rt.config.server.path_params)?;
+        if !fa::is_normal_form(original.path(), &path) {
+            return Err(refused(fa::ForwardAuthError::NotNormal));
+        }
+        let judged = original_request(req, &original, &host)?;
+        let decision = self.decide(
+            ctx,
+            &Judged {
+                req: &judged,
+                host: &host,
+                path: path.decoded(),
+                client_cert_ca: None,
+            },
+        );
+        ctx.path = Some(path);
+        match decision {
+            Ok(()) => {}
+            // Default deny: a URL no route serves is nobody's to reach.
+            Err(GatewayError::NoRoute) => return Err(GatewayError::Forbidden),
+            Err(GatewayError::Unauthenticated) => {
+                return Err(self.forward_auth_challenge(session, ctx, &original))
             }
+            Err(e @ GatewayError::StepUp { .. }) => {
+                return Err(self.forward_auth_step_up(session, ctx, &original, e))
+            }
+            Err(e) => return Err(e),
         }
-        if !decided && ctx.identity.is_none() {
-            return Err(self.forward_auth_challenge(session, ctx, original.as_ref()));
-        }
+        let route = ctx
+            .route
+            .and_then(|i| rt.config.routes.get(i))
+            .ok_or(GatewayError::Forbidden)?;
         let mut reply = crate::errors::Reply::json(200, "{}".to_string());
-        if let Some(identity) = &ctx.identity {
+        if let Some(identity) = ctx.identity.as_ref().filter(|_| route.identity_headers) {
             for (k, v) in crate::assertion::identity_headers(identity) {
                 reply.headers.push((k.to_string(), v));
             }
-            if let Some(t) = self.sso.assertions.sign(identity, &aud) {
+            if let Some(t) = self
+                .sso
+                .assertions
+                .sign(identity, &route.assertion_audience)
+            {
                 reply
                     .headers
                     .push(("x-portcullis-assertion".to_string(), t));
@@ -256,9 +336,9 @@ impl Gateway {
         &self,
         session: &Session,
         ctx: &Ctx,
-        original: Option<&crate::forward_auth::Original>,
+        original: &crate::forward_auth::Original,
     ) -> GatewayError {
-        match original.and_then(crate::forward_auth::Original::url) {
+        match original.url() {
             Some(rd) if self.sso.enabled() && is_browser(session.req_header()) => {
                 login_page(&self.origin(ctx), &rd)
             }
@@ -274,10 +354,10 @@ impl Gateway {
         &self,
         session: &Session,
         ctx: &Ctx,
-        original: Option<&crate::forward_auth::Original>,
+        original: &crate::forward_auth::Original,
         err: GatewayError,
     ) -> GatewayError {
-        match original.and_then(crate::forward_auth::Original::url) {
+        match original.url() {
             Some(ret) if self.mfa.is_some() && is_browser(session.req_header()) => {
                 GatewayError::StepUpRedirect(self.mfa_page(ctx, &ret, &err))
             }
@@ -320,7 +400,15 @@ impl Gateway {
         let Ok(path) = normalise(u.path(), ctx.rt.config.server.path_params) else {
             return Ok(());
         };
-        let decision = self.decide(session, ctx, &host, path.decoded());
+        let decision = self.decide(
+            ctx,
+            &Judged {
+                req,
+                host: &host,
+                path: path.decoded(),
+                client_cert_ca: client_cert_ca(session),
+            },
+        );
         ctx.route = None;
         ctx.decision = None;
         if let Err(err @ GatewayError::StepUp { .. }) = decision {
@@ -396,41 +484,39 @@ impl Gateway {
         if decoded == "/.portcullis" || decoded.starts_with("/.portcullis/") {
             return Err(GatewayError::Reserved);
         }
-        self.decide(session, ctx, &host, &decoded)
+        self.decide(
+            ctx,
+            &Judged {
+                req,
+                host: &host,
+                path: &decoded,
+                client_cert_ca: client_cert_ca(session),
+            },
+        )
     }
 
     /// Finds the route for `host` + `decoded` path and evaluates its policy against the
     /// request and `ctx.identity`; records route and decision in `ctx`. Shared by proxied
     /// requests and forward-auth checks, so both answer the same way.
-    fn decide(
-        &self,
-        session: &Session,
-        ctx: &mut Ctx,
-        host: &str,
-        decoded: &str,
-    ) -> Result<(), GatewayError> {
+    fn decide(&self, ctx: &mut Ctx, judged: &Judged<'_>) -> Result<(), GatewayError> {
         let rt = ctx.rt.clone();
-        let req = session.req_header();
-        let (idx, route) = rt.route(host, decoded).ok_or(GatewayError::NoRoute)?;
+        let (idx, route) = rt
+            .route(judged.host, judged.path)
+            .ok_or(GatewayError::NoRoute)?;
         ctx.route = Some(idx);
         if route.policy.is_public() {
             return Ok(());
         }
-        let client_cert_ca = session
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .and_then(|d| d.extension.get::<ClientCertFacts>())
-            .map(|f| f.ca.clone());
-        let canonical = portcullis_policy::routing::canonical_host(host).into_owned();
+        let canonical = portcullis_policy::routing::canonical_host(judged.host).into_owned();
         let input = policy_input::build(
             &rt.config,
             &RequestContext {
-                req,
+                req: judged.req,
                 host: &canonical,
-                path: decoded,
+                path: judged.path,
                 client_ip: ctx.client_ip,
                 peer_trusted: ctx.peer_trusted,
-                client_cert_ca,
+                client_cert_ca: judged.client_cert_ca.clone(),
             },
             ctx.identity.clone(),
         );
@@ -595,16 +681,16 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         ctx.peer_ip = peer_ip(session);
         let trusted = &ctx.rt.config.server.trusted_proxies;
         ctx.peer_trusted = forwarded::is_trusted(ctx.peer_ip, trusted);
-        let xff = session
-            .req_header()
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        ctx.client_ip = forwarded::client_ip(ctx.peer_ip, xff, trusted);
+        let headers = &session.req_header().headers;
+        // A trusted TLS-terminating proxy on the plain listener: the client used HTTPS, so
+        // cookies keep `Secure`/`__Host-` and redirect URIs stay `https://`.
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some())
+            || (ctx.peer_trusted && forwarded::trusted_proto(headers) == Some("https"));
+        let xff = forwarded::joined(headers, "x-forwarded-for");
+        ctx.client_ip = forwarded::client_ip(ctx.peer_ip, xff.as_deref(), trusted);
         // Fail closed: a request whose decision record could not be kept is not served.
         if let Some(log) = &self.decision_log {
             match log.reserve() {
@@ -744,6 +830,10 @@ impl ProxyHttp for Gateway {
         if stripped > 0 {
             tracing::warn!(client_ip = %ctx.client_ip, headers = stripped, "removed client-supplied X-Portcullis-* headers");
         }
+        let overrides = forwarded::strip_overrides(upstream);
+        if overrides > 0 {
+            tracing::warn!(client_ip = %ctx.client_ip, headers = overrides, "removed client-supplied path/method override headers");
+        }
         let fwd = forwarded::forwarded(
             ctx.peer_ip,
             ctx.peer_trusted,
@@ -752,10 +842,11 @@ impl ProxyHttp for Gateway {
             &ctx.host,
         );
         forwarded::apply(upstream, &fwd)?;
-        if let Some(id) = ctx.identity.as_ref() {
-            let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
-            let aud = route.map_or("_unmatched_", |r| r.assertion_audience.as_str());
-            identity::set_identity(upstream, &self.sso, id, aud)?;
+        let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
+        if let (Some(id), Some(route)) = (ctx.identity.as_ref(), route) {
+            if route.identity_headers {
+                identity::set_identity(upstream, &self.sso, id, &route.assertion_audience)?;
+            }
         }
         identity::strip_session_cookies(upstream)?;
         let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));

@@ -143,6 +143,7 @@ mod tests {
             upstream_ca: None,
             upstream_sni: None,
             dangerous_skip_verify: false,
+            identity_headers: false,
             preserve_host: true,
             identity_provider: None,
             assertion_audience: "r".into(),

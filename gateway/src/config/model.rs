@@ -66,6 +66,8 @@ pub struct Config {
     pub geoip: Option<Arc<GeoIp>>,
     /// Second factors, when configured.
     pub mfa: Option<crate::mfa::config::MfaConfig>,
+    /// Forward-auth, when configured.
+    pub forward_auth: Option<crate::forward_auth::ForwardAuthConfig>,
 }
 
 /// Output format of the logs.
@@ -196,6 +198,8 @@ pub struct Route {
     pub identity_provider: Option<String>,
     /// Assertion audience (default the route id).
     pub assertion_audience: String,
+    /// Whether the upstream is told who the user is (see `RouteSpec::identity_headers`).
+    pub identity_headers: bool,
 }
 
 /// Parses an optional duration at `path`, recording a problem (and using `default`) when it
@@ -249,6 +253,9 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     let mfa = file
         .mfa
         .and_then(|m| crate::mfa::config::build(m, problems));
+    let forward_auth = file
+        .forward_auth
+        .and_then(|f| crate::forward_auth::build(f, &file.server.trusted_proxies, problems));
     let server = build_server(file.server, problems);
     let session = super::auth_model::build_session(file.session, problems);
     let identity_providers = super::auth_model::build_idps(file.identity_providers, problems);
@@ -335,6 +342,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             tenants,
             geoip,
             mfa,
+            forward_auth,
         })
     } else {
         None
@@ -638,7 +646,9 @@ fn build_route(
         return None;
     }
     let assertion_audience = spec.assertion_audience.unwrap_or_else(|| spec.id.clone());
+    let identity_headers = spec.identity_headers.unwrap_or_else(|| !policy.is_public());
     Some(Route {
+        identity_headers,
         identity_provider: spec.identity_provider,
         assertion_audience,
         id: spec.id,

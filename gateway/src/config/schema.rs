@@ -51,6 +51,9 @@ pub struct ConfigFile {
     /// Second factors and step-up.
     #[serde(default)]
     pub mfa: Option<crate::mfa::config::MfaSpec>,
+    /// Forward-auth (`/.portcullis/auth`) for the proxy named here; absent: no such endpoint.
+    #[serde(default)]
+    pub forward_auth: Option<crate::forward_auth::ForwardAuthSpec>,
 }
 
 /// `tenants:`
@@ -332,6 +335,11 @@ pub struct RouteSpec {
     /// `aud` of the upstream assertion (default: the route id).
     #[serde(default)]
     pub assertion_audience: Option<String>,
+    /// Send the identity headers and the assertion upstream. Default: on for routes that need
+    /// a signed-in user, off on `public` routes (a public app should not receive — and log —
+    /// who happens to be signed in); `true` opts a public route in.
+    #[serde(default)]
+    pub identity_headers: Option<bool>,
 }
 
 fn default_path() -> String {

@@ -154,11 +154,7 @@ fn check_csrf(a: &Authenticated, csrf: &str) -> Result<(), GatewayError> {
 }
 
 fn enrol_cookie(tls: bool) -> &'static str {
-    if tls {
-        "__Host-portcullis-mfa"
-    } else {
-        "portcullis-mfa"
-    }
+    crate::session::cookies::GatewayCookie::MfaEnrol.name(tls)
 }
 
 fn now_unix() -> u64 {

@@ -15,11 +15,7 @@ use sha2::{Digest, Sha256};
 
 /// The device cookie's name.
 pub fn cookie_name(tls: bool) -> &'static str {
-    if tls {
-        "__Host-portcullis-device"
-    } else {
-        "portcullis-device"
-    }
+    crate::session::cookies::GatewayCookie::RememberedDevice.name(tls)
 }
 
 /// Factors a device may be remembered for.

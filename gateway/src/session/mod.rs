@@ -3,6 +3,7 @@
 //! idle and absolute timeouts and revocation by provider subject or provider session id.
 
 pub mod codec;
+pub mod cookies;
 pub mod redis_store;
 pub mod store;
 
@@ -50,11 +51,10 @@ pub struct SessionRecord {
 
 /// Cookie names: `__Host-` on HTTPS (host-only, path `/`, Secure), plain names on HTTP.
 pub fn cookie_name(tls: bool, pre_auth: bool) -> &'static str {
-    match (tls, pre_auth) {
-        (true, false) => "__Host-portcullis",
-        (true, true) => "__Host-portcullis-auth",
-        (false, false) => "portcullis",
-        (false, true) => "portcullis-auth",
+    if pre_auth {
+        cookies::GatewayCookie::PreAuth.name(tls)
+    } else {
+        cookies::GatewayCookie::Session.name(tls)
     }
 }
 
@@ -77,15 +77,7 @@ pub fn clear_cookie(name: &str, tls: bool) -> String {
 
 /// Every value of cookie `name` in the request (several `Cookie` headers with h2).
 pub fn cookie_values<'a>(headers: &'a http::HeaderMap, name: &'a str) -> Vec<&'a str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .collect()
+    cookies::values(headers, name)
 }
 
 #[cfg(test)]

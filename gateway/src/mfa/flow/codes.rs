@@ -67,11 +67,7 @@ pub(super) fn is_endpoint(path: &str) -> bool {
 }
 
 fn pending_cookie(tls: bool) -> &'static str {
-    if tls {
-        "__Host-portcullis-otp"
-    } else {
-        "portcullis-otp"
-    }
+    crate::session::cookies::GatewayCookie::OtpPending.name(tls)
 }
 
 fn hidden(csrf: &str, ret: &str) -> String {

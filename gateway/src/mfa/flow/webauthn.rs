@@ -33,11 +33,7 @@ pub(super) fn is_endpoint(path: &str) -> bool {
 }
 
 fn ceremony_cookie(tls: bool) -> &'static str {
-    if tls {
-        "__Host-portcullis-webauthn"
-    } else {
-        "portcullis-webauthn"
-    }
+    crate::session::cookies::GatewayCookie::WebauthnCeremony.name(tls)
 }
 
 /// Every ceremony body: the session's CSRF token next to the fields of `T`.
