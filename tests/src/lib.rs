@@ -358,10 +358,17 @@ pub fn header<'a>(resp: &'a RawResponse, name: &str) -> Option<&'a str> {
 
 /// An HTTPS client that trusts `ca_pem` (or accepts anything when `None`), with redirects off.
 pub fn client(ca_pem: Option<&str>) -> reqwest::Client {
+    client_from(ca_pem, None)
+}
+
+/// [`client`] connecting from the loopback address `local` (e.g. 127.0.0.2 to play a trusted
+/// proxy, while 127.0.0.1 is an untrusted client).
+pub fn client_from(ca_pem: Option<&str>, local: Option<std::net::IpAddr>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .tls_info(true)
+        .local_address(local)
         .timeout(Duration::from_secs(15));
     b = match ca_pem {
         Some(pem) => {

@@ -1,6 +1,9 @@
 //! Forward-auth with a real nginx `auth_request` in front of an app: nginx asks
 //! `/.portcullis/auth`, forwards the identity headers it returns, and sends unauthenticated
 //! browsers to sign in. The nginx config here is the one documented in the README.
+//!
+//! The front proxy talks to the gateway from 127.0.0.2 (the only `server.trusted_proxies`
+//! entry); the attacker's own client uses 127.0.0.1, so a direct call is an untrusted one.
 
 use portcullis_e2e::oidc::*;
 use portcullis_e2e::*;
@@ -24,11 +27,15 @@ http {{
     listen 127.0.0.1:{listen};
     location = /_portcullis_auth {{
       internal;
+      proxy_bind 127.0.0.2;
       proxy_pass https://127.0.0.1:{gateway_https}/.portcullis/auth;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URI $request_uri;
       proxy_set_header X-Original-Host $http_host;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
     }}
     location / {{
       auth_request /_portcullis_auth;
@@ -50,6 +57,16 @@ http {{
     )
 }
 
+/// The server block with the one trusted proxy (nginx's `proxy_bind` address).
+fn server_trusting_the_proxy() -> String {
+    format!("{SERVER}  trusted_proxies: [127.0.0.2/32]\n")
+}
+
+/// A client that calls the gateway as the front proxy would: from 127.0.0.2.
+fn proxy_client() -> reqwest::Client {
+    client_from(None, Some(std::net::IpAddr::from([127, 0, 0, 2])))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nginx_auth_request_forwards_the_verified_identity_and_redirects_strangers() {
     let ports = Ports::fresh();
@@ -59,16 +76,24 @@ async fn nginx_auth_request_forwards_the_verified_identity_and_redirects_strange
     let gw = Gateway::start_on(
         ports,
         &format!(
-            "{SERVER}session:
+            "{}session:
   keys: [\"{SESSION_KEY}\"]
   return_to_allow: [\"http://127.0.0.1:{{nginx}}\"]
 identity_providers:
   - {{ id: corp, type: oidc, issuer: \"{}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}, scopes: [openid, email, groups] }}
+forward_auth: {{ mode: nginx }}
 routes:
   - {{ id: app, path: /, upstream: \"{}\", policy: authenticated }}
+  - {{ id: pub, path: /pub, upstream: \"{}\", policy: public }}
   - {{ id: finance, path: /finance, upstream: \"{}\", policy: {{ allow: [ {{ groups: [finance] }} ] }} }}
+  - {{ id: ops, path: /ops, upstream: \"{}\", policy: {{ allow: [ {{ authenticated: true }} ], deny: [ {{ query: {{ debug: \"1\" }} }}, {{ methods: [DELETE] }} ] }} }}
+  - {{ id: intranet, path: /intranet, upstream: \"{}\", policy: {{ allow: [ {{ source_ip: [10.0.0.0/8] }} ] }} }}
 ",
+            server_trusting_the_proxy(),
             op.issuer,
+            up.url(),
+            up.url(),
+            up.url(),
             up.url(),
             up.url()
         )
@@ -102,6 +127,30 @@ routes:
         loc.starts_with(&format!("{}/.portcullis/login?rd=", gw.https())),
         "{loc}"
     );
+
+    // C1: headers of another proxy's family, or nginx's own ones sent by the client, cannot
+    // make a protected URL look like a public one: nginx overwrites its family, the gateway
+    // reads no other.
+    let pub_url = format!("http://127.0.0.1:{port}/pub/x");
+    assert_eq!(plain.get(&pub_url).send().await.unwrap().status(), 200);
+    let secret = format!("http://127.0.0.1:{port}/secret/x");
+    for (name, value) in [
+        ("x-original-url", "/pub/x"),
+        ("x-original-uri", "/pub/x"),
+        ("x-forwarded-uri", "/pub/x"),
+        ("x-rewrite-url", "/pub/x"),
+        ("x-forwarded-host", "public.host"),
+        ("x-original-host", "public.host"),
+        ("x-original-method", "OPTIONS"),
+    ] {
+        let r = plain
+            .get(&secret)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{name}: {value} must not open /secret");
+    }
 
     // Signing in through that login link comes back to the page behind nginx (allow-listed).
     let b = Browser::new();
@@ -150,24 +199,29 @@ routes:
         .unwrap();
     assert!(verify_es256(&jwks, &token));
 
-    // The route's policy decides, not merely "signed in": alice is not in `finance`, and
-    // path tricks that an app would resolve to /finance are judged as /finance.
-    // (A path the gateway refuses outright is a 400 at forward-auth, which nginx turns into 500:
-    // still no access.)
+    // The route's policy decides, not merely "signed in": alice is not in `finance`. M6: nginx
+    // forwards the raw path to the app, so a path whose normal form differs (dot segments,
+    // `//`, `\\`, `;`) is refused at forward-auth (400, which nginx turns into 500): the
+    // gateway never judges one path while the app serves another.
     for (path, status) in [
         ("/finance/report", 403),
-        ("/docs/%2e%2e/finance/report", 403),
-        ("//finance/report", 403),
+        ("/docs/%2e%2e/finance/report", 500),
+        ("/docs/%2E%2E/finance/report", 500),
+        ("//finance/report", 500),
+        ("/docs/./../finance/report", 500),
         ("/docs/..%2Ffinance/report", 500),
+        ("/docs\\..\\finance/report", 500),
         ("/finance;x=1/report", 500),
     ] {
-        let r = plain
-            .get(format!("http://127.0.0.1:{port}{path}"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), status, "{path}");
+        // Raw bytes: a client library would resolve the dot segments before sending.
+        let host = format!("127.0.0.1:{port}");
+        let r = raw_request(
+            port,
+            &format!("GET {path} HTTP/1.1"),
+            &[("Host", host.as_str()), ("Cookie", cookie.as_str())],
+        )
+        .unwrap();
+        assert_eq!(r.0, status, "{path}");
     }
     let r = plain
         .get(&nginx_url)
@@ -176,6 +230,53 @@ routes:
         .await
         .unwrap();
     assert_eq!(r.status(), 302, "a forged cookie is a stranger");
+
+    // H6: the original method, query and client address are judged, not the subrequest's.
+    let ops = format!("http://127.0.0.1:{port}/ops/x");
+    let send = |m: reqwest::Method, u: &str| {
+        plain
+            .request(m, u)
+            .header("cookie", &cookie)
+            .send()
+    };
+    assert_eq!(send(reqwest::Method::GET, &ops).await.unwrap().status(), 200);
+    assert_eq!(
+        send(reqwest::Method::GET, &format!("{ops}?debug=1"))
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "query deny rule"
+    );
+    assert_eq!(
+        send(reqwest::Method::DELETE, &ops).await.unwrap().status(),
+        403,
+        "method deny rule"
+    );
+    let r = plain
+        .get(format!("http://127.0.0.1:{port}/intranet/x"))
+        .header("cookie", &cookie)
+        .header("x-forwarded-for", "10.1.1.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a client-chosen X-Forwarded-For is not the client");
+
+    // H2: the caller that is not the trusted proxy gets nothing — no identity, no assertion,
+    // whatever audience it asks for.
+    let r = plain
+        .get(format!("{}/.portcullis/auth?aud=finance", gw.https()))
+        .header("cookie", &cookie)
+        .header("x-original-uri", "/finance/report")
+        .header("x-original-host", format!("127.0.0.1:{port}"))
+        .header("x-original-method", "GET")
+        .header("x-forwarded-for", "127.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("x-portcullis-assertion").is_none());
+    assert!(r.headers().get("x-portcullis-user").is_none());
     let _ = nginx.kill();
     let _ = nginx.wait();
 }
@@ -187,23 +288,30 @@ async fn traefik_style_forward_auth_sends_browsers_to_sign_in_and_apis_get_401()
     let gw = Gateway::start_on(
         ports,
         &format!(
-            "{SERVER}session:
+            "{}session:
   keys: [\"{SESSION_KEY}\"]
 identity_providers:
   - {{ id: corp, type: oidc, issuer: \"{}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET} }}
-routes: []
+forward_auth: {{ mode: traefik }}
+routes:
+  - {{ id: reports, path: /reports, upstream: \"http://127.0.0.1:9\", policy: authenticated }}
 ",
+            server_trusting_the_proxy(),
             op.issuer
         ),
     );
     let auth = format!("{}/.portcullis/auth", gw.https());
-    let c = client(None);
-    let r = c
-        .get(&auth)
+    let c = proxy_client();
+    let check = |uri: &'static str| {
+        c.get(&auth)
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "app.example.com")
+            .header("x-forwarded-method", "GET")
+            .header("x-forwarded-for", "198.51.100.7")
+            .header("x-forwarded-uri", uri)
+    };
+    let r = check("/reports?q=1")
         .header("accept", "text/html")
-        .header("x-forwarded-proto", "https")
-        .header("x-forwarded-host", "app.example.com")
-        .header("x-forwarded-uri", "/reports?q=1")
         .send()
         .await
         .unwrap();
@@ -216,14 +324,62 @@ routes: []
             gw.https()
         )
     );
-    let r = c
-        .get(&auth)
+    let r = check("/reports")
         .header("accept", "application/json")
-        .header("x-forwarded-uri", "/reports")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // Default deny: a URL no route serves is refused, not answered with "is there a session".
+    let r = check("/elsewhere").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Incomplete or doubled descriptions are refused (a client's copy surviving next to the
+    // proxy's must not be read); so is a caller that is not a trusted proxy.
+    let r = check("/reports")
+        .header("x-forwarded-uri", "/public")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .get(&auth)
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.example.com")
+        .header("x-forwarded-uri", "/reports")
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "no X-Forwarded-Method");
+    let r = check("/reports")
+        .header("x-forwarded-uri", format!("/{}", "a/".repeat(8192)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "doubled and oversized");
+    let r = c
+        .get(&auth)
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.example.com")
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("x-forwarded-uri", format!("/{}", "a/".repeat(8192)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431, "oversized");
+    let r = client(None)
+        .get(&auth)
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.example.com")
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("x-forwarded-uri", "/reports")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "not a trusted proxy");
 }
 
 /// Traefik/Caddy (`X-Forwarded-*`) and Envoy (`/.portcullis/auth/<original path>`) checks are
@@ -240,7 +396,7 @@ async fn forward_auth_applies_the_original_routes_policy() {
     let gw = Gateway::start_on(
         ports,
         &format!(
-            "{SERVER}  data_dir: \"{d}\"
+            "{}  data_dir: \"{d}\"
 session:
   keys: [\"{SESSION_KEY}\"]
 identity_providers:
@@ -249,12 +405,14 @@ store: \"sqlite://{d}/portcullis.db\"
 mfa:
   encryption_key: \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"
   totp: {{ issuer: Acme }}
+forward_auth: {{ mode: traefik }}
 routes:
   - {{ id: app, path: /app, upstream: \"{}\", policy: authenticated }}
   - {{ id: pub, path: /pub, upstream: \"{}\", policy: public }}
   - {{ id: admin, path: /admin, upstream: \"{}\", policy: {{ allow: [ {{ groups: [admins] }} ] }}, assertion_audience: admin-api }}
   - {{ id: vault, path: /vault, upstream: \"{}\", policy: {{ allow: [ {{ mfa: {{ methods: [totp], max_age: 5m }} }} ] }} }}
 ",
+            server_trusting_the_proxy(),
             op.issuer,
             up.url(),
             up.url(),
@@ -263,12 +421,14 @@ routes:
         ),
     );
     let auth = format!("{}/.portcullis/auth", gw.https());
-    let c = client(None);
+    let c = proxy_client();
     let traefik = |c: &reqwest::Client, uri: &str, cookie: Option<&str>, html: bool| {
         let mut r = c
-            .get(&auth)
+            .get(format!("{auth}?aud=vault"))
             .header("x-forwarded-proto", "https")
             .header("x-forwarded-host", "app.example.com")
+            .header("x-forwarded-method", "GET")
+            .header("x-forwarded-for", "198.51.100.7")
             .header("x-forwarded-uri", uri)
             .header(
                 "accept",
@@ -309,7 +469,16 @@ routes:
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-portcullis-user"], "alice");
     let token = r.headers()["x-portcullis-assertion"].to_str().unwrap();
-    assert_eq!(jwt_claims(token)["aud"], "admin-api");
+    assert_eq!(
+        jwt_claims(token)["aud"],
+        "admin-api",
+        "the allowing route's audience, never the caller's ?aud="
+    );
+    // A public route's answer says nothing about who is signed in (no opt-in there).
+    let r = traefik(&c, "/pub/x", Some(alice), false).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-portcullis-assertion").is_none());
+    assert!(r.headers().get("x-portcullis-user").is_none());
 
     let r = traefik(&c, "/admin/users", Some(bob), false).await.unwrap();
     assert_eq!(r.status(), 403, "bob is not in admins");
@@ -317,31 +486,15 @@ routes:
     let r = traefik(&c, "/app/../admin/users", Some(bob), false)
         .await
         .unwrap();
-    assert_eq!(r.status(), 403, "dot segments are resolved before routing");
+    assert_eq!(r.status(), 400, "dot segments: the app would see another path");
     let r = traefik(&c, "/app/%2e%2e/admin", Some(bob), false)
         .await
         .unwrap();
-    assert_eq!(r.status(), 403, "encoded dot segments too");
+    assert_eq!(r.status(), 400, "encoded dot segments too");
     let r = traefik(&c, "/app/..%2fadmin", Some(bob), false)
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "encoded slash refused");
-
-    // Envoy ext_authz: the original path follows the endpoint, Host is the original host.
-    let r = c
-        .get(format!("{auth}/admin/users"))
-        .header("cookie", bob)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = c
-        .get(format!("{auth}/admin/users"))
-        .header("cookie", alice)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
 
     // Step-up: APIs get the machine-readable 401; browsers go to the MFA page and come back.
     let r = traefik(&c, "/vault/k", Some(alice), false).await.unwrap();
@@ -377,4 +530,51 @@ routes:
                 .collect::<String>()
         )
     );
+}
+
+/// Envoy HTTP ext_authz: the check keeps the original method and Host, and the original path
+/// follows the endpoint. Only Envoy's form is read in this mode.
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_mode_judges_the_appended_path_and_the_original_method() {
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&format!(
+        "{}forward_auth: {{ mode: envoy }}
+routes:
+  - {{ id: pub, path: /pub, upstream: \"{}\", policy: public }}
+  - {{ id: files, path: /files, upstream: \"{}\", policy: {{ allow: [ {{ methods: [GET] }} ], deny: [ {{ query: {{ debug: \"1\" }} }} ] }} }}
+  - {{ id: app, path: /app, upstream: \"{}\", policy: authenticated }}
+",
+        server_trusting_the_proxy(),
+        up.url(),
+        up.url(),
+        up.url()
+    ));
+    let auth = format!("{}/.portcullis/auth", gw.https());
+    let c = proxy_client();
+    let check = |m: reqwest::Method, path: &str| {
+        c.request(m, format!("{auth}{path}"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .header("x-forwarded-uri", "/pub/x")
+            .header("x-original-uri", "/pub/x")
+            .send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(check(reqwest::Method::GET, "/pub/x").await.unwrap()), 200);
+    assert_eq!(status(check(reqwest::Method::GET, "/files/a").await.unwrap()), 200);
+    assert_eq!(
+        status(check(reqwest::Method::DELETE, "/files/a").await.unwrap()),
+        403,
+        "the original method is Envoy's own"
+    );
+    assert_eq!(
+        status(check(reqwest::Method::GET, "/files/a?debug=1").await.unwrap()),
+        403,
+        "the original query"
+    );
+    assert_eq!(
+        status(check(reqwest::Method::GET, "/app/x").await.unwrap()),
+        401,
+        "other families' headers do not turn /app into /pub"
+    );
+    assert_eq!(status(check(reqwest::Method::GET, "").await.unwrap()), 400);
 }
