@@ -143,12 +143,7 @@ routes:
         ("x-original-host", "public.host"),
         ("x-original-method", "OPTIONS"),
     ] {
-        let r = plain
-            .get(&secret)
-            .header(name, value)
-            .send()
-            .await
-            .unwrap();
+        let r = plain.get(&secret).header(name, value).send().await.unwrap();
         assert_eq!(r.status(), 302, "{name}: {value} must not open /secret");
     }
 
@@ -233,13 +228,11 @@ routes:
 
     // H6: the original method, query and client address are judged, not the subrequest's.
     let ops = format!("http://127.0.0.1:{port}/ops/x");
-    let send = |m: reqwest::Method, u: &str| {
-        plain
-            .request(m, u)
-            .header("cookie", &cookie)
-            .send()
-    };
-    assert_eq!(send(reqwest::Method::GET, &ops).await.unwrap().status(), 200);
+    let send = |m: reqwest::Method, u: &str| plain.request(m, u).header("cookie", &cookie).send();
+    assert_eq!(
+        send(reqwest::Method::GET, &ops).await.unwrap().status(),
+        200
+    );
     assert_eq!(
         send(reqwest::Method::GET, &format!("{ops}?debug=1"))
             .await
@@ -260,7 +253,11 @@ routes:
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403, "a client-chosen X-Forwarded-For is not the client");
+    assert_eq!(
+        r.status(),
+        403,
+        "a client-chosen X-Forwarded-For is not the client"
+    );
 
     // H2: the caller that is not the trusted proxy gets nothing — no identity, no assertion,
     // whatever audience it asks for.
@@ -486,7 +483,11 @@ routes:
     let r = traefik(&c, "/app/../admin/users", Some(bob), false)
         .await
         .unwrap();
-    assert_eq!(r.status(), 400, "dot segments: the app would see another path");
+    assert_eq!(
+        r.status(),
+        400,
+        "dot segments: the app would see another path"
+    );
     let r = traefik(&c, "/app/%2e%2e/admin", Some(bob), false)
         .await
         .unwrap();
@@ -559,15 +560,25 @@ routes:
             .send()
     };
     let status = |r: reqwest::Response| r.status().as_u16();
-    assert_eq!(status(check(reqwest::Method::GET, "/pub/x").await.unwrap()), 200);
-    assert_eq!(status(check(reqwest::Method::GET, "/files/a").await.unwrap()), 200);
+    assert_eq!(
+        status(check(reqwest::Method::GET, "/pub/x").await.unwrap()),
+        200
+    );
+    assert_eq!(
+        status(check(reqwest::Method::GET, "/files/a").await.unwrap()),
+        200
+    );
     assert_eq!(
         status(check(reqwest::Method::DELETE, "/files/a").await.unwrap()),
         403,
         "the original method is Envoy's own"
     );
     assert_eq!(
-        status(check(reqwest::Method::GET, "/files/a?debug=1").await.unwrap()),
+        status(
+            check(reqwest::Method::GET, "/files/a?debug=1")
+                .await
+                .unwrap()
+        ),
         403,
         "the original query"
     );
