@@ -96,7 +96,8 @@ fn tls_settings(client_auth: Option<&ClientAuth>) -> Result<TlsSettings, StartEr
         .iter()
         .map(|c| (c.name.clone(), c.ders.clone()))
         .collect();
-    let index = ClientCaIndex::new(named.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+    let index = ClientCaIndex::new(named.iter().map(|(n, d)| (n.as_str(), d.as_slice())))
+        .map_err(StartError::Tls)?;
     let verifier = ClientCaIndex::verifier(&named, ca.required).map_err(StartError::Tls)?;
     let mut settings =
         TlsSettings::with_callbacks(Box::new(ClientCertCallback { index })).map_err(tls_err)?;

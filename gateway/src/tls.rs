@@ -229,39 +229,48 @@ pub struct ClientCertFacts {
     pub ca: String,
 }
 
-/// Maps a verified client chain to the name of the configured CA that issued it.
-#[derive(Debug, Clone, Default)]
+/// Maps a verified client chain to the name of the configured CA that verifies it.
+///
+/// The name must come from the trust anchor that actually verifies the chain, never from what
+/// the client appended: a BYOD certificate followed by a self-made certificate named like the
+/// corporate CA passes rustls (which verifies against the BYOD CA and ignores the extra
+/// certificate) and, read from the chain's last certificate, looked corporate. So each named CA
+/// gets its own verifier, and the chain is verified again against each until one accepts it.
+#[derive(Clone, Default)]
 pub struct ClientCaIndex {
-    /// (CA name, raw subject DN of the CA certificate).
-    subjects: Vec<(String, Vec<u8>)>,
+    /// (CA name, a verifier trusting only that CA's certificates), in config order.
+    verifiers: Vec<(String, Arc<dyn rustls::server::danger::ClientCertVerifier>)>,
+}
+
+impl std::fmt::Debug for ClientCaIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.verifiers.iter().map(|(n, _)| n))
+            .finish()
+    }
 }
 
 impl ClientCaIndex {
-    /// Indexes named CA certificates (DER).
-    pub fn new<'a>(cas: impl IntoIterator<Item = (&'a str, &'a [Vec<u8>])>) -> Self {
-        use x509_parser::prelude::*;
-        let mut subjects = Vec::new();
+    /// One verifier per named CA (DER certificates).
+    pub fn new<'a>(
+        cas: impl IntoIterator<Item = (&'a str, &'a [Vec<u8>])>,
+    ) -> Result<Self, String> {
+        let mut verifiers = Vec::new();
         for (name, ders) in cas {
-            for der in ders {
-                if let Ok((_, c)) = X509Certificate::from_der(der) {
-                    subjects.push((name.to_string(), c.subject().as_raw().to_vec()));
-                }
-            }
+            let v = Self::verifier(&[(name.to_string(), ders.to_vec())], true)?;
+            verifiers.push((name.to_string(), v));
         }
-        Self { subjects }
+        Ok(Self { verifiers })
     }
 
-    /// The CA whose subject is the issuer of the top of the presented chain. Only called on
-    /// chains rustls already verified against these CAs, so matching the issuer name is enough
-    /// to tell which one.
+    /// The first configured CA (in config order) under which the presented chain verifies
+    /// for client authentication now; `None` when none does.
     pub fn issuer_of(&self, chain: &[CertificateDer<'_>]) -> Option<String> {
-        use x509_parser::prelude::*;
-        let top = chain.last()?;
-        let (_, cert) = X509Certificate::from_der(top.as_ref()).ok()?;
-        let issuer = cert.issuer().as_raw();
-        self.subjects
+        let (leaf, intermediates) = chain.split_first()?;
+        let now = rustls::pki_types::UnixTime::now();
+        self.verifiers
             .iter()
-            .find(|(_, s)| s.as_slice() == issuer)
+            .find(|(_, v)| v.verify_client_cert(leaf, intermediates, now).is_ok())
             .map(|(n, _)| n.clone())
     }
 

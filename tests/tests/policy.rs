@@ -206,6 +206,18 @@ routes:
         forged.get(url("/")).send().await.is_err(),
         "a certificate from an unknown CA fails the handshake"
     );
+    // H3: a BYOD certificate followed by a self-made certificate named like the corporate CA.
+    // rustls verifies the chain through the BYOD CA; the device is still not managed.
+    let impostor = TestCa::named("Corp Devices CA");
+    let byod_pem = byod.issue_client("phone-2");
+    let end = byod_pem.find("-----END CERTIFICATE-----").unwrap() + 26;
+    let chain = format!("{}{}{}", &byod_pem[..end], impostor.pem, &byod_pem[end..]);
+    let appended = client(Some(chain));
+    assert_eq!(
+        status(appended, "/managed").await,
+        403,
+        "the CA is the one that verified the chain, not the last one appended"
+    );
 }
 
 #[test]
