@@ -42,6 +42,29 @@ pub enum StartError {
     /// The audit log could not be set up (signing key, store).
     #[error("audit: {0}")]
     Audit(String),
+    /// A listener's address cannot be bound (in use, not local, no permission).
+    #[error("cannot listen: {0}")]
+    Bind(String),
+}
+
+/// Binds (and releases) every listener address before the server starts, so that one that
+/// cannot be bound stops the process with an error naming it. pingora binds inside its service
+/// threads, where a failure left the process running, serving nothing, and `/readyz` saying
+/// ready. Not done for `--upgrade`: the sockets then come from the running instance.
+fn check_listeners(listeners: &[(&str, std::net::SocketAddr)]) -> Result<(), StartError> {
+    let failures: Vec<String> = listeners
+        .iter()
+        .filter_map(|(key, addr)| {
+            std::net::TcpListener::bind(addr)
+                .err()
+                .map(|e| format!("{key} {addr}: {e}"))
+        })
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(StartError::Bind(failures.join("; ")))
+    }
 }
 
 /// Where the embedded quick-start config expects its upstream.
@@ -121,6 +144,16 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         ),
     };
     logging::init(cfg.server.log_format, &cfg.server.log_level);
+    if !opts.upgrade {
+        let mut listeners = vec![("server.admin.listen", cfg.server.admin_listen)];
+        if let Some(h) = &cfg.server.https {
+            listeners.push(("server.https.listen", h.listen));
+        }
+        if let Some(h) = &cfg.server.http {
+            listeners.push(("server.http.listen", h.listen));
+        }
+        check_listeners(&listeners)?;
+    }
 
     let mut conf = ServerConf {
         threads: cfg.server.threads,

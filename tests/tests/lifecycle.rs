@@ -170,3 +170,42 @@ fn admin_endpoints_and_metric_names() {
         404
     );
 }
+
+/// L12: a listener that cannot be bound once left the process up, serving nothing, with
+/// `/readyz` answering 200. It must exit non-zero and name the listener.
+#[test]
+fn a_listener_that_cannot_bind_stops_the_process_with_its_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let admin = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server:\n  http: {{ listen: \"127.0.0.1:{port}\" }}\n  admin: {{ listen: \"127.0.0.1:{admin}\" }}\nroutes: []\n"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_until("the gateway exits", Duration::from_secs(20), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let status = status.unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains(&format!("server.http.listen 127.0.0.1:{port}")),
+        "{err}"
+    );
+    drop(taken);
+}
