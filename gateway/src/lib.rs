@@ -27,5 +27,6 @@ pub mod sso;
 pub mod store;
 pub mod tenant;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;
 pub mod whoami;

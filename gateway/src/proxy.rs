@@ -74,6 +74,20 @@ pub struct Ctx {
     pub decision: Option<Decision>,
     /// A `Set-Cookie` to add to the upstream's response (session id rotated by a refresh).
     set_cookie: Option<String>,
+    /// Session id of the signed-in user, if any.
+    sid: Option<String>,
+    /// For an upgraded connection on a route that needs a user: set once the session ends,
+    /// which tears the tunnel down (see [`crate::tunnel`]).
+    tunnel_ended: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Ctx {
+    /// Whether this upgraded connection's session has ended.
+    fn tunnel_ended(&self) -> bool {
+        self.tunnel_ended
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire))
+    }
 }
 
 impl Ctx {
@@ -552,6 +566,35 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// An upgrade (WebSocket) on a route that needs a user: refuse a foreign `Origin`, and
+    /// watch the session so that logout or revocation ends the tunnel.
+    fn admit_tunnel(&self, session: &Session, ctx: &mut Ctx) -> Result<(), GatewayError> {
+        let (Some(sid), Some(route)) = (
+            ctx.sid.as_ref(),
+            ctx.route.and_then(|i| ctx.rt.config.routes.get(i)),
+        ) else {
+            return Ok(());
+        };
+        if !session.is_upgrade_req() || route.policy.is_public() {
+            return Ok(());
+        }
+        let origin = session
+            .req_header()
+            .headers
+            .get(http::header::ORIGIN)
+            .map(|v| v.as_bytes());
+        if !crate::tunnel::origin_allowed(
+            origin,
+            &self.origin(ctx),
+            &ctx.rt.config.session.return_to_allow,
+        ) {
+            tracing::warn!(route = %route.id, client_ip = %ctx.client_ip, "WebSocket upgrade from a foreign Origin refused");
+            return Err(GatewayError::Forbidden);
+        }
+        ctx.tunnel_ended = Some(crate::tunnel::watch(self.sso.store.clone(), sid.clone()));
+        Ok(())
+    }
+
     /// Hands this request's decision record to the decision log and, for denials on
     /// privileged routes, records an audit event. Never waits.
     fn record_decision(
@@ -677,6 +720,8 @@ impl ProxyHttp for Gateway {
             identity: None,
             set_cookie: None,
             decision: None,
+            sid: None,
+            tunnel_ended: None,
         }
     }
 
@@ -713,6 +758,7 @@ impl ProxyHttp for Gateway {
                 if let Some(a) = a {
                     ctx.set_cookie = a.set_cookie;
                     ctx.identity = Some(a.record.identity);
+                    ctx.sid = Some(a.sid);
                 }
                 self.admit(session, ctx)
             }
@@ -732,6 +778,7 @@ impl ProxyHttp for Gateway {
             Err(e @ GatewayError::StepUp { .. }) => Err(self.step_up(session, ctx, e)),
             other => other,
         };
+        let result = result.and_then(|()| self.admit_tunnel(session, ctx));
         match result {
             Ok(()) => {
                 ctx.outcome = Some("allow");
@@ -743,6 +790,32 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if ctx.tunnel_ended() {
+            return Err(crate::tunnel::ended_error());
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if ctx.tunnel_ended() {
+            return Err(crate::tunnel::ended_error());
+        }
+        Ok(None)
     }
 
     async fn response_filter(

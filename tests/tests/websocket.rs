@@ -58,3 +58,92 @@ async fn websocket_echo_through_the_gateway() {
         other => panic!("expected 401, got {other:?}"),
     }
 }
+
+/// L15: a WebSocket on a route that needs a user is refused from a foreign `Origin`
+/// (cross-site WebSocket hijacking with the user's cookie), and logout ends an open tunnel.
+/// The plain listener plays a TLS-terminating proxy's backend (trusted, `X-Forwarded-Proto:
+/// https`), so the `__Host-` session cookie from the HTTPS login applies.
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_tunnels_need_this_origin_and_end_with_the_session() {
+    use portcullis_e2e::oidc::*;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let ports = Ports::fresh();
+    let up = Whoami::start("ws");
+    let op = OpenIdProvider::start(&[ports.https], None, 3600);
+    let gw = Gateway::start_on(
+        ports,
+        &format!(
+            "{SERVER}  trusted_proxies: [127.0.0.1/32]
+session:
+  keys: [\"{SESSION_KEY}\"]
+identity_providers:
+  - {{ id: corp, type: oidc, issuer: \"{}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET} }}
+routes:
+  - {{ id: ws, path: /ws, upstream: \"{}\", policy: authenticated }}
+",
+            op.issuer,
+            up.url()
+        ),
+    );
+    let b = Browser::new();
+    let w = b.login(&format!("{}/ws/", gw.https()), "alice").await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    let cookie = w.session_cookie().unwrap();
+    let own_origin = format!("https://127.0.0.1:{}", ports.http);
+    let request = |origin: &str| {
+        let mut r = format!("ws://127.0.0.1:{}/ws/chat", ports.http)
+            .into_client_request()
+            .unwrap();
+        let h = r.headers_mut();
+        h.insert("cookie", cookie.parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert("origin", origin.parse().unwrap());
+        r
+    };
+    match tokio_tungstenite::connect_async(request("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a foreign Origin must be refused, got {other:?}"),
+    }
+    // A working tunnel (pingora#946 may tear the first attempts down, see above).
+    let mut ws = None;
+    for _ in 0..5 {
+        let (mut s, resp) = tokio_tungstenite::connect_async(request(&own_origin))
+            .await
+            .expect("same-origin upgrade");
+        assert_eq!(resp.status(), 101);
+        s.send(Message::Text("hi".into())).await.unwrap();
+        if let Some(Ok(m)) = s.next().await {
+            assert_eq!(m.into_text().unwrap().as_str(), "echo: hi");
+            ws = Some(s);
+            break;
+        }
+    }
+    let mut ws = ws.expect("the WebSocket tunnel never worked");
+
+    let logout = format!("{}/.portcullis/logout", gw.https());
+    let form = b.form_at(&logout).await;
+    let r = b
+        .client
+        .post(&form.action)
+        .form(&form.fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    // The next frames after the session ended close the tunnel (the session is looked up
+    // again every second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tunnel outlived the session"
+        );
+        if ws.send(Message::Text("still there?".into())).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(std::time::Duration::from_millis(500), ws.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) | Err(_) => continue,
+            Ok(_) => break,
+        }
+    }
+}
