@@ -77,7 +77,7 @@ fn run_refuses_to_start_on_a_bad_config_and_says_why() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(":5: routes[0].colour: unknown field `colour`"),
+        err.contains(":5: routes[0].colour: unknown key `colour`"),
         "{err}"
     );
 }

@@ -8,6 +8,7 @@ pub mod locate;
 pub mod model;
 pub mod reload;
 pub mod schema;
+pub mod schema_pass;
 pub mod secret;
 
 pub use model::Config;
@@ -110,15 +111,13 @@ pub fn load_str(text: &str, source: &str, env: &dyn EnvLookup) -> Result<Config,
     if !problems.0.is_empty() {
         return Err(fail(problems.0));
     }
-    let file: schema::ConfigFile = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        fail(vec![model::Problem {
-            path,
-            message: e.into_inner().to_string(),
-        }])
-    })?;
-    model::build(file, &mut problems).ok_or_else(|| fail(problems.0))
+    let (file, schema_problems) = schema_pass::deserialize_all::<schema::ConfigFile>(value);
+    problems.0.extend(schema_problems);
+    let config = file.and_then(|f| model::build(f, &mut problems));
+    match config {
+        Some(c) if problems.0.is_empty() => Ok(c),
+        _ => Err(fail(problems.0)),
+    }
 }
 
 fn expand_env(v: &mut serde_yaml::Value, path: &str, env: &dyn EnvLookup, p: &mut Problems) {

@@ -70,7 +70,7 @@ routes:
 fn unknown_keys_and_missing_env_are_named() {
     let e = errors("routes:\n  - id: a\n    upstream: http://127.0.0.1:1\n    policy: public\n    upstrem_tls: {}\n");
     assert!(
-        e[0].starts_with("c.yaml:5: routes[0].upstrem_tls: unknown field `upstrem_tls`"),
+        e[0].starts_with("c.yaml:5: routes[0].upstrem_tls: unknown key `upstrem_tls` (did you mean `upstream_tls`?)"),
         "{e:?}"
     );
     let e = errors("routes:\n  - id: a\n    upstream: ${NOPE}\n    policy: public\n");
@@ -156,4 +156,41 @@ fn private_key_jwt_needs_a_usable_key_and_no_secret() {
     assert_eq!(p.token_auth, auth_model::TokenAuth::PrivateKeyJwt);
     assert_eq!(p.client_key.as_ref().unwrap().alg(), "ES256");
     assert!(p.client_secret.is_none());
+}
+
+#[test]
+fn an_unknown_key_does_not_hide_the_other_problems() {
+    let text = "\
+server:
+  theads: 2
+  http: { listen: \"127.0.0.1:8080\", redirect: true }
+routes:
+  - id: a
+    upstream: htp://x
+    policy: public
+  - id: b
+    path: /b
+    upstream: http://127.0.0.1:1
+    policy: public
+    timeout: { connect: 1s }
+  - id: b
+    path: /c
+    upstream: http://127.0.0.1:1
+    policy: public
+";
+    let e = errors(text);
+    let want = [
+        "c.yaml:2: server.theads: unknown key `theads` (did you mean `threads`?)",
+        "c.yaml:3: server.http.redirect: unknown key `redirect`",
+        "c.yaml:6: routes[0].upstream: \"htp://x\" has scheme \"htp\"",
+        "c.yaml:12: routes[1].timeout: unknown key `timeout` (did you mean `timeouts`?)",
+        "c.yaml:13: routes[2].id: \"b\" is already the id of routes[1]",
+    ];
+    for w in want {
+        assert!(
+            e.iter().any(|l| l.starts_with(w)),
+            "missing {w:?} in {e:#?}"
+        );
+    }
+    assert_eq!(e.len(), want.len(), "{e:#?}");
 }

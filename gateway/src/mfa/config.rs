@@ -715,6 +715,6 @@ mod tests {
             "  encryption_key: {KEY}\n  totp: {{ isuer: x }}\n"
         ))
         .unwrap_err();
-        assert!(e.contains("unknown field"), "{e}");
+        assert!(e.contains("unknown key"), "{e}");
     }
 }
