@@ -301,9 +301,17 @@ impl GatewayError {
     }
 }
 
-/// Writes the response for `err` to the client.
-pub async fn respond(session: &mut Session, err: &GatewayError) -> pingora::Result<()> {
-    let (header, body) = err.to_response()?;
+/// Writes the response for `err` to the client, with `set_cookie` (a session id rotated while
+/// this request was identified: dropping it would sign the user out).
+pub async fn respond(
+    session: &mut Session,
+    err: &GatewayError,
+    set_cookie: Option<String>,
+) -> pingora::Result<()> {
+    let (mut header, body) = err.to_response()?;
+    if let Some(c) = set_cookie {
+        header.append_header("set-cookie", c)?;
+    }
     session.set_keepalive(None);
     session
         .write_response_header(Box::new(header), false)

@@ -105,6 +105,14 @@ fn peer_ip(session: &Session) -> IpAddr {
     }
 }
 
+/// How the request path ends for one request.
+enum Flow {
+    /// Every step continued: proxy to the route's upstream.
+    Proxy,
+    /// A reserved endpoint answered.
+    Reply(crate::errors::Reply),
+}
+
 /// The request a policy decision is about: the one received, or for forward-auth the original
 /// request the front proxy described.
 struct Judged<'a> {
@@ -239,12 +247,14 @@ impl Gateway {
             return mfa.serve(&self.sso, &req).await.map(Some);
         }
         if crate::forward_auth::is_forward_auth(&path) {
+            self.identify(session, ctx).await?;
             return self.forward_auth(session, ctx).await.map(Some);
         }
         if !auth_endpoints::is_endpoint(&path) {
             return Ok(None);
         }
         if path == "/.portcullis/login" {
+            self.identify(session, ctx).await?;
             self.login_needs_step_up(session, ctx)?;
         }
         let req = auth_endpoints::Request {
@@ -469,44 +479,126 @@ impl Gateway {
         GatewayError::StepUpRedirect(self.mfa_page(ctx, pq, &err))
     }
 
-    /// Decides what happens to a request before any upstream is involved.
-    fn admit(&self, session: &Session, ctx: &mut Ctx) -> Result<(), GatewayError> {
+    /// The request path, in order: request facts → decision-log slot → HTTPS redirect →
+    /// normalise → reserved endpoints → route → identify (only where the route needs to know
+    /// the user) → decide → tunnel checks. Each step either continues or ends the request with
+    /// an answer; nothing reaches an upstream unless every step continued.
+    async fn pipeline(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Flow, GatewayError> {
+        self.request_facts(session, ctx);
+        self.reserve_log_slot(ctx)?;
         let rt = ctx.rt.clone();
-        let server = &rt.config.server;
-        let req = session.req_header();
-        let host = request_host(req).ok_or(GatewayError::BadHost)?;
+        let host = request_host(session.req_header()).ok_or(GatewayError::BadHost)?;
         ctx.host = host.clone();
-        let raw_path = req.uri.path();
-        if !ctx.tls {
-            if let Some(http) = &server.http {
-                if http.redirect_to_https {
-                    let name = portcullis_policy::routing::canonical_host(&host).into_owned();
-                    let port = match self.https_port {
-                        Some(443) | None => String::new(),
-                        Some(p) => format!(":{p}"),
-                    };
-                    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-                    return Err(GatewayError::RedirectHttps(format!(
-                        "https://{name}{port}{pq}"
-                    )));
-                }
-            }
-        }
-        let path = normalise(raw_path, server.path_params)?;
+        self.https_redirect(session.req_header(), ctx)?;
+        let path = normalise(session.req_header().uri.path(), rt.config.server.path_params)?;
         let decoded = path.decoded().to_string();
         ctx.path = Some(path);
         if decoded == "/.portcullis" || decoded.starts_with("/.portcullis/") {
-            return Err(GatewayError::Reserved);
+            return match self.auth_endpoint(session, ctx).await? {
+                Some(reply) => Ok(Flow::Reply(reply)),
+                None => Err(GatewayError::Reserved),
+            };
         }
-        self.decide(
-            ctx,
-            &Judged {
-                req,
-                host: &host,
-                path: &decoded,
-                client_cert_ca: client_cert_ca(session),
-            },
-        )
+        let (idx, route) = rt.route(&host, &decoded).ok_or(GatewayError::NoRoute)?;
+        ctx.route = Some(idx);
+        if !route.policy.is_public() {
+            self.identify(session, ctx).await?;
+        } else if route.identity_headers {
+            // Opted-in public route: tell the upstream who is signed in when that can be
+            // known, but never fail a public route because the session store is down.
+            if let Err(e) = self.identify(session, ctx).await {
+                tracing::warn!(route = %route.id, error = %e, "session unreadable on a public route: serving it anonymously");
+            }
+        }
+        let judged = Judged {
+            req: session.req_header(),
+            host: &host,
+            path: &decoded,
+            client_cert_ca: client_cert_ca(session),
+        };
+        match self.decide(ctx, &judged) {
+            Ok(()) => {}
+            Err(GatewayError::Unauthenticated) => return Err(self.challenge(session, ctx).await),
+            Err(e @ GatewayError::StepUp { .. }) => return Err(self.step_up(session, ctx, e)),
+            Err(e) => return Err(e),
+        }
+        self.admit_tunnel(session, ctx)?;
+        Ok(Flow::Proxy)
+    }
+
+    /// Peer, trusted-proxy status, TLS (also as reported by a trusted TLS-terminating proxy)
+    /// and the client address.
+    fn request_facts(&self, session: &Session, ctx: &mut Ctx) {
+        ctx.peer_ip = peer_ip(session);
+        let trusted = &ctx.rt.config.server.trusted_proxies;
+        ctx.peer_trusted = forwarded::is_trusted(ctx.peer_ip, trusted);
+        let headers = &session.req_header().headers;
+        // A trusted TLS-terminating proxy on the plain listener: the client used HTTPS, so
+        // cookies keep `Secure`/`__Host-` and redirect URIs stay `https://`.
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some())
+            || (ctx.peer_trusted && forwarded::trusted_proto(headers) == Some("https"));
+        let xff = forwarded::joined(headers, "x-forwarded-for");
+        ctx.client_ip = forwarded::client_ip(ctx.peer_ip, xff.as_deref(), trusted);
+    }
+
+    /// Fail closed: a request whose decision record could not be kept is not served.
+    fn reserve_log_slot(&self, ctx: &mut Ctx) -> Result<(), GatewayError> {
+        let Some(log) = &self.decision_log else {
+            return Ok(());
+        };
+        match log.reserve() {
+            Ok(slot) => {
+                ctx.log_slot = slot;
+                Ok(())
+            }
+            Err(full) => {
+                tracing::error!(error = %full, "decision log full: refusing the request (decision_log.spool.when_full: block)");
+                ctx.log_refused = true;
+                Err(GatewayError::LogUnavailable)
+            }
+        }
+    }
+
+    /// The plain listener configured to redirect: 308 to the same URL over HTTPS.
+    fn https_redirect(&self, req: &RequestHeader, ctx: &Ctx) -> Result<(), GatewayError> {
+        let redirect = !ctx.tls
+            && ctx
+                .rt
+                .config
+                .server
+                .http
+                .as_ref()
+                .is_some_and(|h| h.redirect_to_https);
+        if !redirect {
+            return Ok(());
+        }
+        let name = portcullis_policy::routing::canonical_host(&ctx.host).into_owned();
+        let port = match self.https_port {
+            Some(443) | None => String::new(),
+            Some(p) => format!(":{p}"),
+        };
+        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        Err(GatewayError::RedirectHttps(format!(
+            "https://{name}{port}{pq}"
+        )))
+    }
+
+    /// Reads the session once per request; a rotated session id's cookie is kept in `ctx` and
+    /// attached to whatever answer the request gets.
+    async fn identify(&self, session: &Session, ctx: &mut Ctx) -> Result<(), GatewayError> {
+        if ctx.identity.is_some() {
+            return Ok(());
+        }
+        if let Some(a) = self
+            .sso
+            .identify(&session.req_header().headers, ctx.tls)
+            .await?
+        {
+            ctx.set_cookie = a.set_cookie;
+            ctx.identity = Some(a.record.identity);
+            ctx.sid = Some(a.sid);
+        }
+        Ok(())
     }
 
     /// Finds the route for `host` + `decoded` path and evaluates its policy against the
@@ -726,67 +818,22 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        ctx.peer_ip = peer_ip(session);
-        let trusted = &ctx.rt.config.server.trusted_proxies;
-        ctx.peer_trusted = forwarded::is_trusted(ctx.peer_ip, trusted);
-        let headers = &session.req_header().headers;
-        // A trusted TLS-terminating proxy on the plain listener: the client used HTTPS, so
-        // cookies keep `Secure`/`__Host-` and redirect URIs stay `https://`.
-        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some())
-            || (ctx.peer_trusted && forwarded::trusted_proto(headers) == Some("https"));
-        let xff = forwarded::joined(headers, "x-forwarded-for");
-        ctx.client_ip = forwarded::client_ip(ctx.peer_ip, xff.as_deref(), trusted);
-        // Fail closed: a request whose decision record could not be kept is not served.
-        if let Some(log) = &self.decision_log {
-            match log.reserve() {
-                Ok(slot) => ctx.log_slot = slot,
-                Err(full) => {
-                    tracing::error!(error = %full, "decision log full: refusing the request (decision_log.spool.when_full: block)");
-                    ctx.outcome = Some("deny");
-                    ctx.log_refused = true;
-                    respond(session, &GatewayError::LogUnavailable).await?;
-                    return Ok(true);
-                }
-            }
-        }
-        let result = match self
-            .sso
-            .identify(&session.req_header().headers, ctx.tls)
-            .await
-        {
-            Ok(a) => {
-                if let Some(a) = a {
-                    ctx.set_cookie = a.set_cookie;
-                    ctx.identity = Some(a.record.identity);
-                    ctx.sid = Some(a.sid);
-                }
-                self.admit(session, ctx)
-            }
-            Err(e) => Err(e.into()),
-        };
-        let result = match result {
-            Err(GatewayError::Reserved) => match self.auth_endpoint(session, ctx).await {
-                Ok(Some(reply)) => {
-                    ctx.outcome = Some("allow");
-                    send(session, reply).await?;
-                    return Ok(true);
-                }
-                Ok(None) => Err(GatewayError::Reserved),
-                Err(e) => Err(e),
-            },
-            Err(GatewayError::Unauthenticated) => Err(self.challenge(session, ctx).await),
-            Err(e @ GatewayError::StepUp { .. }) => Err(self.step_up(session, ctx, e)),
-            other => other,
-        };
-        let result = result.and_then(|()| self.admit_tunnel(session, ctx));
-        match result {
-            Ok(()) => {
+        match self.pipeline(session, ctx).await {
+            Ok(Flow::Proxy) => {
                 ctx.outcome = Some("allow");
                 Ok(false)
             }
+            Ok(Flow::Reply(mut reply)) => {
+                ctx.outcome = Some("allow");
+                if let Some(c) = ctx.set_cookie.take() {
+                    reply.headers.push(("set-cookie".to_string(), c));
+                }
+                send(session, reply).await?;
+                Ok(true)
+            }
             Err(e) => {
                 ctx.outcome = Some(e.decision());
-                respond(session, &e).await?;
+                respond(session, &e, ctx.set_cookie.take()).await?;
                 Ok(true)
             }
         }
@@ -957,7 +1004,7 @@ impl ProxyHttp for Gateway {
             // The client went away or sent garbage: nothing useful to write.
             ErrorSource::Downstream => 0,
             _ => {
-                if respond(session, &err).await.is_err() {
+                if respond(session, &err, None).await.is_err() {
                     0
                 } else {
                     err.status()

@@ -394,6 +394,15 @@ async fn two_replicas_share_sessions_and_revocations_through_redis() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503, "store unreachable: refuse, never forward");
+    // Public routes do not depend on the session store: the same browser, cookie and all,
+    // still reaches them (the session is read only where a route needs to know the user).
+    let r = browser
+        .client
+        .get(format!("{}/news", bgw.https()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a public route survives a session-store outage");
 }
 
 /// `private_key_jwt`: the gateway authenticates at the token endpoint with a JWT signed by
