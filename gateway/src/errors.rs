@@ -321,3 +321,130 @@ pub async fn respond(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward_auth::ForwardAuthError;
+
+    /// Every way a request can end at the gateway, with the status, code and decision label
+    /// operators and tests rely on, and the one header set every answer carries.
+    #[test]
+    fn every_error_has_its_status_code_decision_and_the_security_headers() {
+        let redirect = crate::sso::Redirect {
+            location: "https://idp/authorize".into(),
+            cookies: vec!["__Host-portcullis-auth=x".into()],
+        };
+        let auth = |err| GatewayError::Auth { err, clear: None };
+        let table: Vec<(GatewayError, u16, &str, &str)> = vec![
+            (PathError::AboveRoot.into(), 400, "bad_path", "deny"),
+            (GatewayError::BadHost, 400, "bad_host", "deny"),
+            (GatewayError::NoRoute, 404, "not_found", "deny"),
+            (GatewayError::Reserved, 404, "not_found", "deny"),
+            (
+                GatewayError::Unauthenticated,
+                401,
+                "unauthenticated",
+                "login",
+            ),
+            (GatewayError::Forbidden, 403, "forbidden", "deny"),
+            (
+                GatewayError::StepUp {
+                    methods: vec!["totp".into()],
+                    max_age_secs: Some(300),
+                },
+                401,
+                "step_up_required",
+                "step_up",
+            ),
+            (
+                GatewayError::StepUpRedirect("/.portcullis/mfa".into()),
+                302,
+                "step_up_required",
+                "step_up",
+            ),
+            (GatewayError::MfaUnavailable, 503, "mfa_unavailable", "deny"),
+            (GatewayError::MfaRefused, 401, "mfa_refused", "deny"),
+            (GatewayError::MfaLocked, 429, "mfa_locked", "deny"),
+            (
+                GatewayError::RedirectHttps("https://x/".into()),
+                308,
+                "redirect",
+                "allow",
+            ),
+            (GatewayError::BadGateway, 502, "bad_gateway", "allow"),
+            (
+                GatewayError::UpstreamTimeout,
+                504,
+                "gateway_timeout",
+                "allow",
+            ),
+            (GatewayError::Login(redirect), 302, "login", "login"),
+            (
+                auth(AuthError::ProviderUnavailable("down".into())),
+                502,
+                "identity_provider_unavailable",
+                "deny",
+            ),
+            (
+                auth(AuthError::Callback("x".into())),
+                401,
+                "login_failed",
+                "deny",
+            ),
+            (auth(AuthError::BadRequest("x")), 400, "bad_request", "deny"),
+            (auth(AuthError::Csrf), 403, "csrf", "deny"),
+            (
+                auth(AuthError::UnknownProvider),
+                404,
+                "unknown_identity_provider",
+                "deny",
+            ),
+            (auth(AuthError::Internal("x")), 500, "internal", "deny"),
+            (GatewayError::LogUnavailable, 503, "unavailable", "deny"),
+            (
+                ForwardAuthError::Untrusted.into(),
+                403,
+                "untrusted_caller",
+                "deny",
+            ),
+            (
+                ForwardAuthError::TooLong("x-original-uri").into(),
+                431,
+                "header_too_large",
+                "deny",
+            ),
+            (
+                ForwardAuthError::Missing("x-original-method").into(),
+                400,
+                "bad_forward_auth_request",
+                "deny",
+            ),
+        ];
+        for (err, status, code, decision) in table {
+            assert_eq!(err.status(), status, "{err:?}");
+            assert_eq!(err.code(), code, "{err:?}");
+            assert_eq!(err.decision(), decision, "{err:?}");
+            let (h, body) = err.to_response().unwrap();
+            assert_eq!(h.status.as_u16(), status);
+            let get = |n: &str| h.headers.get(n).and_then(|v| v.to_str().ok());
+            assert_eq!(get("x-frame-options"), Some("DENY"), "{err:?}");
+            assert_eq!(get("cache-control"), Some("no-store"), "{err:?}");
+            assert_eq!(get("x-content-type-options"), Some("nosniff"), "{err:?}");
+            assert!(
+                get("content-security-policy")
+                    .is_some_and(|c| c.contains("frame-ancestors 'none'")),
+                "{err:?}"
+            );
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["error"], code);
+            if matches!(err, GatewayError::Auth { .. }) {
+                assert_eq!(
+                    json["message"],
+                    code.replace('_', " "),
+                    "auth failures never say which check"
+                );
+            }
+        }
+    }
+}

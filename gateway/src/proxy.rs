@@ -490,7 +490,10 @@ impl Gateway {
         let host = request_host(session.req_header()).ok_or(GatewayError::BadHost)?;
         ctx.host = host.clone();
         self.https_redirect(session.req_header(), ctx)?;
-        let path = normalise(session.req_header().uri.path(), rt.config.server.path_params)?;
+        let path = normalise(
+            session.req_header().uri.path(),
+            rt.config.server.path_params,
+        )?;
         let decoded = path.decoded().to_string();
         ctx.path = Some(path);
         if decoded == "/.portcullis" || decoded.starts_with("/.portcullis/") {

@@ -402,7 +402,11 @@ async fn two_replicas_share_sessions_and_revocations_through_redis() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "a public route survives a session-store outage");
+    assert_eq!(
+        r.status(),
+        200,
+        "a public route survives a session-store outage"
+    );
 }
 
 /// `private_key_jwt`: the gateway authenticates at the token endpoint with a JWT signed by
