@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics`, `/healthz` (the process serves), `/readyz` (a config is
-//! loaded and routes exist). Bind it to loopback or a private network.
+//! The admin listener: `/metrics`, `/healthz` (the process serves), `/readyz` (503 naming the
+//! dependency while one that protected routes need is down, see [`crate::health`]). Bind it to
+//! loopback or a private network.
 
 use crate::routes::SharedRuntime;
 use async_trait::async_trait;
@@ -11,6 +12,8 @@ use pingora::protocols::http::ServerSession;
 pub struct AdminApp {
     /// Running config, for readiness.
     pub runtime: SharedRuntime,
+    /// Latest dependency probes.
+    pub readiness: std::sync::Arc<crate::health::Readiness>,
 }
 
 fn reply(status: u16, ctype: &str, body: String) -> Response<Vec<u8>> {
@@ -34,12 +37,18 @@ impl ServeHttp for AdminApp {
             "/audit/keys" => reply(200, "application/json", crate::audit::published_keys_json()),
             "/readyz" => {
                 let rt = self.runtime.load();
+                let (status, state, down) = match self.readiness.status() {
+                    Ok(()) => (200, "ready", Default::default()),
+                    Err(down) if down.is_empty() => (503, "starting", down),
+                    Err(down) => (503, "not_ready", down),
+                };
                 let body = serde_json::json!({
-                    "status": "ready",
+                    "status": state,
+                    "down": down,
                     "routes": rt.config.routes.len(),
                     "config_sha256": rt.config_hash,
                 });
-                reply(200, "application/json", body.to_string())
+                reply(status, "application/json", body.to_string())
             }
             _ => reply(404, "text/plain", "not found\n".into()),
         }

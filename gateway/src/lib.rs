@@ -12,6 +12,7 @@ pub mod errors;
 pub mod forward_auth;
 pub mod forwarded;
 pub mod geoip;
+pub mod health;
 pub mod identity;
 pub mod idp;
 pub mod logging;

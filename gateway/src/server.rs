@@ -244,6 +244,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         )?)),
         None => None,
     };
+    let readiness = Arc::new(crate::health::Readiness::default());
+    let prober = crate::health::Prober {
+        readiness: readiness.clone(),
+        sso: sso.clone(),
+        decision_log: decision_log.clone(),
+    };
     let gateway = Gateway {
         mfa,
         sso: sso.clone(),
@@ -270,6 +276,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         "admin".to_string(),
         HttpServer::new_app(AdminApp {
             runtime: runtime.clone(),
+            readiness,
         }),
     );
     admin_svc.add_tcp(&admin.to_string());
@@ -279,6 +286,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     for (name, svc) in sink_services {
         server.add_service(background_service(&name, svc));
     }
+    server.add_service(background_service("readiness probes", prober));
     if let Some(svc) = audit_service {
         server.add_service(background_service("audit log", svc));
     }

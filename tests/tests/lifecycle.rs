@@ -150,8 +150,15 @@ fn admin_endpoints_and_metric_names() {
         raw_request(gw.ports.http, "GET / HTTP/1.1", &[]).unwrap().0,
         200
     );
-    let ready = raw_request(gw.ports.admin, "GET /readyz HTTP/1.1", &[]).unwrap();
-    assert_eq!(ready.0, 200);
+    let mut ready = raw_request(gw.ports.admin, "GET /readyz HTTP/1.1", &[]).unwrap();
+    wait_until(
+        "ready after the first probe round",
+        Duration::from_secs(10),
+        || {
+            ready = raw_request(gw.ports.admin, "GET /readyz HTTP/1.1", &[]).unwrap();
+            ready.0 == 200
+        },
+    );
     assert!(ready.2.contains("\"routes\":1"), "{}", ready.2);
     let m = gw.metrics();
     for name in [

@@ -78,6 +78,14 @@ impl DecisionLog {
         Ok(Some(Reservation(permits)))
     }
 
+    /// Whether every sink's queue has room now (readiness; reserves and counts nothing).
+    pub fn has_room(&self) -> Result<(), Full> {
+        match self.queues.iter().find(|(_, tx)| tx.capacity() == 0) {
+            Some((name, _)) if self.when_full == WhenFull::Block => Err(Full(name.clone())),
+            _ => Ok(()),
+        }
+    }
+
     /// Hands a record to every sink without waiting.
     pub fn submit(&self, reservation: Option<Reservation>, record: &DecisionRecord) {
         let line = record.to_line();

@@ -139,6 +139,12 @@ impl OidcProvider {
         }
     }
 
+    /// Whether the provider's metadata is (or can now be) discovered: sign-in and refresh
+    /// depend on it, so readiness does too. Uses the cached metadata while it is fresh.
+    pub async fn ready(&self) -> Result<(), OidcError> {
+        self.discovered().await.map(|_| ())
+    }
+
     async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
         if let Some(d) = self.disc.read().await.as_ref() {
             if d.at.elapsed() < DISCOVERY_TTL {

@@ -1,0 +1,112 @@
+//! Readiness that tells the truth: `/readyz` answers 503, naming what is down, while a
+//! dependency that protected routes need cannot be reached — the session store, an identity
+//! provider's discovery, the decision log's queue/spool. A background service probes them every
+//! [`INTERVAL`] (each probe bounded by [`PROBE_TIMEOUT`]); the admin listener only reads the
+//! latest result, so a slow dependency never makes the probe endpoint itself slow.
+
+use crate::decisionlog::DecisionLog;
+use crate::sso::Sso;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often dependencies are probed.
+pub const INTERVAL: Duration = Duration::from_secs(2);
+/// Longest one probe may take before it counts as down.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The latest probe results: `None` before the first round, else what is down and why.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    down: Mutex<Option<BTreeMap<String, String>>>,
+}
+
+impl Readiness {
+    /// `Ok(())` when ready, else the dependencies that are down (empty: not probed yet).
+    pub fn status(&self) -> Result<(), BTreeMap<String, String>> {
+        let guard = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(down) if down.is_empty() => Ok(()),
+            Some(down) => Err(down.clone()),
+            None => Err(BTreeMap::new()),
+        }
+    }
+
+    fn set(&self, down: BTreeMap<String, String>) {
+        let mut guard = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = guard.as_ref() != Some(&down);
+        *guard = Some(down.clone());
+        drop(guard);
+        if changed {
+            if down.is_empty() {
+                tracing::info!("ready: every dependency answers");
+            } else {
+                tracing::warn!(down = ?down, "not ready: a dependency is down");
+            }
+        }
+    }
+}
+
+/// The background service that probes.
+pub struct Prober {
+    /// Where results go.
+    pub readiness: Arc<Readiness>,
+    /// Sessions and providers.
+    pub sso: Arc<Sso>,
+    /// The decision log, when configured.
+    pub decision_log: Option<Arc<DecisionLog>>,
+}
+
+impl Prober {
+    async fn round(&self) -> BTreeMap<String, String> {
+        let mut down = BTreeMap::new();
+        let bounded = |f| tokio::time::timeout(PROBE_TIMEOUT, f);
+        if self.sso.enabled() {
+            // Loading an id that cannot exist exercises the connection without side effects.
+            match bounded(self.sso.store.load("readyz-probe")).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    down.insert("session_store".to_string(), e.to_string());
+                }
+                Err(_) => {
+                    down.insert("session_store".to_string(), "timed out".to_string());
+                }
+            }
+            for p in self.sso.providers().iter() {
+                let key = format!("identity_provider:{}", p.cfg.id);
+                match tokio::time::timeout(PROBE_TIMEOUT, p.ready()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        down.insert(key, e.to_string());
+                    }
+                    Err(_) => {
+                        down.insert(key, "timed out".to_string());
+                    }
+                }
+            }
+        }
+        if let Some(log) = &self.decision_log {
+            // No room under `when_full: block` means requests are being refused.
+            if let Err(full) = log.has_room() {
+                down.insert("decision_log".to_string(), full.to_string());
+            }
+        }
+        down
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Prober {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let down = self.round().await;
+                    self.readiness.set(down);
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
