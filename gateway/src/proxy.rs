@@ -21,7 +21,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use portcullis_policy::engine::{evaluate, Challenge, Decision, Outcome};
 use portcullis_policy::input::Identity;
-use portcullis_policy::path::{normalise, NormalisedPath};
+use portcullis_policy::path::{normalise_with, NormalisedPath};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -211,7 +211,8 @@ impl Gateway {
         let mut decided = false;
         if let Some(o) = &original {
             let host = valid_host(&o.host).ok_or(GatewayError::BadHost)?;
-            let path = normalise(o.path(), ctx.rt.config.server.path_params)?;
+            let server = &ctx.rt.config.server;
+            let path = normalise_with(o.path(), server.path_params, server.path_limits)?;
             match self.decide(session, ctx, &host, path.decoded()) {
                 Ok(()) => {
                     decided = true;
@@ -317,7 +318,8 @@ impl Gateway {
         let Some(host) = crate::forward_auth::authority(&u) else {
             return Ok(());
         };
-        let Ok(path) = normalise(u.path(), ctx.rt.config.server.path_params) else {
+        let server = &ctx.rt.config.server;
+        let Ok(path) = normalise_with(u.path(), server.path_params, server.path_limits) else {
             return Ok(());
         };
         let decision = self.decide(session, ctx, &host, path.decoded());
@@ -390,7 +392,7 @@ impl Gateway {
                 }
             }
         }
-        let path = normalise(raw_path, server.path_params)?;
+        let path = normalise_with(raw_path, server.path_params, server.path_limits)?;
         let decoded = path.decoded().to_string();
         ctx.path = Some(path);
         if decoded == "/.portcullis" || decoded.starts_with("/.portcullis/") {

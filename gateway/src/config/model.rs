@@ -7,7 +7,7 @@ use crate::tenant::TenantRule;
 use crate::tls::{self, CertBundle};
 use ipnet::IpNet;
 use portcullis_policy::compile::{CompiledPolicy, Compiler, Library};
-use portcullis_policy::path::ParamRule;
+use portcullis_policy::path::{ParamRule, PathLimits};
 use portcullis_policy::routing::{RouteKeyError, RouteTable};
 use portcullis_policy::spec::LibrarySpec;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -98,6 +98,9 @@ pub struct Server {
     pub path_params: ParamRule,
     /// Case-insensitive route prefixes.
     pub case_insensitive_paths: bool,
+    /// Size bounds on request paths (`max_path_bytes`, `max_path_segments`), for proxied
+    /// requests and forward-auth alike.
+    pub path_limits: PathLimits,
     /// Config file polling interval (`None`: only SIGHUP).
     pub watch_interval: Option<Duration>,
     /// Upgrade socket path.
@@ -419,6 +422,7 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
             ParamRule::Reject
         }
     };
+    let path_limits = path_limits(s.max_path_bytes, s.max_path_segments, problems);
     let log_format = match s.log.format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
@@ -487,6 +491,7 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         shutdown_timeout,
         path_params,
         case_insensitive_paths: s.case_insensitive_paths,
+        path_limits,
         watch_interval: (!watch.is_zero()).then_some(watch),
         upgrade_sock: s
             .upgrade_sock
@@ -692,4 +697,36 @@ fn parse_endpoint(u: &str) -> Result<Endpoint, String> {
         host,
         tls,
     })
+}
+
+/// `server.max_path_bytes` / `server.max_path_segments`. Upper bounds exist because every
+/// per-request path operation (route lookup, globs, tenant extraction) is paid on paths up to
+/// these sizes, before authentication (issue 10, H4).
+fn path_limits(
+    max_bytes: Option<usize>,
+    max_segments: Option<usize>,
+    problems: &mut Problems,
+) -> PathLimits {
+    let mut limits = PathLimits::default();
+    for (key, value, max, slot) in [
+        (
+            "server.max_path_bytes",
+            max_bytes,
+            65_536,
+            &mut limits.max_bytes,
+        ),
+        (
+            "server.max_path_segments",
+            max_segments,
+            4_096,
+            &mut limits.max_segments,
+        ),
+    ] {
+        match value {
+            None => {}
+            Some(v) if (1..=max).contains(&v) => *slot = v,
+            Some(v) => problems.add(key, format!("{v} is not between 1 and {max}")),
+        }
+    }
+    limits
 }
