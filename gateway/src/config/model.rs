@@ -6,7 +6,7 @@ use crate::geoip::GeoIp;
 use crate::tenant::TenantRule;
 use crate::tls::{self, CertBundle};
 use ipnet::IpNet;
-use portcullis_policy::compile::{CompiledPolicy, Compiler, Library};
+use portcullis_policy::compile::{CompileOptions, CompiledPolicy, Compiler, Library};
 use portcullis_policy::path::{ParamRule, PathLimits};
 use portcullis_policy::routing::{RouteKeyError, RouteTable};
 use portcullis_policy::spec::LibrarySpec;
@@ -257,12 +257,17 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     let identity_providers = super::auth_model::build_idps(file.identity_providers, problems);
     let assertion = super::auth_model::build_assertion(file.assertion, problems);
     let idp_ids: Vec<String> = identity_providers.iter().map(|i| i.id.clone()).collect();
-    let mut compiler = Compiler::new(&LibrarySpec {
-        roles: file.roles,
-        sod: file.sod,
-        policies: file.policies,
-    });
     let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
+    let mut compiler = Compiler::with_options(
+        &LibrarySpec {
+            roles: file.roles,
+            sod: file.sod,
+            policies: file.policies,
+        },
+        CompileOptions {
+            case_insensitive_paths: case_insensitive,
+        },
+    );
     let mut table = RouteTable::new(case_insensitive);
     let mut routes = Vec::with_capacity(file.routes.len());
     let mut ids = std::collections::HashMap::new();
@@ -313,6 +318,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     };
     let tenants = file.tenants.and_then(|t| {
         TenantRule::parse(&t.from, t.pattern.as_deref(), t.header.as_deref())
+            .map(|r| r.case_insensitive_paths(case_insensitive))
             .map_err(|(key, msg)| problems.add(format!("tenants.{key}"), msg))
             .ok()
     });
