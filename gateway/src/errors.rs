@@ -171,6 +171,8 @@ impl GatewayError {
     /// HTTP status of the response.
     pub fn status(&self) -> u16 {
         match self {
+            // Size limits (issue 10, H4) are 414 so clients and proxies can tell them apart.
+            GatewayError::BadPath(e) if e.is_too_long() => 414,
             GatewayError::BadPath(_) | GatewayError::BadHost => 400,
             GatewayError::NoRoute | GatewayError::Reserved => 404,
             GatewayError::Unauthenticated | GatewayError::StepUp { .. } => 401,
@@ -199,6 +201,7 @@ impl GatewayError {
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
+            GatewayError::BadPath(e) if e.is_too_long() => "uri_too_long",
             GatewayError::BadPath(_) => "bad_path",
             GatewayError::BadHost => "bad_host",
             GatewayError::NoRoute | GatewayError::Reserved => "not_found",

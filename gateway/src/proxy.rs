@@ -21,7 +21,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use portcullis_policy::engine::{evaluate, Challenge, Decision, Outcome};
 use portcullis_policy::input::Identity;
-use portcullis_policy::path::{normalise, NormalisedPath};
+use portcullis_policy::path::{normalise_with, NormalisedPath};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -301,7 +301,8 @@ impl Gateway {
         ctx.client_ip = fa::client_ip(ctx.peer_ip, &req.headers, &rt.config.server.trusted_proxies)
             .map_err(refused)?;
         let host = valid_host(&original.host).ok_or(GatewayError::BadHost)?;
-        let path = normalise(original.path(), rt.config.server.path_params)?;
+        let server = &rt.config.server;
+        let path = normalise_with(original.path(), server.path_params, server.path_limits)?;
         if !fa::is_normal_form(original.path(), &path) {
             return Err(refused(fa::ForwardAuthError::NotNormal));
         }
@@ -421,7 +422,8 @@ impl Gateway {
         let Some(host) = crate::forward_auth::authority(&u) else {
             return Ok(());
         };
-        let Ok(path) = normalise(u.path(), ctx.rt.config.server.path_params) else {
+        let server = &ctx.rt.config.server;
+        let Ok(path) = normalise_with(u.path(), server.path_params, server.path_limits) else {
             return Ok(());
         };
         let decision = self.decide(
@@ -490,9 +492,11 @@ impl Gateway {
         let host = request_host(session.req_header()).ok_or(GatewayError::BadHost)?;
         ctx.host = host.clone();
         self.https_redirect(session.req_header(), ctx)?;
-        let path = normalise(
+        let server = &rt.config.server;
+        let path = normalise_with(
             session.req_header().uri.path(),
-            rt.config.server.path_params,
+            server.path_params,
+            server.path_limits,
         )?;
         let decoded = path.decoded().to_string();
         ctx.path = Some(path);

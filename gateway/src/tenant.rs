@@ -16,6 +16,10 @@ pub enum TenantRule {
     Path {
         /// Prefix ending in `/`.
         prefix: String,
+        /// `server.case_insensitive_paths`: the prefix matches in any ASCII case, as routes
+        /// do. Security-relevant: otherwise `/T/other/` reaches the `/t` route with no tenant
+        /// named, and tenant isolation never runs (issue 10, M3).
+        fold_case: bool,
     },
     /// A header, believed only from trusted proxies.
     Header {
@@ -64,6 +68,7 @@ impl TenantRule {
                     {
                         Ok(TenantRule::Path {
                             prefix: prefix.to_string(),
+                            fold_case: false,
                         })
                     }
                     _ => Err((
@@ -88,6 +93,18 @@ impl TenantRule {
         }
     }
 
+    /// The rule for a gateway whose paths match ignoring ASCII case
+    /// (`server.case_insensitive_paths`); only path rules change.
+    pub fn case_insensitive_paths(self, on: bool) -> Self {
+        match self {
+            TenantRule::Path { prefix, .. } => TenantRule::Path {
+                prefix,
+                fold_case: on,
+            },
+            other => other,
+        }
+    }
+
     /// The tenant named by a request, if this rule applies to it. `header` is only consulted
     /// when the peer is a trusted proxy.
     pub fn extract(
@@ -109,8 +126,17 @@ impl TenantRule {
                 let label = host.strip_suffix(suffix.as_str())?;
                 valid(label).then(|| label.to_string())
             }
-            TenantRule::Path { prefix } => {
-                let rest = path.strip_prefix(prefix.as_str())?;
+            TenantRule::Path { prefix, fold_case } => {
+                let head = path.get(..prefix.len())?;
+                let same = if *fold_case {
+                    head.eq_ignore_ascii_case(prefix)
+                } else {
+                    head == prefix
+                };
+                if !same {
+                    return None;
+                }
+                let rest = &path[prefix.len()..];
                 let seg = rest.split('/').next()?;
                 valid(seg).then(|| seg.to_string())
             }
@@ -157,6 +183,32 @@ mod tests {
         );
         assert_eq!(p.extract("x", "/t//x", |_| None, false), None);
         assert_eq!(p.extract("x", "/other", |_| None, false), None);
+    }
+
+    /// Issue 10, M3: with case-insensitive paths `/T/globex/` routes like `/t/globex/`, so it
+    /// must name the tenant the same way (the value keeps its case: an exact comparison with
+    /// the session's tenant then fails closed for `/t/GLOBEX/`).
+    #[test]
+    fn case_insensitive_paths_fold_the_tenant_prefix() {
+        let p = TenantRule::parse("path", Some("/t/{tenant}/"), None).unwrap();
+        assert_eq!(p.extract("x", "/T/globex/orders", |_| None, false), None);
+        let p = p.case_insensitive_paths(true);
+        assert_eq!(
+            p.extract("x", "/T/globex/orders", |_| None, false)
+                .as_deref(),
+            Some("globex")
+        );
+        assert_eq!(
+            p.extract("x", "/t/GLOBEX/", |_| None, false).as_deref(),
+            Some("GLOBEX")
+        );
+        assert_eq!(
+            p.extract("x", "/é/x", |_| None, false),
+            None,
+            "no panic on a char boundary"
+        );
+        let h = TenantRule::parse("host", Some("{tenant}.apps.example.com"), None).unwrap();
+        assert_eq!(h.clone().case_insensitive_paths(true), h);
     }
 
     #[test]

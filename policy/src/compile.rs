@@ -75,16 +75,32 @@ impl CompiledPolicy {
     }
 }
 
+/// Settings outside the policy language that change how conditions match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// `server.case_insensitive_paths`: `paths:` globs ignore ASCII case, like the route table.
+    /// Security-relevant: otherwise `/app/ADMIN/x` reaches a case-insensitive upstream's
+    /// admin pages past `deny: [ { paths: [/app/admin/**] } ]` (issue 10, M3).
+    pub case_insensitive_paths: bool,
+}
+
 /// Compiles the shared library and then each route's policy, collecting problems.
 #[derive(Debug)]
 pub struct Compiler {
     lib: Arc<Library>,
     problems: Vec<Problem>,
+    options: CompileOptions,
 }
 
 impl Compiler {
-    /// Validates `roles:`, `sod:` and `policies:` (problems under those keys).
+    /// Validates `roles:`, `sod:` and `policies:` (problems under those keys), with default
+    /// [`CompileOptions`].
     pub fn new(spec: &LibrarySpec) -> Self {
+        Self::with_options(spec, CompileOptions::default())
+    }
+
+    /// Like [`Compiler::new`], with `options` applied to the library and every route policy.
+    pub fn with_options(spec: &LibrarySpec, options: CompileOptions) -> Self {
         let mut problems = Vec::new();
         let extra = spec
             .sod
@@ -99,6 +115,7 @@ impl Compiler {
             named: BTreeMap::new(),
             visiting: Vec::new(),
             problems: &mut problems,
+            options,
         };
         for name in spec.policies.keys() {
             let path = join("policies", name);
@@ -122,6 +139,7 @@ impl Compiler {
         Compiler {
             lib: Arc::new(Library { roles, sod, named }),
             problems,
+            options,
         }
     }
 
@@ -180,6 +198,7 @@ impl Compiler {
                 .collect(),
             visiting: Vec::new(),
             problems: &mut self.problems,
+            options: self.options,
         };
         if r.allow.is_empty() {
             b.problems.push(Problem::new(
@@ -238,6 +257,7 @@ struct Builder<'a> {
     named: BTreeMap<String, Option<Arc<Node>>>,
     visiting: Vec<String>,
     problems: &'a mut Vec<Problem>,
+    options: CompileOptions,
 }
 
 fn leaf(seg: &str, want: String, test: Test) -> Node {
@@ -830,7 +850,7 @@ impl Builder<'_> {
             let v = self.strings(&p, v);
             let mut globs = Vec::new();
             for (i, g) in v.iter().enumerate() {
-                match Glob::new(g) {
+                match Glob::with_case(g, self.options.case_insensitive_paths) {
                     Ok(g) => globs.push(g),
                     Err(e) => self.problem(&index(&p, i), e),
                 }

@@ -20,10 +20,15 @@
 //!    segment; `..` above the root is refused.
 //! 6. A trailing `/` is kept (also after a final `.` or `..`).
 //! 7. Matching is case-sensitive unless the route table is built case-insensitive.
+//!
+//! Before any of that, the raw path is held to [`PathLimits`] (`server.max_path_bytes`,
+//! `server.max_path_segments`): everything after normalisation (route lookup, path globs,
+//! tenant extraction) then works on bounded input, in proxy mode and at forward-auth alike.
 
 use thiserror::Error;
 
-/// Why a path was refused. Every variant maps to `400 Bad Request`; none is retried.
+/// Why a path was refused. Every variant maps to `400 Bad Request`, except the two limits
+/// ([`PathError::TooLong`], [`PathError::TooManySegments`]), which are `414 URI Too Long`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PathError {
     /// Origin-form targets must start with `/` (asterisk-form and empty paths are refused).
@@ -56,6 +61,60 @@ pub enum PathError {
     /// A `#` never belongs in a request target.
     #[error("fragment in request path")]
     Fragment,
+    /// Longer than [`PathLimits::max_bytes`]: refused before any work that grows with it.
+    #[error("path longer than {0} bytes")]
+    TooLong(usize),
+    /// More `/`-separated segments than [`PathLimits::max_segments`].
+    #[error("path has more than {0} segments")]
+    TooManySegments(usize),
+}
+
+impl PathError {
+    /// Whether the path was refused for its size (`414`) rather than its content (`400`).
+    pub fn is_too_long(&self) -> bool {
+        matches!(self, PathError::TooLong(_) | PathError::TooManySegments(_))
+    }
+}
+
+/// Size bounds on the raw request path (config `server.max_path_bytes` and
+/// `server.max_path_segments`).
+///
+/// Security-relevant: they are what keeps per-request work proportional to a small constant.
+/// Issue 10 (H4) showed a 192 KB forward-auth `X-Original-URI` costing 6 s of CPU before any
+/// authentication; nothing legitimate needs paths near these defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathLimits {
+    /// Maximum length of the raw (still encoded) path, in bytes.
+    pub max_bytes: usize,
+    /// Maximum number of raw segments (the number of `/`, empty segments included).
+    pub max_segments: usize,
+}
+
+impl PathLimits {
+    /// Default `server.max_path_bytes`: 8 KiB, the request-line limit of common servers.
+    pub const DEFAULT_MAX_BYTES: usize = 8 * 1024;
+    /// Default `server.max_path_segments`.
+    pub const DEFAULT_MAX_SEGMENTS: usize = 256;
+
+    /// Refuses a raw path that exceeds either bound.
+    pub fn check(&self, raw: &str) -> Result<(), PathError> {
+        if raw.len() > self.max_bytes {
+            return Err(PathError::TooLong(self.max_bytes));
+        }
+        if raw.bytes().filter(|&b| b == b'/').count() > self.max_segments {
+            return Err(PathError::TooManySegments(self.max_segments));
+        }
+        Ok(())
+    }
+}
+
+impl Default for PathLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_segments: Self::DEFAULT_MAX_SEGMENTS,
+        }
+    }
 }
 
 /// How raw `;` path parameters are treated (config `server.path_params`).
@@ -88,8 +147,20 @@ impl NormalisedPath {
     }
 }
 
-/// Normalise the path part of a request target (everything before `?`).
+/// Normalise the path part of a request target (everything before `?`), within the default
+/// [`PathLimits`].
 pub fn normalise(raw: &str, params: ParamRule) -> Result<NormalisedPath, PathError> {
+    normalise_with(raw, params, PathLimits::default())
+}
+
+/// Normalise the path part of a request target (everything before `?`), refusing it first
+/// if it exceeds `limits`.
+pub fn normalise_with(
+    raw: &str,
+    params: ParamRule,
+    limits: PathLimits,
+) -> Result<NormalisedPath, PathError> {
+    limits.check(raw)?;
     if is_canonical(raw) {
         return Ok(NormalisedPath {
             decoded: raw.to_string(),

@@ -132,3 +132,82 @@ fn strip_mode_removes_parameters_and_case_insensitive_mode_folds_case() {
         }
     }
 }
+
+/// A gateway whose route policies use `paths:` globs; `extra_server` adds `server:` keys.
+fn glob_gateway(up: &Whoami, extra_server: &str) -> Gateway {
+    Gateway::start(&format!(
+        "{SERVER}{extra_server}routes:
+  - id: app
+    path: /app
+    upstream: \"{up}\"
+    policy:
+      allow: [ {{ paths: [\"/app/**\"] }} ]
+      deny: [ {{ paths: [\"/app/admin/**\"] }} ]
+  - id: g
+    path: /g
+    upstream: \"{up}\"
+    policy:
+      allow: [ {{ paths: [\"/g/**\"] }} ]
+      deny: [ {{ paths: [\"/g/*-*-*-*.x\"] }} ]
+",
+        up = up.url()
+    ))
+}
+
+fn get(gw: &Gateway, path: &str) -> u16 {
+    raw_request(gw.ports.http, &format!("GET {path} HTTP/1.1"), &[])
+        .expect("request")
+        .0
+}
+
+/// Issue 10, M3: with `case_insensitive_paths: true` the route table folds case, and so must
+/// `paths:` rules — before, `/app/ADMIN/x` was routed to `/app` but skipped the deny on
+/// `/app/admin/**` (200), and a case-insensitive upstream served its admin pages.
+#[test]
+fn case_insensitive_paths_apply_to_path_rules() {
+    let up = Whoami::start("app");
+    let gw = glob_gateway(&up, "  case_insensitive_paths: true\n");
+    for path in [
+        "/app/admin/x",
+        "/app/ADMIN/x",
+        "/APP/Admin/users",
+        "/app/aDmIn/",
+    ] {
+        assert_eq!(get(&gw, path), 403, "{path}");
+    }
+    assert_eq!(get(&gw, "/APP/public"), 200);
+    // Case-sensitive gateways keep exact matching: /app/ADMIN is another path there.
+    let exact = glob_gateway(&up, "");
+    assert_eq!(get(&exact, "/app/admin/x"), 403);
+    assert_eq!(get(&exact, "/APP/admin/x"), 404, "no route for /APP");
+}
+
+/// Issue 10, M5: one 200-character segment against `/g/*-*-*-*.x` took 0.9 s in the old
+/// backtracking matcher (fourth power of the segment); this 8,000-character one would not have
+/// finished within `raw_request`'s 10 s timeout. Now it is answered, and normal requests
+/// sent meanwhile are too.
+#[test]
+fn glob_rules_do_not_backtrack_on_long_segments() {
+    let up = Whoami::start("app");
+    let gw = glob_gateway(&up, "");
+    let segment = "-".repeat(8_000);
+    let port = gw.ports.http;
+    let attack = {
+        let segment = segment.clone();
+        std::thread::spawn(move || {
+            (0..4)
+                .map(|_| {
+                    raw_request(port, &format!("GET /g/{segment}.y HTTP/1.1"), &[])
+                        .map(|r| r.0)
+                        .unwrap_or(0)
+                })
+                .collect::<Vec<u16>>()
+        })
+    };
+    for _ in 0..10 {
+        assert_eq!(get(&gw, "/g/a-b-c-d.x"), 403);
+        assert_eq!(get(&gw, "/g/a-b.x"), 200);
+    }
+    assert_eq!(attack.join().expect("attack thread"), vec![200; 4]);
+    assert_eq!(get(&gw, &format!("/g/{segment}.x")), 403);
+}

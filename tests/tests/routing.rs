@@ -154,3 +154,76 @@ fn plain_listener_can_redirect_to_https() {
     );
     assert_eq!(header(&resp, "x-whoami-server"), None);
 }
+
+/// Issue 10, H4: route lookup used to re-hash every prefix of the path, so one 65 KB path of
+/// short segments cost most of a second of CPU before authentication and stalled other
+/// requests. Such paths now get 414 before any per-segment work, in proxy mode and at
+/// forward-auth, while normal requests sent at the same time keep being served. (Statuses are
+/// asserted, not timings: the old code answered these long paths 200.)
+#[test]
+fn a_huge_many_segment_path_gets_414_and_does_not_stall_others() {
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&format!(
+        "{SERVER}  trusted_proxies: [127.0.0.1/32]
+routes:
+  - {{ id: deep, path: /a/a/a/a, upstream: \"{up}\", policy: public }}
+  - {{ id: app, path: /, upstream: \"{up}\", policy: public }}
+",
+        up = up.url()
+    ));
+    // 64,000 bytes: just under pingora's own 64 KiB request-head limit (which answers 400).
+    let long = "/a".repeat(32_000);
+    let port = gw.ports.http;
+    let attackers: Vec<_> = (0..2)
+        .map(|_| {
+            let long = long.clone();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        raw_request(port, &format!("GET {long} HTTP/1.1"), &[])
+                            .map(|r| r.0)
+                            .unwrap_or(0)
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        let (status, by) = served_by(&gw, "x", "/a/a/a/a/b");
+        assert_eq!(status, 200, "a normal request during the attack");
+        assert_eq!(by.as_deref(), Some("app"));
+    }
+    for a in attackers {
+        let statuses = a.join().expect("attacker thread");
+        assert!(statuses.iter().all(|&s| s == 414), "{statuses:?}");
+    }
+    let resp = raw_request(port, &format!("GET {long} HTTP/1.1"), &[]).expect("request");
+    assert!(resp.2.contains("\"uri_too_long\""), "{}", resp.0);
+    // Too many segments, though short: the segment cap (default 256) applies too.
+    let (status, _) = served_by(&gw, "x", &"/a".repeat(257));
+    assert_eq!(status, 414);
+    let (status, _) = served_by(&gw, "x", &"/a".repeat(256));
+    assert_eq!(status, 200, "at the cap is fine");
+    // Forward-auth normalises the original URI through the same limits.
+    let many = "/a".repeat(300);
+    let resp = raw_request(
+        port,
+        "GET /.portcullis/auth HTTP/1.1",
+        &[("X-Original-URI", many.as_str())],
+    )
+    .expect("forward-auth request");
+    assert_eq!(resp.0, 414, "{}", resp.2);
+}
+
+/// The caps are config keys with safe defaults; a bad value is refused with its key path.
+#[test]
+fn path_limits_are_configurable() {
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&format!(
+        "{SERVER}  max_path_bytes: 64\n  max_path_segments: 4\nroutes:\n  - {{ id: app, upstream: \"{}\", policy: public }}\n",
+        up.url()
+    ));
+    assert_eq!(served_by(&gw, "x", "/a/b/c/d").0, 200);
+    assert_eq!(served_by(&gw, "x", "/a/b/c/d/e").0, 414);
+    assert_eq!(served_by(&gw, "x", &format!("/{}", "x".repeat(64))).0, 414);
+}

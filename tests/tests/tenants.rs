@@ -12,11 +12,16 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with("")
+}
+
+/// `extra_server` adds keys under `server:`.
+fn setup_with(extra_server: &str) -> Setup {
     let ports = Ports::fresh();
     let up = Whoami::start("app");
     let op = OpenIdProvider::start(&[ports.https], None, 3600);
     let config = format!(
-        "{SERVER}session:
+        "{SERVER}{extra_server}session:
   keys: [\"{SESSION_KEY}\"]
 identity_providers:
   - id: corp
@@ -124,4 +129,29 @@ async fn a_user_holding_conflicting_roles_is_refused_and_logged() {
     );
     let logs = s.gw.proc.logs();
     assert!(logs.contains("segregation-of-duties violation"), "{logs}");
+}
+
+/// Issue 10, M3: with `case_insensitive_paths: true`, `/T/globex/` was routed to the `/t`
+/// route but named no tenant (the `/t/{tenant}/` pattern compared case-sensitively), so
+/// tenant isolation never ran and any `staff` user read another tenant's data.
+#[tokio::test(flavor = "multi_thread")]
+async fn case_insensitive_paths_still_isolate_tenants() {
+    let s = setup_with("  case_insensitive_paths: true\n");
+    let base = s.gw.https();
+    let tina = Browser::new();
+    let w = tina.login(&format!("{base}/t/acme/orders"), "tina").await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    for path in [
+        "/T/globex/orders",
+        "/T/globex/",
+        "/T/GLOBEX/orders",
+        "/t/Globex/x",
+    ] {
+        assert_eq!(
+            status(&tina, &format!("{base}{path}")).await,
+            403,
+            "tina (acme) read {path}"
+        );
+    }
+    assert_eq!(status(&tina, &format!("{base}/T/acme/orders")).await, 200);
 }

@@ -6,8 +6,8 @@ use crate::geoip::GeoIp;
 use crate::tenant::TenantRule;
 use crate::tls::{self, CertBundle};
 use ipnet::IpNet;
-use portcullis_policy::compile::{CompiledPolicy, Compiler, Library};
-use portcullis_policy::path::ParamRule;
+use portcullis_policy::compile::{CompileOptions, CompiledPolicy, Compiler, Library};
+use portcullis_policy::path::{ParamRule, PathLimits};
 use portcullis_policy::routing::{RouteKeyError, RouteTable};
 use portcullis_policy::spec::LibrarySpec;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -100,6 +100,9 @@ pub struct Server {
     pub path_params: ParamRule,
     /// Case-insensitive route prefixes.
     pub case_insensitive_paths: bool,
+    /// Size bounds on request paths (`max_path_bytes`, `max_path_segments`), for proxied
+    /// requests and forward-auth alike.
+    pub path_limits: PathLimits,
     /// Config file polling interval (`None`: only SIGHUP).
     pub watch_interval: Option<Duration>,
     /// Upgrade socket path.
@@ -261,12 +264,17 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     let identity_providers = super::auth_model::build_idps(file.identity_providers, problems);
     let assertion = super::auth_model::build_assertion(file.assertion, problems);
     let idp_ids: Vec<String> = identity_providers.iter().map(|i| i.id.clone()).collect();
-    let mut compiler = Compiler::new(&LibrarySpec {
-        roles: file.roles,
-        sod: file.sod,
-        policies: file.policies,
-    });
     let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
+    let mut compiler = Compiler::with_options(
+        &LibrarySpec {
+            roles: file.roles,
+            sod: file.sod,
+            policies: file.policies,
+        },
+        CompileOptions {
+            case_insensitive_paths: case_insensitive,
+        },
+    );
     let mut table = RouteTable::new(case_insensitive);
     let mut routes = Vec::with_capacity(file.routes.len());
     let mut ids = std::collections::HashMap::new();
@@ -317,6 +325,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     };
     let tenants = file.tenants.and_then(|t| {
         TenantRule::parse(&t.from, t.pattern.as_deref(), t.header.as_deref())
+            .map(|r| r.case_insensitive_paths(case_insensitive))
             .map_err(|(key, msg)| problems.add(format!("tenants.{key}"), msg))
             .ok()
     });
@@ -427,6 +436,7 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
             ParamRule::Reject
         }
     };
+    let path_limits = path_limits(s.max_path_bytes, s.max_path_segments, problems);
     let log_format = match s.log.format.as_deref() {
         None | Some("text") => LogFormat::Text,
         Some("json") => LogFormat::Json,
@@ -495,6 +505,7 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         shutdown_timeout,
         path_params,
         case_insensitive_paths: s.case_insensitive_paths,
+        path_limits,
         watch_interval: (!watch.is_zero()).then_some(watch),
         upgrade_sock: s
             .upgrade_sock
@@ -702,4 +713,36 @@ fn parse_endpoint(u: &str) -> Result<Endpoint, String> {
         host,
         tls,
     })
+}
+
+/// `server.max_path_bytes` / `server.max_path_segments`. Upper bounds exist because every
+/// per-request path operation (route lookup, globs, tenant extraction) is paid on paths up to
+/// these sizes, before authentication (issue 10, H4).
+fn path_limits(
+    max_bytes: Option<usize>,
+    max_segments: Option<usize>,
+    problems: &mut Problems,
+) -> PathLimits {
+    let mut limits = PathLimits::default();
+    for (key, value, max, slot) in [
+        (
+            "server.max_path_bytes",
+            max_bytes,
+            65_536,
+            &mut limits.max_bytes,
+        ),
+        (
+            "server.max_path_segments",
+            max_segments,
+            4_096,
+            &mut limits.max_segments,
+        ),
+    ] {
+        match value {
+            None => {}
+            Some(v) if (1..=max).contains(&v) => *slot = v,
+            Some(v) => problems.add(key, format!("{v} is not between 1 and {max}")),
+        }
+    }
+    limits
 }

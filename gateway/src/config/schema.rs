@@ -113,6 +113,12 @@ pub struct ServerSpec {
     /// Match route prefixes ignoring ASCII case.
     #[serde(default)]
     pub case_insensitive_paths: bool,
+    /// Longest raw request path accepted (bytes); longer gets 414. Default 8 KiB.
+    #[serde(default)]
+    pub max_path_bytes: Option<usize>,
+    /// Most `/`-separated path segments accepted; more gets 414. Default 256.
+    #[serde(default)]
+    pub max_path_segments: Option<usize>,
     /// How often the config file is checked for changes (SIGHUP always reloads); `0s` disables.
     #[serde(default)]
     pub watch_interval: Option<String>,
@@ -142,6 +148,8 @@ impl Default for ServerSpec {
             shutdown_timeout: None,
             path_params: None,
             case_insensitive_paths: false,
+            max_path_bytes: None,
+            max_path_segments: None,
             watch_interval: None,
             upgrade_sock: None,
             pid_file: None,

@@ -194,3 +194,35 @@ routes:
     }
     assert_eq!(e.len(), want.len(), "{e:#?}");
 }
+
+/// Issue 10, H4: the path caps default to safe values and refuse nonsense with their key path.
+#[test]
+fn path_limits_default_safe_and_are_validated() {
+    let route = "routes:\n  - { id: a, upstream: \"http://127.0.0.1:1\", policy: public }\n";
+    let c = load_str(route, "c.yaml", &env()).unwrap();
+    assert_eq!(
+        c.server.path_limits,
+        portcullis_policy::path::PathLimits::default()
+    );
+    let c = load_str(
+        &format!("server:\n  max_path_bytes: 1024\n  max_path_segments: 16\n{route}"),
+        "c.yaml",
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(c.server.path_limits.max_bytes, 1024);
+    assert_eq!(c.server.path_limits.max_segments, 16);
+    let e = errors(&format!(
+        "server:\n  max_path_bytes: 0\n  max_path_segments: 100000\n{route}"
+    ));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("server.max_path_bytes: 0 is not between 1 and 65536")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.contains("server.max_path_segments: 100000 is not between 1 and 4096")),
+        "{e:?}"
+    );
+}

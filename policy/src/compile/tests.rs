@@ -129,3 +129,41 @@ fn unknown_keys_are_rejected_by_the_schema() {
         Some(PolicySpec::Named("office-hours".into()))
     );
 }
+
+/// Issue 10, M3: with `case_insensitive_paths` the route table folds case, so `paths:` globs
+/// must too — in route policies and in named policies — or `/app/ADMIN/x` slips past a deny on
+/// `/app/admin/**` to an upstream that serves it as `/app/admin/x`.
+#[test]
+fn case_insensitive_option_folds_path_globs_everywhere() {
+    let lib: LibrarySpec =
+        serde_yaml::from_str("policies: { admin-area: { paths: [/app/admin/**] } }").unwrap();
+    let route: PolicySpec = serde_yaml::from_str(
+        "{ allow: [ { paths: [/app/**] } ], deny: [ { paths: [/app/Admin/**] }, { policy: admin-area } ] }",
+    )
+    .unwrap();
+    let input = |path: &str| -> crate::input::Input {
+        serde_yaml::from_str(&format!(
+            "{{ now: 2026-03-30T08:00:00Z, request: {{ path: \"{path}\" }} }}"
+        ))
+        .unwrap()
+    };
+    let opts = CompileOptions {
+        case_insensitive_paths: true,
+    };
+    let mut c = Compiler::with_options(&lib, opts);
+    let folded = c.policy(&route, "routes[0].policy");
+    c.finish().unwrap();
+    for path in ["/app/admin/x", "/app/ADMIN/x", "/APP/aDmIn/users"] {
+        assert!(
+            !crate::engine::evaluate(&folded, &input(path)).is_allow(),
+            "{path}"
+        );
+    }
+    assert!(crate::engine::evaluate(&folded, &input("/APP/public")).is_allow());
+    // Without the option, matching stays exact (and the route table does not fold either).
+    let mut c = Compiler::new(&lib);
+    let exact = c.policy(&route, "routes[0].policy");
+    c.finish().unwrap();
+    assert!(!crate::engine::evaluate(&exact, &input("/app/admin/x")).is_allow());
+    assert!(crate::engine::evaluate(&exact, &input("/app/ADMIN/x")).is_allow());
+}

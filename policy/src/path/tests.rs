@@ -168,3 +168,37 @@ fn decode_segment_path(encoded: &str) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
+
+/// Issue 10, H4: size is checked before anything else, so oversized paths cost one pass.
+#[test]
+fn oversized_paths_are_refused_before_any_work() {
+    let limits = PathLimits {
+        max_bytes: 64,
+        max_segments: 4,
+    };
+    let n = |raw: &str| normalise_with(raw, ParamRule::Reject, limits);
+    assert!(n("/a/b/c/d").is_ok());
+    assert_eq!(n("/a/b/c/d/e"), Err(PathError::TooManySegments(4)));
+    assert_eq!(
+        n("/////"),
+        Err(PathError::TooManySegments(4)),
+        "empty segments count"
+    );
+    assert_eq!(
+        n(&format!("/{}", "x".repeat(64))),
+        Err(PathError::TooLong(64))
+    );
+    assert!(n(&format!("/{}", "x".repeat(63))).is_ok());
+    // The default limits apply to plain `normalise` too.
+    let many = "/a".repeat(PathLimits::DEFAULT_MAX_SEGMENTS + 1);
+    assert_eq!(
+        normalise(&many, ParamRule::Reject),
+        Err(PathError::TooManySegments(PathLimits::DEFAULT_MAX_SEGMENTS))
+    );
+    let long = format!("/{}", "x".repeat(PathLimits::DEFAULT_MAX_BYTES));
+    assert_eq!(
+        normalise(&long, ParamRule::Reject),
+        Err(PathError::TooLong(PathLimits::DEFAULT_MAX_BYTES))
+    );
+    assert!(PathError::TooLong(1).is_too_long() && !PathError::Fragment.is_too_long());
+}
