@@ -205,11 +205,20 @@ routes:
     let (status, _) = served_by(&gw, "x", &"/a".repeat(256));
     assert_eq!(status, 200, "at the cap is fine");
     // Forward-auth normalises the original URI through the same limits.
+    let fa = Gateway::start(&format!(
+        "{SERVER}  trusted_proxies: [127.0.0.1/32]\nforward_auth: {{ mode: nginx }}\nroutes:\n  - {{ id: app, upstream: \"{}\", policy: public }}\n",
+        up.url()
+    ));
     let many = "/a".repeat(300);
     let resp = raw_request(
-        port,
+        fa.ports.http,
         "GET /.portcullis/auth HTTP/1.1",
-        &[("X-Original-URI", many.as_str())],
+        &[
+            ("X-Original-URI", many.as_str()),
+            ("X-Original-Host", "x"),
+            ("X-Original-Method", "GET"),
+            ("X-Forwarded-For", "198.51.100.7"),
+        ],
     )
     .expect("forward-auth request");
     assert_eq!(resp.0, 414, "{}", resp.2);
