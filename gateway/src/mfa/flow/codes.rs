@@ -9,7 +9,7 @@ use super::{html, map_err, now_unix, Page, Request, Service};
 use crate::config::auth_model::StoreKind;
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::config::MfaConfig;
-use crate::mfa::limiter::{Limiter, RedisCounters, RESEND_INTERVAL};
+use crate::mfa::limiter::{Attempt, Limiter, RedisCounters, RESEND_INTERVAL};
 use crate::mfa::otp::{self, Channel, Check, Pending};
 use crate::mfa::pages::{code_form_with, error_p, esc};
 use crate::mfa::{email, remember, sms};
@@ -297,16 +297,21 @@ impl Service {
             ip,
         };
         let user = &a.record.identity.user;
-        if self.limiter.locked(user, &ip.to_string()).await.is_some() {
-            cx.event(ch, "locked_out");
-            return self.again(&cx, None).await;
-        }
         if path.ends_with("/send") {
+            if self.limiter.locked(user, &ip.to_string()).await.is_some() {
+                cx.event(ch, "locked_out");
+                return self.again(&cx, None).await;
+            }
             self.send_code(&cx, ch).await
         } else {
+            // Counted before the code is checked (H5): a refused attempt is never evaluated.
+            let Ok(attempt) = self.limiter.begin(user, &ip.to_string()).await else {
+                cx.event(ch, "locked_out");
+                return self.again(&cx, None).await;
+            };
             let code = form.get("code").map_or("", String::as_str);
             let remember = form.get("remember").is_some_and(|v| v == "1");
-            self.verify_code(&cx, ch, code, remember).await
+            self.verify_code(&cx, ch, code, remember, attempt).await
         }
     }
 
@@ -418,6 +423,7 @@ impl Service {
         ch: &Channel,
         code: &str,
         remember: bool,
+        attempt: Attempt<'_>,
     ) -> Result<Reply, GatewayError> {
         const EXPIRED: &str = "That code has expired. Send a new one.";
         let (a, tls) = (cx.a, cx.tls);
@@ -440,6 +446,7 @@ impl Service {
                     .await
                     .map_err(map_err)?;
                 if fresh {
+                    attempt.succeeded().await;
                     return self.code_accepted(cx, ch, remember).await;
                 }
                 ("replay", "That code was already used. Send a new one.")
@@ -447,6 +454,7 @@ impl Service {
             (Check::Wrong, _) => ("failure", "That code is not right. Try again."),
             _ => {
                 // Expired (or no code pending): not a guess, so not counted as a failure.
+                attempt.refund().await;
                 cx.event(ch, "expired");
                 let mut r = self.again(cx, Some(EXPIRED)).await?;
                 r.headers
@@ -455,7 +463,7 @@ impl Service {
             }
         };
         cx.event(ch, outcome);
-        if self.limiter.fail(user, &cx.ip.to_string()).await {
+        if attempt.failed().await {
             cx.event(ch, "lockout");
             return self.again(cx, None).await;
         }
@@ -470,7 +478,6 @@ impl Service {
     ) -> Result<Reply, GatewayError> {
         let (sso, a, tls) = (cx.sso, cx.a, cx.tls);
         let user = &a.record.identity.user;
-        self.limiter.success(user).await;
         cx.event(ch, "success");
         let mut cookies = vec![
             sso.elevate(&a.sid, &a.record, &[ch.name], tls).await?,
