@@ -39,6 +39,7 @@ pub(super) fn channels(cfg: &MfaConfig) -> Result<Vec<Channel>, String> {
         v.push(Channel {
             name: "email",
             ttl: e.code_ttl,
+            require_verified: e.require_verified,
             sender: Box::new(email::Mailer::new(e).map_err(|e| e.to_string())?),
         });
     }
@@ -48,6 +49,7 @@ pub(super) fn channels(cfg: &MfaConfig) -> Result<Vec<Channel>, String> {
         v.push(Channel {
             name: "sms",
             ttl: s.code_ttl,
+            require_verified: s.require_verified,
             sender: Box::new(sms::Texter::new(s, http.0)),
         });
     }
@@ -102,7 +104,7 @@ impl Service {
             .iter()
             .filter(|c| methods.is_empty() || methods.iter().any(|m| m == c.name))
             .filter_map(|c| {
-                let to = otp::destination(c.name, &a.record.identity)?;
+                let to = otp::destination(c.name, &a.record.identity, c.require_verified)?;
                 Some(format!(
                     "<form method=\"post\" action=\"/.portcullis/mfa/{n}/send\" id=\"{n}-send\">{h}\
 <p><button type=\"submit\">Send a code {how} to {to}</button></p></form>",
@@ -323,7 +325,7 @@ impl Service {
 
     /// The page asking for the code just sent.
     fn code_page(&self, a: &Authenticated, ch: &Channel, ret: &str, error: Option<&str>) -> Reply {
-        let to = otp::destination(ch.name, &a.record.identity)
+        let to = otp::destination(ch.name, &a.record.identity, ch.require_verified)
             .map(|t| otp::mask(&t))
             .unwrap_or_default();
         let body = format!(
@@ -367,7 +369,7 @@ impl Service {
     async fn send_code(&self, cx: &Cx<'_>, ch: &Channel) -> Result<Reply, GatewayError> {
         let (a, ret, tls) = (cx.a, cx.ret, cx.tls);
         let user = &a.record.identity.user;
-        let Some(to) = otp::destination(ch.name, &a.record.identity) else {
+        let Some(to) = otp::destination(ch.name, &a.record.identity, ch.require_verified) else {
             return Ok(self.notice(
                 403,
                 "No destination",
