@@ -7,18 +7,21 @@ import Provider from 'oidc-provider';
 const port = Number(process.env.PORT);
 const issuer = `http://127.0.0.1:${port}`;
 const users = {
-  alice: { email: 'alice@example.com', name: 'Alice', groups: ['eng', 'admins'], roles: ['payroll-admin'], phone_number: '+15550101', email_verified: true },
-  bob: { email: 'bob@example.com', name: 'Bob', groups: ['sales'], roles: [], phone_number: '+15550102' },
+  alice: { email: 'alice@example.com', name: 'Alice', groups: ['eng', 'admins'], roles: ['payroll-admin'], phone_number: '+15550101', email_verified: true, phone_number_verified: true },
+  bob: { email: 'bob@example.com', name: 'Bob', groups: ['sales'], roles: [], phone_number: '+15550102', email_verified: true, phone_number_verified: true },
   // Tenant isolation and segregation-of-duties cases (tests/tests/tenants.rs).
   tina: { email: 'tina@acme.test', name: 'Tina', groups: ['staff'], roles: [], tenant: 'acme' },
   gary: { email: 'gary@globex.test', name: 'Gary', groups: ['staff'], roles: [], tenant: 'globex' },
   olga: { email: 'olga@globex.test', name: 'Olga', groups: ['ops'], roles: ['support-operator'], tenant: 'globex' },
   sam: { email: 'sam@acme.test', name: 'Sam', groups: ['finance'], roles: ['payroll-admin', 'payroll-approver'], tenant: 'acme' },
-  // Email/SMS code cases (tests/tests/mfa_codes.rs): carol and dave have phones; eve's address
-  // is one the provider has not verified, so no code may be sent there.
+  // Email/SMS code cases (tests/tests/mfa_codes.rs): carol and dave have verified phones; eve's
+  // address is one the provider has not verified, so no code may be sent there.
   carol: { email: 'carol@example.com', name: 'Carol', groups: ['eng'], roles: [], phone_number: '+15550103', phone_number_verified: true },
-  dave: { email: 'dave@example.com', name: 'Dave', groups: ['eng'], roles: [], phone_number: '+15550104' },
+  dave: { email: 'dave@example.com', name: 'Dave', groups: ['eng'], roles: [], phone_number: '+15550104', phone_number_verified: true },
   eve: { email: 'eve@example.com', name: 'Eve', groups: ['eng'], roles: [], email_verified: false },
+  // frank's provider says nothing about his address or number (no *_verified claims): absent
+  // counts as unverified for codes (tests/tests/mfa_codes.rs, L14).
+  frank: { email: 'frank@example.com', name: 'Frank', groups: ['eng'], roles: [], phone_number: '+15550106' },
 };
 
 const provider = new Provider(issuer, {

@@ -714,3 +714,60 @@ async fn every_factor_on_one_page_and_devices_reassert_only_their_factor() {
     assert!(smtp.messages().is_empty());
     drop(op);
 }
+
+/// L14 (issue 10): a provider that says nothing about an address or number (no
+/// `email_verified` / `phone_number_verified`) has not vouched for it, so no code goes there
+/// (`require_verified` defaults to true). The attack: frank's IdP record carries an email and
+/// phone but no verified flags; he is offered no code, and posting to the send endpoints
+/// directly (with his CSRF token) sends nothing. Verified destinations still get codes.
+#[tokio::test(flavor = "multi_thread")]
+async fn codes_go_only_to_destinations_the_provider_marked_verified() {
+    let ports = Ports::fresh();
+    let up = Whoami::start("app");
+    let op = OpenIdProvider::start(&[ports.https], None, 3600);
+    let smtp = Smtp::start();
+    let hook = Collector::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mfa = format!(
+        "  totp: {{ issuer: Acme }}
+  email: {{ smtp: \"{}\", from: \"no-reply@example.com\" }}
+  sms: {{ webhook: {{ url: \"{}/send\" }} }}",
+        smtp.url(),
+        hook.url()
+    );
+    let d = dir.path().display().to_string();
+    let gw = start_served(ports, &config(&op.issuer, &up.url(), &d, &mfa, "memory"));
+
+    let f = signed_in(&gw, "frank").await;
+    for (route, channel) in [("mail", "email"), ("sms", "sms")] {
+        let w = step_up_page(&f, &gw, &format!("{}/{route}/x", gw.https())).await;
+        assert!(!w.body.contains("Send a code"), "{}", w.body);
+        // The page still carries frank's CSRF token (TOTP enrolment form): use it to ask for a
+        // code directly.
+        let page = Form::parse(&w.last().url, &w.body);
+        let send = Form {
+            action: format!("{}/.portcullis/mfa/{channel}/send", gw.https()),
+            fields: page.fields.clone(),
+        };
+        let r = post(&f, &send, &[]).await;
+        assert_eq!(r.last().status, 403, "{r:#?}");
+        assert!(
+            r.body.contains("no verified address or number"),
+            "{}",
+            r.body
+        );
+    }
+    assert!(smtp.messages().is_empty(), "no mail to frank");
+    assert!(hook.received().is_empty(), "no text to frank");
+
+    // Verified destinations are unaffected: alice's email, carol's phone.
+    let a = signed_in(&gw, "alice").await;
+    let w = step_up_page(&a, &gw, &format!("{}/mail/x", gw.https())).await;
+    let (sent, _) = send(&a, &w, "email").await;
+    assert_eq!(sent.last().status, 200, "{sent:#?}");
+    smtp.wait_for(0).await;
+    let c = signed_in(&gw, "carol").await;
+    let w = step_up_page(&c, &gw, &format!("{}/sms/x", gw.https())).await;
+    assert!(w.body.contains("Send a code by text message"), "{}", w.body);
+    drop(op);
+}

@@ -92,6 +92,10 @@ pub struct EmailSpec {
     /// Code lifetime (default and maximum `10m`).
     #[serde(default)]
     pub code_ttl: Option<String>,
+    /// Only send codes to a destination the provider marked verified (default true; see
+    /// `otp::destination`).
+    #[serde(default)]
+    pub require_verified: Option<bool>,
 }
 
 /// `mfa.sms:` — exactly one of `webhook` or `twilio`.
@@ -110,6 +114,10 @@ pub struct SmsSpec {
     /// Code lifetime (default and maximum `10m`).
     #[serde(default)]
     pub code_ttl: Option<String>,
+    /// Only send codes to a destination the provider marked verified (default true; see
+    /// `otp::destination`).
+    #[serde(default)]
+    pub require_verified: Option<bool>,
 }
 
 /// `mfa.sms.webhook:`
@@ -234,6 +242,8 @@ pub struct Email {
     pub body: String,
     /// Code lifetime (<= 10 min).
     pub code_ttl: Duration,
+    /// Codes only to a destination the provider marked verified (absent claim = unverified).
+    pub require_verified: bool,
 }
 
 /// Validated SMS provider.
@@ -272,6 +282,8 @@ pub struct Sms {
     pub message: String,
     /// Code lifetime (<= 10 min).
     pub code_ttl: Duration,
+    /// Codes only to a destination the provider marked verified (absent claim = unverified).
+    pub require_verified: bool,
 }
 
 /// Validated branding.
@@ -343,6 +355,16 @@ fn http_url(v: &str, key: &str, p: &mut Problems) -> Option<url::Url> {
             None
         }
     }
+}
+
+/// `require_verified` (default true). Turning it off is loud: codes then go to addresses and
+/// numbers the provider never vouched for.
+fn verified_only(v: Option<bool>, key: &str) -> bool {
+    let on = v.unwrap_or(true);
+    if !on {
+        tracing::warn!("{key}.require_verified: false — codes are sent to destinations the identity provider did not mark verified");
+    }
+    on
 }
 
 const TEN_MINUTES: Duration = Duration::from_secs(600);
@@ -447,7 +469,8 @@ pub fn build(spec: MfaSpec, p: &mut Problems) -> Option<MfaConfig> {
             p.add("mfa.email.body", "must contain {{code}}");
         }
         let code_ttl = duration(e.code_ttl.as_deref(), TEN_MINUTES, Some(TEN_MINUTES), "mfa.email.code_ttl", p);
-        Some(Email { smtp, from: e.from, credentials: e.username.zip(password), subject, body, code_ttl })
+        let require_verified = verified_only(e.require_verified, "mfa.email");
+        Some(Email { smtp, from: e.from, credentials: e.username.zip(password), subject, body, code_ttl, require_verified })
     });
     let sms = spec.sms.and_then(|s| {
         let provider = match (s.webhook, s.twilio) {
@@ -524,6 +547,7 @@ pub fn build(spec: MfaSpec, p: &mut Problems) -> Option<MfaConfig> {
             provider,
             message,
             code_ttl,
+            require_verified: verified_only(s.require_verified, "mfa.sms"),
         })
     });
     let attempts = spec.attempts.unwrap_or(AttemptsSpec {
@@ -640,7 +664,13 @@ mod tests {
         assert_eq!(m.per_user, 3);
         assert_eq!(m.per_ip, 20);
         assert_eq!(m.lockout.as_secs(), 300);
+        assert!(m.sms.as_ref().unwrap().require_verified, "default on (L14)");
         assert_eq!(m.email.unwrap().code_ttl.as_secs(), 600);
+        let c = load(&format!(
+            "  encryption_key: {KEY}\n  email: {{ smtp: \"smtp://127.0.0.1:2525\", from: a@example.com, require_verified: false }}\n"
+        ))
+        .unwrap();
+        assert!(!c.mfa.unwrap().email.unwrap().require_verified);
         assert_eq!(m.branding.primary_color, "#112233");
     }
 

@@ -458,10 +458,11 @@ impl Service {
         } else {
             "totp"
         };
-        if self.limiter.locked(user, &ip_s).await.is_some() {
+        // Counted before the code is checked (H5): a refused attempt is never evaluated.
+        let Ok(attempt) = self.limiter.begin(user, &ip_s).await else {
             super::event(factor, "locked_out", user, &ip_s);
             return self.show(sso, a, &Page::new(ret, None), tls, ip).await;
-        }
+        };
         let mfa = self.mfa().await?;
         let now = now_unix();
         let enrolling = path == "/.portcullis/mfa/enrol";
@@ -472,6 +473,7 @@ impl Service {
                 .find_map(|v| sso.codec.open::<Pending>(name, v))
                 .filter(|p| &p.user == user && p.exp > chrono::Utc::now().timestamp());
             let Some(secret) = pending.and_then(|p| totp::from_base32(&p.secret)) else {
+                attempt.refund().await;
                 return Err(AuthError::BadRequest("enrolment expired: start again").into());
             };
             mfa.enrol_totp(user, "Authenticator app", &secret, code, now)
@@ -483,7 +485,7 @@ impl Service {
         };
         match result {
             Ok(_) => {
-                self.limiter.success(user).await;
+                attempt.succeeded().await;
                 super::event(
                     factor,
                     if enrolling { "enrolled" } else { "success" },
@@ -531,7 +533,7 @@ each works once if you lose your device. They are shown only now.</p>\
                     "failure"
                 };
                 super::event(factor, outcome, user, &ip_s);
-                if self.limiter.fail(user, &ip_s).await {
+                if attempt.failed().await {
                     super::event(factor, "lockout", user, &ip_s);
                 }
                 let msg = if matches!(e, MfaError::Replayed) {

@@ -27,6 +27,9 @@ pub trait Counters: Send + Sync {
     async fn remaining(&self, key: &str) -> Result<Option<Duration>, CounterError>;
     /// Forgets `key`'s count.
     async fn reset(&self, key: &str) -> Result<(), CounterError>;
+    /// Takes one back from `key`'s live count (never below 0; a missing count stays missing,
+    /// so no count ever lives without its expiry).
+    async fn unhit(&self, key: &str) -> Result<(), CounterError>;
 }
 
 /// At most this many codes are sent to one user per hour, whatever the channel.
@@ -89,7 +92,8 @@ impl Limiter {
         [format!("user:{user}"), format!("ip:{ip}")]
     }
 
-    /// Remaining lockout if the user or the IP is locked (counter errors: locked).
+    /// Remaining lockout if the user or the IP is locked (counter errors: locked). A hint for
+    /// pages only: whether a code may be *evaluated* is decided by [`Limiter::begin`].
     pub async fn locked(&self, user: &str, ip: &str) -> Option<Duration> {
         let mut worst = None;
         for k in Self::keys(user, ip) {
@@ -101,39 +105,50 @@ impl Limiter {
         worst
     }
 
-    /// Records a wrong code; true when this failure locked the user or the IP.
-    pub async fn fail(&self, user: &str, ip: &str) -> bool {
-        let mut locked = false;
-        for (k, limit) in Self::keys(user, ip)
-            .into_iter()
-            .zip([self.per_user, self.per_ip])
-        {
-            let r: Result<bool, CounterError> = async {
-                let n = self
-                    .counters
-                    .hit(&format!("fail:{k}"), self.lockout)
-                    .await?;
-                if n < u64::from(limit) {
-                    return Ok(false);
-                }
-                let newly = self
-                    .counters
-                    .lock(&format!("lock:{k}"), self.lockout)
-                    .await?;
-                // The count starts again after the lockout.
-                self.counters.reset(&format!("fail:{k}")).await?;
-                Ok(newly)
-            }
-            .await;
-            locked |= closed(r, true);
+    /// Counts an attempt *before* its code is checked (security-relevant: count first, verify
+    /// second). The user's and the IP's counts are incremented atomically; an attempt that
+    /// takes either past its limit, or that comes while a lockout runs, is refused without
+    /// being evaluated, so N concurrent guesses get at most `per_user` evaluations, not N.
+    /// The caller settles the returned [`Attempt`]: [`Attempt::succeeded`] (the user's count
+    /// starts again), [`Attempt::failed`] (it stays counted; reaching the limit locks), or
+    /// [`Attempt::refund`] (nothing was guessed). An attempt dropped unsettled (an error on
+    /// the way) stays counted: fail closed.
+    pub async fn begin(&self, user: &str, ip: &str) -> Result<Attempt<'_>, Locked> {
+        if self.locked(user, ip).await.is_some() {
+            return Err(Locked);
         }
-        locked
-    }
-
-    /// A correct code: the user's count starts again (the IP's does not).
-    pub async fn success(&self, user: &str) {
-        let r = self.counters.reset(&format!("fail:user:{user}")).await;
-        closed(r, ());
+        let keys = Self::keys(user, ip);
+        let limits = [self.per_user, self.per_ip];
+        let mut counts = [0u64; 2];
+        for (i, k) in keys.iter().enumerate() {
+            match self.counters.hit(&format!("fail:{k}"), self.lockout).await {
+                Ok(n) => counts[i] = n,
+                Err(e) => return closed(Err(e), Err(Locked)),
+            }
+        }
+        let mut over = false;
+        for (i, k) in keys.iter().enumerate() {
+            if counts[i] > u64::from(limits[i]) {
+                over = true;
+                // Normally the failure that reached the limit set the lock already; this
+                // covers a lock that expired while the count is still over.
+                closed(
+                    self.counters.lock(&format!("lock:{k}"), self.lockout).await,
+                    true,
+                );
+            }
+        }
+        if over {
+            return Err(Locked);
+        }
+        Ok(Attempt {
+            limiter: self,
+            keys,
+            reached: [
+                counts[0] >= u64::from(limits[0]),
+                counts[1] >= u64::from(limits[1]),
+            ],
+        })
     }
 
     /// Whether a code may be sent to `user` on `channel` now: one per `interval` per channel
@@ -156,6 +171,55 @@ impl Limiter {
         }
         .await;
         closed(r, false)
+    }
+}
+
+/// An attempt is refused without evaluation: the user or the IP is locked out (or the
+/// counters are unavailable: fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locked;
+
+/// An attempt counted by [`Limiter::begin`], to be settled once its code was checked.
+#[derive(Debug)]
+#[must_use = "settle the attempt: succeeded, failed or refund"]
+pub struct Attempt<'a> {
+    limiter: &'a Limiter,
+    keys: [String; 2],
+    /// Whether this attempt's count reached the user's / the IP's limit.
+    reached: [bool; 2],
+}
+
+impl Attempt<'_> {
+    /// The code was right: the user's count starts again, and this attempt is no longer held
+    /// against the IP (its other failures are).
+    pub async fn succeeded(self) {
+        let c = &self.limiter.counters;
+        closed(c.reset(&format!("fail:{}", self.keys[0])).await, ());
+        closed(c.unhit(&format!("fail:{}", self.keys[1])).await, ());
+    }
+
+    /// The code was wrong: it stays counted; true when it reached a limit and locked the user
+    /// or the IP now.
+    pub async fn failed(self) -> bool {
+        let mut locked = false;
+        for (k, reached) in self.keys.iter().zip(self.reached) {
+            if reached {
+                let r = self
+                    .limiter
+                    .counters
+                    .lock(&format!("lock:{k}"), self.limiter.lockout)
+                    .await;
+                locked |= closed(r, true);
+            }
+        }
+        locked
+    }
+
+    /// Nothing was guessed (an expired code, no code pending): the attempt is given back.
+    pub async fn refund(self) {
+        for k in &self.keys {
+            closed(self.limiter.counters.unhit(&format!("fail:{k}")).await, ());
+        }
     }
 }
 
@@ -252,6 +316,20 @@ impl Counters for MemoryCounters {
             map.remove(key);
         })
     }
+
+    async fn unhit(&self, key: &str) -> Result<(), CounterError> {
+        self.with(|map, now| {
+            if let Some(e) = live(map, key, now) {
+                map.insert(
+                    key.to_string(),
+                    Entry {
+                        count: e.count.saturating_sub(1),
+                        until: e.until,
+                    },
+                );
+            }
+        })
+    }
 }
 
 /// Counters in Redis, shared by every replica: `pc:mfa:{key}` with a TTL. `hit` is one Lua
@@ -260,6 +338,7 @@ impl Counters for MemoryCounters {
 pub struct RedisCounters {
     conn: RedisConn,
     hit: redis::Script,
+    unhit: redis::Script,
 }
 
 impl RedisCounters {
@@ -271,6 +350,11 @@ impl RedisCounters {
                 "local n = redis.call('INCR', KEYS[1]) \
                  if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end \
                  return n",
+            ),
+            // DECR keeps the TTL; a key that is gone is not recreated without one.
+            unhit: redis::Script::new(
+                "local n = tonumber(redis.call('GET', KEYS[1])) \
+                 if n and n > 0 then return redis.call('DECR', KEYS[1]) end return 0",
             ),
         })
     }
@@ -329,6 +413,16 @@ impl Counters for RedisCounters {
             .map(|_| ())
             .map_err(CounterError)
     }
+
+    async fn unhit(&self, key: &str) -> Result<(), CounterError> {
+        let mut inv = self.unhit.prepare_invoke();
+        inv.key(rkey(key));
+        self.conn
+            .invoke::<i64>(&inv)
+            .await
+            .map(|_| ())
+            .map_err(CounterError)
+    }
 }
 
 #[cfg(test)]
@@ -352,17 +446,40 @@ mod tests {
         async fn reset(&self, _: &str) -> Result<(), CounterError> {
             Err(CounterError("down".into()))
         }
+        async fn unhit(&self, _: &str) -> Result<(), CounterError> {
+            Err(CounterError("down".into()))
+        }
+    }
+
+    /// One wrong code, settled the way the flows do: true when it locked (or was refused).
+    async fn wrong(l: &Limiter, user: &str, ip: &str) -> bool {
+        match l.begin(user, ip).await {
+            Ok(a) => a.failed().await,
+            Err(Locked) => true,
+        }
+    }
+
+    /// `n` attempts for `user` begun at once, all settled as wrong once every one has begun:
+    /// how many were let through to be evaluated.
+    async fn concurrent_wrong(l: &Limiter, user: &str, n: usize) -> usize {
+        let begun = futures_util::future::join_all((0..n).map(|_| l.begin(user, "1.1.1.1"))).await;
+        let mut evaluated = 0;
+        for a in begun.into_iter().flatten() {
+            evaluated += 1;
+            let _ = a.failed().await;
+        }
+        evaluated
     }
 
     #[tokio::test]
     async fn locks_user_then_ip_and_expires() {
         let c = Arc::new(MemoryCounters::default());
         let l = Limiter::with_counters(3, 5, Duration::from_secs(60), c.clone());
-        assert!(!l.fail("ann", "1.1.1.1").await);
-        assert!(!l.fail("ann", "1.1.1.1").await);
+        assert!(!wrong(&l, "ann", "1.1.1.1").await);
+        assert!(!wrong(&l, "ann", "1.1.1.1").await);
         assert_eq!(l.locked("ann", "1.1.1.1").await, None);
         assert!(
-            l.fail("ann", "1.1.1.1").await,
+            wrong(&l, "ann", "1.1.1.1").await,
             "third failure locks the user"
         );
         assert!(
@@ -370,26 +487,63 @@ mod tests {
             "user locked from any IP"
         );
         assert_eq!(l.locked("bob", "1.1.1.1").await, None, "IP not yet locked");
-        assert!(!l.fail("bob", "1.1.1.1").await);
+        assert!(!wrong(&l, "bob", "1.1.1.1").await);
         assert!(
-            l.fail("cat", "1.1.1.1").await,
+            wrong(&l, "cat", "1.1.1.1").await,
             "fifth failure from the IP locks it"
         );
         assert!(l.locked("dan", "1.1.1.1").await.is_some());
         c.advance(Duration::from_secs(61));
         assert_eq!(l.locked("ann", "1.1.1.1").await, None, "lockout expires");
-        l.success("bob").await;
-        assert!(!l.fail("bob", "2.2.2.2").await, "success reset bob's count");
+        l.begin("bob", "2.2.2.2").await.unwrap().succeeded().await;
+        assert!(
+            !wrong(&l, "bob", "2.2.2.2").await,
+            "success reset bob's count"
+        );
+    }
+
+    /// H5: the attempt is counted before the code is checked, so a burst of concurrent
+    /// guesses gets at most `per_user` evaluations (the old `locked()` then `fail()` let every
+    /// request that checked before the fifth failure through).
+    #[tokio::test]
+    async fn concurrent_attempts_are_counted_before_evaluation() {
+        let c = Arc::new(MemoryCounters::default());
+        let l = Limiter::with_counters(5, 100, Duration::from_secs(60), c.clone());
+        assert_eq!(concurrent_wrong(&l, "ann", 30).await, 5);
+        assert!(l.locked("ann", "9.9.9.9").await.is_some());
+        assert_eq!(l.begin("ann", "9.9.9.9").await.err(), Some(Locked));
+        c.advance(Duration::from_secs(61));
+        assert!(l.begin("ann", "1.1.1.1").await.is_ok(), "lockout over");
+    }
+
+    #[tokio::test]
+    async fn refunds_and_successes_give_attempts_back() {
+        let c = Arc::new(MemoryCounters::default());
+        let l = Limiter::with_counters(2, 3, Duration::from_secs(60), c.clone());
+        for _ in 0..5 {
+            l.begin("ann", "1.1.1.1").await.unwrap().refund().await;
+        }
+        assert!(
+            !wrong(&l, "ann", "1.1.1.1").await,
+            "refunds were not counted"
+        );
+        // A success resets the user and hands its own attempt back to the IP.
+        l.begin("ann", "1.1.1.1").await.unwrap().succeeded().await;
+        assert!(!wrong(&l, "ann", "1.1.1.1").await);
+        assert!(
+            wrong(&l, "bob", "1.1.1.1").await,
+            "third failure from the IP"
+        );
     }
 
     #[tokio::test]
     async fn failures_are_counted_within_the_lockout_window() {
         let c = Arc::new(MemoryCounters::default());
         let l = Limiter::with_counters(2, 100, Duration::from_secs(60), c.clone());
-        assert!(!l.fail("ann", "1.1.1.1").await);
+        assert!(!wrong(&l, "ann", "1.1.1.1").await);
         c.advance(Duration::from_secs(61));
-        assert!(!l.fail("ann", "1.1.1.1").await, "old failure forgotten");
-        assert!(l.fail("ann", "1.1.1.1").await);
+        assert!(!wrong(&l, "ann", "1.1.1.1").await, "old failure forgotten");
+        assert!(wrong(&l, "ann", "1.1.1.1").await);
     }
 
     #[tokio::test]
@@ -476,13 +630,23 @@ mod tests {
             Limiter::with_counters(2, 50, lockout, Arc::new(RedisCounters::new(&url).unwrap()));
         let two =
             Limiter::with_counters(2, 50, lockout, Arc::new(RedisCounters::new(&url).unwrap()));
-        assert!(!one.fail("ann", "1.1.1.1").await);
+        assert!(!wrong(&one, "ann", "1.1.1.1").await);
         assert!(
-            two.fail("ann", "2.2.2.2").await,
+            wrong(&two, "ann", "2.2.2.2").await,
             "second failure, other replica"
         );
         assert!(one.locked("ann", "3.3.3.3").await.is_some());
-        two.success("bob").await;
+        // Count first in Redis too: 30 concurrent attempts on two replicas, 2 evaluated.
+        let (x, y) = tokio::join!(
+            concurrent_wrong(&one, "cid", 15),
+            concurrent_wrong(&two, "cid", 15)
+        );
+        assert_eq!(x + y, 2, "evaluated across replicas");
+        // A refund of an attempt that is gone does not create a count without expiry.
+        let c2 = RedisCounters::new(&url).unwrap();
+        c2.unhit("never").await.unwrap();
+        assert_eq!(c2.hit("never", w).await.unwrap(), 1);
+        two.begin("bob", "3.3.3.3").await.unwrap().succeeded().await;
         assert_eq!(two.locked("bob", "3.3.3.3").await, None);
         drop(server);
         assert!(
@@ -495,7 +659,8 @@ mod tests {
     async fn counter_errors_fail_closed() {
         let l = Limiter::with_counters(3, 5, Duration::from_secs(60), Arc::new(Broken));
         assert!(l.locked("ann", "1.1.1.1").await.is_some());
-        assert!(l.fail("ann", "1.1.1.1").await);
+        assert!(wrong(&l, "ann", "1.1.1.1").await);
+        assert_eq!(l.begin("ann", "1.1.1.1").await.err(), Some(Locked));
         assert!(!l.may_send("ann", "email", RESEND_INTERVAL).await);
     }
 }

@@ -53,6 +53,9 @@ pub struct Channel {
     pub name: &'static str,
     /// Code lifetime.
     pub ttl: Duration,
+    /// Whether the provider must have said the destination is verified
+    /// (`mfa.{email,sms}.require_verified`, see [`destination`]).
+    pub require_verified: bool,
     /// The sender.
     pub sender: Box<dyn Deliver>,
 }
@@ -79,11 +82,14 @@ fn claim_bool(id: &Identity, name: &str) -> Option<bool> {
 }
 
 /// Where `channel` sends codes for this identity: the session email for `email`, the phone
-/// claim for `sms`. When the provider said the address or number is *not* verified
-/// (`email_verified: false`, `phone_number_verified: false`), there is no destination: a code
-/// sent there proves nothing about the user. An absent claim is trusted (Entra ID, for
-/// instance, never sends `email_verified` but only issues addresses it manages).
-pub fn destination(channel: &str, id: &Identity) -> Option<String> {
+/// claim for `sms` — only when the provider vouched for it. A code sent to an address or number
+/// nobody verified proves nothing about the user (an attacker who registered the victim's name
+/// with their own mailbox would pass), so with `require_verified` (the default,
+/// `mfa.{email,sms}.require_verified`) an absent `email_verified` / `phone_number_verified`
+/// counts as unverified (security-relevant, fail closed). Without it, only an explicit `false`
+/// refuses — for providers such as Entra ID that never send the claim but only issue addresses
+/// they manage.
+pub fn destination(channel: &str, id: &Identity, require_verified: bool) -> Option<String> {
     let (value, verified) = match channel {
         "email" => (id.email.clone(), "email_verified"),
         "sms" => (
@@ -95,8 +101,10 @@ pub fn destination(channel: &str, id: &Identity) -> Option<String> {
         ),
         _ => return None,
     };
-    if claim_bool(id, verified) == Some(false) {
-        return None;
+    match claim_bool(id, verified) {
+        Some(true) => {}
+        None if !require_verified => {}
+        _ => return None,
     }
     value.filter(|v| !v.trim().is_empty())
 }
@@ -353,21 +361,29 @@ mod tests {
             email: Some("ann@example.com".into()),
             ..Default::default()
         };
+        // L14: an absent flag is unverified unless require_verified is off.
+        assert_eq!(destination("email", &id, true), None, "absent = unverified");
         assert_eq!(
-            destination("email", &id).as_deref(),
+            destination("email", &id, false).as_deref(),
             Some("ann@example.com")
         );
-        assert_eq!(destination("sms", &id), None, "no phone claim");
+        assert_eq!(destination("sms", &id, false), None, "no phone claim");
         id.claims.insert("phone_number".into(), "+15550100".into());
-        assert_eq!(destination("sms", &id).as_deref(), Some("+15550100"));
+        assert_eq!(destination("sms", &id, true), None, "absent = unverified");
+        assert_eq!(destination("sms", &id, false).as_deref(), Some("+15550100"));
         id.claims.insert("email_verified".into(), false.into());
         id.claims
             .insert("phone_number_verified".into(), "false".into());
-        assert_eq!(destination("email", &id), None, "unverified email refused");
-        assert_eq!(destination("sms", &id), None, "unverified phone refused");
+        for strict in [true, false] {
+            assert_eq!(destination("email", &id, strict), None, "unverified email");
+            assert_eq!(destination("sms", &id, strict), None, "unverified phone");
+        }
         id.claims.insert("email_verified".into(), true.into());
-        assert!(destination("email", &id).is_some());
-        assert_eq!(destination("fax", &id), None);
+        id.claims
+            .insert("phone_number_verified".into(), "true".into());
+        assert!(destination("email", &id, true).is_some());
+        assert!(destination("sms", &id, true).is_some());
+        assert_eq!(destination("fax", &id, false), None);
         assert_eq!(mask("ann@example.com"), "a•••@example.com");
         assert_eq!(mask("+15550100"), "•••00");
     }

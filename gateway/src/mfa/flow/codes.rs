@@ -9,7 +9,7 @@ use super::{html, map_err, now_unix, Page, Request, Service};
 use crate::config::auth_model::StoreKind;
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::config::MfaConfig;
-use crate::mfa::limiter::{Limiter, RedisCounters, RESEND_INTERVAL};
+use crate::mfa::limiter::{Attempt, Limiter, RedisCounters, RESEND_INTERVAL};
 use crate::mfa::otp::{self, Channel, Check, Pending};
 use crate::mfa::pages::{code_form_with, error_p, esc};
 use crate::mfa::{email, remember, sms};
@@ -39,6 +39,7 @@ pub(super) fn channels(cfg: &MfaConfig) -> Result<Vec<Channel>, String> {
         v.push(Channel {
             name: "email",
             ttl: e.code_ttl,
+            require_verified: e.require_verified,
             sender: Box::new(email::Mailer::new(e).map_err(|e| e.to_string())?),
         });
     }
@@ -48,6 +49,7 @@ pub(super) fn channels(cfg: &MfaConfig) -> Result<Vec<Channel>, String> {
         v.push(Channel {
             name: "sms",
             ttl: s.code_ttl,
+            require_verified: s.require_verified,
             sender: Box::new(sms::Texter::new(s, http.0)),
         });
     }
@@ -98,7 +100,7 @@ impl Service {
             .iter()
             .filter(|c| methods.is_empty() || methods.iter().any(|m| m == c.name))
             .filter_map(|c| {
-                let to = otp::destination(c.name, &a.record.identity)?;
+                let to = otp::destination(c.name, &a.record.identity, c.require_verified)?;
                 Some(format!(
                     "<form method=\"post\" action=\"/.portcullis/mfa/{n}/send\" id=\"{n}-send\">{h}\
 <p><button type=\"submit\">Send a code {how} to {to}</button></p></form>",
@@ -293,16 +295,21 @@ impl Service {
             ip,
         };
         let user = &a.record.identity.user;
-        if self.limiter.locked(user, &ip.to_string()).await.is_some() {
-            cx.event(ch, "locked_out");
-            return self.again(&cx, None).await;
-        }
         if path.ends_with("/send") {
+            if self.limiter.locked(user, &ip.to_string()).await.is_some() {
+                cx.event(ch, "locked_out");
+                return self.again(&cx, None).await;
+            }
             self.send_code(&cx, ch).await
         } else {
+            // Counted before the code is checked (H5): a refused attempt is never evaluated.
+            let Ok(attempt) = self.limiter.begin(user, &ip.to_string()).await else {
+                cx.event(ch, "locked_out");
+                return self.again(&cx, None).await;
+            };
             let code = form.get("code").map_or("", String::as_str);
             let remember = form.get("remember").is_some_and(|v| v == "1");
-            self.verify_code(&cx, ch, code, remember).await
+            self.verify_code(&cx, ch, code, remember, attempt).await
         }
     }
 
@@ -314,7 +321,7 @@ impl Service {
 
     /// The page asking for the code just sent.
     fn code_page(&self, a: &Authenticated, ch: &Channel, ret: &str, error: Option<&str>) -> Reply {
-        let to = otp::destination(ch.name, &a.record.identity)
+        let to = otp::destination(ch.name, &a.record.identity, ch.require_verified)
             .map(|t| otp::mask(&t))
             .unwrap_or_default();
         let body = format!(
@@ -358,7 +365,7 @@ impl Service {
     async fn send_code(&self, cx: &Cx<'_>, ch: &Channel) -> Result<Reply, GatewayError> {
         let (a, ret, tls) = (cx.a, cx.ret, cx.tls);
         let user = &a.record.identity.user;
-        let Some(to) = otp::destination(ch.name, &a.record.identity) else {
+        let Some(to) = otp::destination(ch.name, &a.record.identity, ch.require_verified) else {
             return Ok(self.notice(
                 403,
                 "No destination",
@@ -414,6 +421,7 @@ impl Service {
         ch: &Channel,
         code: &str,
         remember: bool,
+        attempt: Attempt<'_>,
     ) -> Result<Reply, GatewayError> {
         const EXPIRED: &str = "That code has expired. Send a new one.";
         let (a, tls) = (cx.a, cx.tls);
@@ -436,6 +444,7 @@ impl Service {
                     .await
                     .map_err(map_err)?;
                 if fresh {
+                    attempt.succeeded().await;
                     return self.code_accepted(cx, ch, remember).await;
                 }
                 ("replay", "That code was already used. Send a new one.")
@@ -443,6 +452,7 @@ impl Service {
             (Check::Wrong, _) => ("failure", "That code is not right. Try again."),
             _ => {
                 // Expired (or no code pending): not a guess, so not counted as a failure.
+                attempt.refund().await;
                 cx.event(ch, "expired");
                 let mut r = self.again(cx, Some(EXPIRED)).await?;
                 r.headers
@@ -451,7 +461,7 @@ impl Service {
             }
         };
         cx.event(ch, outcome);
-        if self.limiter.fail(user, &cx.ip.to_string()).await {
+        if attempt.failed().await {
             cx.event(ch, "lockout");
             return self.again(cx, None).await;
         }
@@ -466,7 +476,6 @@ impl Service {
     ) -> Result<Reply, GatewayError> {
         let (sso, a, tls) = (cx.sso, cx.a, cx.tls);
         let user = &a.record.identity.user;
-        self.limiter.success(user).await;
         cx.event(ch, "success");
         let mut cookies = vec![
             sso.elevate(&a.sid, &a.record, &[ch.name], tls).await?,

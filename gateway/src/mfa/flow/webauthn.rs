@@ -6,6 +6,7 @@
 
 use super::{check_csrf, first_time, map_err, now_unix, Request, Service};
 use crate::errors::{GatewayError, Reply};
+use crate::mfa::limiter::Attempt;
 use crate::mfa::pages::{WEBAUTHN_JS, WEBAUTHN_JS_PATH};
 use crate::mfa::webauthn::{Ceremony, CeremonyError, Step, KIND, MAX_CREDENTIALS};
 use crate::mfa::MfaError;
@@ -118,11 +119,15 @@ impl Service {
             }
             (REGISTER_FINISH, "POST") => {
                 let f = self.admit(a, req).await?;
-                self.finish_registration(sso, a, req, &f).await
+                let attempt = self.attempt(a, req).await?;
+                let r = self.finish_registration(sso, a, req, &f).await;
+                self.settle(a, req, attempt, r).await
             }
             (AUTHENTICATE_FINISH, "POST") => {
                 let f = self.admit(a, req).await?;
-                self.finish_authentication(sso, a, req, &f).await
+                let attempt = self.attempt(a, req).await?;
+                let r = self.finish_authentication(sso, a, req, &f).await;
+                self.settle(a, req, attempt, r).await
             }
             _ => Err(GatewayError::NoRoute),
         }
@@ -143,6 +148,41 @@ impl Service {
             return Err(GatewayError::MfaLocked);
         }
         Ok(signed.body)
+    }
+
+    /// Counts a `finish` before anything in it is verified (H5: count first, verify second).
+    async fn attempt<'s>(
+        &'s self,
+        a: &Authenticated,
+        req: &Request<'_>,
+    ) -> Result<Attempt<'s>, GatewayError> {
+        let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
+        self.limiter.begin(user, &ip).await.map_err(|_| {
+            crate::mfa::event(KIND, "locked_out", user, &ip);
+            GatewayError::MfaLocked
+        })
+    }
+
+    /// Settles a counted `finish`: success resets the user's count; a refusal stays counted
+    /// and may lock; any other error stays counted too (fail closed).
+    async fn settle(
+        &self,
+        a: &Authenticated,
+        req: &Request<'_>,
+        attempt: Attempt<'_>,
+        r: Result<Reply, GatewayError>,
+    ) -> Result<Reply, GatewayError> {
+        match &r {
+            Ok(_) => attempt.succeeded().await,
+            Err(GatewayError::MfaRefused) => {
+                if attempt.failed().await {
+                    let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
+                    crate::mfa::event(KIND, "lockout", user, &ip);
+                }
+            }
+            Err(_) => {}
+        }
+        r
     }
 
     /// Starts a registration or an authentication and seals its state into the cookie.
@@ -247,13 +287,11 @@ impl Service {
         }
     }
 
-    /// Counts and audits a refused ceremony; failures count towards the lockout.
+    /// Audits a refused ceremony; the attempt was counted before it ([`Self::settle`] keeps it
+    /// counted).
     async fn refuse(&self, a: &Authenticated, req: &Request<'_>, outcome: &str) -> GatewayError {
         let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
         crate::mfa::event(KIND, outcome, user, &ip);
-        if self.limiter.fail(user, &ip).await {
-            crate::mfa::event(KIND, "lockout", user, &ip);
-        }
         GatewayError::MfaRefused
     }
 
@@ -342,7 +380,6 @@ impl Service {
         first_time: bool,
     ) -> Result<Reply, GatewayError> {
         let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
-        self.limiter.success(user).await;
         crate::mfa::event(KIND, outcome, user, &ip);
         let cookie = sso.elevate(&a.sid, &a.record, &[KIND], req.tls).await?;
         let mut codes = Vec::new();
