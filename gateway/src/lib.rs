@@ -21,6 +21,7 @@ pub mod mfa;
 pub mod policy_cli;
 pub mod policy_input;
 pub mod proxy;
+pub mod request;
 pub mod routes;
 pub mod server;
 pub mod session;

@@ -1,28 +1,24 @@
 //! The pingora `ProxyHttp` phases: thin glue, each phase calls one module.
-//! request_filter: listener rules → normalise path → route → policy.
+//! request_filter: the ordered pipeline of [`crate::request`].
 //! upstream_peer: endpoint choice. upstream_request_filter: path, identity and forwarding headers.
 //! logging: metrics, the access log and the decision record.
 
-use crate::auth_endpoints;
-use crate::decisionlog::{record::DecisionRecord, DecisionLog, Reservation};
+use crate::decisionlog::{DecisionLog, Reservation};
 use crate::errors::{respond, send, GatewayError};
 use crate::forwarded;
 use crate::identity;
 use crate::metrics;
-use crate::policy_input::{self, RequestContext};
+use crate::request::Flow;
 use crate::routes::{Runtime, SharedRuntime};
 use crate::sso::Sso;
-use crate::tls::ClientCertFacts;
 use async_trait::async_trait;
 use pingora::prelude::*;
-use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
-use portcullis_policy::engine::{evaluate, Challenge, Decision, Outcome};
+use portcullis_policy::engine::Decision;
 use portcullis_policy::input::Identity;
-use portcullis_policy::path::{normalise_with, NormalisedPath};
-use std::collections::HashMap;
+use portcullis_policy::path::NormalisedPath;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -43,47 +39,47 @@ pub struct Gateway {
 
 /// Per-request state.
 pub struct Ctx {
-    rt: Arc<Runtime>,
-    start: Instant,
-    route: Option<usize>,
-    path: Option<NormalisedPath>,
-    host: String,
-    client_ip: IpAddr,
-    peer_ip: IpAddr,
-    peer_trusted: bool,
-    tls: bool,
-    tried: Vec<usize>,
-    current: Option<usize>,
-    upstream_start: Option<Instant>,
-    outcome: Option<&'static str>,
-    received: SystemTime,
-    log_slot: Option<Reservation>,
-    log_refused: bool,
+    pub(crate) rt: Arc<Runtime>,
+    pub(crate) start: Instant,
+    pub(crate) route: Option<usize>,
+    pub(crate) path: Option<NormalisedPath>,
+    pub(crate) host: String,
+    pub(crate) client_ip: IpAddr,
+    pub(crate) peer_ip: IpAddr,
+    pub(crate) peer_trusted: bool,
+    pub(crate) tls: bool,
+    pub(crate) tried: Vec<usize>,
+    pub(crate) current: Option<usize>,
+    pub(crate) upstream_start: Option<Instant>,
+    pub(crate) outcome: Option<&'static str>,
+    pub(crate) received: SystemTime,
+    pub(crate) log_slot: Option<Reservation>,
+    pub(crate) log_refused: bool,
     /// Network and device facts and the addressed tenant, as the policy saw them (for the record).
-    facts: Option<
+    pub(crate) facts: Option<
         Box<(
             portcullis_policy::input::NetworkFacts,
             portcullis_policy::input::DeviceFacts,
             Option<String>,
         )>,
     >,
-    upstream_status: Option<u16>,
+    pub(crate) upstream_status: Option<u16>,
     /// The signed-in identity (filled by the session layer when single sign-on is configured).
     pub identity: Option<Identity>,
     /// The policy decision and its explanation, for logs.
     pub decision: Option<Decision>,
     /// A `Set-Cookie` to add to the upstream's response (session id rotated by a refresh).
-    set_cookie: Option<String>,
+    pub(crate) set_cookie: Option<String>,
     /// Session id of the signed-in user, if any.
-    sid: Option<String>,
+    pub(crate) sid: Option<String>,
     /// For an upgraded connection on a route that needs a user: set once the session ends,
     /// which tears the tunnel down (see [`crate::tunnel`]).
-    tunnel_ended: Option<Arc<std::sync::atomic::AtomicBool>>,
+    pub(crate) tunnel_ended: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Ctx {
     /// Whether this upgraded connection's session has ended.
-    fn tunnel_ended(&self) -> bool {
+    pub(crate) fn tunnel_ended(&self) -> bool {
         self.tunnel_ended
             .as_ref()
             .is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire))
@@ -91,704 +87,10 @@ impl Ctx {
 }
 
 impl Ctx {
-    fn route_id(&self) -> &str {
+    pub(crate) fn route_id(&self) -> &str {
         self.route
             .and_then(|i| self.rt.config.routes.get(i))
             .map_or("_unmatched_", |r| r.id.as_str())
-    }
-}
-
-fn peer_ip(session: &Session) -> IpAddr {
-    match session.client_addr() {
-        Some(PingoraAddr::Inet(a)) => a.ip(),
-        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
-    }
-}
-
-/// How the request path ends for one request.
-enum Flow {
-    /// Every step continued: proxy to the route's upstream.
-    Proxy,
-    /// A reserved endpoint answered.
-    Reply(crate::errors::Reply),
-}
-
-/// The request a policy decision is about: the one received, or for forward-auth the original
-/// request the front proxy described.
-struct Judged<'a> {
-    /// Method, query and headers the policy sees.
-    req: &'a RequestHeader,
-    /// Host as routed.
-    host: &'a str,
-    /// Normalised, decoded path.
-    path: &'a str,
-    /// Issuer of the client certificate verified on this connection. Never set for forward-auth:
-    /// the connection there is the proxy's, not the client's device.
-    client_cert_ca: Option<String>,
-}
-
-/// The issuing CA of the client certificate verified on this connection, if any.
-fn client_cert_ca(session: &Session) -> Option<String> {
-    session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .and_then(|d| d.extension.get::<ClientCertFacts>())
-        .map(|f| f.ca.clone())
-}
-
-/// The original request of a forward-auth check as a request header the policy can read:
-/// its method, path and query, its host, and the check's other headers (the client's cookies,
-/// user agent…) minus those that describe the hop.
-fn original_request(
-    check: &RequestHeader,
-    original: &crate::forward_auth::Original,
-    host: &str,
-) -> Result<RequestHeader, GatewayError> {
-    let bad = |_| GatewayError::ForwardAuth(crate::forward_auth::ForwardAuthError::Invalid("URI"));
-    let mut req = RequestHeader::build(
-        original.method.clone(),
-        original.path_and_query.as_bytes(),
-        Some(check.headers.len()),
-    )
-    .map_err(bad)?;
-    for (name, value) in &check.headers {
-        if name != http::header::HOST && !crate::forward_auth::is_family_header(name.as_str()) {
-            req.append_header(name.clone(), value.clone())
-                .map_err(bad)?;
-        }
-    }
-    req.insert_header(http::header::HOST, host).map_err(bad)?;
-    Ok(req)
-}
-
-/// A browser navigation (HTML `Accept`), as opposed to an API client.
-fn is_browser(req: &RequestHeader) -> bool {
-    req.headers
-        .get_all(http::header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/html"))
-}
-
-fn request_host(req: &RequestHeader) -> Option<String> {
-    let raw = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
-    valid_host(raw)
-}
-
-/// A redirect to this origin's sign-in page (provider chooser) that returns to `rd`.
-fn login_page(origin: &str, rd: &str) -> GatewayError {
-    let q: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("rd", rd)
-        .finish();
-    GatewayError::Login(crate::sso::Redirect {
-        location: format!("{origin}/.portcullis/login?{q}"),
-        cookies: Vec::new(),
-    })
-}
-
-/// The first value of query parameter `name`, decoded.
-fn query_param(req: &RequestHeader, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// A `Host` value the route table may see: a name or address with an optional port.
-fn valid_host(raw: &str) -> Option<String> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 255
-        && raw.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
-        });
-    ok.then(|| raw.to_string())
-}
-
-impl Gateway {
-    /// Serves `/.portcullis/...` endpoints; `None` for reserved paths that are not endpoints.
-    async fn auth_endpoint(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-    ) -> Result<Option<crate::errors::Reply>, GatewayError> {
-        let Some(path) = ctx.path.as_ref().map(|p| p.decoded().to_string()) else {
-            return Ok(None);
-        };
-        if crate::mfa::flow::Service::is_endpoint(&path) {
-            let Some(mfa) = &self.mfa else {
-                return Ok(None);
-            };
-            let req = session.req_header();
-            let method = req.method.as_str().to_string();
-            let headers = req.headers.clone();
-            let query: HashMap<String, String> =
-                url::form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes())
-                    .into_owned()
-                    .collect();
-            let body = if method == "POST" {
-                auth_endpoints::body(session).await?
-            } else {
-                String::new()
-            };
-            let origin = self.origin(ctx);
-            let req = crate::mfa::flow::Request {
-                headers: &headers,
-                method: &method,
-                path: &path,
-                query: &query,
-                body: &body,
-                origin: &origin,
-                tls: ctx.tls,
-                client_ip: ctx.client_ip,
-            };
-            return mfa.serve(&self.sso, &req).await.map(Some);
-        }
-        if crate::forward_auth::is_forward_auth(&path) {
-            self.identify(session, ctx).await?;
-            return self.forward_auth(session, ctx).await.map(Some);
-        }
-        if !auth_endpoints::is_endpoint(&path) {
-            return Ok(None);
-        }
-        if path == "/.portcullis/login" {
-            self.identify(session, ctx).await?;
-            self.login_needs_step_up(session, ctx)?;
-        }
-        let req = auth_endpoints::Request {
-            path: &path,
-            origin: self.origin(ctx),
-            tls: ctx.tls,
-        };
-        auth_endpoints::serve(&self.sso, session, &req)
-            .await
-            .map(Some)
-    }
-
-    /// `/.portcullis/auth`: the policy of the route the original request would take, judged on
-    /// the original request (method, host, path, query, client IP) as the configured front
-    /// proxy describes it (see [`crate::forward_auth`]). Only trusted proxies are answered; no
-    /// route is a denial; 200 carries the identity headers and an assertion for the audience of
-    /// the route whose policy allowed the request — never one the caller chose.
-    async fn forward_auth(
-        &self,
-        session: &Session,
-        ctx: &mut Ctx,
-    ) -> Result<crate::errors::Reply, GatewayError> {
-        use crate::forward_auth as fa;
-        let rt = ctx.rt.clone();
-        let Some(cfg) = rt.config.forward_auth.as_ref() else {
-            return Err(GatewayError::Reserved);
-        };
-        let req = session.req_header();
-        let refused = |e: fa::ForwardAuthError| {
-            tracing::warn!(peer = %ctx.peer_ip, error = %e, "forward-auth check refused");
-            GatewayError::ForwardAuth(e)
-        };
-        if !ctx.peer_trusted {
-            return Err(refused(fa::ForwardAuthError::Untrusted));
-        }
-        let raw = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let check = fa::CheckRequest {
-            headers: &req.headers,
-            method: &req.method,
-            path_and_query: raw,
-            host: &ctx.host,
-        };
-        let original = fa::original(cfg.mode, &check).map_err(refused)?;
-        ctx.client_ip = fa::client_ip(ctx.peer_ip, &req.headers, &rt.config.server.trusted_proxies)
-            .map_err(refused)?;
-        let host = valid_host(&original.host).ok_or(GatewayError::BadHost)?;
-        let server = &rt.config.server;
-        let path = normalise_with(original.path(), server.path_params, server.path_limits)?;
-        if !fa::is_normal_form(original.path(), &path) {
-            return Err(refused(fa::ForwardAuthError::NotNormal));
-        }
-        let judged = original_request(req, &original, &host)?;
-        let decision = self.decide(
-            ctx,
-            &Judged {
-                req: &judged,
-                host: &host,
-                path: path.decoded(),
-                client_cert_ca: None,
-            },
-        );
-        ctx.path = Some(path);
-        match decision {
-            Ok(()) => {}
-            // Default deny: a URL no route serves is nobody's to reach.
-            Err(GatewayError::NoRoute) => return Err(GatewayError::Forbidden),
-            Err(GatewayError::Unauthenticated) => {
-                return Err(self.forward_auth_challenge(session, ctx, &original))
-            }
-            Err(e @ GatewayError::StepUp { .. }) => {
-                return Err(self.forward_auth_step_up(session, ctx, &original, e))
-            }
-            Err(e) => return Err(e),
-        }
-        let route = ctx
-            .route
-            .and_then(|i| rt.config.routes.get(i))
-            .ok_or(GatewayError::Forbidden)?;
-        let mut reply = crate::errors::Reply::json(200, "{}".to_string());
-        if let Some(identity) = ctx.identity.as_ref().filter(|_| route.identity_headers) {
-            for (k, v) in crate::assertion::identity_headers(identity) {
-                reply.headers.push((k.to_string(), v));
-            }
-            if let Some(t) = self
-                .sso
-                .assertions
-                .sign(identity, &route.assertion_audience)
-            {
-                reply
-                    .headers
-                    .push(("x-portcullis-assertion".to_string(), t));
-            }
-        }
-        if let Some(c) = ctx.set_cookie.take() {
-            reply.headers.push(("set-cookie".to_string(), c));
-        }
-        Ok(reply)
-    }
-
-    /// Not signed in at forward-auth: 401 (nginx `auth_request` maps it with `error_page`),
-    /// or, for a browser when a Traefik/Caddy-style proxy gave the full original URL, a 302
-    /// to sign in and come back there (the return URL is still checked at login).
-    fn forward_auth_challenge(
-        &self,
-        session: &Session,
-        ctx: &Ctx,
-        original: &crate::forward_auth::Original,
-    ) -> GatewayError {
-        match original.url() {
-            Some(rd) if self.sso.enabled() && is_browser(session.req_header()) => {
-                login_page(&self.origin(ctx), &rd)
-            }
-            _ => GatewayError::Unauthenticated,
-        }
-    }
-
-    /// Step-up needed at forward-auth: the machine-readable 401, or for a browser with the
-    /// full original URL a 302 to the MFA page that returns there. (nginx `auth_request`
-    /// passes only 2xx/401/403, so it gets the 401 and its `error_page` sends the browser to
-    /// `/.portcullis/login`, which forwards a signed-in user to the MFA page.)
-    fn forward_auth_step_up(
-        &self,
-        session: &Session,
-        ctx: &Ctx,
-        original: &crate::forward_auth::Original,
-        err: GatewayError,
-    ) -> GatewayError {
-        match original.url() {
-            Some(ret) if self.mfa.is_some() && is_browser(session.req_header()) => {
-                GatewayError::StepUpRedirect(self.mfa_page(ctx, &ret, &err))
-            }
-            _ => err,
-        }
-    }
-
-    /// The MFA page URL that returns to `ret`, with the factors the step-up `err` accepts
-    /// (a hint for what the page offers: the policy decides again when the browser comes back).
-    fn mfa_page(&self, ctx: &Ctx, ret: &str, err: &GatewayError) -> String {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.append_pair("return", ret);
-        if let GatewayError::StepUp { methods, .. } = err {
-            if !methods.is_empty() {
-                q.append_pair("methods", &methods.join(","));
-            }
-        }
-        format!("{}/.portcullis/mfa?{}", self.origin(ctx), q.finish())
-    }
-
-    /// A signed-in user sent to `/.portcullis/login?rd=URL` (nginx's `error_page 401` after a
-    /// forward-auth step-up) goes to the MFA page when `URL`'s route asks for step-up, instead
-    /// of signing in again and looping.
-    fn login_needs_step_up(&self, session: &Session, ctx: &mut Ctx) -> Result<(), GatewayError> {
-        if self.mfa.is_none() || ctx.identity.is_none() {
-            return Ok(());
-        }
-        let req = session.req_header();
-        let Some(rd) = query_param(req, "rd") else {
-            return Ok(());
-        };
-        let origin = self.origin(ctx);
-        let target = self.sso.return_to(Some(&rd), &origin);
-        let Ok(u) = url::Url::parse(&target) else {
-            return Ok(());
-        };
-        let Some(host) = crate::forward_auth::authority(&u) else {
-            return Ok(());
-        };
-        let server = &ctx.rt.config.server;
-        let Ok(path) = normalise_with(u.path(), server.path_params, server.path_limits) else {
-            return Ok(());
-        };
-        let decision = self.decide(
-            ctx,
-            &Judged {
-                req,
-                host: &host,
-                path: path.decoded(),
-                client_cert_ca: client_cert_ca(session),
-            },
-        );
-        ctx.route = None;
-        ctx.decision = None;
-        if let Err(err @ GatewayError::StepUp { .. }) = decision {
-            return Err(GatewayError::StepUpRedirect(
-                self.mfa_page(ctx, &target, &err),
-            ));
-        }
-        Ok(())
-    }
-
-    fn origin(&self, ctx: &Ctx) -> String {
-        format!("{}://{}", if ctx.tls { "https" } else { "http" }, ctx.host)
-    }
-
-    /// An unauthenticated request: browsers (HTML `Accept`) are sent to sign in, API clients
-    /// get the 401.
-    async fn challenge(&self, session: &Session, ctx: &Ctx) -> GatewayError {
-        let req = session.req_header();
-        let browser = is_browser(req);
-        if !self.sso.enabled() || !browser || req.method != http::Method::GET {
-            return GatewayError::Unauthenticated;
-        }
-        let origin = self.origin(ctx);
-        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let rd = self.sso.return_to(Some(pq), &origin);
-        let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
-        match self.sso.provider_for(route) {
-            Some(p) => match self.sso.start_login(&p, rd, &origin, ctx.tls).await {
-                Ok(r) => GatewayError::Login(r),
-                Err(e) => e.into(),
-            },
-            None => login_page(&origin, &rd),
-        }
-    }
-
-    /// A step-up challenge: browsers (HTML `Accept`, GET) go to the MFA page and come back to
-    /// this URL; API clients keep the machine-readable 401.
-    fn step_up(&self, session: &Session, ctx: &Ctx, err: GatewayError) -> GatewayError {
-        let req = session.req_header();
-        if self.mfa.is_none() || !is_browser(req) || req.method != http::Method::GET {
-            return err;
-        }
-        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        GatewayError::StepUpRedirect(self.mfa_page(ctx, pq, &err))
-    }
-
-    /// The request path, in order: request facts → decision-log slot → HTTPS redirect →
-    /// normalise → reserved endpoints → route → identify (only where the route needs to know
-    /// the user) → decide → tunnel checks. Each step either continues or ends the request with
-    /// an answer; nothing reaches an upstream unless every step continued.
-    async fn pipeline(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Flow, GatewayError> {
-        self.request_facts(session, ctx);
-        self.reserve_log_slot(ctx)?;
-        let rt = ctx.rt.clone();
-        let host = request_host(session.req_header()).ok_or(GatewayError::BadHost)?;
-        ctx.host = host.clone();
-        self.https_redirect(session.req_header(), ctx)?;
-        let server = &rt.config.server;
-        let path = normalise_with(
-            session.req_header().uri.path(),
-            server.path_params,
-            server.path_limits,
-        )?;
-        let decoded = path.decoded().to_string();
-        ctx.path = Some(path);
-        if decoded == "/.portcullis" || decoded.starts_with("/.portcullis/") {
-            return match self.auth_endpoint(session, ctx).await? {
-                Some(reply) => Ok(Flow::Reply(reply)),
-                None => Err(GatewayError::Reserved),
-            };
-        }
-        let (idx, route) = rt.route(&host, &decoded).ok_or(GatewayError::NoRoute)?;
-        ctx.route = Some(idx);
-        if !route.policy.is_public() {
-            self.identify(session, ctx).await?;
-        } else if route.identity_headers {
-            // Opted-in public route: tell the upstream who is signed in when that can be
-            // known, but never fail a public route because the session store is down.
-            if let Err(e) = self.identify(session, ctx).await {
-                tracing::warn!(route = %route.id, error = %e, "session unreadable on a public route: serving it anonymously");
-            }
-        }
-        let judged = Judged {
-            req: session.req_header(),
-            host: &host,
-            path: &decoded,
-            client_cert_ca: client_cert_ca(session),
-        };
-        match self.decide(ctx, &judged) {
-            Ok(()) => {}
-            Err(GatewayError::Unauthenticated) => return Err(self.challenge(session, ctx).await),
-            Err(e @ GatewayError::StepUp { .. }) => return Err(self.step_up(session, ctx, e)),
-            Err(e) => return Err(e),
-        }
-        self.admit_tunnel(session, ctx)?;
-        Ok(Flow::Proxy)
-    }
-
-    /// Peer, trusted-proxy status, TLS (also as reported by a trusted TLS-terminating proxy)
-    /// and the client address.
-    fn request_facts(&self, session: &Session, ctx: &mut Ctx) {
-        ctx.peer_ip = peer_ip(session);
-        let trusted = &ctx.rt.config.server.trusted_proxies;
-        ctx.peer_trusted = forwarded::is_trusted(ctx.peer_ip, trusted);
-        let headers = &session.req_header().headers;
-        // A trusted TLS-terminating proxy on the plain listener: the client used HTTPS, so
-        // cookies keep `Secure`/`__Host-` and redirect URIs stay `https://`.
-        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some())
-            || (ctx.peer_trusted && forwarded::trusted_proto(headers) == Some("https"));
-        let xff = forwarded::joined(headers, "x-forwarded-for");
-        ctx.client_ip = forwarded::client_ip(ctx.peer_ip, xff.as_deref(), trusted);
-    }
-
-    /// Fail closed: a request whose decision record could not be kept is not served.
-    fn reserve_log_slot(&self, ctx: &mut Ctx) -> Result<(), GatewayError> {
-        let Some(log) = &self.decision_log else {
-            return Ok(());
-        };
-        match log.reserve() {
-            Ok(slot) => {
-                ctx.log_slot = slot;
-                Ok(())
-            }
-            Err(full) => {
-                tracing::error!(error = %full, "decision log full: refusing the request (decision_log.spool.when_full: block)");
-                ctx.log_refused = true;
-                Err(GatewayError::LogUnavailable)
-            }
-        }
-    }
-
-    /// The plain listener configured to redirect: 308 to the same URL over HTTPS.
-    fn https_redirect(&self, req: &RequestHeader, ctx: &Ctx) -> Result<(), GatewayError> {
-        let redirect = !ctx.tls
-            && ctx
-                .rt
-                .config
-                .server
-                .http
-                .as_ref()
-                .is_some_and(|h| h.redirect_to_https);
-        if !redirect {
-            return Ok(());
-        }
-        let name = portcullis_policy::routing::canonical_host(&ctx.host).into_owned();
-        let port = match self.https_port {
-            Some(443) | None => String::new(),
-            Some(p) => format!(":{p}"),
-        };
-        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        Err(GatewayError::RedirectHttps(format!(
-            "https://{name}{port}{pq}"
-        )))
-    }
-
-    /// Reads the session once per request; a rotated session id's cookie is kept in `ctx` and
-    /// attached to whatever answer the request gets.
-    async fn identify(&self, session: &Session, ctx: &mut Ctx) -> Result<(), GatewayError> {
-        if ctx.identity.is_some() {
-            return Ok(());
-        }
-        if let Some(a) = self
-            .sso
-            .identify(&session.req_header().headers, ctx.tls)
-            .await?
-        {
-            ctx.set_cookie = a.set_cookie;
-            ctx.identity = Some(a.record.identity);
-            ctx.sid = Some(a.sid);
-        }
-        Ok(())
-    }
-
-    /// Finds the route for `host` + `decoded` path and evaluates its policy against the
-    /// request and `ctx.identity`; records route and decision in `ctx`. Shared by proxied
-    /// requests and forward-auth checks, so both answer the same way.
-    fn decide(&self, ctx: &mut Ctx, judged: &Judged<'_>) -> Result<(), GatewayError> {
-        let rt = ctx.rt.clone();
-        let (idx, route) = rt
-            .route(judged.host, judged.path)
-            .ok_or(GatewayError::NoRoute)?;
-        ctx.route = Some(idx);
-        if route.policy.is_public() {
-            return Ok(());
-        }
-        let canonical = portcullis_policy::routing::canonical_host(judged.host).into_owned();
-        let input = policy_input::build(
-            &rt.config,
-            &RequestContext {
-                req: judged.req,
-                host: &canonical,
-                path: judged.path,
-                client_ip: ctx.client_ip,
-                peer_trusted: ctx.peer_trusted,
-                client_cert_ca: judged.client_cert_ca.clone(),
-            },
-            ctx.identity.clone(),
-        );
-        let decision = evaluate(&route.policy, &input);
-        if self.decision_log.is_some() {
-            ctx.facts = Some(Box::new((
-                input.network.clone(),
-                input.device.clone(),
-                input.request.tenant.clone(),
-            )));
-        }
-        let explanation = &decision.explanation;
-        if !explanation.sod_violations.is_empty() {
-            tracing::warn!(route = %route.id, user = input.identity.as_ref().map(|i| i.user.as_str()), reason = %explanation.reason(), "segregation-of-duties violation: identity holds conflicting roles");
-        }
-        if explanation.cross_tenant {
-            tracing::warn!(route = %route.id, user = input.identity.as_ref().map(|i| i.user.as_str()), tenant = input.request.tenant.as_deref(), "cross-tenant access by operator role");
-        }
-        let result = match &decision.outcome {
-            Outcome::Allow => Ok(()),
-            Outcome::Deny => Err(GatewayError::Forbidden),
-            Outcome::Challenge(Challenge::Login) => Err(GatewayError::Unauthenticated),
-            Outcome::Challenge(Challenge::StepUp { methods, max_age }) => {
-                Err(GatewayError::StepUp {
-                    methods: methods.clone(),
-                    max_age_secs: max_age.map(|d| d.as_secs()),
-                })
-            }
-        };
-        ctx.decision = Some(decision);
-        result
-    }
-}
-
-impl Gateway {
-    /// An upgrade (WebSocket) on a route that needs a user: refuse a foreign `Origin`, and
-    /// watch the session so that logout or revocation ends the tunnel.
-    fn admit_tunnel(&self, session: &Session, ctx: &mut Ctx) -> Result<(), GatewayError> {
-        let (Some(sid), Some(route)) = (
-            ctx.sid.as_ref(),
-            ctx.route.and_then(|i| ctx.rt.config.routes.get(i)),
-        ) else {
-            return Ok(());
-        };
-        if !session.is_upgrade_req() || route.policy.is_public() {
-            return Ok(());
-        }
-        let origin = session
-            .req_header()
-            .headers
-            .get(http::header::ORIGIN)
-            .map(|v| v.as_bytes());
-        if !crate::tunnel::origin_allowed(
-            origin,
-            &self.origin(ctx),
-            &ctx.rt.config.session.return_to_allow,
-        ) {
-            tracing::warn!(route = %route.id, client_ip = %ctx.client_ip, "WebSocket upgrade from a foreign Origin refused");
-            return Err(GatewayError::Forbidden);
-        }
-        ctx.tunnel_ended = Some(crate::tunnel::watch(self.sso.store.clone(), sid.clone()));
-        Ok(())
-    }
-
-    /// Hands this request's decision record to the decision log and, for denials on
-    /// privileged routes, records an audit event. Never waits.
-    fn record_decision(
-        &self,
-        session: &Session,
-        ctx: &mut Ctx,
-        decision: &str,
-        status: u16,
-        elapsed: std::time::Duration,
-    ) {
-        let req = session.req_header();
-        let route_id = || {
-            ctx.route
-                .and_then(|i| ctx.rt.config.routes.get(i))
-                .map(|r| r.id.clone())
-        };
-        let path_of = || {
-            ctx.path
-                .as_ref()
-                .map_or(req.uri.path(), |p| p.decoded())
-                .to_string()
-        };
-        if decision != "allow" {
-            if let (Some(audit), Some(r)) = (&ctx.rt.config.audit, route_id()) {
-                if audit.privileged_routes.contains(&r) {
-                    crate::audit::emit(
-                        "policy.denied",
-                        None,
-                        serde_json::json!({
-                            "route": r, "decision": decision, "method": req.method.as_str(),
-                            "path": path_of(), "client_ip": ctx.client_ip.to_string(), "status": status,
-                        }),
-                    );
-                }
-            }
-        }
-        // Nothing below runs (or allocates) unless a decision log is configured.
-        let Some(log) = &self.decision_log else {
-            return;
-        };
-        if ctx.log_refused {
-            // Refused because the log is full: there is no room for its record either.
-            return;
-        }
-        let route = route_id();
-        let path = path_of();
-        let request_id = req
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= 128);
-        let mut rec = DecisionRecord::new(ctx.received, &log.gateway_id, request_id);
-        rec.route = route;
-        rec.method = req.method.as_str().to_string();
-        rec.host = ctx.host.clone();
-        rec.path = path;
-        rec.client_ip = ctx.client_ip.to_string();
-        rec.decision = decision.to_string();
-        rec.status = status;
-        rec.upstream_status = ctx.upstream_status;
-        if let Some(facts) = ctx.facts.take() {
-            let (network, device, tenant) = *facts;
-            rec.country = network.country;
-            if network.region.is_some() || network.asn.is_some() {
-                rec.geo = Some(serde_json::json!({"region": network.region, "asn": network.asn}));
-            }
-            if device != Default::default() {
-                rec.device = serde_json::to_value(&device).ok();
-            }
-            rec.tenant = tenant;
-        }
-        if let Some(id) = &ctx.identity {
-            rec.user = Some(id.user.clone());
-            rec.tenant = rec.tenant.take().or_else(|| id.tenant.clone());
-            rec.groups = id.groups.clone();
-            rec.roles = id.roles.clone();
-            let now = chrono::Utc::now();
-            rec.auth = id
-                .auth_methods
-                .iter()
-                .map(|a| crate::decisionlog::record::AuthMethod {
-                    method: a.method.clone(),
-                    age_s: (now - a.at).num_seconds().max(0) as u64,
-                })
-                .collect();
-        }
-        if let Some(d) = &ctx.decision {
-            rec.rule = Some(d.explanation.rule.to_string());
-            if !d.is_allow() {
-                rec.reason = Some(d.explanation.reason());
-                rec.condition = d.explanation.detail.as_ref().map(ToString::to_string);
-            }
-        }
-        rec.duration_ms = elapsed.as_secs_f64() * 1000.0;
-        log.submit(ctx.log_slot.take(), &rec);
     }
 }
 
