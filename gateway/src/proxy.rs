@@ -416,6 +416,7 @@ impl Gateway {
         if route.policy.is_public() {
             return Ok(());
         }
+        crate::provider_pin::check(route, ctx.identity.as_ref())?;
         let client_cert_ca = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
