@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod policy_cli;
 pub mod policy_input;
+pub mod provider_pin;
 pub mod proxy;
 pub mod request;
 pub mod routes;

@@ -230,6 +230,9 @@ impl Sso {
         let Some(mut rec) = self.store.load(&cookie.sid).await? else {
             return Ok(None);
         };
+        // The record's provider is authoritative (sessions older than `Identity::provider`
+        // decode without it; M1).
+        rec.identity.provider = Some(rec.idp.clone());
         let t = now();
         if t - rec.created > secs(self.session.absolute_timeout) {
             self.end(&cookie.sid, &rec, "absolute_timeout").await?;
@@ -663,6 +666,7 @@ fn apply(rec: &mut SessionRecord, res: LoginResult) {
         .cloned()
         .collect();
     rec.identity = res.identity;
+    rec.identity.provider = Some(rec.idp.clone());
     rec.identity.auth_methods.extend(kept);
     rec.sub = res.sub;
     if res.idp_sid.is_some() {

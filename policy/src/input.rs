@@ -36,6 +36,12 @@ pub struct Input {
 pub struct Identity {
     /// Stable user id.
     pub user: String,
+    /// Id of the identity provider that signed this user in (`identity_providers[].id`). Two
+    /// providers may both have an `alice`: a route pinned to one provider admits only its
+    /// users, and gateway state (MFA factors, devices, lockouts) is keyed by provider and
+    /// subject. Absent in sessions written before it existed (the gateway fills it in).
+    #[serde(default)]
+    pub provider: Option<String>,
     /// Verified email address.
     #[serde(default)]
     pub email: Option<String>,

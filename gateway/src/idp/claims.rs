@@ -91,6 +91,7 @@ pub fn identity(idp: &str, names: &ClaimNames, claims: &Map<String, Value>) -> I
     }
     Identity {
         user,
+        provider: Some(idp.to_string()),
         email: string(claims, &names.email),
         groups: list(claims, &names.groups),
         roles: list(claims, &names.roles),

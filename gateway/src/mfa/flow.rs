@@ -144,6 +144,14 @@ fn first_time(factors: &[super::FactorInfo]) -> bool {
     !factors.iter().any(|f| f.kind != "recovery")
 }
 
+/// The key this session's MFA state lives under — factors, remembered devices, lockouts,
+/// pending enrolments and ceremonies: the identity provider and the subject it issued
+/// ([`super::user_key`]), never the user name alone, which another provider may also issue
+/// (M1, security-relevant).
+pub(super) fn owner(a: &Authenticated) -> String {
+    super::user_key(&a.record.idp, &a.record.sub)
+}
+
 /// Refuses a form or ceremony without the session's CSRF token (audited).
 fn check_csrf(a: &Authenticated, csrf: &str) -> Result<(), GatewayError> {
     if same(csrf, &a.record.csrf) {
@@ -319,7 +327,7 @@ impl Service {
         tls: bool,
         ip: IpAddr,
     ) -> Result<Reply, GatewayError> {
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         if self.limiter.locked(user, &ip.to_string()).await.is_some() {
             return Ok(html(
                 429,
@@ -416,7 +424,13 @@ impl Service {
                 .codec
                 .seal(name, &pending)
                 .ok_or(GatewayError::MfaUnavailable)?;
-            let uri = totp::otpauth_uri(&totp::Params::default(), issuer, user, &secret);
+            // The app shows the user's name; the factor is stored under `owner`.
+            let uri = totp::otpauth_uri(
+                &totp::Params::default(),
+                issuer,
+                &a.record.identity.user,
+                &secret,
+            );
             let qr = totp::qr_svg(&uri).unwrap_or_default();
             if offer_webauthn {
                 body += "<h2>Or use an authenticator app</h2>";
@@ -451,7 +465,7 @@ impl Service {
     ) -> Result<Reply, GatewayError> {
         let (path, headers, origin, tls, ip) =
             (req.path, req.headers, req.origin, req.tls, req.client_ip);
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         let ip_s = ip.to_string();
         let factor = if path == "/.portcullis/mfa/recovery" {
             "recovery"

@@ -236,6 +236,13 @@ impl Mfa {
     }
 }
 
+/// The key of a user's MFA state in the stores and counters: `provider:subject`. Provider ids
+/// cannot contain `:` (config validation), so the pair is unambiguous; two providers' `alice`
+/// are two users (M1).
+pub fn user_key(provider: &str, subject: &str) -> String {
+    format!("{provider}:{subject}")
+}
+
 /// Counts and audits one MFA event (never with the code).
 pub fn event(factor: &str, outcome: &str, user: &str, client_ip: &str) {
     crate::metrics::mfa_event(factor, outcome);

@@ -48,6 +48,7 @@ impl Gateway {
         if route.policy.is_public() {
             return Ok(());
         }
+        crate::provider_pin::check(route, ctx.identity.as_ref())?;
         let canonical = portcullis_policy::routing::canonical_host(judged.host).into_owned();
         let input = policy_input::build(
             &rt.config,

@@ -5,7 +5,7 @@
 //! `POST /.portcullis/mfa/devices/revoke` forgets a remembered device. A step-up page reached
 //! with a valid remembered device for the route's factors elevates the session at once.
 
-use super::{html, map_err, now_unix, Page, Request, Service};
+use super::{html, map_err, now_unix, owner, Page, Request, Service};
 use crate::config::auth_model::StoreKind;
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::config::MfaConfig;
@@ -173,7 +173,7 @@ impl Service {
         let (Some(methods), true) = (methods, self.cfg.remember_device_days > 0) else {
             return Ok(None);
         };
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         let tokens = session::cookie_values(headers, remember::cookie_name(tls));
         if tokens.is_empty() || self.limiter.locked(user, &ip.to_string()).await.is_some() {
             return Ok(None);
@@ -206,7 +206,7 @@ impl Service {
             return Ok(String::new());
         }
         let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         let devices = self
             .mfa()
             .await?
@@ -255,7 +255,7 @@ impl Service {
             (req.path, req.headers, req.origin, req.tls, req.client_ip);
         let ret = form.get("return").map_or("/", String::as_str);
         if path == "/.portcullis/mfa/devices/revoke" {
-            let user = &a.record.identity.user;
+            let user = &owner(a);
             let id = form.get("device").map_or("", String::as_str);
             if self
                 .mfa()
@@ -294,7 +294,7 @@ impl Service {
             tls,
             ip,
         };
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         if path.ends_with("/send") {
             if self.limiter.locked(user, &ip.to_string()).await.is_some() {
                 cx.event(ch, "locked_out");
@@ -364,7 +364,7 @@ impl Service {
 
     async fn send_code(&self, cx: &Cx<'_>, ch: &Channel) -> Result<Reply, GatewayError> {
         let (a, ret, tls) = (cx.a, cx.ret, cx.tls);
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         let Some(to) = otp::destination(ch.name, &a.record.identity, ch.require_verified) else {
             return Ok(self.notice(
                 403,
@@ -425,7 +425,7 @@ impl Service {
     ) -> Result<Reply, GatewayError> {
         const EXPIRED: &str = "That code has expired. Send a new one.";
         let (a, tls) = (cx.a, cx.tls);
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         let name = pending_cookie(tls);
         let pending = session::cookie_values(cx.headers, name)
             .into_iter()
@@ -475,7 +475,7 @@ impl Service {
         remember: bool,
     ) -> Result<Reply, GatewayError> {
         let (sso, a, tls) = (cx.sso, cx.a, cx.tls);
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         cx.event(ch, "success");
         let mut cookies = vec![
             sso.elevate(&a.sid, &a.record, &[ch.name], tls).await?,
@@ -505,11 +505,6 @@ struct Cx<'a> {
 impl Cx<'_> {
     /// Counts and audits one event of `ch` for this user and client.
     fn event(&self, ch: &Channel, outcome: &str) {
-        crate::mfa::event(
-            ch.name,
-            outcome,
-            &self.a.record.identity.user,
-            &self.ip.to_string(),
-        );
+        crate::mfa::event(ch.name, outcome, &owner(self.a), &self.ip.to_string());
     }
 }

@@ -4,7 +4,7 @@
 //! factor cannot be removed: a user with none is "first-time" again, and anyone holding only
 //! their password could then enrol a factor of their own.
 
-use super::{check_csrf, first_time, html, map_err, recently_verified, Request, Service};
+use super::{check_csrf, first_time, html, map_err, owner, recently_verified, Request, Service};
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::pages::esc;
 use crate::mfa::FactorInfo;
@@ -63,7 +63,7 @@ impl Service {
     ) -> Result<Reply, GatewayError> {
         let form = req.form();
         check_csrf(a, form.get("csrf").map_or("", String::as_str))?;
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         let ip = req.client_ip.to_string();
         if !recently_verified(&a.record, chrono::Utc::now()) {
             tracing::warn!(target: "audit", user = %user, "factor removal refused: no recent verification");

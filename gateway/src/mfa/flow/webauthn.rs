@@ -4,7 +4,7 @@
 //! script. `begin` seals the ceremony into a cookie; `finish` opens it, verifies, and on success
 //! records `webauthn` in the session under a new id (which also retires the ceremony).
 
-use super::{check_csrf, first_time, map_err, now_unix, Request, Service};
+use super::{check_csrf, first_time, map_err, now_unix, owner, Request, Service};
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::limiter::Attempt;
 use crate::mfa::pages::{WEBAUTHN_JS, WEBAUTHN_JS_PATH};
@@ -142,7 +142,7 @@ impl Service {
     ) -> Result<T, GatewayError> {
         let signed: Signed<T> = json_body(req)?;
         check_csrf(a, &signed.csrf)?;
-        let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
+        let (user, ip) = (&owner(a), req.client_ip.to_string());
         if self.limiter.locked(user, &ip).await.is_some() {
             crate::mfa::event(KIND, "locked_out", user, &ip);
             return Err(GatewayError::MfaLocked);
@@ -156,7 +156,7 @@ impl Service {
         a: &Authenticated,
         req: &Request<'_>,
     ) -> Result<Attempt<'s>, GatewayError> {
-        let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
+        let (user, ip) = (&owner(a), req.client_ip.to_string());
         self.limiter.begin(user, &ip).await.map_err(|_| {
             crate::mfa::event(KIND, "locked_out", user, &ip);
             GatewayError::MfaLocked
@@ -176,7 +176,7 @@ impl Service {
             Ok(_) => attempt.succeeded().await,
             Err(GatewayError::MfaRefused) => {
                 if attempt.failed().await {
-                    let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
+                    let (user, ip) = (&owner(a), req.client_ip.to_string());
                     crate::mfa::event(KIND, "lockout", user, &ip);
                 }
             }
@@ -194,7 +194,7 @@ impl Service {
         label: Option<&str>,
     ) -> Result<Reply, GatewayError> {
         let rp = self.rp.as_ref().ok_or(GatewayError::NoRoute)?;
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         let mfa = self.mfa().await?;
         let keys: Vec<_> = mfa
             .webauthn_keys(user)
@@ -248,7 +248,7 @@ impl Service {
         a: &Authenticated,
         mfa: &crate::mfa::Mfa,
     ) -> Result<(), GatewayError> {
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         let first_time = first_time(&mfa.factors(user).await.map_err(map_err)?);
         if first_time || super::recently_verified(&a.record, chrono::Utc::now()) {
             return Ok(());
@@ -266,7 +266,7 @@ impl Service {
     ) -> Result<Ceremony, GatewayError> {
         let name = ceremony_cookie(req.tls);
         let values = session::cookie_values(req.headers, name);
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         match Ceremony::open(
             &sso.codec,
             &values,
@@ -290,7 +290,7 @@ impl Service {
     /// Audits a refused ceremony; the attempt was counted before it ([`Self::settle`] keeps it
     /// counted).
     async fn refuse(&self, a: &Authenticated, req: &Request<'_>, outcome: &str) -> GatewayError {
-        let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
+        let (user, ip) = (&owner(a), req.client_ip.to_string());
         crate::mfa::event(KIND, outcome, user, &ip);
         GatewayError::MfaRefused
     }
@@ -332,7 +332,7 @@ impl Service {
         let Step::Register { label, state } = self.ceremony(sso, a, req).await?.step else {
             return Err(self.refuse(a, req, "failure").await);
         };
-        let user = &a.record.identity.user;
+        let user = &owner(a);
         let mfa = self.mfa().await?;
         let first_time = first_time(&mfa.factors(user).await.map_err(map_err)?);
         let key = self
@@ -358,11 +358,7 @@ impl Service {
         let res = self
             .checked(a, req, rp.finish_authentication(&f.credential, &state))
             .await?;
-        let used = self
-            .mfa()
-            .await?
-            .use_webauthn(&a.record.identity.user, &res)
-            .await;
+        let used = self.mfa().await?.use_webauthn(&owner(a), &res).await;
         self.checked(a, req, used).await?;
         self.verified(sso, a, req, f.ret.as_deref(), "success", false)
             .await
@@ -379,7 +375,7 @@ impl Service {
         outcome: &str,
         first_time: bool,
     ) -> Result<Reply, GatewayError> {
-        let (user, ip) = (&a.record.identity.user, req.client_ip.to_string());
+        let (user, ip) = (&owner(a), req.client_ip.to_string());
         crate::mfa::event(KIND, outcome, user, &ip);
         let cookie = sso.elevate(&a.sid, &a.record, &[KIND], req.tls).await?;
         let mut codes = Vec::new();
