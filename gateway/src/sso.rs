@@ -695,7 +695,16 @@ fn apply(rec: &mut SessionRecord, res: LoginResult) {
         .filter(|e| e.at.timestamp() >= rec.created && GATEWAY_FACTORS.contains(&e.method.as_str()))
         .cloned()
         .collect();
+    let previous = std::mem::take(&mut rec.identity.auth_methods);
     rec.identity = res.identity;
+    // A provider factor keeps the time it was first proven unless the new ID token carries a
+    // newer `auth_time`: a refresh is not a new authentication (M8). (At login `previous` is
+    // the same list, so this changes nothing.)
+    for ev in rec.identity.auth_methods.iter_mut() {
+        if let Some(old) = previous.iter().find(|o| o.method == ev.method) {
+            ev.at = ev.at.max(old.at);
+        }
+    }
     rec.identity.auth_methods.extend(kept);
     rec.sub = res.sub;
     if res.idp_sid.is_some() {
