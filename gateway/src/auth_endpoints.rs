@@ -21,6 +21,8 @@ pub struct Request<'a> {
     pub origin: String,
     /// Over TLS.
     pub tls: bool,
+    /// The client's address (for audit events).
+    pub client_ip: std::net::IpAddr,
 }
 
 /// Whether `path` is one of the endpoints served here.
@@ -93,7 +95,8 @@ pub async fn serve(
         }
         ("/.portcullis/callback", "GET") => {
             let headers = session.req_header().headers.clone();
-            match sso.callback(&query, &headers, req.tls).await {
+            let ip = req.client_ip.to_string();
+            match sso.callback(&query, &headers, req.tls, &ip).await {
                 Ok(r) => Ok(Reply::redirect(r)),
                 Err((err, clear)) => {
                     tracing::warn!(target: "audit", error = %err, "login callback refused");
@@ -121,7 +124,14 @@ pub async fn serve(
             let headers = session.req_header().headers.clone();
             let form = body(session).await?;
             Ok(Reply::redirect(
-                sso.logout(&form, &headers, &req.origin, req.tls).await?,
+                sso.logout(
+                    &form,
+                    &headers,
+                    &req.origin,
+                    req.tls,
+                    &req.client_ip.to_string(),
+                )
+                .await?,
             ))
         }
         ("/.portcullis/backchannel-logout", "POST") => {

@@ -281,6 +281,14 @@ impl Sso {
         self.store.remove(sid).await?;
         metrics::auth_event(&rec.idp, "session_end", why);
         tracing::info!(target: "audit", idp = %rec.idp, user = %rec.identity.user, reason = why, "session ended");
+        // Timeouts are routine; an ending for any other reason is a security event (L13).
+        if !matches!(why, "idle_timeout" | "absolute_timeout" | "logout") {
+            crate::audit::emit(
+                "session.revoked",
+                Some(&rec.identity.user),
+                serde_json::json!({"idp": rec.idp, "sub": rec.sub, "reason": why, "sessions": 1}),
+            );
+        }
         self.update_gauge().await;
         Ok(())
     }
@@ -451,11 +459,20 @@ impl Sso {
         query: &str,
         headers: &http::HeaderMap,
         tls: bool,
+        client_ip: &str,
     ) -> Result<Redirect, (AuthError, Option<String>)> {
         let name = cookie_name(tls, true);
         let clear = Some(session::clear_cookie(name, tls));
         let fail = |idp: &str, why: String| {
             metrics::auth_event(idp, "login", "failure");
+            // Anyone can send callbacks in bulk: repeats per provider and address are counted.
+            crate::audit::emit_repeatable(
+                "auth.login_failed",
+                idp,
+                client_ip,
+                None,
+                serde_json::json!({"idp": idp, "reason": why, "client_ip": client_ip}),
+            );
             (AuthError::Callback(why), clear.clone())
         };
         let params: std::collections::HashMap<String, String> =
@@ -537,6 +554,11 @@ impl Sso {
             .map_err(|e| (e, clear.clone()))?;
         metrics::auth_event(&pre.idp, "login", "success");
         tracing::info!(target: "audit", idp = %pre.idp, user = %rec.identity.user, sub = %rec.sub, "login succeeded; new session");
+        crate::audit::emit(
+            "auth.login",
+            Some(&rec.identity.user),
+            serde_json::json!({"idp": pre.idp, "sub": rec.sub, "client_ip": client_ip}),
+        );
         self.update_gauge().await;
         Ok(Redirect {
             location: pre.return_to,
@@ -551,6 +573,7 @@ impl Sso {
         headers: &http::HeaderMap,
         origin: &str,
         tls: bool,
+        client_ip: &str,
     ) -> Result<Redirect, AuthError> {
         // Defence in depth: a browser always sends Origin on a cross-site POST.
         if let Some(o) = headers
@@ -578,6 +601,11 @@ impl Sso {
         }
         self.end(&a.sid, &a.record, "logout").await?;
         metrics::auth_event(&a.record.idp, "logout", "success");
+        crate::audit::emit(
+            "auth.logout",
+            Some(&a.record.identity.user),
+            serde_json::json!({"idp": a.record.idp, "sub": a.record.sub, "client_ip": client_ip}),
+        );
         let location = match self.provider(&a.record.idp) {
             Some(p) => p
                 .end_session_url(a.record.id_token.as_deref(), None)
@@ -623,6 +651,11 @@ impl Sso {
             .await?;
         metrics::auth_event(&p.cfg.id, "backchannel_logout", "success");
         tracing::info!(target: "audit", idp = %p.cfg.id, sub = ?sub, sid = ?sid, sessions = n, "back-channel logout: sessions revoked");
+        crate::audit::emit(
+            "session.revoked",
+            sub.as_deref(),
+            serde_json::json!({"idp": p.cfg.id, "sub": sub, "sid": sid, "reason": "backchannel_logout", "sessions": n}),
+        );
         self.update_gauge().await;
         Ok(n)
     }
@@ -665,8 +698,17 @@ fn apply(rec: &mut SessionRecord, res: LoginResult) {
         .filter(|e| e.at.timestamp() >= rec.created && GATEWAY_FACTORS.contains(&e.method.as_str()))
         .cloned()
         .collect();
+    let previous = std::mem::take(&mut rec.identity.auth_methods);
     rec.identity = res.identity;
     rec.identity.provider = Some(rec.idp.clone());
+    // A provider factor keeps the time it was first proven unless the new ID token carries a
+    // newer `auth_time`: a refresh is not a new authentication (M8). (At login `previous` is
+    // the same list, so this changes nothing.)
+    for ev in rec.identity.auth_methods.iter_mut() {
+        if let Some(old) = previous.iter().find(|o| o.method == ev.method) {
+            ev.at = ev.at.max(old.at);
+        }
+    }
     rec.identity.auth_methods.extend(kept);
     rec.sub = res.sub;
     if res.idp_sid.is_some() {

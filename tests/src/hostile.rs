@@ -57,6 +57,10 @@ pub enum Mode {
     RotatedKey,
     /// A valid token saying the user did MFA (and SMS) at the provider: `amr: [pwd, mfa, sms]`.
     IdpMfa,
+    /// `amr: [pwd, mfa]` without `auth_time`: nothing says when the user authenticated.
+    IdpMfaNoAuthTime,
+    /// `amr: [pwd, mfa]` with `auth_time` an hour in the future.
+    IdpMfaFutureAuthTime,
     /// A valid token for another subject (`sub: mallory`), e.g. in answer to a refresh.
     OtherSubject,
     /// A valid token for a user in 400 groups (an Entra ID tenant's heavy user).
@@ -351,6 +355,13 @@ fn id_token(s: &State) -> String {
         Mode::IdpMfa => {
             o.insert("amr".into(), json!(["pwd", "mfa", "sms"]));
             o.insert("auth_time".into(), json!(now));
+        }
+        Mode::IdpMfaNoAuthTime => {
+            o.insert("amr".into(), json!(["pwd", "mfa"]));
+        }
+        Mode::IdpMfaFutureAuthTime => {
+            o.insert("amr".into(), json!(["pwd", "mfa"]));
+            o.insert("auth_time".into(), json!(now + 3600));
         }
         Mode::MissingNonce => {
             o.remove("nonce");

@@ -203,3 +203,179 @@ fn events_are_chained_signed_verified_exported_and_tampering_is_caught() {
         "verify never creates a store"
     );
 }
+
+/// Every record of the store, as `audit export` writes them, with `data` parsed.
+fn exported(store: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) = cli(&["audit", "export", "--store", store]);
+    assert_eq!(code, 0, "{err}");
+    let export: serde_json::Value = serde_json::from_str(&out).unwrap();
+    export["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r["data"] = serde_json::from_str(r["data"].as_str().unwrap()).unwrap();
+            r
+        })
+        .collect()
+}
+
+/// Findings M7 and L13: while the audit store is stalled (another writer holds SQLite's write
+/// lock), an anonymous client floods a privileged route with more denials than the old bounded
+/// queue held (16,384); an MFA failure after the flood must still reach the chain, and the
+/// denials must all be counted (first one in full, repeats in a summary). Sign-in, a failed
+/// callback and sign-out with the real OpenID Provider are chain records, not log lines only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denial_flood_loses_no_security_event_and_sign_in_and_out_are_chained() {
+    use portcullis_e2e::oidc::*;
+    use std::io::{BufRead, Write};
+    const FLOOD: usize = 18_000;
+    let ports = Ports::fresh();
+    let up = Whoami::start("app");
+    let op = OpenIdProvider::start(&[ports.https], None, 3600);
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("portcullis.db");
+    let store = format!("sqlite://{}", db.display());
+    let gw = Gateway::start_on(
+        ports,
+        &format!(
+            "{SERVER}  data_dir: \"{dir}\"
+session:
+  keys: [\"{SESSION_KEY}\"]
+identity_providers:
+  - {{ id: corp, type: oidc, issuer: \"{iss}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET} }}
+store: \"{store}\"
+audit: {{ checkpoint_interval: 1h, privileged_routes: [admin] }}
+mfa:
+  encryption_key: CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=
+  totp: {{ issuer: Acme }}
+routes:
+  - {{ id: admin, path: /admin, upstream: \"{up}\", policy: {{ allow: [ {{ mfa: {{ methods: [totp], max_age: 1h }} }} ] }} }}
+  - {{ id: app, path: /app, upstream: \"{up}\", policy: authenticated }}
+",
+            dir = data.path().display(),
+            iss = op.issuer,
+            up = up.url(),
+        ),
+    );
+    let b = Browser::new();
+    let w = b.login(&format!("{}/app/x", gw.https()), "alice").await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    wait_metric(
+        &gw,
+        "portcullis_audit_events_total{kind=\"auth.login\"}",
+        1.0,
+    );
+
+    // Stall the audit writer: hold the database's write lock from another process.
+    let mut lock = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sqlite3 (Debian package sqlite3)");
+    let mut lock_in = lock.stdin.take().unwrap();
+    writeln!(lock_in, "BEGIN IMMEDIATE;\nSELECT 'locked';").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(lock.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    // The flood: anonymous API requests to the privileged route, 16 connections at a time.
+    let flood = client(None);
+    let url = format!("{}/admin/secrets", gw.http());
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (c, u) = (flood.clone(), url.clone());
+            tokio::spawn(async move {
+                for _ in 0..FLOOD / 16 {
+                    let r = c.get(&u).header("accept", "application/json").send().await;
+                    assert_eq!(r.unwrap().status(), 401);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    // An MFA failure after the flood (wrong enrolment code), a refused callback, a logout.
+    let w = b.walk(&format!("{}/admin/page", gw.https())).await;
+    assert_eq!(w.last().status, 200, "MFA page: {w:#?}");
+    let form = Form::parse(&w.last().url, &w.body);
+    let mut fields = form.fields.clone();
+    fields.push(("code".into(), "000000".into()));
+    let r = b
+        .client
+        .post(&form.action)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = Browser::new()
+        .api_get(format!(
+            "{}/.portcullis/callback?state=x&code=y",
+            gw.https()
+        ))
+        .await;
+    assert_eq!(r.status(), 401);
+    let logout = format!("{}/.portcullis/logout", gw.https());
+    let form = b.form_at(&logout).await;
+    let r = b
+        .client
+        .post(&form.action)
+        .form(&form.fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+
+    // Let the store go; everything queued is written, the repeats summarised at shutdown.
+    writeln!(lock_in, "COMMIT;").unwrap();
+    drop(lock_in);
+    lock.wait().unwrap();
+    wait_metric(
+        &gw,
+        "portcullis_audit_events_total{kind=\"auth.logout\"}",
+        1.0,
+    );
+    assert_eq!(gw.metric("portcullis_audit_dropped_total"), Some(0.0));
+    let mut gw = gw;
+    gw.proc.signal("TERM");
+    gw.proc.wait_exit(Duration::from_secs(30)).expect("exit");
+
+    let records = exported(&store);
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        records.iter().filter(|r| r["kind"] == kind).collect()
+    };
+    let failure = of("mfa.failure");
+    assert_eq!(failure.len(), 1, "the MFA failure survived the flood");
+    assert_eq!(failure[0]["actor"], "alice");
+    let login = of("auth.login");
+    assert_eq!(login.len(), 1);
+    assert_eq!(login[0]["actor"], "alice");
+    assert_eq!(login[0]["data"]["idp"], "corp");
+    assert_eq!(of("auth.logout")[0]["actor"], "alice");
+    let failed = of("auth.login_failed");
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0]["data"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no login in progress"));
+    let denied = of("policy.denied");
+    assert!(
+        denied.len() <= 4,
+        "repeats are summarised: {}",
+        denied.len()
+    );
+    let counted: u64 = denied
+        .iter()
+        .map(|r| r["data"]["repeats"].as_u64().unwrap_or(1))
+        .sum();
+    assert!(counted >= FLOOD as u64, "every denial counted: {counted}");
+    let (code, report) = verify_json(&store, &[]);
+    assert_eq!(code, 0, "{report}");
+}

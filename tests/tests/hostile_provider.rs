@@ -543,3 +543,96 @@ async fn identity_providers_are_reloaded_and_removed_ones_end_their_sessions() {
         "portcullis_auth_events_total{event=\"login\",idp=\"second\",outcome=\"success\"} 1"
     ));
 }
+
+/// Finding M8: a provider factor's `max_age` is measured from the ID token's `auth_time`, and
+/// the gateway never invents freshness. Without `auth_time` (and no `prompt=login`/`max_age`
+/// sent) the age is unknown and fails `max_age`; a future `auth_time` is refused at login; a
+/// refresh whose ID token has no (newer) `auth_time` keeps the factor's old time, so the route
+/// asks again once `max_age` has passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_factor_age_is_never_invented_by_login_or_refresh() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false).replace(
+        "routes:\n",
+        &format!(
+            "routes:
+  - {{ id: idp-mfa, path: /idp-mfa, upstream: \"{0}\", policy: {{ allow: [ {{ mfa: {{ methods: [\"idp:mfa\"], max_age: 3s }} }} ] }} }}
+",
+            up.url()
+        ),
+    ));
+    let status = |b: &Browser| {
+        let url = format!("{}/idp-mfa/x", gw.https());
+        let c = b.client.clone();
+        async move {
+            let r = c
+                .get(url)
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap();
+            let code = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            (code, body["error"].as_str().unwrap_or_default().to_string())
+        }
+    };
+
+    // No auth_time: signed in, but the provider MFA has no known age.
+    op.set_mode(Mode::IdpMfaNoAuthTime);
+    let b = Browser::new();
+    assert_eq!(
+        b.walk(&format!("{}/app/", gw.https())).await.last().status,
+        200
+    );
+    assert_eq!(
+        status(&b).await,
+        (401, "step_up_required".to_string()),
+        "an unknown auth_time is not 'now'"
+    );
+
+    // A future auth_time is refused: no session.
+    op.set_mode(Mode::IdpMfaFutureAuthTime);
+    let b = Browser::new();
+    let w = b.walk(&format!("{}/app/", gw.https())).await;
+    assert_eq!(w.last().status, 401, "{w:#?}");
+    assert!(w.session_cookie().is_none());
+    assert!(gw.proc.logs().contains("auth_time is in the future"));
+
+    // Fresh at login; refreshes without auth_time do not re-stamp it.
+    op.set_mode(Mode::IdpMfa);
+    op.set_expires_in(1);
+    let b = Browser::new();
+    assert_eq!(
+        b.walk(&format!("{}/app/", gw.https())).await.last().status,
+        200
+    );
+    assert_eq!(status(&b).await.0, 200, "fresh provider MFA counts");
+    op.set_mode(Mode::IdpMfaNoAuthTime);
+    let refreshes = || {
+        gw.metric(
+            "portcullis_auth_events_total{event=\"refresh\",idp=\"evil\",outcome=\"success\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let before = refreshes();
+    // Each request after 1 s refreshes (expires_in: 1); the factor goes stale at 3 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stale = loop {
+        let s = status(&b).await;
+        if s.0 != 200 {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after max_age the provider factor is stale, refresh or not"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert_eq!(
+        stale,
+        (401, "step_up_required".to_string()),
+        "the session lives on"
+    );
+    assert!(refreshes() > before, "refreshes happened in between");
+}

@@ -2,13 +2,19 @@
 //! the shared store ([`store`]), with Ed25519-signed checkpoints at `audit.checkpoint_interval`
 //! and `portcullis audit verify|export` ([`verify`]).
 //!
-//! Anything in the gateway records an event with [`emit`]; it never blocks: events go to a
-//! bounded queue drained by the [`AuditService`] background service, which appends them in order
-//! (retrying while the store is unreachable) and signs checkpoints.
+//! Anything in the gateway records an event with [`emit`]; it never blocks and never drops:
+//! events go to a queue drained by the [`AuditService`] background service, which appends them
+//! in order (retrying while the store is unreachable) and signs checkpoints. The queue has no
+//! fixed bound because a security event (an MFA failure, a lockout, a login) must never be lost
+//! to make room (finding M7); what keeps it small is that the events an anonymous client can
+//! cause in bulk go through [`emit_repeatable`] ([`repeats`]): the first of each
+//! `(kind, route or provider, client IP)` per window is recorded, repeats are counted into one
+//! summary per window. `portcullis_audit_queue_depth` shows a store that falls behind.
 
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod repeats;
 pub mod store;
 pub mod verify;
 
@@ -19,15 +25,16 @@ use ed25519_dalek::SigningKey;
 use once_cell::sync::{Lazy, OnceCell};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-/// Queue of events not yet stored.
-const QUEUE: usize = 16_384;
+/// How long repeats of an anonymous-triggerable event are counted before one summary records
+/// them ([`emit_repeatable`]).
+pub const REPEAT_WINDOW: Duration = Duration::from_secs(10);
 
 /// The signing key could not be loaded or created.
 #[derive(Debug, Error)]
@@ -93,6 +100,7 @@ struct AuditMetrics {
     dropped: IntCounter,
     checkpoints: IntCounter,
     store_errors: IntCounter,
+    depth: IntGauge,
 }
 
 #[allow(clippy::expect_used)]
@@ -108,7 +116,11 @@ static METRICS: Lazy<AuditMetrics> = Lazy::new(|| {
         )?;
         let dropped = IntCounter::new(
             "portcullis_audit_dropped_total",
-            "Audit events lost because the audit queue was full (must stay 0)",
+            "Audit events lost (must stay 0; the queue never drops security events)",
+        )?;
+        let depth = IntGauge::new(
+            "portcullis_audit_queue_depth",
+            "Audit events waiting to be stored (grows while the store is slow or down)",
         )?;
         let checkpoints = IntCounter::new(
             "portcullis_audit_checkpoints_total",
@@ -122,20 +134,24 @@ static METRICS: Lazy<AuditMetrics> = Lazy::new(|| {
         reg.register(Box::new(dropped.clone()))?;
         reg.register(Box::new(checkpoints.clone()))?;
         reg.register(Box::new(store_errors.clone()))?;
+        reg.register(Box::new(depth.clone()))?;
         Ok(AuditMetrics {
             events,
             dropped,
             checkpoints,
             store_errors,
+            depth,
         })
     })();
     m.expect("audit metric definitions are static and valid")
 });
 
-static SENDER: OnceCell<mpsc::Sender<(Event, String)>> = OnceCell::new();
+static SENDER: OnceCell<mpsc::UnboundedSender<(Event, String)>> = OnceCell::new();
 static PUBLISHED: OnceCell<Vec<PublicKey>> = OnceCell::new();
+static REPEATS: Lazy<repeats::Repeats> = Lazy::new(repeats::Repeats::default);
 
-/// Records an event without waiting. A no-op when `audit:` is not configured.
+/// Records an event without waiting. A no-op when `audit:` is not configured. Never drops the
+/// event: use [`emit_repeatable`] for anything an anonymous client can trigger in bulk.
 pub fn emit(kind: &str, actor: Option<&str>, data: serde_json::Value) {
     let Some(tx) = SENDER.get() else { return };
     let time = crate::decisionlog::record::rfc3339(SystemTime::now());
@@ -144,9 +160,55 @@ pub fn emit(kind: &str, actor: Option<&str>, data: serde_json::Value) {
         actor: actor.map(str::to_string),
         data,
     };
-    if tx.try_send((ev, time)).is_err() {
+    if tx.send((ev, time)).is_err() {
+        // Only after the service has stopped (process exit).
         METRICS.dropped.inc();
-        tracing::error!(kind, "audit queue full: event lost");
+        tracing::error!(kind, "audit service stopped: event lost");
+    } else {
+        METRICS.depth.inc();
+    }
+}
+
+/// Records an event an anonymous client can cause in bulk (`policy.denied`,
+/// `auth.login_failed`): the first of its `(kind, scope, client_ip)` in a window in full, the
+/// repeats as one counted summary when the window closes ([`repeats`]).
+pub fn emit_repeatable(
+    kind: &str,
+    scope: &str,
+    client_ip: &str,
+    actor: Option<&str>,
+    data: serde_json::Value,
+) {
+    if !enabled() {
+        return;
+    }
+    if REPEATS.admit(kind, scope, client_ip) == repeats::Admit::Record {
+        emit(kind, actor, data);
+    }
+}
+
+/// The summary event of one key's repeats.
+fn summary_event(s: repeats::Summary) -> Event {
+    let scope_field = if s.kind == "policy.denied" {
+        "route"
+    } else {
+        "idp"
+    };
+    Event {
+        data: serde_json::json!({
+            scope_field: s.scope, "client_ip": s.client_ip, "repeats": s.repeats,
+            "window_secs": REPEAT_WINDOW.as_secs(),
+        }),
+        kind: s.kind,
+        actor: None,
+    }
+}
+
+/// Stores the summaries of the window that just closed.
+async fn flush_repeats(store: &dyn store::AuditStore) {
+    let time = crate::decisionlog::record::rfc3339(SystemTime::now());
+    for s in REPEATS.drain() {
+        append(store, &summary_event(s), &time).await;
     }
 }
 
@@ -162,7 +224,7 @@ pub fn published_keys_json() -> String {
 
 /// The background service that stores events and signs checkpoints.
 pub struct AuditService {
-    rx: std::sync::Mutex<Option<mpsc::Receiver<(Event, String)>>>,
+    rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(Event, String)>>>,
     store_url: crate::store::StoreUrl,
     key: SigningKey,
     interval: Duration,
@@ -192,7 +254,7 @@ pub fn start(
     drop(rt);
     let _ = PUBLISHED.set(keys);
     Lazy::force(&METRICS);
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, rx) = mpsc::unbounded_channel();
     SENDER
         .set(tx)
         .map_err(|_| "audit already started".to_string())?;
@@ -264,12 +326,18 @@ impl BackgroundService for AuditService {
         };
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut window = tokio::time::interval(REPEAT_WINDOW);
+        window.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
-                    Some((ev, time)) => append(store.as_ref(), &ev, &time).await,
+                    Some((ev, time)) => {
+                        METRICS.depth.dec();
+                        append(store.as_ref(), &ev, &time).await;
+                    }
                     None => return,
                 },
+                _ = window.tick() => flush_repeats(store.as_ref()).await,
                 _ = tick.tick() => {
                     if let Err(e) = checkpoint(store.as_ref(), &self.key).await {
                         METRICS.store_errors.inc();
@@ -278,13 +346,16 @@ impl BackgroundService for AuditService {
                 }
                 _ = shutdown.changed() => {
                     while let Ok((ev, time)) = rx.try_recv() {
+                        METRICS.depth.dec();
                         append(store.as_ref(), &ev, &time).await;
                     }
+                    flush_repeats(store.as_ref()).await;
                     if let Err(e) = checkpoint(store.as_ref(), &self.key).await {
                         tracing::error!(error = %e, "cannot write the final audit checkpoint");
                     }
                     // Keep storing events emitted during the grace period.
                     while let Some((ev, time)) = rx.recv().await {
+                        METRICS.depth.dec();
                         append(store.as_ref(), &ev, &time).await;
                     }
                     return;

@@ -43,8 +43,31 @@ pub fn groups_overage(claims: &Map<String, Value>, groups_claim: &str) -> bool {
 /// Prefix of authentication methods reported by the provider (`amr`), as policies see them.
 pub const IDP_METHOD_PREFIX: &str = "idp:";
 
-/// Builds the identity of provider `idp` from verified claims.
-pub fn identity(idp: &str, names: &ClaimNames, claims: &Map<String, Value>) -> Identity {
+/// When a provider factor was done, for an ID token without `auth_time` (finding M8): the
+/// gateway never invents freshness. `Unknown` is recorded as the Unix epoch, so the factor
+/// still counts on routes without `max_age` but fails every `max_age`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoAuthTime {
+    /// The authorization request forced a fresh authentication (`prompt=login` or `max_age`):
+    /// the login time is a safe upper bound of the factor's age.
+    ForcedAt(chrono::DateTime<Utc>),
+    /// Nothing says when the user authenticated.
+    Unknown,
+}
+
+/// The time recorded for a factor whose age is unknown: old enough to fail any `max_age`.
+pub fn unknown_time() -> chrono::DateTime<Utc> {
+    chrono::DateTime::<Utc>::UNIX_EPOCH
+}
+
+/// Builds the identity of provider `idp` from verified claims. `auth_time` (checked not to
+/// be in the future by the caller) times the provider's factors; without it, `missing` says.
+pub fn identity(
+    idp: &str,
+    names: &ClaimNames,
+    claims: &Map<String, Value>,
+    missing: NoAuthTime,
+) -> Identity {
     let sub = string(claims, "sub").unwrap_or_default();
     let user = string(claims, &names.user).unwrap_or_else(|| sub.clone());
     let mut extra = std::collections::BTreeMap::new();
@@ -73,7 +96,10 @@ pub fn identity(idp: &str, names: &ClaimNames, claims: &Map<String, Value>) -> I
         .get("auth_time")
         .and_then(Value::as_i64)
         .and_then(|t| Utc.timestamp_opt(t, 0).single())
-        .unwrap_or_else(Utc::now);
+        .unwrap_or(match missing {
+            NoAuthTime::ForcedAt(t) => t,
+            NoAuthTime::Unknown => unknown_time(),
+        });
     // Methods done at the provider are namespaced: `idp:mfa` can never be mistaken for a
     // factor the gateway verified itself (`sms`, `otp`... are RFC 8176 `amr` values too), so a
     // route accepts provider MFA only when it lists it, e.g. `methods: [webauthn, "idp:mfa"]`.
@@ -129,7 +155,12 @@ mod tests {
             "roles": ["Payroll.Admin"], "groups": ["g1", "g2"], "email": "a@c.com",
             "department": "Finance", "amr": ["pwd", "mfa"], "auth_time": 1700000000,
             "acr": "urn:example:loa:3"});
-        let id = identity("entra", &names(), c.as_object().unwrap());
+        let id = identity(
+            "entra",
+            &names(),
+            c.as_object().unwrap(),
+            NoAuthTime::Unknown,
+        );
         assert_eq!(id.user, "alice@contoso.com");
         assert_eq!(id.tenant.as_deref(), Some("t-123"));
         assert_eq!(id.roles, vec!["Payroll.Admin"]);
@@ -146,7 +177,12 @@ mod tests {
     fn groups_overage_is_recorded_not_dropped_silently() {
         let c = json!({"sub": "s1", "_claim_names": {"groups": "src1"},
             "_claim_sources": {"src1": {"endpoint": "https://graph.microsoft.com/..."}}});
-        let id = identity("entra", &names(), c.as_object().unwrap());
+        let id = identity(
+            "entra",
+            &names(),
+            c.as_object().unwrap(),
+            NoAuthTime::Unknown,
+        );
         assert_eq!(id.claims.get("groups_overage"), Some(&json!(true)));
         assert!(id.groups.is_empty());
         let c = json!({"sub": "s1", "hasgroups": true});
@@ -156,7 +192,12 @@ mod tests {
     #[test]
     fn missing_user_claim_falls_back_to_sub() {
         let c = json!({"sub": "s9"});
-        let id = identity("corp", &names(), c.as_object().unwrap());
+        let id = identity(
+            "corp",
+            &names(),
+            c.as_object().unwrap(),
+            NoAuthTime::Unknown,
+        );
         assert_eq!(id.user, "s9");
         assert_eq!(id.auth_methods[0].method, "idp:pwd");
     }

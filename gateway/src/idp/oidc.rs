@@ -356,6 +356,15 @@ impl OidcProvider {
             Some(s) if !s.is_empty() => {}
             _ => return Err(OidcError::IdToken("sub is missing".to_string())),
         }
+        // Security-relevant (M8): `auth_time` times the provider's factors for `max_age`; a
+        // future one would keep them fresh for as long as the provider says.
+        if let Some(t) = claims.get("auth_time") {
+            match t.as_i64() {
+                Some(t) if t <= now + skew => {}
+                Some(_) => return Err(OidcError::IdToken("auth_time is in the future".into())),
+                None => return Err(OidcError::IdToken("auth_time is not a number".into())),
+            }
+        }
         Ok(claims)
     }
 
@@ -387,12 +396,31 @@ impl OidcProvider {
             self.merge_userinfo(&d, tokens.access_token(), &mut claims)
                 .await?;
         }
+        // Without `auth_time`, the login time is the factor's time only when this request
+        // made the provider authenticate the user again (M8).
+        let missing = if self.forces_authentication() {
+            claims::NoAuthTime::ForcedAt(Utc::now())
+        } else {
+            claims::NoAuthTime::Unknown
+        };
         Ok(self.result(
             claims,
             Some(raw),
             tokens.refresh_token().map(|r| r.secret().clone()),
             tokens.expires_in(),
+            missing,
         ))
+    }
+
+    /// Whether the authorization request makes the provider authenticate the user anew
+    /// (`prompt=login` or `max_age` in `auth_params`).
+    fn forces_authentication(&self) -> bool {
+        self.cfg.auth_params.contains_key("max_age")
+            || self
+                .cfg
+                .auth_params
+                .get("prompt")
+                .is_some_and(|p| p.split(' ').any(|v| v == "login"))
     }
 
     fn result(
@@ -401,8 +429,9 @@ impl OidcProvider {
         id_token: Option<String>,
         refresh_token: Option<String>,
         expires_in: Option<Duration>,
+        missing: claims::NoAuthTime,
     ) -> LoginResult {
-        let identity = claims::identity(&self.cfg.id, &self.cfg.claims, &claims);
+        let identity = claims::identity(&self.cfg.id, &self.cfg.claims, &claims, missing);
         if identity.claims.contains_key("groups_overage") {
             tracing::warn!(idp = %self.cfg.id, user = %identity.user, "provider cut the groups claim (overage); recorded as groups_overage");
         }
@@ -460,8 +489,11 @@ impl OidcProvider {
             ));
         }
         for (k, v) in info {
-            // The ID token's verified claims win; UserInfo only fills gaps.
-            claims.entry(k).or_insert(v);
+            // The ID token's verified claims win; UserInfo only fills gaps, and never says how
+            // or when the user authenticated (that is the ID token's alone).
+            if !matches!(k.as_str(), "auth_time" | "amr" | "acr") {
+                claims.entry(k).or_insert(v);
+            }
         }
         Ok(())
     }
@@ -501,11 +533,14 @@ impl OidcProvider {
         if claims.get("sub").and_then(Value::as_str) != Some(sub) {
             return Err(OidcError::SubjectChanged("sub"));
         }
+        // A refresh is not an authentication: without `auth_time` the factors' age is
+        // unknown here, and `sso::apply` keeps the time recorded at login (M8).
         Ok(Some(self.result(
             claims,
             Some(raw),
             Some(new_refresh),
             tokens.expires_in(),
+            claims::NoAuthTime::Unknown,
         )))
     }
 

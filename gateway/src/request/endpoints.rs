@@ -64,6 +64,7 @@ impl Gateway {
             path: &path,
             origin: self.origin(ctx),
             tls: ctx.tls,
+            client_ip: ctx.client_ip,
         };
         auth_endpoints::serve(&self.sso, session, &req)
             .await

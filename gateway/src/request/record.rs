@@ -31,8 +31,12 @@ impl Gateway {
         if decision != "allow" {
             if let (Some(audit), Some(r)) = (&ctx.rt.config.audit, route_id()) {
                 if audit.privileged_routes.contains(&r) {
-                    crate::audit::emit(
+                    // Anonymous clients can cause these in bulk: repeats are counted (M7).
+                    let ip = ctx.client_ip.to_string();
+                    crate::audit::emit_repeatable(
                         "policy.denied",
+                        &r,
+                        &ip,
                         None,
                         serde_json::json!({
                             "route": r, "decision": decision, "method": req.method.as_str(),

@@ -125,17 +125,20 @@ async fn logout_needs_the_csrf_token_and_same_origin() {
     let h = headers_with(&s, "live", true);
     let o = "https://app.test";
     assert!(matches!(
-        s.logout("csrf=wrong", &h, o, true).await,
+        s.logout("csrf=wrong", &h, o, true, "127.0.0.1").await,
         Err(AuthError::Csrf)
     ));
     let mut cross = h.clone();
     cross.insert("origin", "https://evil.test".parse().unwrap());
     assert!(matches!(
-        s.logout("csrf=tok", &cross, o, true).await,
+        s.logout("csrf=tok", &cross, o, true, "127.0.0.1").await,
         Err(AuthError::Csrf)
     ));
     assert!(s.store.load("live").await.unwrap().is_some());
-    let r = s.logout("csrf=tok", &h, o, true).await.unwrap();
+    let r = s
+        .logout("csrf=tok", &h, o, true, "127.0.0.1")
+        .await
+        .unwrap();
     assert!(r.cookies[0].contains("Max-Age=0"));
     assert!(s.store.load("live").await.unwrap().is_none());
 }
