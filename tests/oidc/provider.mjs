@@ -19,6 +19,8 @@ const users = {
   carol: { email: 'carol@example.com', name: 'Carol', groups: ['eng'], roles: [], phone_number: '+15550103', phone_number_verified: true },
   dave: { email: 'dave@example.com', name: 'Dave', groups: ['eng'], roles: [], phone_number: '+15550104' },
   eve: { email: 'eve@example.com', name: 'Eve', groups: ['eng'], roles: [], email_verified: false },
+  // An address with two `@` that a lax parser reads as being in example.com (tests/tests/policy.rs).
+  mallory: { email: 'mallory@evil.test@example.com', name: 'Mallory', groups: ['eng'], roles: [], email_verified: true },
 };
 
 const provider = new Provider(issuer, {
