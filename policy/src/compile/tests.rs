@@ -162,3 +162,15 @@ fn case_insensitive_option_folds_path_globs_everywhere() {
     assert!(!crate::engine::evaluate(&exact, &input("/app/admin/x")).is_allow());
     assert!(crate::engine::evaluate(&exact, &input("/app/ADMIN/x")).is_allow());
 }
+
+/// Issue 10, M2: configured addresses are parsed as strictly as the identity's.
+#[test]
+fn configured_emails_must_have_exactly_one_at() {
+    assert_eq!(
+        problems("routes: [ { allow: [ { emails: [a@evil.com@corp.example, '@corp.example', ok@corp.example] } ] } ]"),
+        vec![
+            "routes[0].policy.allow[0].emails[0]: `a@evil.com@corp.example` is not an email address (want local@domain, one `@`)",
+            "routes[0].policy.allow[0].emails[1]: `@corp.example` is not an email address (want local@domain, one `@`)",
+        ]
+    );
+}
