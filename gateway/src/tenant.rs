@@ -202,7 +202,11 @@ mod tests {
             p.extract("x", "/t/GLOBEX/", |_| None, false).as_deref(),
             Some("GLOBEX")
         );
-        assert_eq!(p.extract("x", "/é/x", |_| None, false), None, "no panic on a char boundary");
+        assert_eq!(
+            p.extract("x", "/é/x", |_| None, false),
+            None,
+            "no panic on a char boundary"
+        );
         let h = TenantRule::parse("host", Some("{tenant}.apps.example.com"), None).unwrap();
         assert_eq!(h.clone().case_insensitive_paths(true), h);
     }

@@ -66,7 +66,11 @@ impl PrefixTable {
         for s in segments {
             node = node.children.entry(s.into()).or_default();
         }
-        Some(if slash { &mut node.slash } else { &mut node.plain })
+        Some(if slash {
+            &mut node.slash
+        } else {
+            &mut node.plain
+        })
     }
 
     /// The longest prefix of `path` on a segment boundary: the path itself, then for each `/`
@@ -153,9 +157,7 @@ impl RouteTable {
         } else {
             prefix.to_string()
         };
-        let slot = table
-            .slot(&key)
-            .ok_or(RouteKeyError::PrefixNotAbsolute)?;
+        let slot = table.slot(&key).ok_or(RouteKeyError::PrefixNotAbsolute)?;
         if let Some(existing) = slot {
             return Err(RouteKeyError::Duplicate(*existing));
         }

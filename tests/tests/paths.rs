@@ -167,7 +167,12 @@ fn get(gw: &Gateway, path: &str) -> u16 {
 fn case_insensitive_paths_apply_to_path_rules() {
     let up = Whoami::start("app");
     let gw = glob_gateway(&up, "  case_insensitive_paths: true\n");
-    for path in ["/app/admin/x", "/app/ADMIN/x", "/APP/Admin/users", "/app/aDmIn/"] {
+    for path in [
+        "/app/admin/x",
+        "/app/ADMIN/x",
+        "/APP/Admin/users",
+        "/app/aDmIn/",
+    ] {
         assert_eq!(get(&gw, path), 403, "{path}");
     }
     assert_eq!(get(&gw, "/APP/public"), 200);

@@ -141,7 +141,12 @@ async fn case_insensitive_paths_still_isolate_tenants() {
     let tina = Browser::new();
     let w = tina.login(&format!("{base}/t/acme/orders"), "tina").await;
     assert_eq!(w.last().status, 200, "{w:#?}");
-    for path in ["/T/globex/orders", "/T/globex/", "/T/GLOBEX/orders", "/t/Globex/x"] {
+    for path in [
+        "/T/globex/orders",
+        "/T/globex/",
+        "/T/GLOBEX/orders",
+        "/t/Globex/x",
+    ] {
         assert_eq!(
             status(&tina, &format!("{base}{path}")).await,
             403,

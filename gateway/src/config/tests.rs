@@ -179,7 +179,8 @@ fn path_limits_default_safe_and_are_validated() {
         "server:\n  max_path_bytes: 0\n  max_path_segments: 100000\n{route}"
     ));
     assert!(
-        e.iter().any(|l| l.contains("server.max_path_bytes: 0 is not between 1 and 65536")),
+        e.iter()
+            .any(|l| l.contains("server.max_path_bytes: 0 is not between 1 and 65536")),
         "{e:?}"
     );
     assert!(

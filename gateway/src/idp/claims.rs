@@ -149,13 +149,34 @@ mod tests {
             identity("corp", &n, c.as_object().unwrap()).email_verified
         };
         let e = "a@corp.example";
-        assert!(id(json!({"sub": "s", "email": e, "email_verified": true}), false));
-        assert!(id(json!({"sub": "s", "email": e, "email_verified": "true"}), false));
-        assert!(!id(json!({"sub": "s", "email": e, "email_verified": false}), false));
-        assert!(!id(json!({"sub": "s", "email": e, "email_verified": 1}), false));
-        assert!(!id(json!({"sub": "s", "email": e}), false), "absent = unverified");
-        assert!(id(json!({"sub": "s", "email": e}), true), "opt-out for absent only");
-        assert!(!id(json!({"sub": "s", "email": e, "email_verified": false}), true));
+        assert!(id(
+            json!({"sub": "s", "email": e, "email_verified": true}),
+            false
+        ));
+        assert!(id(
+            json!({"sub": "s", "email": e, "email_verified": "true"}),
+            false
+        ));
+        assert!(!id(
+            json!({"sub": "s", "email": e, "email_verified": false}),
+            false
+        ));
+        assert!(!id(
+            json!({"sub": "s", "email": e, "email_verified": 1}),
+            false
+        ));
+        assert!(
+            !id(json!({"sub": "s", "email": e}), false),
+            "absent = unverified"
+        );
+        assert!(
+            id(json!({"sub": "s", "email": e}), true),
+            "opt-out for absent only"
+        );
+        assert!(!id(
+            json!({"sub": "s", "email": e, "email_verified": false}),
+            true
+        ));
     }
 
     #[test]

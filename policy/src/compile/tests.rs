@@ -142,8 +142,10 @@ fn case_insensitive_option_folds_path_globs_everywhere() {
     )
     .unwrap();
     let input = |path: &str| -> crate::input::Input {
-        serde_yaml::from_str(&format!("{{ now: 2026-03-30T08:00:00Z, request: {{ path: \"{path}\" }} }}"))
-            .unwrap()
+        serde_yaml::from_str(&format!(
+            "{{ now: 2026-03-30T08:00:00Z, request: {{ path: \"{path}\" }} }}"
+        ))
+        .unwrap()
     };
     let opts = CompileOptions {
         case_insensitive_paths: true,
@@ -152,7 +154,10 @@ fn case_insensitive_option_folds_path_globs_everywhere() {
     let folded = c.policy(&route, "routes[0].policy");
     c.finish().unwrap();
     for path in ["/app/admin/x", "/app/ADMIN/x", "/APP/aDmIn/users"] {
-        assert!(!crate::engine::evaluate(&folded, &input(path)).is_allow(), "{path}");
+        assert!(
+            !crate::engine::evaluate(&folded, &input(path)).is_allow(),
+            "{path}"
+        );
     }
     assert!(crate::engine::evaluate(&folded, &input("/APP/public")).is_allow());
     // Without the option, matching stays exact (and the route table does not fold either).

@@ -179,8 +179,15 @@ fn oversized_paths_are_refused_before_any_work() {
     let n = |raw: &str| normalise_with(raw, ParamRule::Reject, limits);
     assert!(n("/a/b/c/d").is_ok());
     assert_eq!(n("/a/b/c/d/e"), Err(PathError::TooManySegments(4)));
-    assert_eq!(n("/////"), Err(PathError::TooManySegments(4)), "empty segments count");
-    assert_eq!(n(&format!("/{}", "x".repeat(64))), Err(PathError::TooLong(64)));
+    assert_eq!(
+        n("/////"),
+        Err(PathError::TooManySegments(4)),
+        "empty segments count"
+    );
+    assert_eq!(
+        n(&format!("/{}", "x".repeat(64))),
+        Err(PathError::TooLong(64))
+    );
     assert!(n(&format!("/{}", "x".repeat(63))).is_ok());
     // The default limits apply to plain `normalise` too.
     let many = "/a".repeat(PathLimits::DEFAULT_MAX_SEGMENTS + 1);
