@@ -297,22 +297,10 @@ async fn email_rules_need_a_verified_single_at_address() {
     let gw = Gateway::start_on(
         ports,
         &format!(
-            "{SERVER}session:
-  keys: [\"{SESSION_KEY}\"]
-identity_providers:
-  - id: corp
-    type: oidc
-    issuer: \"{issuer}\"
-    client_id: {CLIENT_ID}
-    client_secret: {CLIENT_SECRET}
-    scopes: [openid, email, profile, groups]
-routes:
-  - id: staff
-    path: /
-    upstream: \"{up}\"
-    policy: {{ allow: [ {{ email_domains: [example.com] }} ] }}
+            "{SERVER}{sso}routes:
+  - {{ id: staff, path: /, upstream: \"{up}\", policy: {{ allow: [ {{ email_domains: [example.com] }} ] }} }}
 ",
-            issuer = op.issuer,
+            sso = op.sso_config(),
             up = up.url()
         ),
     );
