@@ -179,3 +179,20 @@ fn configured_emails_must_have_exactly_one_at() {
         ]
     );
 }
+
+/// Issue 10, M5: glob size is bounded at load, reported under the glob's key path.
+#[test]
+fn oversized_globs_are_refused_with_their_key_path() {
+    let stars = format!("/{}", "*-".repeat(17));
+    let got = problems(&format!(
+        "routes: [ {{ allow: [ {{ paths: [/ok/**, \"{stars}\", /{}] }} ] }} ]",
+        "a".repeat(300)
+    ));
+    assert_eq!(
+        got,
+        vec![
+            format!("routes[0].policy.allow[0].paths[1]: path glob `{stars}` has 17 wildcards (at most 16)"),
+            "routes[0].policy.allow[0].paths[2]: path glob is longer than 255 characters".to_string(),
+        ]
+    );
+}
