@@ -173,6 +173,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    for p in cfg
+        .identity_providers
+        .iter()
+        .filter(|p| p.claims.trust_email_without_verified_claim)
+    {
+        tracing::warn!(idp = %p.id, "dangerous_trust_email_without_verified_claim is set: email rules trust addresses this provider did not mark verified");
+    }
     for r in cfg.routes.iter().filter(|r| r.dangerous_skip_verify) {
         tracing::warn!(route = %r.id, "upstream_tls.dangerous_skip_verify is set: upstream certificates are NOT verified");
     }

@@ -46,6 +46,7 @@ now: 2026-03-30T08:00:00Z
 identity:
   user: alice
   email: alice@example.com
+  email_verified: true
   groups: [staff, finance]
   roles: [payroll-admin]
   tenant: acme

@@ -33,6 +33,7 @@ now: 2026-03-30T08:00:00Z
 identity:
   user: alice
   email: alice@example.com
+  email_verified: true
   groups: [staff, finance]
   roles: [payroll-admin]
   tenant: acme
@@ -111,6 +112,15 @@ fn bench(crit: &mut Criterion) {
             },
         );
     }
+    // Issue 10, H4: the longest path the default limits admit (8 KiB of one-letter segments
+    // up to the 256-segment cap, then one long segment), under the deepest route. The lookup
+    // must cost about what reading the path costs, not length x segments.
+    let w = world(1_000);
+    let long = format!("{}/{}{}", w.raw_path, "a/".repeat(240), "x".repeat(7_000));
+    let p = normalise(&long, ParamRule::Reject).unwrap();
+    g.bench_function("route_long_path", |b| {
+        b.iter(|| w.table.lookup(black_box(&w.host), black_box(p.decoded())))
+    });
     g.finish();
 }
 

@@ -472,8 +472,11 @@ impl Builder<'_> {
                 .map(|e| e.to_ascii_lowercase())
                 .collect();
             for (i, e) in v.iter().enumerate() {
-                if !e.contains('@') {
-                    self.problem(&index(&p, i), format!("`{e}` is not an email address"));
+                if crate::conditions::leaf::parse_email(e).is_none() {
+                    self.problem(
+                        &index(&p, i),
+                        format!("`{e}` is not an email address (want local@domain, one `@`)"),
+                    );
                 }
             }
             parts.push(leaf("emails", list(&v), Test::Emails(boxed(v))));
@@ -486,7 +489,7 @@ impl Builder<'_> {
                 .map(|e| e.to_ascii_lowercase())
                 .collect();
             for (i, d) in v.iter().enumerate() {
-                if d.contains('@') || d.starts_with('.') || d.contains('*') {
+                if d.is_empty() || d.contains('@') || d.starts_with('.') || d.contains('*') {
                     self.problem(
                         &index(&p, i),
                         format!("`{d}`: write the bare domain, e.g. example.com"),

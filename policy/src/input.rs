@@ -42,9 +42,15 @@ pub struct Identity {
     /// subject. Absent in sessions written before it existed (the gateway fills it in).
     #[serde(default)]
     pub provider: Option<String>,
-    /// Verified email address.
+    /// Email address, as the identity provider gave it.
     #[serde(default)]
     pub email: Option<String>,
+    /// Whether the provider vouched for `email` (OIDC `email_verified: true`). `emails` and
+    /// `email_domains` rules match only verified addresses: an address the user typed in at
+    /// the provider proves nothing about them (issue 10, M2). Absent — sessions stored before
+    /// this field existed, providers that never send the claim — means not verified.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub email_verified: bool,
     /// Groups from the IdP or directory.
     #[serde(default)]
     pub groups: Vec<String>,

@@ -22,6 +22,8 @@ const users = {
   // frank's provider says nothing about his address or number (no *_verified claims): absent
   // counts as unverified for codes (tests/tests/mfa_codes.rs, L14).
   frank: { email: 'frank@example.com', name: 'Frank', groups: ['eng'], roles: [], phone_number: '+15550106' },
+  // An address with two `@` that a lax parser reads as being in example.com (tests/tests/policy.rs).
+  mallory: { email: 'mallory@evil.test@example.com', name: 'Mallory', groups: ['eng'], roles: [], email_verified: true },
 };
 
 const provider = new Provider(issuer, {

@@ -280,6 +280,21 @@ impl Gateway {
     }
 }
 
+/// Sends `request_line` `n` times, one connection each, from another thread (an attacker
+/// running while the test makes normal requests); the handle yields the statuses, 0 for a
+/// request that failed or timed out.
+pub fn raw_requests_in_background(
+    port: u16,
+    request_line: String,
+    n: usize,
+) -> std::thread::JoinHandle<Vec<u16>> {
+    std::thread::spawn(move || {
+        (0..n)
+            .map(|_| raw_request(port, &request_line, &[]).map_or(0, |r| r.0))
+            .collect()
+    })
+}
+
 /// A parsed raw HTTP/1.1 response: status, lower-case headers, body.
 pub type RawResponse = (u16, Vec<(String, String)>, String);
 

@@ -124,6 +124,19 @@ impl OpenIdProvider {
             issuer: format!("http://127.0.0.1:{port}"),
         }
     }
+
+    /// The `session:` and `identity_providers:` config blocks most single sign-on tests use:
+    /// the test session key and this provider as `corp`, asking for email and groups.
+    pub fn sso_config(&self) -> String {
+        format!(
+            "session:
+  keys: [\"{SESSION_KEY}\"]
+identity_providers:
+  - {{ id: corp, type: oidc, issuer: \"{}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}, scopes: [openid, email, profile, groups] }}
+",
+            self.issuer
+        )
+    }
 }
 
 /// A private `redis-server` on a free port.

@@ -192,18 +192,7 @@ fn glob_rules_do_not_backtrack_on_long_segments() {
     let gw = glob_gateway(&up, "");
     let segment = "-".repeat(8_000);
     let port = gw.ports.http;
-    let attack = {
-        let segment = segment.clone();
-        std::thread::spawn(move || {
-            (0..4)
-                .map(|_| {
-                    raw_request(port, &format!("GET /g/{segment}.y HTTP/1.1"), &[])
-                        .map(|r| r.0)
-                        .unwrap_or(0)
-                })
-                .collect::<Vec<u16>>()
-        })
-    };
+    let attack = raw_requests_in_background(port, format!("GET /g/{segment}.y HTTP/1.1"), 4);
     for _ in 0..10 {
         assert_eq!(get(&gw, "/g/a-b-c-d.x"), 403);
         assert_eq!(get(&gw, "/g/a-b.x"), 200);

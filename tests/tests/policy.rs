@@ -295,3 +295,33 @@ fn policy_test_and_explain_cli() {
     assert_eq!(v["decision"], "deny");
     assert!(v["reason"].as_str().unwrap().contains("got US"), "{v}");
 }
+
+/// Issue 10, M2: `email_domains` used to ignore `email_verified` and take the domain after the
+/// last `@`. Through a real OpenID Provider: alice (verified, example.com) is let in; eve
+/// (`email_verified: false`), bob (no `email_verified` claim) and mallory
+/// (`mallory@evil.test@example.com`, verified) are refused — the old code let all three in.
+#[tokio::test(flavor = "multi_thread")]
+async fn email_rules_need_a_verified_single_at_address() {
+    use portcullis_e2e::oidc::*;
+    let ports = Ports::fresh();
+    let up = Whoami::start("app");
+    let op = OpenIdProvider::start(&[ports.https], None, 3600);
+    let gw = Gateway::start_on(
+        ports,
+        &format!(
+            "{SERVER}{sso}routes:
+  - {{ id: staff, path: /, upstream: \"{up}\", policy: {{ allow: [ {{ email_domains: [example.com] }} ] }} }}
+",
+            sso = op.sso_config(),
+            up = up.url()
+        ),
+    );
+    let app = format!("{}/inside", gw.https());
+    for (user, want) in [("alice", 200), ("eve", 403), ("bob", 403), ("mallory", 403)] {
+        let b = Browser::new();
+        let w = b.login(&app, user).await;
+        assert_eq!(w.last().status, want, "{user}: {w:#?}");
+    }
+    let logs = gw.proc.logs();
+    assert!(logs.contains("not verified by the provider"), "{logs}");
+}

@@ -175,18 +175,7 @@ routes:
     let long = "/a".repeat(32_000);
     let port = gw.ports.http;
     let attackers: Vec<_> = (0..2)
-        .map(|_| {
-            let long = long.clone();
-            std::thread::spawn(move || {
-                (0..10)
-                    .map(|_| {
-                        raw_request(port, &format!("GET {long} HTTP/1.1"), &[])
-                            .map(|r| r.0)
-                            .unwrap_or(0)
-                    })
-                    .collect::<Vec<u16>>()
-            })
-        })
+        .map(|_| raw_requests_in_background(port, format!("GET {long} HTTP/1.1"), 10))
         .collect();
     for _ in 0..20 {
         let (status, by) = served_by(&gw, "x", "/a/a/a/a/b");

@@ -65,6 +65,9 @@ pub struct ClaimNames {
     pub department: Option<String>,
     /// Phone number for SMS codes (default `phone_number`, OIDC standard claim).
     pub phone: String,
+    /// `dangerous_trust_email_without_verified_claim`: an absent `email_verified` claim
+    /// counts as verified (an explicit `false` never does).
+    pub trust_email_without_verified_claim: bool,
 }
 
 /// Validated `identity_providers[]` entry of type `oidc`.
@@ -364,6 +367,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
             tenant: None,
             department: None,
             phone: "phone_number".to_string(),
+            trust_email_without_verified_claim: s.dangerous_trust_email_without_verified_claim,
         };
         for (k, v) in &s.claims {
             match k.as_str() {

@@ -68,6 +68,12 @@ pub struct IdpSpec {
     /// Claim names for the session identity.
     #[serde(default)]
     pub claims: BTreeMap<String, String>,
+    /// Treat an ID token *without* an `email_verified` claim as vouching for its `email`, for
+    /// `emails`/`email_domains` rules (providers such as Entra ID never send the claim but
+    /// only issue addresses they manage). Off by default: absent means unverified. An
+    /// explicit `email_verified: false` is always honoured.
+    #[serde(default)]
+    pub dangerous_trust_email_without_verified_claim: bool,
     /// Merge the UserInfo response (only when its `sub` matches).
     #[serde(default)]
     pub userinfo: bool,

@@ -40,6 +40,19 @@ pub fn groups_overage(claims: &Map<String, Value>, groups_claim: &str) -> bool {
     named || claims.get("hasgroups") == Some(&Value::Bool(true))
 }
 
+/// Whether the provider vouched for the address: `email_verified: true` (or the string
+/// `"true"`, which some providers send). Absent counts as unverified unless the provider is
+/// configured with `dangerous_trust_email_without_verified_claim`; `false` always does.
+/// Policy `emails`/`email_domains` rules match only verified addresses (issue 10, M2).
+fn email_verified(names: &ClaimNames, claims: &Map<String, Value>) -> bool {
+    match claims.get("email_verified") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        None => names.trust_email_without_verified_claim,
+        Some(_) => false,
+    }
+}
+
 /// Prefix of authentication methods reported by the provider (`amr`), as policies see them.
 pub const IDP_METHOD_PREFIX: &str = "idp:";
 
@@ -119,6 +132,7 @@ pub fn identity(
         user,
         provider: Some(idp.to_string()),
         email: string(claims, &names.email),
+        email_verified: email_verified(names, claims),
         groups: list(claims, &names.groups),
         roles: list(claims, &names.roles),
         department: names.department.as_deref().and_then(|d| string(claims, d)),
@@ -146,7 +160,50 @@ mod tests {
             tenant: Some("tid".into()),
             department: Some("department".into()),
             phone: "phone_number".into(),
+            trust_email_without_verified_claim: false,
         }
+    }
+
+    /// Issue 10, M2: only a provider's `email_verified: true` makes the address count for
+    /// email rules; absent is unverified unless the provider is explicitly trusted for it.
+    #[test]
+    fn email_verified_comes_only_from_the_provider() {
+        let id = |c: serde_json::Value, trust: bool| {
+            let n = ClaimNames {
+                trust_email_without_verified_claim: trust,
+                ..names()
+            };
+            identity("corp", &n, c.as_object().unwrap()).email_verified
+        };
+        let e = "a@corp.example";
+        assert!(id(
+            json!({"sub": "s", "email": e, "email_verified": true}),
+            false
+        ));
+        assert!(id(
+            json!({"sub": "s", "email": e, "email_verified": "true"}),
+            false
+        ));
+        assert!(!id(
+            json!({"sub": "s", "email": e, "email_verified": false}),
+            false
+        ));
+        assert!(!id(
+            json!({"sub": "s", "email": e, "email_verified": 1}),
+            false
+        ));
+        assert!(
+            !id(json!({"sub": "s", "email": e}), false),
+            "absent = unverified"
+        );
+        assert!(
+            id(json!({"sub": "s", "email": e}), true),
+            "opt-out for absent only"
+        );
+        assert!(!id(
+            json!({"sub": "s", "email": e, "email_verified": false}),
+            true
+        ));
     }
 
     #[test]

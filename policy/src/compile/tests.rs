@@ -167,3 +167,32 @@ fn case_insensitive_option_folds_path_globs_everywhere() {
     assert!(!crate::engine::evaluate(&exact, &input("/app/admin/x")).is_allow());
     assert!(crate::engine::evaluate(&exact, &input("/app/ADMIN/x")).is_allow());
 }
+
+/// Issue 10, M2: configured addresses are parsed as strictly as the identity's.
+#[test]
+fn configured_emails_must_have_exactly_one_at() {
+    assert_eq!(
+        problems("routes: [ { allow: [ { emails: [a@evil.com@corp.example, '@corp.example', ok@corp.example] } ] } ]"),
+        vec![
+            "routes[0].policy.allow[0].emails[0]: `a@evil.com@corp.example` is not an email address (want local@domain, one `@`)",
+            "routes[0].policy.allow[0].emails[1]: `@corp.example` is not an email address (want local@domain, one `@`)",
+        ]
+    );
+}
+
+/// Issue 10, M5: glob size is bounded at load, reported under the glob's key path.
+#[test]
+fn oversized_globs_are_refused_with_their_key_path() {
+    let stars = format!("/{}", "*-".repeat(17));
+    let got = problems(&format!(
+        "routes: [ {{ allow: [ {{ paths: [/ok/**, \"{stars}\", /{}] }} ] }} ]",
+        "a".repeat(300)
+    ));
+    assert_eq!(
+        got,
+        vec![
+            format!("routes[0].policy.allow[0].paths[1]: path glob `{stars}` has 17 wildcards (at most 16)"),
+            "routes[0].policy.allow[0].paths[2]: path glob is longer than 255 characters".to_string(),
+        ]
+    );
+}

@@ -101,6 +101,21 @@ fn contains_sorted(list: &[Box<str>], v: &str) -> bool {
     list.binary_search_by(|x| (**x).cmp(v)).is_ok()
 }
 
+/// Splits an address into local part and domain, strictly: exactly one `@`, neither side
+/// empty. Security-relevant: taking the domain after the *last* `@` let
+/// `a@evil.com@corp.example` pass `email_domains: [corp.example]` (issue 10, M2); an address
+/// that parsers could read two ways matches nothing.
+pub(crate) fn parse_email(e: &str) -> Option<(&str, &str)> {
+    let (local, domain) = e.split_once('@')?;
+    (!local.is_empty() && !domain.is_empty() && !domain.contains('@')).then_some((local, domain))
+}
+
+/// The identity's address and its domain, only when the provider verified it and it parses.
+fn verified_email(i: &Identity) -> Option<(&str, &str)> {
+    let e = i.email.as_deref().filter(|_| i.email_verified)?;
+    parse_email(e).map(|(_, d)| (e, d))
+}
+
 fn contains_ci(list: &[Box<str>], v: &str) -> bool {
     list.iter().any(|x| x.eq_ignore_ascii_case(v))
 }
@@ -128,17 +143,11 @@ impl Leaf {
             Test::Authenticated => tri(id.is_some()).or_login(id),
             Test::Users(list) => id.map_or(Tri::Login, |i| tri(contains_sorted(list, &i.user))),
             Test::Emails(list) => id.map_or(Tri::Login, |i| {
-                tri(i
-                    .email
-                    .as_deref()
-                    .is_some_and(|e| list.iter().any(|w| w.eq_ignore_ascii_case(e))))
+                tri(verified_email(i)
+                    .is_some_and(|(e, _)| list.iter().any(|w| w.eq_ignore_ascii_case(e))))
             }),
             Test::EmailDomains(list) => id.map_or(Tri::Login, |i| {
-                tri(i
-                    .email
-                    .as_deref()
-                    .and_then(|e| e.rsplit_once('@'))
-                    .is_some_and(|(_, d)| contains_ci(list, d)))
+                tri(verified_email(i).is_some_and(|(_, d)| contains_ci(list, d)))
             }),
             Test::Groups(list) => id.map_or(Tri::Login, |i| {
                 tri(i.groups.iter().any(|g| contains_sorted(list, g)))
@@ -266,7 +275,10 @@ impl Leaf {
         let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "none".to_owned());
         match &self.test {
             Test::Authenticated | Test::Users(_) => i.user.clone(),
-            Test::Emails(_) | Test::EmailDomains(_) => opt(&i.email),
+            Test::Emails(_) | Test::EmailDomains(_) => match (&i.email, i.email_verified) {
+                (Some(e), false) => format!("{e} (not verified by the provider)"),
+                (e, _) => opt(e),
+            },
             Test::Groups(_) => list(&i.groups),
             Test::Roles(reqs) => {
                 let mut s = list(&i.roles);
