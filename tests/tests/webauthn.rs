@@ -173,7 +173,7 @@ async fn chromium_webauthn_enrol_step_up_forgery_clone_and_totp() {
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}/portcullis.db", dir.path().display()))
         .await
         .unwrap();
-    let rows = sqlx::query("SELECT label, secret, last_step FROM mfa_factors WHERE user_id = 'alice' AND kind = 'webauthn' ORDER BY created, id")
+    let rows = sqlx::query("SELECT label, secret, last_step FROM mfa_factors WHERE user_id = 'corp:alice' AND kind = 'webauthn' ORDER BY created, id")
         .fetch_all(&db)
         .await
         .unwrap();
