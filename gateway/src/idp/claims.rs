@@ -173,7 +173,7 @@ mod tests {
                 trust_email_without_verified_claim: trust,
                 ..names()
             };
-            identity("corp", &n, c.as_object().unwrap()).email_verified
+            identity("corp", &n, c.as_object().unwrap(), NoAuthTime::Unknown).email_verified
         };
         let e = "a@corp.example";
         assert!(id(
