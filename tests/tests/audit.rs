@@ -353,7 +353,8 @@ routes:
     };
     let failure = of("mfa.failure");
     assert_eq!(failure.len(), 1, "the MFA failure survived the flood");
-    assert_eq!(failure[0]["actor"], "alice");
+    // MFA state is keyed by provider and subject (issue 10, M1).
+    assert_eq!(failure[0]["actor"], "corp:alice");
     let login = of("auth.login");
     assert_eq!(login.len(), 1);
     assert_eq!(login[0]["actor"], "alice");
