@@ -275,18 +275,37 @@ async fn email_code_step_up_with_replay_resend_remember_and_revoke() {
     assert_eq!(w.last().status, 401, "{w:#?}");
     assert!(w.body.contains("already used"), "{}", w.body);
 
-    // A second browser with the remembered device: signing in again, the step-up is skipped.
+    // A second browser with the remembered device: signing in again, the step-up page offers
+    // to continue on the device; no code is asked.
     let jar_url = url::Url::parse(&gw.https()).unwrap();
     let device_cookie = format!("__Host-portcullis-device={device}; Path=/; Secure; HttpOnly");
     let b2 = signed_in(&gw, "alice").await;
     b2.jar.add_cookie_str(&device_cookie, &jar_url);
-    let w = b2.walk(&page_url).await;
+    let w = step_up_page(&b2, &gw, &page_url).await;
+    assert!(w.body.contains("Continue on this device"), "{}", w.body);
+    assert!(!w.body.contains("Send a code"), "{}", w.body);
+    // L11: that GET changed nothing — the route still asks for a factor — and the POST that
+    // uses the device needs the CSRF token.
+    assert_eq!(b2.api_get(&page_url).await.status(), 401);
+    let offer = form(&w.last().url, &w.body, "/.portcullis/mfa/remembered");
+    let no_csrf: Vec<_> = offer
+        .fields
+        .iter()
+        .filter(|(k, _)| k != "csrf")
+        .cloned()
+        .collect();
+    let r = b2
+        .client
+        .post(&offer.action)
+        .form(&no_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(b2.api_get(&page_url).await.status(), 401);
+    let w = post(&b2, &offer, &[]).await;
     assert_eq!(w.last().url, page_url, "{w:#?}");
     assert_eq!(w.last().status, 200, "{w:#?}");
-    assert!(
-        w.hops.iter().all(|h| h.status != 200 || h.url == page_url),
-        "no form shown: {w:#?}"
-    );
     assert_metric(
         &gw,
         "portcullis_mfa_events_total{factor=\"email\",outcome=\"remembered\"}",
@@ -692,7 +711,9 @@ async fn every_factor_on_one_page_and_devices_reassert_only_their_factor() {
         &format!("__Host-portcullis-device={device}; Path=/; Secure; HttpOnly"),
         &jar_url,
     );
-    let w = b2.walk(&format!("{}/strong/z", gw.https())).await;
+    let w = step_up_page(&b2, &gw, &format!("{}/strong/z", gw.https())).await;
+    let offer = form(&w.last().url, &w.body, "/.portcullis/mfa/remembered");
+    let w = post(&b2, &offer, &[]).await;
     assert_eq!(w.last().url, format!("{}/strong/z", gw.https()), "{w:#?}");
     assert_eq!(w.last().status, 200, "{w:#?}");
     assert_metric(
@@ -702,6 +723,11 @@ async fn every_factor_on_one_page_and_devices_reassert_only_their_factor() {
     );
     let w = step_up_page(&b2, &gw, &format!("{}/key/z", gw.https())).await;
     assert_eq!(w.last().status, 200, "{w:#?}");
+    assert!(
+        !w.body.contains("Continue on this device"),
+        "the factor page: {}",
+        w.body
+    );
     // The device cookie re-asserted TOTP, but whoever holds that cookie may not add a key.
     assert!(!w.body.contains("id=\"webauthn-register\""), "{}", w.body);
     let w = step_up_page(&b2, &gw, &format!("{}/mail/z", gw.https())).await;

@@ -135,6 +135,11 @@ fn recently_verified(rec: &session::SessionRecord, now: chrono::DateTime<chrono:
     })
 }
 
+/// Where the "continue on this remembered device" form posts (with the CSRF token): using a
+/// device elevates the session, a state change that must never happen on a GET (a link or an
+/// image could trigger it).
+pub const REMEMBERED_ENDPOINT: &str = "/.portcullis/mfa/remembered";
+
 /// Recorded next to (same time as) a factor a remembered device re-asserted.
 pub(super) const REMEMBERED: &str = "remembered";
 
@@ -260,6 +265,7 @@ impl Service {
                 | "/.portcullis/mfa/verify"
                 | "/.portcullis/mfa/enrol"
                 | "/.portcullis/mfa/recovery"
+                | REMEMBERED_ENDPOINT
         ) || path == manage::REMOVE
             || codes::is_endpoint(path)
             || webauthn::is_endpoint(path)
@@ -272,9 +278,33 @@ impl Service {
             .await?
             .ok_or(GatewayError::Unauthenticated)?;
         let mut reply = match (req.path, req.method) {
+            // GET changes nothing: a remembered device is offered as a form to POST (L11).
             ("/.portcullis/mfa", "GET") => {
                 let ret = req.query.get("return").map_or("/", String::as_str);
                 let methods = accepted(req.query);
+                // Only on a step-up (a `methods` hint) whose factors a remembered device of this
+                // browser would re-assert; the check only reads.
+                let offer = match methods.as_deref() {
+                    Some(m) if req.query.get("device").is_none_or(|d| d != "0") => {
+                        self.remembered_applies(&a, req, m).await?
+                    }
+                    _ => false,
+                };
+                if offer {
+                    self.remembered_offer(&a, ret, req.query.get("methods"))
+                } else {
+                    let page = Page {
+                        methods: methods.unwrap_or_default(),
+                        ..Page::new(ret, None)
+                    };
+                    self.show(sso, &a, &page, req.tls, req.client_ip).await?
+                }
+            }
+            (REMEMBERED_ENDPOINT, "POST") => {
+                let form = req.form();
+                check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
+                let ret = form.get("return").map_or("/", String::as_str);
+                let methods = accepted(&form);
                 match self
                     .remembered(sso, &a, req, ret, methods.as_deref())
                     .await?

@@ -85,14 +85,26 @@ impl Mfa {
         now: i64,
         accepts: impl Fn(&str) -> bool,
     ) -> Result<Option<String>, MfaError> {
+        let Some(d) = self.applicable_device(user, token, now, accepts).await? else {
+            return Ok(None);
+        };
+        self.store.touch_device(&d.id, now).await?;
+        Ok(Some(d.method))
+    }
+
+    /// The device `token` names, if it would re-assert a factor `accepts` for `user` now.
+    /// Reads only: safe to ask on a GET.
+    pub async fn applicable_device(
+        &self,
+        user: &str,
+        token: &str,
+        now: i64,
+        accepts: impl Fn(&str) -> bool,
+    ) -> Result<Option<DeviceRow>, MfaError> {
         let Some(d) = self.store.device(&hash(token)).await? else {
             return Ok(None);
         };
-        if d.user != user || d.expires <= now || !accepts(&d.method) {
-            return Ok(None);
-        }
-        self.store.touch_device(&d.id, now).await?;
-        Ok(Some(d.method))
+        Ok((d.user == user && d.expires > now && accepts(&d.method)).then_some(d))
     }
 
     /// The user's remembered devices.

@@ -200,6 +200,67 @@ impl Service {
         Ok(None)
     }
 
+    /// Whether one of this browser's remembered-device cookies would re-assert a factor the
+    /// route accepts (read-only: decides whether the GET offers the device).
+    pub(super) async fn remembered_applies(
+        &self,
+        a: &Authenticated,
+        req: &Request<'_>,
+        methods: &[String],
+    ) -> Result<bool, GatewayError> {
+        if self.cfg.remember_device_days == 0 {
+            return Ok(false);
+        }
+        let tokens = session::cookie_values(req.headers, remember::cookie_name(req.tls));
+        if tokens.is_empty() {
+            return Ok(false);
+        }
+        let user = &owner(a);
+        let mfa = self.mfa().await?;
+        let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
+        for t in tokens {
+            let accepts = |m: &str| methods.iter().any(|x| x == m);
+            if mfa
+                .applicable_device(user, t, now, accepts)
+                .await
+                .map_err(map_err)?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The page a browser holding a remembered-device cookie gets on GET: one button that
+    /// POSTs (with the CSRF token) to use the device, and a link to the other factors. Nothing
+    /// is checked or changed until the POST.
+    pub(super) fn remembered_offer(
+        &self,
+        a: &Authenticated,
+        ret: &str,
+        methods: Option<&String>,
+    ) -> Reply {
+        let methods = methods.map(String::as_str).unwrap_or("");
+        let other: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("return", ret)
+            .append_pair("methods", methods)
+            .append_pair("device", "0")
+            .finish();
+        let body = format!(
+            "<p>This browser is a remembered device.</p>\
+             <form method=\"post\" action=\"{action}\">{hidden}\
+             <input type=\"hidden\" name=\"methods\" value=\"{methods}\">\
+             <button>Continue on this device</button></form>\
+             <p><a href=\"/.portcullis/mfa?{other}\">Use another factor</a></p>",
+            action = super::REMEMBERED_ENDPOINT,
+            hidden = hidden(&a.record.csrf, ret),
+            methods = esc(methods),
+            other = esc(&other),
+        );
+        html(200, &self.cfg, "Continue", &body)
+    }
+
     /// The user's remembered devices with a revoke button each.
     pub(super) async fn devices_html(&self, a: &Authenticated) -> Result<String, GatewayError> {
         if self.cfg.remember_device_days == 0 {
