@@ -170,6 +170,7 @@ impl GatewayError {
                 AuthError::Csrf => 403,
                 AuthError::UnknownProvider => 404,
                 AuthError::Internal(_) => 500,
+                AuthError::SessionEnded => 401,
             },
             GatewayError::LogUnavailable => 503,
         }
@@ -200,6 +201,7 @@ impl GatewayError {
                 AuthError::Csrf => "csrf",
                 AuthError::UnknownProvider => "unknown_identity_provider",
                 AuthError::Internal(_) => "internal",
+                AuthError::SessionEnded => "session_ended",
             },
             GatewayError::LogUnavailable => "unavailable",
         }

@@ -42,6 +42,9 @@ pub enum AuthError {
     /// Random generation or encryption failed.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The session ended (logout, revocation) while this request was using it.
+    #[error("session ended")]
+    SessionEnded,
 }
 
 /// The pre-auth cookie: binds `state`, `nonce` and the PKCE verifier to this browser.
@@ -260,7 +263,10 @@ impl Sso {
         }
         if t - rec.last_seen >= TOUCH_INTERVAL {
             rec.last_seen = t;
-            self.store.save(&sid, &rec, self.ttl(&rec)).await?;
+            if !self.store.update(&sid, &rec, self.ttl(&rec)).await? {
+                // Logged out or revoked since we loaded it (L4).
+                return Ok(None);
+            }
         }
         Ok(Some(Authenticated {
             sid,
@@ -318,19 +324,20 @@ impl Sso {
                 apply(rec, res);
                 metrics::auth_event(&rec.idp, "refresh", "success");
                 if changed {
-                    // Privileges changed: a new session id, the old one is gone.
+                    // Privileges changed: a new session id, the old one is gone. Only the
+                    // caller that removed the old id may create the new one (L4).
                     let new_sid = self.new_id()?;
-                    self.store.remove(sid).await?;
+                    if !self.store.remove(sid).await? {
+                        return Ok(Refreshed::Ended);
+                    }
                     self.store.save(&new_sid, rec, self.ttl(rec)).await?;
                     return Ok(Refreshed::NewId(new_sid));
                 }
-                self.store.save(sid, rec, self.ttl(rec)).await?;
-                Ok(Refreshed::Same)
+                self.written_back(sid, rec).await
             }
             Ok(None) => {
                 rec.refresh_at = None;
-                self.store.save(sid, rec, self.ttl(rec)).await?;
-                Ok(Refreshed::Same)
+                self.written_back(sid, rec).await
             }
             Err(OidcError::Discovery(e)) => Err(AuthError::ProviderUnavailable(e)),
             Err(e) => {
@@ -361,9 +368,21 @@ impl Sso {
             }
         }));
         let new_sid = self.new_id()?;
+        // Take the old id first: a session logged out meanwhile is not reborn (L4).
+        if !self.store.remove(sid).await? {
+            return Err(AuthError::SessionEnded);
+        }
         self.store.save(&new_sid, &rec, self.ttl(&rec)).await?;
-        self.store.remove(sid).await?;
         self.session_cookie(&new_sid, tls)
+    }
+
+    /// Writes a refreshed record back under its id, unless the session ended meanwhile.
+    async fn written_back(&self, sid: &str, rec: &SessionRecord) -> Result<Refreshed, AuthError> {
+        Ok(if self.store.update(sid, rec, self.ttl(rec)).await? {
+            Refreshed::Same
+        } else {
+            Refreshed::Ended
+        })
     }
 
     /// A fresh random token (CSRF tokens, ids).

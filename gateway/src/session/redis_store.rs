@@ -145,9 +145,42 @@ impl SessionStore for RedisStore {
         self.pipe(&p).await
     }
 
-    async fn remove(&self, sid: &str) -> Result<(), StoreError> {
-        self.run::<i64>(redis::cmd("DEL").arg(key(sid))).await?;
-        Ok(())
+    async fn update(
+        &self,
+        sid: &str,
+        rec: &SessionRecord,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // XX: only if the key still exists, atomically on the server (L4).
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(key(sid))
+                    .arg(json)
+                    .arg("EX")
+                    .arg(ttl_secs.max(1))
+                    .arg("XX"),
+            )
+            .await?;
+        if set.is_none() {
+            return Ok(false);
+        }
+        // The indexes only point at ids; a stale entry is skipped by `revoke`.
+        let ttl = ttl_secs.max(1);
+        let mut p = redis::pipe();
+        for k in index_keys(rec) {
+            p.cmd("SADD").arg(&k).arg(sid).ignore();
+            p.cmd("EXPIRE").arg(&k).arg(ttl).arg("GT").ignore();
+            p.cmd("EXPIRE").arg(&k).arg(ttl).arg("NX").ignore();
+        }
+        self.pipe(&p).await?;
+        Ok(true)
+    }
+
+    async fn remove(&self, sid: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.run(redis::cmd("DEL").arg(key(sid))).await?;
+        Ok(n > 0)
     }
 
     async fn revoke(
@@ -194,5 +227,22 @@ impl SessionStore for RedisStore {
             }
             cursor = next;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding L4 on Redis: see `store::tests::write_back_after_delete_does_not_resurrect`.
+    #[tokio::test]
+    async fn redis_write_back_after_delete_does_not_resurrect() {
+        let Some(server) = crate::mfa::limiter::tests::redis_server() else {
+            assert!(std::env::var("CI").is_err(), "CI needs redis-server");
+            eprintln!("redis-server not installed: skipping");
+            return;
+        };
+        let s = RedisStore::new(&format!("redis://127.0.0.1:{}/0", server.1)).unwrap();
+        crate::session::store::tests::write_back_after_delete_does_not_resurrect(&s).await;
     }
 }

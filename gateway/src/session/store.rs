@@ -22,10 +22,21 @@ pub enum StoreError {
 pub trait SessionStore: Send + Sync {
     /// The record for `sid`, if it exists and has not expired.
     async fn load(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError>;
-    /// Creates or replaces the record; it disappears by itself after `ttl_secs`.
+    /// Creates or replaces the record; it disappears by itself after `ttl_secs`. Only for a
+    /// new session id: writing back a record loaded earlier must use [`SessionStore::update`].
     async fn save(&self, sid: &str, rec: &SessionRecord, ttl_secs: u64) -> Result<(), StoreError>;
-    /// Deletes one session.
-    async fn remove(&self, sid: &str) -> Result<(), StoreError>;
+    /// Replaces the record only if the session still exists (Redis `SET … XX`); false when it
+    /// is gone. A record loaded before a concurrent logout or revocation must never bring the
+    /// session back by being written after the delete (finding L4).
+    async fn update(
+        &self,
+        sid: &str,
+        rec: &SessionRecord,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes one session; true when it existed (so of two racing callers only one "takes"
+    /// a session id, e.g. to move it to a new id).
+    async fn remove(&self, sid: &str) -> Result<bool, StoreError>;
     /// Deletes every session of provider `idp` whose provider session id is `idp_sid` or, when
     /// that is absent, whose subject is `sub`. Returns how many were removed.
     async fn revoke(
@@ -98,9 +109,27 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn remove(&self, sid: &str) -> Result<(), StoreError> {
-        self.lock()?.remove(sid);
-        Ok(())
+    async fn update(
+        &self,
+        sid: &str,
+        rec: &SessionRecord,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.lock()?;
+        let t = now();
+        match map.get_mut(sid) {
+            Some((r, exp)) if *exp > t => {
+                *r = rec.clone();
+                *exp = t.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn remove(&self, sid: &str) -> Result<bool, StoreError> {
+        let t = now();
+        Ok(self.lock()?.remove(sid).is_some_and(|(_, exp)| exp > t))
     }
 
     async fn revoke(
@@ -155,6 +184,34 @@ pub(crate) mod tests {
         assert!(s.load("b").await.unwrap().is_none(), "ttl 0 is expired");
         s.remove("a").await.unwrap();
         assert!(s.load("a").await.unwrap().is_none());
+    }
+
+    /// Finding L4, at the store level (the race is inside the gateway, not reachable from
+    /// outside deterministically): a request loads the session, a logout deletes it, then the
+    /// request writes its copy back (touch, refresh, elevate). The write must not resurrect it.
+    pub(crate) async fn write_back_after_delete_does_not_resurrect(s: &dyn SessionStore) {
+        s.save("r", &record("corp", "alice", None), 60)
+            .await
+            .unwrap();
+        let mut loaded = s.load("r").await.unwrap().unwrap();
+        assert!(s.remove("r").await.unwrap(), "logout takes the session");
+        loaded.last_seen += 60;
+        assert!(!s.update("r", &loaded, 60).await.unwrap());
+        assert!(s.load("r").await.unwrap().is_none(), "not resurrected");
+        assert!(!s.remove("r").await.unwrap(), "only one caller takes an id");
+        s.save("r2", &record("corp", "alice", None), 60)
+            .await
+            .unwrap();
+        assert!(s.update("r2", &loaded, 60).await.unwrap());
+        assert_eq!(
+            s.load("r2").await.unwrap().unwrap().last_seen,
+            loaded.last_seen
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_write_back_after_delete_does_not_resurrect() {
+        write_back_after_delete_does_not_resurrect(&MemoryStore::default()).await;
     }
 
     #[tokio::test]
