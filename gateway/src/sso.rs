@@ -98,8 +98,6 @@ pub struct Sso {
     http: HttpClient,
     /// Upstream assertion signer.
     pub assertions: Assertions,
-    /// `jti`s of accepted back-channel logout tokens (replay defence), with expiry.
-    seen_jti: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 fn now() -> i64 {
@@ -148,7 +146,6 @@ impl Sso {
             providers: arc_swap::ArcSwap::from_pointee(providers),
             http,
             assertions,
-            seen_jti: std::sync::Mutex::default(),
         })
     }
 
@@ -656,7 +653,11 @@ impl Sso {
             tracing::warn!(target: "audit", idp = %p.cfg.id, error = %e, "back-channel logout refused");
             AuthError::BadRequest("invalid logout_token")
         })?;
-        if !self.first_use_of_jti(&p.cfg.id, &jti) {
+        // The `jti` is recorded in the session store (shared by replicas when it is Redis) and
+        // only after the revocation succeeded: a store error makes the provider retry, and the
+        // retry must revoke, not be refused as a replay (L6). Revoking twice is harmless.
+        let once = format!("bcl:{}:{jti}", p.cfg.id);
+        if self.store.seen_once(&once).await? {
             metrics::auth_event(&p.cfg.id, "backchannel_logout", "failure");
             tracing::warn!(target: "audit", idp = %p.cfg.id, jti = %jti, "back-channel logout refused: logout_token replayed");
             return Err(AuthError::BadRequest("logout_token replayed"));
@@ -665,6 +666,9 @@ impl Sso {
             .store
             .revoke(&p.cfg.id, sub.as_deref(), sid.as_deref())
             .await?;
+        let skew = secs(p.cfg.clock_skew);
+        let ttl = u64::try_from(crate::idp::oidc::LOGOUT_TOKEN_MAX_AGE + skew).unwrap_or(600);
+        self.store.record_once(&once, ttl).await?;
         metrics::auth_event(&p.cfg.id, "backchannel_logout", "success");
         tracing::info!(target: "audit", idp = %p.cfg.id, sub = ?sub, sid = ?sid, sessions = n, "back-channel logout: sessions revoked");
         crate::audit::emit(
@@ -674,23 +678,6 @@ impl Sso {
         );
         self.update_gauge().await;
         Ok(n)
-    }
-}
-
-impl Sso {
-    /// Records a logout token id; false when it was already used (replay). Entries live as
-    /// long as a token is acceptable, so the map stays small.
-    fn first_use_of_jti(&self, idp: &str, jti: &str) -> bool {
-        let Ok(mut seen) = self.seen_jti.lock() else {
-            return false;
-        };
-        let t = now();
-        seen.retain(|_, exp| *exp > t);
-        seen.insert(
-            format!("{idp}\u{0}{jti}"),
-            t + crate::idp::oidc::LOGOUT_TOKEN_MAX_AGE,
-        )
-        .is_none()
     }
 }
 

@@ -61,6 +61,8 @@ pub enum Mode {
     IdpMfaNoAuthTime,
     /// `amr: [pwd, mfa]` with `auth_time` an hour in the future.
     IdpMfaFutureAuthTime,
+    /// A valid token without `sid` (the session is recorded without a provider session id).
+    NoSid,
     /// A valid token for another subject (`sub: mallory`), e.g. in answer to a refresh.
     OtherSubject,
     /// A valid token for a user in 400 groups (an Entra ID tenant's heavy user).
@@ -365,6 +367,9 @@ fn id_token(s: &State) -> String {
         }
         Mode::MissingNonce => {
             o.remove("nonce");
+        }
+        Mode::NoSid => {
+            o.remove("sid");
         }
         _ => {}
     }

@@ -39,6 +39,15 @@ impl Peer {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Sends `sig` (`STOP`, `CONT`...) to the process, e.g. to make a store hang.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig}");
+    }
 }
 
 impl Drop for Peer {

@@ -636,3 +636,65 @@ async fn provider_factor_age_is_never_invented_by_login_or_refresh() {
     );
     assert!(refreshes() > before, "refreshes happened in between");
 }
+
+/// Finding L6, with two replicas on one Redis: a back-channel logout that meets a hung session
+/// store gets 503 and the provider's retry still revokes (the `jti` is recorded only after the
+/// revocation); a token with `sid` and `sub` also ends the subject's sessions recorded without
+/// a `sid`; and the `jti` is shared, so the other replica refuses the replay.
+#[tokio::test(flavor = "multi_thread")]
+async fn backchannel_logout_retries_after_store_errors_and_replays_are_refused_on_every_replica() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let redis = Redis::start();
+    let cfg = config(&op.issuer, &up.url(), false).replace(
+        "session:\n",
+        &format!("session:\n  store: \"{}\"\n", redis.url()),
+    );
+    let (a, b) = (Gateway::start(&cfg), Gateway::start(&cfg));
+    op.set_mode(Mode::NoSid);
+    let user = Browser::new();
+    let app = format!("{}/app/", a.https());
+    assert_eq!(user.walk(&app).await.last().status, 200);
+    let post = |gw: &Gateway, token: String| {
+        let url = format!("{}/.portcullis/backchannel-logout", gw.http());
+        async move {
+            client(None)
+                .post(url)
+                .form(&[("logout_token", token)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let token = op.logout_token_with("j-retry", |c| {
+        c.insert("sub".into(), serde_json::json!("alice"));
+        c.insert("sid".into(), serde_json::json!(HOSTILE_SID));
+    });
+    redis.peer.signal("STOP");
+    let first = post(&a, token.clone()).await;
+    redis.peer.signal("CONT");
+    assert_eq!(first, 503, "a hung store fails closed");
+    assert_eq!(
+        user.api_get(&app).await.status(),
+        200,
+        "nothing revoked yet"
+    );
+    assert_eq!(
+        post(&a, token.clone()).await,
+        200,
+        "the retry is not a replay"
+    );
+    assert_eq!(
+        user.api_get(&app).await.status(),
+        401,
+        "sid+sub ends the subject's session recorded without sid"
+    );
+    assert_eq!(
+        post(&b, token).await,
+        400,
+        "replay refused by the other replica"
+    );
+    assert!(b.proc.logs().contains("logout_token replayed"));
+}

@@ -189,22 +189,50 @@ impl SessionStore for RedisStore {
         sub: Option<&str>,
         idp_sid: Option<&str>,
     ) -> Result<usize, StoreError> {
-        let index = match (idp_sid, sub) {
-            (Some(s), _) => format!("pc:i:{idp}:sid:{s}"),
-            (None, Some(u)) => format!("pc:i:{idp}:sub:{u}"),
-            (None, None) => return Ok(0),
-        };
-        let sids: Vec<String> = self.run(redis::cmd("SMEMBERS").arg(&index)).await?;
+        // With both `sid` and `sub`, the subject's sessions recorded without a provider
+        // session id end too (`revocation_matches`), so both indexes are read.
+        let mut indexes = Vec::new();
+        if let Some(s) = idp_sid {
+            indexes.push(format!("pc:i:{idp}:sid:{s}"));
+        }
+        if let Some(u) = sub {
+            indexes.push(format!("pc:i:{idp}:sub:{u}"));
+        }
+        let mut sids = std::collections::BTreeSet::new();
+        for index in indexes {
+            let found: Vec<String> = self.run(redis::cmd("SMEMBERS").arg(&index)).await?;
+            sids.extend(found);
+        }
         let mut n = 0;
         for sid in sids {
             if let Some(rec) = self.load(&sid).await? {
-                if revocation_matches(&rec, idp, sub, idp_sid) {
-                    self.remove(&sid).await?;
+                if revocation_matches(&rec, idp, sub, idp_sid) && self.remove(&sid).await? {
                     n += 1;
                 }
             }
         }
         Ok(n)
+    }
+
+    async fn seen_once(&self, key: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .run(redis::cmd("EXISTS").arg(format!("pc:once:{key}")))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn record_once(&self, key: &str, ttl_secs: u64) -> Result<bool, StoreError> {
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(format!("pc:once:{key}"))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(ttl_secs.max(1))
+                    .arg("NX"),
+            )
+            .await?;
+        Ok(set.is_some())
     }
 
     async fn count(&self) -> Result<usize, StoreError> {

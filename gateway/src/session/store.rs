@@ -47,6 +47,11 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<usize, StoreError>;
     /// Number of live sessions (for the gauge).
     async fn count(&self) -> Result<usize, StoreError>;
+    /// Whether `key` (e.g. a back-channel logout token id) was recorded and has not expired.
+    /// Shared by every replica when the store is (L6).
+    async fn seen_once(&self, key: &str) -> Result<bool, StoreError>;
+    /// Records `key` for `ttl_secs`; false when it was already recorded.
+    async fn record_once(&self, key: &str, ttl_secs: u64) -> Result<bool, StoreError>;
 }
 
 /// Session id → (record, expiry in unix seconds).
@@ -56,6 +61,8 @@ type Sessions = HashMap<String, (SessionRecord, i64)>;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     map: Mutex<Sessions>,
+    /// [`SessionStore::record_once`] keys with their expiry.
+    once: Mutex<HashMap<String, i64>>,
 }
 
 fn now() -> i64 {
@@ -73,18 +80,24 @@ pub fn revocation_matches(
         return false;
     }
     match (idp_sid, sub) {
-        (Some(s), Some(u)) => rec.idp_sid.as_deref() == Some(s) && rec.sub == u,
+        // A session recorded without a provider session id may belong to this one: it ends
+        // too (fail closed, L6).
+        (Some(s), Some(u)) => {
+            rec.sub == u && (rec.idp_sid.is_none() || rec.idp_sid.as_deref() == Some(s))
+        }
         (Some(s), None) => rec.idp_sid.as_deref() == Some(s),
         (None, Some(u)) => rec.sub == u,
         (None, None) => false,
     }
 }
 
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("memory store lock poisoned".to_string())
+}
+
 impl MemoryStore {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Sessions>, StoreError> {
-        self.map
-            .lock()
-            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".to_string()))
+        self.map.lock().map_err(|_| poisoned())
     }
 }
 
@@ -147,6 +160,19 @@ impl SessionStore for MemoryStore {
     async fn count(&self) -> Result<usize, StoreError> {
         let t = now();
         Ok(self.lock()?.values().filter(|(_, e)| *e > t).count())
+    }
+
+    async fn seen_once(&self, key: &str) -> Result<bool, StoreError> {
+        let once = self.once.lock().map_err(|_| poisoned())?;
+        Ok(once.get(key).is_some_and(|exp| *exp > now()))
+    }
+
+    async fn record_once(&self, key: &str, ttl_secs: u64) -> Result<bool, StoreError> {
+        let mut once = self.once.lock().map_err(|_| poisoned())?;
+        let t = now();
+        once.retain(|_, exp| *exp > t);
+        let exp = t.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2));
+        Ok(once.insert(key.to_string(), exp).is_none())
     }
 }
 
