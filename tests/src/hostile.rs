@@ -61,6 +61,8 @@ pub enum Mode {
     IdpMfaNoAuthTime,
     /// `amr: [pwd, mfa]` with `auth_time` an hour in the future.
     IdpMfaFutureAuthTime,
+    /// UserInfo answers with a valid object padded past 1 MiB.
+    HugeUserInfo,
     /// A valid token without `sid` (the session is recorded without a provider session id).
     NoSid,
     /// A valid token for another subject (`sub: mallory`), e.g. in answer to a refresh.
@@ -298,7 +300,11 @@ fn handle(st: &Mutex<State>, target: &str, body: &str) -> (u16, Vec<(String, Str
             (
                 200,
                 json_ct,
-                json!({"sub": sub, "email": "alice@example.com"}).to_string(),
+                if s.mode == Mode::HugeUserInfo {
+                    json!({"sub": sub, "padding": "x".repeat(2 << 20)}).to_string()
+                } else {
+                    json!({"sub": sub, "email": "alice@example.com"}).to_string()
+                },
             )
         }
         _ => (404, Vec::new(), String::new()),

@@ -134,6 +134,16 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
     assert!(w.session_set_cookie().is_none());
     assert!(gw_ui.proc.logs().contains("userinfo rejected: sub differs"));
 
+    // Finding L10: UserInfo is read with the same 1 MiB cap as every provider response.
+    op.set_mode(Mode::HugeUserInfo);
+    let w = attempt(&gw_ui).await;
+    assert_eq!(w.last().status, 401, "{w:#?}");
+    assert!(w.session_set_cookie().is_none());
+    assert!(gw_ui
+        .proc
+        .logs()
+        .contains("userinfo rejected: response too large"));
+
     let m = gw.metrics();
     assert!(
         m.contains(

@@ -471,8 +471,7 @@ impl OidcProvider {
         if !resp.status().is_success() {
             return Err(OidcError::UserInfo(format!("status {}", resp.status())));
         }
-        let bytes = resp
-            .bytes()
+        let bytes = super::http::read_capped(resp, super::http::MAX_BODY)
             .await
             .map_err(|e| OidcError::UserInfo(e.to_string()))?;
         let info: Map<String, Value> = serde_json::from_slice(&bytes)
