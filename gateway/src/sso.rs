@@ -308,8 +308,9 @@ impl Sso {
         let redirect = p.cfg.redirect_uri.clone().unwrap_or_default();
         let redirect = if redirect.is_empty() {
             format!(
-                "{}://localhost/.portcullis/callback",
-                if tls { "https" } else { "http" }
+                "{}://localhost{}",
+                if tls { "https" } else { "http" },
+                callback_path(&p.cfg.id)
             )
         } else {
             redirect
@@ -439,7 +440,7 @@ impl Sso {
             .cfg
             .redirect_uri
             .clone()
-            .unwrap_or_else(|| format!("{origin}/.portcullis/callback"));
+            .unwrap_or_else(|| format!("{origin}{}", callback_path(&idp.cfg.id)));
         let req = idp.authorize(&redirect_uri).await.map_err(|e| {
             metrics::auth_event(&idp.cfg.id, "login_start", "failure");
             tracing::warn!(target: "audit", idp = %idp.cfg.id, error = %e, "login could not start: provider unavailable or its metadata refused");
@@ -466,9 +467,11 @@ impl Sso {
         })
     }
 
-    /// Finishes a login at `/.portcullis/callback`.
+    /// Finishes a login at `path`: `/.portcullis/callback/<provider id>` (or the legacy
+    /// `/.portcullis/callback` when a provider's `redirect_uri` names it).
     pub async fn callback(
         &self,
+        path: &str,
         query: &str,
         headers: &http::HeaderMap,
         tls: bool,
@@ -515,6 +518,18 @@ impl Sso {
         let Some(idp) = self.provider(&pre.idp) else {
             return Err(fail("_unknown_", "provider no longer configured".into()));
         };
+        // Each provider has its own redirect URI (L7): the response must come back to the one
+        // this login was started with, so one provider's response cannot be passed off at
+        // another's callback (mix-up, RFC 9207 section 2's alternative defence).
+        let started_at = url::Url::parse(&pre.redirect_uri)
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        if started_at != path {
+            return Err(fail(
+                &pre.idp,
+                format!("callback at {path:?}, but this login was started for {started_at:?}"),
+            ));
+        }
         if pre.exp < now() {
             return Err(fail(
                 &pre.idp,
@@ -529,10 +544,23 @@ impl Sso {
                 .collect();
             return Err(fail(&pre.idp, format!("provider returned error {err:?}")));
         }
-        // Mix-up defence (RFC 9207): when the provider names itself, it must be this one.
-        if let Some(iss) = params.get("iss") {
-            if iss != &idp.cfg.issuer {
+        // Mix-up defence (RFC 9207): when the provider names itself, it must be this one; a
+        // provider whose metadata promises `iss` must send it (L7).
+        match params.get("iss") {
+            Some(iss) if iss != &idp.cfg.issuer => {
                 return Err(fail(&pre.idp, format!("authorization response iss {iss:?} is not the provider this login started at")));
+            }
+            Some(_) => {}
+            None => {
+                match idp.sends_iss().await {
+                    Ok(false) => {}
+                    Ok(true) => return Err(fail(
+                        &pre.idp,
+                        "authorization response has no iss, which the provider's metadata promises"
+                            .into(),
+                    )),
+                    Err(e) => return Err(fail(&pre.idp, e.to_string())),
+                }
             }
         }
         let Some(code) = params.get("code") else {
@@ -724,6 +752,14 @@ fn apply(rec: &mut SessionRecord, res: LoginResult) {
         rec.id_token = res.id_token;
     }
 }
+
+/// The redirect URI path of provider `id` (register `https://<host>` + this at the provider).
+pub fn callback_path(id: &str) -> String {
+    format!("{CALLBACK_PREFIX}{id}")
+}
+
+/// Paths under this prefix are provider callbacks.
+pub const CALLBACK_PREFIX: &str = "/.portcullis/callback/";
 
 fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)

@@ -61,6 +61,8 @@ pub enum Mode {
     IdpMfaNoAuthTime,
     /// `amr: [pwd, mfa]` with `auth_time` an hour in the future.
     IdpMfaFutureAuthTime,
+    /// The authorization response has no `iss`, though the metadata promises it (RFC 9207).
+    NoIss,
     /// UserInfo answers with a valid object padded past 1 MiB.
     HugeUserInfo,
     /// A valid token without `sid` (the session is recorded without a provider session id).
@@ -239,6 +241,7 @@ fn handle(st: &Mutex<State>, target: &str, body: &str) -> (u16, Vec<(String, Str
                     "userinfo_endpoint": format!("{i}/userinfo"),
                     "response_types_supported": ["code"], "subject_types_supported": ["public"],
                     "id_token_signing_alg_values_supported": ["RS256"],
+                    "authorization_response_iss_parameter_supported": true,
                 })
                 .to_string(),
             )
@@ -267,14 +270,17 @@ fn handle(st: &Mutex<State>, target: &str, body: &str) -> (u16, Vec<(String, Str
             } else {
                 s.issuer.clone()
             };
+            let mut params = url::form_urlencoded::Serializer::new(String::new());
+            params
+                .append_pair("code", "the-code")
+                .append_pair("state", &state);
+            if s.mode != Mode::NoIss {
+                params.append_pair("iss", &iss);
+            }
             let loc = format!(
                 "{}?{}",
                 q.get("redirect_uri").cloned().unwrap_or_default(),
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("code", "the-code")
-                    .append_pair("state", &state)
-                    .append_pair("iss", &iss)
-                    .finish()
+                params.finish()
             );
             (302, vec![("location".to_string(), loc)], String::new())
         }

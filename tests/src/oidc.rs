@@ -92,11 +92,13 @@ impl OpenIdProvider {
         edit: impl FnOnce(&mut serde_json::Value),
     ) -> Self {
         let port = free_port();
-        // `localhost` too: WebAuthn needs a domain name (tests/tests/webauthn.rs).
+        // `localhost` too: WebAuthn needs a domain name (tests/tests/webauthn.rs). The
+        // gateway's callback is per provider; the tests' provider id is `corp`.
         let redirects: Vec<String> = https_ports
             .iter()
             .flat_map(|p| {
-                ["127.0.0.1", "localhost"].map(|h| format!("https://{h}:{p}/.portcullis/callback"))
+                ["127.0.0.1", "localhost"]
+                    .map(|h| format!("https://{h}:{p}/.portcullis/callback/corp"))
             })
             .collect();
         let post_logout: Vec<String> = https_ports

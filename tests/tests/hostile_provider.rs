@@ -88,6 +88,8 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
         (Mode::MissingNonce, "id_token rejected"),
         (Mode::MixUpIss, "is not the provider this login started at"),
         (Mode::AlteredState, "state does not match"),
+        // L7: the metadata promises `iss` (RFC 9207), so a response without it is refused.
+        (Mode::NoIss, "has no iss"),
     ];
     let mut failures = Vec::new();
     for (mode, why) in cases {
@@ -147,7 +149,7 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
     let m = gw.metrics();
     assert!(
         m.contains(
-            "portcullis_auth_events_total{event=\"login\",idp=\"evil\",outcome=\"failure\"} 17"
+            "portcullis_auth_events_total{event=\"login\",idp=\"evil\",outcome=\"failure\"} 18"
         ),
         "{m}\n{}",
         gw.proc.logs()
@@ -220,6 +222,26 @@ routes:
     let w = browser.walk(&link).await;
     assert_eq!(w.last().status, 200, "{w:#?}");
     assert_eq!(w.last().url, format!("{}/other", gw.https()));
+
+    // Finding L7: each provider has its own callback; the response to a login started at `a`
+    // is refused at `b`'s callback.
+    let br = Browser::new();
+    let w = br
+        .walk_until(
+            &format!("{}/.portcullis/login?idp=a&rd=%2Fother", gw.https()),
+            |u| u.contains("/.portcullis/callback"),
+        )
+        .await;
+    let cb = w.last().location.clone().unwrap();
+    assert!(
+        cb.starts_with(&format!("{}/.portcullis/callback/a?", gw.https())),
+        "{cb}"
+    );
+    let r = br
+        .walk_until(&cb.replace("/callback/a?", "/callback/b?"), |_| true)
+        .await;
+    assert_eq!(r.last().status, 401, "{r:#?}");
+    assert!(r.session_set_cookie().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
