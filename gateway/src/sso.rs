@@ -98,6 +98,8 @@ pub struct Sso {
     http: HttpClient,
     /// Upstream assertion signer.
     pub assertions: Assertions,
+    /// One refresh at a time per session id; holds the new id when a refresh moved it.
+    refresh_gates: std::sync::Mutex<std::collections::HashMap<String, RefreshGate>>,
 }
 
 fn now() -> i64 {
@@ -146,6 +148,7 @@ impl Sso {
             providers: arc_swap::ArcSwap::from_pointee(providers),
             http,
             assertions,
+            refresh_gates: std::sync::Mutex::default(),
         })
     }
 
@@ -246,17 +249,15 @@ impl Sso {
         }
         let mut sid = cookie.sid;
         let mut set_cookie = None;
-        if let (Some(at), Some(rt)) = (rec.refresh_at, rec.refresh_token.clone()) {
-            if at <= t {
-                match self.refresh(&sid, &mut rec, &rt, tls).await? {
-                    Refreshed::Same => {}
-                    Refreshed::NewId(new_sid) => {
-                        sid = new_sid;
-                        set_cookie = Some(self.session_cookie(&sid, tls)?);
-                    }
-                    Refreshed::Ended => return Ok(None),
-                }
+        if rec.refresh_token.is_some() && rec.refresh_at.is_some_and(|at| at <= t) {
+            let Some((new_sid, fresh)) = self.refresh_once(&sid, tls).await? else {
+                return Ok(None);
+            };
+            if new_sid != sid {
+                sid = new_sid;
+                set_cookie = Some(self.session_cookie(&sid, tls)?);
             }
+            rec = fresh;
         }
         if t - rec.last_seen >= TOUCH_INTERVAL {
             rec.last_seen = t;
@@ -270,6 +271,53 @@ impl Sso {
             record: rec,
             set_cookie,
         }))
+    }
+
+    /// Refreshes session `sid` once however many requests ask at the same time (L5): the
+    /// first does it, the others wait for it and take its result (the provider may rotate the
+    /// refresh token, and a second use of the old one can revoke the whole grant). Returns the
+    /// session's (possibly new) id and record, or `None` when it ended. Per process: replicas
+    /// sharing Redis may each refresh once (README).
+    async fn refresh_once(
+        &self,
+        sid: &str,
+        tls: bool,
+    ) -> Result<Option<(String, SessionRecord)>, AuthError> {
+        let gate = {
+            let mut gates = self
+                .refresh_gates
+                .lock()
+                .map_err(|_| AuthError::Internal("lock"))?;
+            gates.entry(sid.to_string()).or_default().clone()
+        };
+        let result = async {
+            let mut moved = gate.lock().await;
+            // Another request refreshed while we waited: under a new id, or in place.
+            let sid = moved.clone().unwrap_or_else(|| sid.to_string());
+            let Some(mut rec) = self.store.load(&sid).await? else {
+                return Ok(None);
+            };
+            let due = rec.refresh_at.is_some_and(|at| at <= now());
+            let Some(rt) = rec.refresh_token.clone().filter(|_| due) else {
+                return Ok(Some((sid, rec)));
+            };
+            Ok(match self.refresh(&sid, &mut rec, &rt, tls).await? {
+                Refreshed::Same => Some((sid, rec)),
+                Refreshed::NewId(new_sid) => {
+                    *moved = Some(new_sid.clone());
+                    Some((new_sid, rec))
+                }
+                Refreshed::Ended => None,
+            })
+        }
+        .await;
+        if let Ok(mut gates) = self.refresh_gates.lock() {
+            // The map's copy and ours: nobody else waits, so the gate can go.
+            if Arc::strong_count(&gate) <= 2 {
+                gates.remove(sid);
+            }
+        }
+        result
     }
 
     async fn end(
@@ -708,6 +756,9 @@ impl Sso {
         Ok(n)
     }
 }
+
+/// See [`Sso::refresh_once`].
+type RefreshGate = Arc<tokio::sync::Mutex<Option<String>>>;
 
 enum Refreshed {
     Same,

@@ -82,6 +82,7 @@ struct State {
     rotated: bool,
     expires_in: u64,
     jwks_fetches: usize,
+    refreshes: usize,
 }
 
 /// A running hostile provider.
@@ -140,6 +141,7 @@ impl HostileProvider {
             rotated: false,
             expires_in: 3600,
             jwks_fetches: 0,
+            refreshes: 0,
         }));
         let st = state.clone();
         tokio::spawn(async move {
@@ -204,6 +206,11 @@ impl HostileProvider {
     /// How many times the JWKS was fetched.
     pub fn jwks_fetches(&self) -> usize {
         self.state.lock().unwrap().jwks_fetches
+    }
+
+    /// How many refresh-token grants the token endpoint has answered.
+    pub fn refreshes(&self) -> usize {
+        self.state.lock().unwrap().refreshes
     }
 
     /// Sets the access-token lifetime the token endpoint announces (the session refreshes
@@ -287,6 +294,9 @@ fn handle(st: &Mutex<State>, target: &str, body: &str) -> (u16, Vec<(String, Str
         "/token" => {
             if !body.contains("code=the-code") && !body.contains("grant_type=refresh_token") {
                 return (400, json_ct, json!({"error": "invalid_grant"}).to_string());
+            }
+            if body.contains("grant_type=refresh_token") {
+                s.refreshes += 1;
             }
             let token = id_token(&s);
             (

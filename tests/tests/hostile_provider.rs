@@ -730,3 +730,39 @@ async fn backchannel_logout_retries_after_store_errors_and_replays_are_refused_o
     );
     assert!(b.proc.logs().contains("logout_token replayed"));
 }
+
+/// Finding L5: when the access token has expired, parallel requests of one session redeem the
+/// refresh token once (the others wait and use the result), so a provider that rotates refresh
+/// tokens and treats reuse as theft does not revoke the grant.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_requests_at_refresh_time_redeem_the_refresh_token_once() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    let app = format!("{}/app/", gw.https());
+    op.set_expires_in(1);
+    let b = Browser::new();
+    assert_eq!(b.walk(&app).await.last().status, 200);
+    op.set_expires_in(3600);
+    // The access token lives 1 s: let it expire.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let before = op.refreshes();
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, u) = (b.client.clone(), app.clone());
+            tokio::spawn(async move {
+                c.get(u)
+                    .header("accept", "application/json")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for r in requests {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    assert_eq!(op.refreshes() - before, 1, "one redemption for 8 requests");
+}
