@@ -61,6 +61,8 @@ pub enum Mode {
     IdpMfaNoAuthTime,
     /// `amr: [pwd, mfa]` with `auth_time` an hour in the future.
     IdpMfaFutureAuthTime,
+    /// A valid token whose `sub` carries a newline and a forged log line.
+    NewlineSub,
     /// The authorization response has no `iss`, though the metadata promises it (RFC 9207).
     NoIss,
     /// UserInfo answers with a valid object padded past 1 MiB.
@@ -392,6 +394,12 @@ fn id_token(s: &State) -> String {
         }
         Mode::NoSid => {
             o.remove("sid");
+        }
+        Mode::NewlineSub => {
+            o.insert(
+                "sub".into(),
+                json!("alice\r\n2026-12-03T00:00:00Z  INFO FORGED-LINE admin signed in"),
+            );
         }
         _ => {}
     }

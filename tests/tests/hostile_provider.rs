@@ -766,3 +766,32 @@ async fn parallel_requests_at_refresh_time_redeem_the_refresh_token_once() {
     }
     assert_eq!(op.refreshes() - before, 1, "one redemption for 8 requests");
 }
+
+/// CR/LF injection: a provider-controlled claim holding a newline (logged as the user and
+/// `sub` at sign-in, with the text log format) cannot start a forged line in the gateway log.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_claims_cannot_forge_log_lines() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    op.set_mode(Mode::NewlineSub);
+    let w = attempt(&gw).await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    assert!(
+        eventually(std::time::Duration::from_secs(3), || gw
+            .proc
+            .logs()
+            .contains("login succeeded"))
+        .await
+    );
+    let logs = gw.proc.logs();
+    assert!(
+        logs.lines()
+            .all(|l| !l.contains("FORGED-LINE") || l.contains("login succeeded")),
+        "a claim started a log line of its own:\n{logs}"
+    );
+    assert!(
+        logs.contains("alice\\r\\n2026-12-03"),
+        "escaped in place:\n{logs}"
+    );
+}
