@@ -212,7 +212,7 @@ WRK_HEADER=()
 if [ "$AUTH" = 1 ]; then
     # A real OpenID Provider (tests/oidc, `npm ci` there first) and one sign-in with curl.
     [ -d "$REPO/tests/oidc/node_modules/oidc-provider" ] || (cd "$REPO/tests/oidc" && npm ci --no-audit --no-fund --loglevel=error >&2)
-    PORT="$OP_PORT" AT_TTL=86400 CLIENTS="[{\"client_id\":\"bench\",\"client_secret\":\"bench-secret\",\"redirect_uris\":[\"http://127.0.0.1:$PORTCULLIS_PORT/.portcullis/callback\"],\"grant_types\":[\"authorization_code\",\"refresh_token\"]}]" \
+    PORT="$OP_PORT" AT_TTL=86400 CLIENTS="[{\"client_id\":\"bench\",\"client_secret\":\"bench-secret\",\"redirect_uris\":[\"http://127.0.0.1:$PORTCULLIS_PORT/.portcullis/callback/bench\"],\"grant_types\":[\"authorization_code\",\"refresh_token\"]}]" \
         node "$REPO/tests/oidc/provider.mjs" >"$DIR/op.log" 2>&1 &
     PIDS+=("$!:TERM")
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$OP_PORT/.well-known/openid-configuration" >/dev/null && break; sleep 0.1; done

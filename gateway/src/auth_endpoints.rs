@@ -27,14 +27,15 @@ pub struct Request<'a> {
 
 /// Whether `path` is one of the endpoints served here.
 pub fn is_endpoint(path: &str) -> bool {
-    matches!(
-        path,
-        "/.portcullis/login"
-            | "/.portcullis/callback"
-            | "/.portcullis/logout"
-            | "/.portcullis/jwks.json"
-            | "/.portcullis/backchannel-logout"
-    )
+    path.starts_with(crate::sso::CALLBACK_PREFIX)
+        || matches!(
+            path,
+            "/.portcullis/login"
+                | "/.portcullis/callback"
+                | "/.portcullis/logout"
+                | "/.portcullis/jwks.json"
+                | "/.portcullis/backchannel-logout"
+        )
 }
 
 pub(crate) async fn body(session: &mut Session) -> Result<String, GatewayError> {
@@ -93,10 +94,12 @@ pub async fn serve(
                 None => Ok(chooser(sso, &rd)),
             }
         }
-        ("/.portcullis/callback", "GET") => {
+        (path, "GET")
+            if path == "/.portcullis/callback" || path.starts_with(crate::sso::CALLBACK_PREFIX) =>
+        {
             let headers = session.req_header().headers.clone();
             let ip = req.client_ip.to_string();
-            match sso.callback(&query, &headers, req.tls, &ip).await {
+            match sso.callback(path, &query, &headers, req.tls, &ip).await {
                 Ok(r) => Ok(Reply::redirect(r)),
                 Err((err, clear)) => {
                     tracing::warn!(target: "audit", error = %err, "login callback refused");

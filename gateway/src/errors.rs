@@ -192,6 +192,7 @@ impl GatewayError {
                 AuthError::Csrf => 403,
                 AuthError::UnknownProvider => 404,
                 AuthError::Internal(_) => 500,
+                AuthError::SessionEnded => 401,
             },
             GatewayError::LogUnavailable => 503,
             GatewayError::ForwardAuth(e) => e.status(),
@@ -224,6 +225,7 @@ impl GatewayError {
                 AuthError::Csrf => "csrf",
                 AuthError::UnknownProvider => "unknown_identity_provider",
                 AuthError::Internal(_) => "internal",
+                AuthError::SessionEnded => "session_ended",
             },
             GatewayError::LogUnavailable => "unavailable",
             GatewayError::ForwardAuth(crate::forward_auth::ForwardAuthError::Untrusted) => {

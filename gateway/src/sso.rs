@@ -42,6 +42,9 @@ pub enum AuthError {
     /// Random generation or encryption failed.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The session ended (logout, revocation) while this request was using it.
+    #[error("session ended")]
+    SessionEnded,
 }
 
 /// The pre-auth cookie: binds `state`, `nonce` and the PKCE verifier to this browser.
@@ -95,8 +98,8 @@ pub struct Sso {
     http: HttpClient,
     /// Upstream assertion signer.
     pub assertions: Assertions,
-    /// `jti`s of accepted back-channel logout tokens (replay defence), with expiry.
-    seen_jti: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// One refresh at a time per session id; holds the new id when a refresh moved it.
+    refresh_gates: std::sync::Mutex<std::collections::HashMap<String, RefreshGate>>,
 }
 
 fn now() -> i64 {
@@ -145,7 +148,7 @@ impl Sso {
             providers: arc_swap::ArcSwap::from_pointee(providers),
             http,
             assertions,
-            seen_jti: std::sync::Mutex::default(),
+            refresh_gates: std::sync::Mutex::default(),
         })
     }
 
@@ -249,27 +252,75 @@ impl Sso {
         }
         let mut sid = cookie.sid;
         let mut set_cookie = None;
-        if let (Some(at), Some(rt)) = (rec.refresh_at, rec.refresh_token.clone()) {
-            if at <= t {
-                match self.refresh(&sid, &mut rec, &rt, tls).await? {
-                    Refreshed::Same => {}
-                    Refreshed::NewId(new_sid) => {
-                        sid = new_sid;
-                        set_cookie = Some(self.session_cookie(&sid, tls)?);
-                    }
-                    Refreshed::Ended => return Ok(None),
-                }
+        if rec.refresh_token.is_some() && rec.refresh_at.is_some_and(|at| at <= t) {
+            let Some((new_sid, fresh)) = self.refresh_once(&sid, tls).await? else {
+                return Ok(None);
+            };
+            if new_sid != sid {
+                sid = new_sid;
+                set_cookie = Some(self.session_cookie(&sid, tls)?);
             }
+            rec = fresh;
         }
         if t - rec.last_seen >= TOUCH_INTERVAL {
             rec.last_seen = t;
-            self.store.save(&sid, &rec, self.ttl(&rec)).await?;
+            if !self.store.update(&sid, &rec, self.ttl(&rec)).await? {
+                // Logged out or revoked since we loaded it (L4).
+                return Ok(None);
+            }
         }
         Ok(Some(Authenticated {
             sid,
             record: rec,
             set_cookie,
         }))
+    }
+
+    /// Refreshes session `sid` once however many requests ask at the same time (L5): the
+    /// first does it, the others wait for it and take its result (the provider may rotate the
+    /// refresh token, and a second use of the old one can revoke the whole grant). Returns the
+    /// session's (possibly new) id and record, or `None` when it ended. Per process: replicas
+    /// sharing Redis may each refresh once (README).
+    async fn refresh_once(
+        &self,
+        sid: &str,
+        tls: bool,
+    ) -> Result<Option<(String, SessionRecord)>, AuthError> {
+        let gate = {
+            let mut gates = self
+                .refresh_gates
+                .lock()
+                .map_err(|_| AuthError::Internal("lock"))?;
+            gates.entry(sid.to_string()).or_default().clone()
+        };
+        let result = async {
+            let mut moved = gate.lock().await;
+            // Another request refreshed while we waited: under a new id, or in place.
+            let sid = moved.clone().unwrap_or_else(|| sid.to_string());
+            let Some(mut rec) = self.store.load(&sid).await? else {
+                return Ok(None);
+            };
+            let due = rec.refresh_at.is_some_and(|at| at <= now());
+            let Some(rt) = rec.refresh_token.clone().filter(|_| due) else {
+                return Ok(Some((sid, rec)));
+            };
+            Ok(match self.refresh(&sid, &mut rec, &rt, tls).await? {
+                Refreshed::Same => Some((sid, rec)),
+                Refreshed::NewId(new_sid) => {
+                    *moved = Some(new_sid.clone());
+                    Some((new_sid, rec))
+                }
+                Refreshed::Ended => None,
+            })
+        }
+        .await;
+        if let Ok(mut gates) = self.refresh_gates.lock() {
+            // The map's copy and ours: nobody else waits, so the gate can go.
+            if Arc::strong_count(&gate) <= 2 {
+                gates.remove(sid);
+            }
+        }
+        result
     }
 
     async fn end(
@@ -308,8 +359,9 @@ impl Sso {
         let redirect = p.cfg.redirect_uri.clone().unwrap_or_default();
         let redirect = if redirect.is_empty() {
             format!(
-                "{}://localhost/.portcullis/callback",
-                if tls { "https" } else { "http" }
+                "{}://localhost{}",
+                if tls { "https" } else { "http" },
+                callback_path(&p.cfg.id)
             )
         } else {
             redirect
@@ -321,19 +373,20 @@ impl Sso {
                 apply(rec, res);
                 metrics::auth_event(&rec.idp, "refresh", "success");
                 if changed {
-                    // Privileges changed: a new session id, the old one is gone.
+                    // Privileges changed: a new session id, the old one is gone. Only the
+                    // caller that removed the old id may create the new one (L4).
                     let new_sid = self.new_id()?;
-                    self.store.remove(sid).await?;
+                    if !self.store.remove(sid).await? {
+                        return Ok(Refreshed::Ended);
+                    }
                     self.store.save(&new_sid, rec, self.ttl(rec)).await?;
                     return Ok(Refreshed::NewId(new_sid));
                 }
-                self.store.save(sid, rec, self.ttl(rec)).await?;
-                Ok(Refreshed::Same)
+                self.written_back(sid, rec).await
             }
             Ok(None) => {
                 rec.refresh_at = None;
-                self.store.save(sid, rec, self.ttl(rec)).await?;
-                Ok(Refreshed::Same)
+                self.written_back(sid, rec).await
             }
             Err(OidcError::Discovery(e)) => Err(AuthError::ProviderUnavailable(e)),
             Err(e) => {
@@ -364,9 +417,21 @@ impl Sso {
             }
         }));
         let new_sid = self.new_id()?;
+        // Take the old id first: a session logged out meanwhile is not reborn (L4).
+        if !self.store.remove(sid).await? {
+            return Err(AuthError::SessionEnded);
+        }
         self.store.save(&new_sid, &rec, self.ttl(&rec)).await?;
-        self.store.remove(sid).await?;
         self.session_cookie(&new_sid, tls)
+    }
+
+    /// Writes a refreshed record back under its id, unless the session ended meanwhile.
+    async fn written_back(&self, sid: &str, rec: &SessionRecord) -> Result<Refreshed, AuthError> {
+        Ok(if self.store.update(sid, rec, self.ttl(rec)).await? {
+            Refreshed::Same
+        } else {
+            Refreshed::Ended
+        })
     }
 
     /// A fresh random token (CSRF tokens, ids).
@@ -426,7 +491,7 @@ impl Sso {
             .cfg
             .redirect_uri
             .clone()
-            .unwrap_or_else(|| format!("{origin}/.portcullis/callback"));
+            .unwrap_or_else(|| format!("{origin}{}", callback_path(&idp.cfg.id)));
         let req = idp.authorize(&redirect_uri).await.map_err(|e| {
             metrics::auth_event(&idp.cfg.id, "login_start", "failure");
             tracing::warn!(target: "audit", idp = %idp.cfg.id, error = %e, "login could not start: provider unavailable or its metadata refused");
@@ -453,9 +518,11 @@ impl Sso {
         })
     }
 
-    /// Finishes a login at `/.portcullis/callback`.
+    /// Finishes a login at `path`: `/.portcullis/callback/<provider id>` (or the legacy
+    /// `/.portcullis/callback` when a provider's `redirect_uri` names it).
     pub async fn callback(
         &self,
+        path: &str,
         query: &str,
         headers: &http::HeaderMap,
         tls: bool,
@@ -502,6 +569,18 @@ impl Sso {
         let Some(idp) = self.provider(&pre.idp) else {
             return Err(fail("_unknown_", "provider no longer configured".into()));
         };
+        // Each provider has its own redirect URI (L7): the response must come back to the one
+        // this login was started with, so one provider's response cannot be passed off at
+        // another's callback (mix-up, RFC 9207 section 2's alternative defence).
+        let started_at = url::Url::parse(&pre.redirect_uri)
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        if started_at != path {
+            return Err(fail(
+                &pre.idp,
+                format!("callback at {path:?}, but this login was started for {started_at:?}"),
+            ));
+        }
         if pre.exp < now() {
             return Err(fail(
                 &pre.idp,
@@ -516,10 +595,23 @@ impl Sso {
                 .collect();
             return Err(fail(&pre.idp, format!("provider returned error {err:?}")));
         }
-        // Mix-up defence (RFC 9207): when the provider names itself, it must be this one.
-        if let Some(iss) = params.get("iss") {
-            if iss != &idp.cfg.issuer {
+        // Mix-up defence (RFC 9207): when the provider names itself, it must be this one; a
+        // provider whose metadata promises `iss` must send it (L7).
+        match params.get("iss") {
+            Some(iss) if iss != &idp.cfg.issuer => {
                 return Err(fail(&pre.idp, format!("authorization response iss {iss:?} is not the provider this login started at")));
+            }
+            Some(_) => {}
+            None => {
+                match idp.sends_iss().await {
+                    Ok(false) => {}
+                    Ok(true) => return Err(fail(
+                        &pre.idp,
+                        "authorization response has no iss, which the provider's metadata promises"
+                            .into(),
+                    )),
+                    Err(e) => return Err(fail(&pre.idp, e.to_string())),
+                }
             }
         }
         let Some(code) = params.get("code") else {
@@ -640,7 +732,11 @@ impl Sso {
             tracing::warn!(target: "audit", idp = %p.cfg.id, error = %e, "back-channel logout refused");
             AuthError::BadRequest("invalid logout_token")
         })?;
-        if !self.first_use_of_jti(&p.cfg.id, &jti) {
+        // The `jti` is recorded in the session store (shared by replicas when it is Redis) and
+        // only after the revocation succeeded: a store error makes the provider retry, and the
+        // retry must revoke, not be refused as a replay (L6). Revoking twice is harmless.
+        let once = format!("bcl:{}:{jti}", p.cfg.id);
+        if self.store.seen_once(&once).await? {
             metrics::auth_event(&p.cfg.id, "backchannel_logout", "failure");
             tracing::warn!(target: "audit", idp = %p.cfg.id, jti = %jti, "back-channel logout refused: logout_token replayed");
             return Err(AuthError::BadRequest("logout_token replayed"));
@@ -649,6 +745,9 @@ impl Sso {
             .store
             .revoke(&p.cfg.id, sub.as_deref(), sid.as_deref())
             .await?;
+        let skew = secs(p.cfg.clock_skew);
+        let ttl = u64::try_from(crate::idp::oidc::LOGOUT_TOKEN_MAX_AGE + skew).unwrap_or(600);
+        self.store.record_once(&once, ttl).await?;
         metrics::auth_event(&p.cfg.id, "backchannel_logout", "success");
         tracing::info!(target: "audit", idp = %p.cfg.id, sub = ?sub, sid = ?sid, sessions = n, "back-channel logout: sessions revoked");
         crate::audit::emit(
@@ -661,22 +760,8 @@ impl Sso {
     }
 }
 
-impl Sso {
-    /// Records a logout token id; false when it was already used (replay). Entries live as
-    /// long as a token is acceptable, so the map stays small.
-    fn first_use_of_jti(&self, idp: &str, jti: &str) -> bool {
-        let Ok(mut seen) = self.seen_jti.lock() else {
-            return false;
-        };
-        let t = now();
-        seen.retain(|_, exp| *exp > t);
-        seen.insert(
-            format!("{idp}\u{0}{jti}"),
-            t + crate::idp::oidc::LOGOUT_TOKEN_MAX_AGE,
-        )
-        .is_none()
-    }
-}
+/// See [`Sso::refresh_once`].
+type RefreshGate = Arc<tokio::sync::Mutex<Option<String>>>;
 
 enum Refreshed {
     Same,
@@ -722,6 +807,14 @@ fn apply(rec: &mut SessionRecord, res: LoginResult) {
         rec.id_token = res.id_token;
     }
 }
+
+/// The redirect URI path of provider `id` (register `https://<host>` + this at the provider).
+pub fn callback_path(id: &str) -> String {
+    format!("{CALLBACK_PREFIX}{id}")
+}
+
+/// Paths under this prefix are provider callbacks.
+pub const CALLBACK_PREFIX: &str = "/.portcullis/callback/";
 
 fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)

@@ -61,6 +61,14 @@ pub enum Mode {
     IdpMfaNoAuthTime,
     /// `amr: [pwd, mfa]` with `auth_time` an hour in the future.
     IdpMfaFutureAuthTime,
+    /// A valid token whose `sub` carries a newline and a forged log line.
+    NewlineSub,
+    /// The authorization response has no `iss`, though the metadata promises it (RFC 9207).
+    NoIss,
+    /// UserInfo answers with a valid object padded past 1 MiB.
+    HugeUserInfo,
+    /// A valid token without `sid` (the session is recorded without a provider session id).
+    NoSid,
     /// A valid token for another subject (`sub: mallory`), e.g. in answer to a refresh.
     OtherSubject,
     /// A valid token for a user in 400 groups (an Entra ID tenant's heavy user).
@@ -76,6 +84,7 @@ struct State {
     rotated: bool,
     expires_in: u64,
     jwks_fetches: usize,
+    refreshes: usize,
 }
 
 /// A running hostile provider.
@@ -134,6 +143,7 @@ impl HostileProvider {
             rotated: false,
             expires_in: 3600,
             jwks_fetches: 0,
+            refreshes: 0,
         }));
         let st = state.clone();
         tokio::spawn(async move {
@@ -200,6 +210,11 @@ impl HostileProvider {
         self.state.lock().unwrap().jwks_fetches
     }
 
+    /// How many refresh-token grants the token endpoint has answered.
+    pub fn refreshes(&self) -> usize {
+        self.state.lock().unwrap().refreshes
+    }
+
     /// Sets the access-token lifetime the token endpoint announces (the session refreshes
     /// after it).
     pub fn set_expires_in(&self, secs: u64) {
@@ -235,6 +250,7 @@ fn handle(st: &Mutex<State>, target: &str, body: &str) -> (u16, Vec<(String, Str
                     "userinfo_endpoint": format!("{i}/userinfo"),
                     "response_types_supported": ["code"], "subject_types_supported": ["public"],
                     "id_token_signing_alg_values_supported": ["RS256"],
+                    "authorization_response_iss_parameter_supported": true,
                 })
                 .to_string(),
             )
@@ -263,20 +279,26 @@ fn handle(st: &Mutex<State>, target: &str, body: &str) -> (u16, Vec<(String, Str
             } else {
                 s.issuer.clone()
             };
+            let mut params = url::form_urlencoded::Serializer::new(String::new());
+            params
+                .append_pair("code", "the-code")
+                .append_pair("state", &state);
+            if s.mode != Mode::NoIss {
+                params.append_pair("iss", &iss);
+            }
             let loc = format!(
                 "{}?{}",
                 q.get("redirect_uri").cloned().unwrap_or_default(),
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("code", "the-code")
-                    .append_pair("state", &state)
-                    .append_pair("iss", &iss)
-                    .finish()
+                params.finish()
             );
             (302, vec![("location".to_string(), loc)], String::new())
         }
         "/token" => {
             if !body.contains("code=the-code") && !body.contains("grant_type=refresh_token") {
                 return (400, json_ct, json!({"error": "invalid_grant"}).to_string());
+            }
+            if body.contains("grant_type=refresh_token") {
+                s.refreshes += 1;
             }
             let token = id_token(&s);
             (
@@ -296,7 +318,11 @@ fn handle(st: &Mutex<State>, target: &str, body: &str) -> (u16, Vec<(String, Str
             (
                 200,
                 json_ct,
-                json!({"sub": sub, "email": "alice@example.com"}).to_string(),
+                if s.mode == Mode::HugeUserInfo {
+                    json!({"sub": sub, "padding": "x".repeat(2 << 20)}).to_string()
+                } else {
+                    json!({"sub": sub, "email": "alice@example.com"}).to_string()
+                },
             )
         }
         _ => (404, Vec::new(), String::new()),
@@ -365,6 +391,15 @@ fn id_token(s: &State) -> String {
         }
         Mode::MissingNonce => {
             o.remove("nonce");
+        }
+        Mode::NoSid => {
+            o.remove("sid");
+        }
+        Mode::NewlineSub => {
+            o.insert(
+                "sub".into(),
+                json!("alice\r\n2026-12-03T00:00:00Z  INFO FORGED-LINE admin signed in"),
+            );
         }
         _ => {}
     }

@@ -39,6 +39,15 @@ impl Peer {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Sends `sig` (`STOP`, `CONT`...) to the process, e.g. to make a store hang.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig}");
+    }
 }
 
 impl Drop for Peer {
@@ -83,11 +92,13 @@ impl OpenIdProvider {
         edit: impl FnOnce(&mut serde_json::Value),
     ) -> Self {
         let port = free_port();
-        // `localhost` too: WebAuthn needs a domain name (tests/tests/webauthn.rs).
+        // `localhost` too: WebAuthn needs a domain name (tests/tests/webauthn.rs). The
+        // gateway's callback is per provider; the tests' provider id is `corp`.
         let redirects: Vec<String> = https_ports
             .iter()
             .flat_map(|p| {
-                ["127.0.0.1", "localhost"].map(|h| format!("https://{h}:{p}/.portcullis/callback"))
+                ["127.0.0.1", "localhost"]
+                    .map(|h| format!("https://{h}:{p}/.portcullis/callback/corp"))
             })
             .collect();
         let post_logout: Vec<String> = https_ports

@@ -88,6 +88,8 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
         (Mode::MissingNonce, "id_token rejected"),
         (Mode::MixUpIss, "is not the provider this login started at"),
         (Mode::AlteredState, "state does not match"),
+        // L7: the metadata promises `iss` (RFC 9207), so a response without it is refused.
+        (Mode::NoIss, "has no iss"),
     ];
     let mut failures = Vec::new();
     for (mode, why) in cases {
@@ -134,10 +136,20 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
     assert!(w.session_set_cookie().is_none());
     assert!(gw_ui.proc.logs().contains("userinfo rejected: sub differs"));
 
+    // Finding L10: UserInfo is read with the same 1 MiB cap as every provider response.
+    op.set_mode(Mode::HugeUserInfo);
+    let w = attempt(&gw_ui).await;
+    assert_eq!(w.last().status, 401, "{w:#?}");
+    assert!(w.session_set_cookie().is_none());
+    assert!(gw_ui
+        .proc
+        .logs()
+        .contains("userinfo rejected: response too large"));
+
     let m = gw.metrics();
     assert!(
         m.contains(
-            "portcullis_auth_events_total{event=\"login\",idp=\"evil\",outcome=\"failure\"} 17"
+            "portcullis_auth_events_total{event=\"login\",idp=\"evil\",outcome=\"failure\"} 18"
         ),
         "{m}\n{}",
         gw.proc.logs()
@@ -210,6 +222,26 @@ routes:
     let w = browser.walk(&link).await;
     assert_eq!(w.last().status, 200, "{w:#?}");
     assert_eq!(w.last().url, format!("{}/other", gw.https()));
+
+    // Finding L7: each provider has its own callback; the response to a login started at `a`
+    // is refused at `b`'s callback.
+    let br = Browser::new();
+    let w = br
+        .walk_until(
+            &format!("{}/.portcullis/login?idp=a&rd=%2Fother", gw.https()),
+            |u| u.contains("/.portcullis/callback"),
+        )
+        .await;
+    let cb = w.last().location.clone().unwrap();
+    assert!(
+        cb.starts_with(&format!("{}/.portcullis/callback/a?", gw.https())),
+        "{cb}"
+    );
+    let r = br
+        .walk_until(&cb.replace("/callback/a?", "/callback/b?"), |_| true)
+        .await;
+    assert_eq!(r.last().status, 401, "{r:#?}");
+    assert!(r.session_set_cookie().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -635,4 +667,131 @@ async fn provider_factor_age_is_never_invented_by_login_or_refresh() {
         "the session lives on"
     );
     assert!(refreshes() > before, "refreshes happened in between");
+}
+
+/// Finding L6, with two replicas on one Redis: a back-channel logout that meets a hung session
+/// store gets 503 and the provider's retry still revokes (the `jti` is recorded only after the
+/// revocation); a token with `sid` and `sub` also ends the subject's sessions recorded without
+/// a `sid`; and the `jti` is shared, so the other replica refuses the replay.
+#[tokio::test(flavor = "multi_thread")]
+async fn backchannel_logout_retries_after_store_errors_and_replays_are_refused_on_every_replica() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let redis = Redis::start();
+    let cfg = config(&op.issuer, &up.url(), false).replace(
+        "session:\n",
+        &format!("session:\n  store: \"{}\"\n", redis.url()),
+    );
+    let (a, b) = (Gateway::start(&cfg), Gateway::start(&cfg));
+    op.set_mode(Mode::NoSid);
+    let user = Browser::new();
+    let app = format!("{}/app/", a.https());
+    assert_eq!(user.walk(&app).await.last().status, 200);
+    let post = |gw: &Gateway, token: String| {
+        let url = format!("{}/.portcullis/backchannel-logout", gw.http());
+        async move {
+            client(None)
+                .post(url)
+                .form(&[("logout_token", token)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let token = op.logout_token_with("j-retry", |c| {
+        c.insert("sub".into(), serde_json::json!("alice"));
+        c.insert("sid".into(), serde_json::json!(HOSTILE_SID));
+    });
+    redis.peer.signal("STOP");
+    let first = post(&a, token.clone()).await;
+    redis.peer.signal("CONT");
+    assert_eq!(first, 503, "a hung store fails closed");
+    assert_eq!(
+        user.api_get(&app).await.status(),
+        200,
+        "nothing revoked yet"
+    );
+    assert_eq!(
+        post(&a, token.clone()).await,
+        200,
+        "the retry is not a replay"
+    );
+    assert_eq!(
+        user.api_get(&app).await.status(),
+        401,
+        "sid+sub ends the subject's session recorded without sid"
+    );
+    assert_eq!(
+        post(&b, token).await,
+        400,
+        "replay refused by the other replica"
+    );
+    assert!(b.proc.logs().contains("logout_token replayed"));
+}
+
+/// Finding L5: when the access token has expired, parallel requests of one session redeem the
+/// refresh token once (the others wait and use the result), so a provider that rotates refresh
+/// tokens and treats reuse as theft does not revoke the grant.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_requests_at_refresh_time_redeem_the_refresh_token_once() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    let app = format!("{}/app/", gw.https());
+    op.set_expires_in(1);
+    let b = Browser::new();
+    assert_eq!(b.walk(&app).await.last().status, 200);
+    op.set_expires_in(3600);
+    // The access token lives 1 s: let it expire.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let before = op.refreshes();
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, u) = (b.client.clone(), app.clone());
+            tokio::spawn(async move {
+                c.get(u)
+                    .header("accept", "application/json")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for r in requests {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    assert_eq!(op.refreshes() - before, 1, "one redemption for 8 requests");
+}
+
+/// CR/LF injection: a provider-controlled claim holding a newline (logged as the user and
+/// `sub` at sign-in, with the text log format) cannot start a forged line in the gateway log.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_claims_cannot_forge_log_lines() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    op.set_mode(Mode::NewlineSub);
+    let w = attempt(&gw).await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    assert!(
+        eventually(std::time::Duration::from_secs(3), || gw
+            .proc
+            .logs()
+            .contains("login succeeded"))
+        .await
+    );
+    let logs = gw.proc.logs();
+    assert!(
+        logs.lines()
+            .all(|l| !l.contains("FORGED-LINE") || l.contains("login succeeded")),
+        "a claim started a log line of its own:\n{logs}"
+    );
+    assert!(
+        logs.contains("alice\\r\\n2026-12-03"),
+        "escaped in place:\n{logs}"
+    );
 }

@@ -183,7 +183,10 @@ async fn callback_replayed_in_another_browser_creates_no_session() {
         })
         .await;
     let callback = w.last().location.clone().expect("callback URL");
-    assert!(callback.contains("/.portcullis/callback?"), "{callback}");
+    assert!(
+        callback.contains("/.portcullis/callback/corp?"),
+        "each provider has its own callback: {callback}"
+    );
     let before = whoami_hits(&s);
     let mallory = Browser::new();
     let r = mallory.walk_until(&callback, |_| true).await;

@@ -77,7 +77,7 @@ pub struct IdpSpec {
     /// Merge the UserInfo response (only when its `sub` matches).
     #[serde(default)]
     pub userinfo: bool,
-    /// Absolute redirect URI; default: `https://<request host>/.portcullis/callback`.
+    /// Absolute redirect URI; default: `https://<request host>/.portcullis/callback/<id>`.
     #[serde(default)]
     pub redirect_uri: Option<String>,
     /// Where the provider sends the browser after RP-initiated logout.

@@ -16,14 +16,37 @@ pub enum HttpError {
     /// The response could not be turned into an `http::Response`.
     #[error("bad response: {0}")]
     Response(String),
+    /// The body is larger than [`MAX_BODY`] (announced or while reading).
+    #[error("response too large (over {MAX_BODY} bytes)")]
+    TooLarge,
 }
 
 /// A shared client for all providers.
 #[derive(Debug, Clone)]
 pub struct HttpClient(pub reqwest::Client);
 
-/// Largest provider response read (discovery, JWKS, tokens).
-const MAX_BODY: usize = 1 << 20;
+/// Largest provider response read (discovery, JWKS, tokens, UserInfo).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Reads a provider response body, at most `max` bytes (finding L10): a `Content-Length`
+/// above it is refused before reading, and a chunked or lying body stops at the cap, so a
+/// hostile or broken provider cannot make the gateway buffer more than `max`.
+pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, HttpError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+    {
+        return Err(HttpError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Err(HttpError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
 
 impl HttpClient {
     /// Builds the client; `None` if TLS could not be set up.
@@ -54,13 +77,64 @@ impl<'c> openidconnect::AsyncHttpClient<'c> for HttpClient {
             for (k, v) in resp.headers() {
                 builder = builder.header(k, v);
             }
-            let body = resp.bytes().await?;
-            if body.len() > MAX_BODY {
-                return Err(HttpError::Response("response too large".to_string()));
-            }
+            let body = read_capped(resp, MAX_BODY).await?;
             builder
-                .body(body.to_vec())
+                .body(body)
                 .map_err(|e| HttpError::Response(e.to_string()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers every request with an endless chunked body; returns its URL and
+    /// a counter of bytes it managed to send.
+    async fn endless() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if s.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = format!("{:x}\r\n{}\r\n", 65536, " ".repeat(65536));
+                    while s.write_all(chunk.as_bytes()).await.is_ok() {
+                        counter.fetch_add(65536, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        (url, sent)
+    }
+
+    /// Finding L10: an endless (or huge) provider response is cut at the cap at once, never
+    /// buffered whole or read until the timeout, for the openidconnect adapter and UserInfo.
+    #[tokio::test]
+    async fn endless_provider_bodies_stop_at_the_cap() {
+        let (url, sent) = endless().await;
+        let client = HttpClient::new().unwrap();
+        let started = std::time::Instant::now();
+        let req = http::Request::builder().uri(&url).body(Vec::new()).unwrap();
+        let r = openidconnect::AsyncHttpClient::call(&client, req).await;
+        assert!(matches!(r, Err(HttpError::TooLarge)), "{r:?}");
+        let resp = client.0.get(&url).send().await.unwrap();
+        let r = read_capped(resp, MAX_BODY).await;
+        assert!(matches!(r, Err(HttpError::TooLarge)), "{r:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "stopped at the cap, not at the 10 s timeout"
+        );
+        // Far less than the timeout would have let through (socket buffers aside).
+        assert!(sent.load(std::sync::atomic::Ordering::Relaxed) < 64 * MAX_BODY);
     }
 }

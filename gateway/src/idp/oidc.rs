@@ -17,8 +17,8 @@ use openidconnect::core::{
 use openidconnect::{
     AccessToken, AuthType, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
     CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout,
-    RedirectUrl, RefreshToken, Scope, SignatureVerificationError, TokenResponse,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
+    SignatureVerificationError, TokenResponse,
 };
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
@@ -64,9 +64,35 @@ type Client = CoreClient<
     EndpointMaybeSet,
 >;
 
+/// Discovery metadata beyond the crate's: RFC 9207's flag (finding L7).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct IssParameter {
+    /// The provider sends `iss` in every authorization response.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+}
+
+impl openidconnect::AdditionalProviderMetadata for IssParameter {}
+
+/// `ProviderMetadataWithLogout` with [`IssParameter`].
+type Metadata = openidconnect::ProviderMetadata<
+    openidconnect::LogoutProviderMetadata<IssParameter>,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreClientAuthMethod,
+    openidconnect::core::CoreClaimName,
+    openidconnect::core::CoreClaimType,
+    openidconnect::core::CoreGrantType,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJweKeyManagementAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreResponseMode,
+    openidconnect::core::CoreResponseType,
+    openidconnect::core::CoreSubjectIdentifierType,
+>;
+
 /// What discovery found.
 struct Discovered {
-    metadata: ProviderMetadataWithLogout,
+    metadata: Metadata,
     at: Instant,
 }
 
@@ -159,7 +185,7 @@ impl OidcProvider {
         }
         let issuer = IssuerUrl::new(self.cfg.issuer.clone())
             .map_err(|e| OidcError::Discovery(e.to_string()))?;
-        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+        let metadata = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| OidcError::Discovery(error_chain(&e)))?;
         // Security-relevant: the crate compares too; this makes the exact-string rule explicit.
@@ -246,6 +272,17 @@ impl OidcProvider {
             ),
             ("client_assertion".into(), jwt),
         ])
+    }
+
+    /// Whether the provider's metadata promises `iss` in authorization responses (RFC 9207):
+    /// then a response without it is refused (L7).
+    pub async fn sends_iss(&self) -> Result<bool, OidcError> {
+        let d = self.discovered().await?;
+        Ok(d.metadata
+            .additional_metadata()
+            .additional_metadata
+            .authorization_response_iss_parameter_supported
+            == Some(true))
     }
 
     /// Starts a login: discovery, fresh state, nonce and PKCE S256 verifier.
@@ -477,8 +514,7 @@ impl OidcProvider {
         if !resp.status().is_success() {
             return Err(OidcError::UserInfo(format!("status {}", resp.status())));
         }
-        let bytes = resp
-            .bytes()
+        let bytes = super::http::read_capped(resp, super::http::MAX_BODY)
             .await
             .map_err(|e| OidcError::UserInfo(e.to_string()))?;
         let info: Map<String, Value> = serde_json::from_slice(&bytes)

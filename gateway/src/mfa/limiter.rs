@@ -426,7 +426,7 @@ impl Counters for RedisCounters {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Counters that always fail (Redis down).
@@ -565,8 +565,9 @@ mod tests {
         assert!(l.may_send("ann", "email", gap).await);
     }
 
-    /// A private `redis-server` (killed on drop), or `None` when it is not installed.
-    struct RedisServer(std::process::Child, u16);
+    /// A private `redis-server` (killed on drop), or `None` when it is not installed. Also
+    /// used by the session store tests.
+    pub(crate) struct RedisServer(std::process::Child, pub(crate) u16);
 
     impl Drop for RedisServer {
         fn drop(&mut self) {
@@ -575,7 +576,7 @@ mod tests {
         }
     }
 
-    fn redis_server() -> Option<RedisServer> {
+    pub(crate) fn redis_server() -> Option<RedisServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .ok()?
             .local_addr()

@@ -145,9 +145,42 @@ impl SessionStore for RedisStore {
         self.pipe(&p).await
     }
 
-    async fn remove(&self, sid: &str) -> Result<(), StoreError> {
-        self.run::<i64>(redis::cmd("DEL").arg(key(sid))).await?;
-        Ok(())
+    async fn update(
+        &self,
+        sid: &str,
+        rec: &SessionRecord,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // XX: only if the key still exists, atomically on the server (L4).
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(key(sid))
+                    .arg(json)
+                    .arg("EX")
+                    .arg(ttl_secs.max(1))
+                    .arg("XX"),
+            )
+            .await?;
+        if set.is_none() {
+            return Ok(false);
+        }
+        // The indexes only point at ids; a stale entry is skipped by `revoke`.
+        let ttl = ttl_secs.max(1);
+        let mut p = redis::pipe();
+        for k in index_keys(rec) {
+            p.cmd("SADD").arg(&k).arg(sid).ignore();
+            p.cmd("EXPIRE").arg(&k).arg(ttl).arg("GT").ignore();
+            p.cmd("EXPIRE").arg(&k).arg(ttl).arg("NX").ignore();
+        }
+        self.pipe(&p).await?;
+        Ok(true)
+    }
+
+    async fn remove(&self, sid: &str) -> Result<bool, StoreError> {
+        let n: i64 = self.run(redis::cmd("DEL").arg(key(sid))).await?;
+        Ok(n > 0)
     }
 
     async fn revoke(
@@ -156,22 +189,50 @@ impl SessionStore for RedisStore {
         sub: Option<&str>,
         idp_sid: Option<&str>,
     ) -> Result<usize, StoreError> {
-        let index = match (idp_sid, sub) {
-            (Some(s), _) => format!("pc:i:{idp}:sid:{s}"),
-            (None, Some(u)) => format!("pc:i:{idp}:sub:{u}"),
-            (None, None) => return Ok(0),
-        };
-        let sids: Vec<String> = self.run(redis::cmd("SMEMBERS").arg(&index)).await?;
+        // With both `sid` and `sub`, the subject's sessions recorded without a provider
+        // session id end too (`revocation_matches`), so both indexes are read.
+        let mut indexes = Vec::new();
+        if let Some(s) = idp_sid {
+            indexes.push(format!("pc:i:{idp}:sid:{s}"));
+        }
+        if let Some(u) = sub {
+            indexes.push(format!("pc:i:{idp}:sub:{u}"));
+        }
+        let mut sids = std::collections::BTreeSet::new();
+        for index in indexes {
+            let found: Vec<String> = self.run(redis::cmd("SMEMBERS").arg(&index)).await?;
+            sids.extend(found);
+        }
         let mut n = 0;
         for sid in sids {
             if let Some(rec) = self.load(&sid).await? {
-                if revocation_matches(&rec, idp, sub, idp_sid) {
-                    self.remove(&sid).await?;
+                if revocation_matches(&rec, idp, sub, idp_sid) && self.remove(&sid).await? {
                     n += 1;
                 }
             }
         }
         Ok(n)
+    }
+
+    async fn seen_once(&self, key: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .run(redis::cmd("EXISTS").arg(format!("pc:once:{key}")))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn record_once(&self, key: &str, ttl_secs: u64) -> Result<bool, StoreError> {
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(format!("pc:once:{key}"))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(ttl_secs.max(1))
+                    .arg("NX"),
+            )
+            .await?;
+        Ok(set.is_some())
     }
 
     async fn count(&self) -> Result<usize, StoreError> {
@@ -194,5 +255,22 @@ impl SessionStore for RedisStore {
             }
             cursor = next;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding L4 on Redis: see `store::tests::write_back_after_delete_does_not_resurrect`.
+    #[tokio::test]
+    async fn redis_write_back_after_delete_does_not_resurrect() {
+        let Some(server) = crate::mfa::limiter::tests::redis_server() else {
+            assert!(std::env::var("CI").is_err(), "CI needs redis-server");
+            eprintln!("redis-server not installed: skipping");
+            return;
+        };
+        let s = RedisStore::new(&format!("redis://127.0.0.1:{}/0", server.1)).unwrap();
+        crate::session::store::tests::write_back_after_delete_does_not_resurrect(&s).await;
     }
 }

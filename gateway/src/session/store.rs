@@ -22,10 +22,21 @@ pub enum StoreError {
 pub trait SessionStore: Send + Sync {
     /// The record for `sid`, if it exists and has not expired.
     async fn load(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError>;
-    /// Creates or replaces the record; it disappears by itself after `ttl_secs`.
+    /// Creates or replaces the record; it disappears by itself after `ttl_secs`. Only for a
+    /// new session id: writing back a record loaded earlier must use [`SessionStore::update`].
     async fn save(&self, sid: &str, rec: &SessionRecord, ttl_secs: u64) -> Result<(), StoreError>;
-    /// Deletes one session.
-    async fn remove(&self, sid: &str) -> Result<(), StoreError>;
+    /// Replaces the record only if the session still exists (Redis `SET … XX`); false when it
+    /// is gone. A record loaded before a concurrent logout or revocation must never bring the
+    /// session back by being written after the delete (finding L4).
+    async fn update(
+        &self,
+        sid: &str,
+        rec: &SessionRecord,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError>;
+    /// Deletes one session; true when it existed (so of two racing callers only one "takes"
+    /// a session id, e.g. to move it to a new id).
+    async fn remove(&self, sid: &str) -> Result<bool, StoreError>;
     /// Deletes every session of provider `idp` whose provider session id is `idp_sid` or, when
     /// that is absent, whose subject is `sub`. Returns how many were removed.
     async fn revoke(
@@ -36,6 +47,11 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<usize, StoreError>;
     /// Number of live sessions (for the gauge).
     async fn count(&self) -> Result<usize, StoreError>;
+    /// Whether `key` (e.g. a back-channel logout token id) was recorded and has not expired.
+    /// Shared by every replica when the store is (L6).
+    async fn seen_once(&self, key: &str) -> Result<bool, StoreError>;
+    /// Records `key` for `ttl_secs`; false when it was already recorded.
+    async fn record_once(&self, key: &str, ttl_secs: u64) -> Result<bool, StoreError>;
 }
 
 /// Session id → (record, expiry in unix seconds).
@@ -45,6 +61,8 @@ type Sessions = HashMap<String, (SessionRecord, i64)>;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     map: Mutex<Sessions>,
+    /// [`SessionStore::record_once`] keys with their expiry.
+    once: Mutex<HashMap<String, i64>>,
 }
 
 fn now() -> i64 {
@@ -62,18 +80,24 @@ pub fn revocation_matches(
         return false;
     }
     match (idp_sid, sub) {
-        (Some(s), Some(u)) => rec.idp_sid.as_deref() == Some(s) && rec.sub == u,
+        // A session recorded without a provider session id may belong to this one: it ends
+        // too (fail closed, L6).
+        (Some(s), Some(u)) => {
+            rec.sub == u && (rec.idp_sid.is_none() || rec.idp_sid.as_deref() == Some(s))
+        }
         (Some(s), None) => rec.idp_sid.as_deref() == Some(s),
         (None, Some(u)) => rec.sub == u,
         (None, None) => false,
     }
 }
 
+fn poisoned() -> StoreError {
+    StoreError::Unavailable("memory store lock poisoned".to_string())
+}
+
 impl MemoryStore {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Sessions>, StoreError> {
-        self.map
-            .lock()
-            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".to_string()))
+        self.map.lock().map_err(|_| poisoned())
     }
 }
 
@@ -98,9 +122,27 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn remove(&self, sid: &str) -> Result<(), StoreError> {
-        self.lock()?.remove(sid);
-        Ok(())
+    async fn update(
+        &self,
+        sid: &str,
+        rec: &SessionRecord,
+        ttl_secs: u64,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.lock()?;
+        let t = now();
+        match map.get_mut(sid) {
+            Some((r, exp)) if *exp > t => {
+                *r = rec.clone();
+                *exp = t.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn remove(&self, sid: &str) -> Result<bool, StoreError> {
+        let t = now();
+        Ok(self.lock()?.remove(sid).is_some_and(|(_, exp)| exp > t))
     }
 
     async fn revoke(
@@ -118,6 +160,19 @@ impl SessionStore for MemoryStore {
     async fn count(&self) -> Result<usize, StoreError> {
         let t = now();
         Ok(self.lock()?.values().filter(|(_, e)| *e > t).count())
+    }
+
+    async fn seen_once(&self, key: &str) -> Result<bool, StoreError> {
+        let once = self.once.lock().map_err(|_| poisoned())?;
+        Ok(once.get(key).is_some_and(|exp| *exp > now()))
+    }
+
+    async fn record_once(&self, key: &str, ttl_secs: u64) -> Result<bool, StoreError> {
+        let mut once = self.once.lock().map_err(|_| poisoned())?;
+        let t = now();
+        once.retain(|_, exp| *exp > t);
+        let exp = t.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2));
+        Ok(once.insert(key.to_string(), exp).is_none())
     }
 }
 
@@ -155,6 +210,34 @@ pub(crate) mod tests {
         assert!(s.load("b").await.unwrap().is_none(), "ttl 0 is expired");
         s.remove("a").await.unwrap();
         assert!(s.load("a").await.unwrap().is_none());
+    }
+
+    /// Finding L4, at the store level (the race is inside the gateway, not reachable from
+    /// outside deterministically): a request loads the session, a logout deletes it, then the
+    /// request writes its copy back (touch, refresh, elevate). The write must not resurrect it.
+    pub(crate) async fn write_back_after_delete_does_not_resurrect(s: &dyn SessionStore) {
+        s.save("r", &record("corp", "alice", None), 60)
+            .await
+            .unwrap();
+        let mut loaded = s.load("r").await.unwrap().unwrap();
+        assert!(s.remove("r").await.unwrap(), "logout takes the session");
+        loaded.last_seen += 60;
+        assert!(!s.update("r", &loaded, 60).await.unwrap());
+        assert!(s.load("r").await.unwrap().is_none(), "not resurrected");
+        assert!(!s.remove("r").await.unwrap(), "only one caller takes an id");
+        s.save("r2", &record("corp", "alice", None), 60)
+            .await
+            .unwrap();
+        assert!(s.update("r2", &loaded, 60).await.unwrap());
+        assert_eq!(
+            s.load("r2").await.unwrap().unwrap().last_seen,
+            loaded.last_seen
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_write_back_after_delete_does_not_resurrect() {
+        write_back_after_delete_does_not_resurrect(&MemoryStore::default()).await;
     }
 
     #[tokio::test]
