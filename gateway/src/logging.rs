@@ -7,7 +7,6 @@
 //! injection finding): `alice\nFORGED` is logged as `alice\nFORGED` on one line.
 
 use crate::config::model::LogFormat;
-use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::EnvFilter;
 
 /// `s` with every control character escaped (`\n`, `\r`, `\t`, `\u{1b}`...).
@@ -38,17 +37,21 @@ pub fn init(format: LogFormat, level: &str) {
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => {
-            // Like the default field formatter (`message` bare, others `name=value`), with
-            // control characters escaped.
+            // Like the default field formatter (`message` bare, others ` name=value`, the
+            // `log.*` fields of bridged `log` records left out), with control characters
+            // escaped.
             let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                let name = field.name();
+                if name.starts_with("log.") {
+                    return Ok(());
+                }
                 let v = format!("{value:?}");
-                if field.name() == "message" {
+                if name == "message" {
                     write!(w, "{}", escape_controls(&v))
                 } else {
-                    write!(w, "{}={}", field.name(), escape_controls(&v))
+                    write!(w, " {name}={}", escape_controls(&v))
                 }
-            })
-            .delimited(" ");
+            });
             builder.fmt_fields(fields).try_init()
         }
     };
