@@ -17,10 +17,27 @@ pub mod smtp;
 pub mod syslogd;
 pub mod totp;
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, never handed out before by this test process, and below
+/// Linux's ephemeral range (32768–60999): a port the kernel picked with `bind(:0)` is also a
+/// candidate for the next outgoing connection's local port, so a peer started a moment later
+/// could find it taken.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Start at a per-process offset so concurrent test binaries rarely probe the same ports.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        10_000 + (std::process::id() % 2000) as u16 * 10,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        let p = 10_000 + (p - 10_000) % 22_000;
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// The `portcullis` binary under test (`PORTCULLIS_BIN`, or the one next to this test's target

@@ -52,7 +52,13 @@ async fn a_partner_user_with_a_corp_name_is_refused_on_corp_routes_and_sees_no_c
     let ports = Ports::fresh();
     let up = Whoami::start("app");
     let corp = OpenIdProvider::start(&[ports.https], None, 3600);
-    let partner = OpenIdProvider::start(&[ports.https], None, 3600);
+    // Each provider has its own callback (issue 10, L7): the partner's is /callback/partner.
+    let partner = OpenIdProvider::start_with(&[ports.https], None, 3600, |c| {
+        c["redirect_uris"] = serde_json::json!([format!(
+            "https://127.0.0.1:{}/.portcullis/callback/partner",
+            ports.https
+        )]);
+    });
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start_on(
         ports,
