@@ -244,11 +244,14 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         tracing::info!(providers = ?ids, "single sign-on enabled");
     }
     let mfa = match &runtime.load().config.mfa {
-        Some(m) => Some(Arc::new(crate::mfa::flow::Service::check_and_new(
-            m.clone(),
-            runtime.load().config.store.clone(),
-            &runtime.load().config.session.store,
-        )?)),
+        Some(m) => Some(Arc::new(
+            crate::mfa::flow::Service::check_and_new(
+                m.clone(),
+                runtime.load().config.store.clone(),
+                &runtime.load().config.session.store,
+            )
+            .map_err(StartError::Mfa)?,
+        )),
         None => None,
     };
     let readiness = Arc::new(crate::health::Readiness::default());

@@ -46,6 +46,23 @@ impl Library {
     pub fn roles(&self) -> &RoleGraph {
         &self.roles
     }
+
+    /// SoD rules that someone granted `granted` violates, with the roles involved. The gateway
+    /// logs these; routes needing those roles are denied.
+    pub fn sod_violations<S: AsRef<str>>(&self, granted: &[S]) -> Vec<sod::SodViolation> {
+        sod::violations(&self.sod, granted)
+    }
+
+    /// For the provisioning layer, before granting `adding` to someone who has `current`:
+    /// refuses if the grant creates or worsens a violation. Existing, unrelated violations do
+    /// not block unrelated grants (they are reported by [`Library::sod_violations`]).
+    pub fn check_role_assignment<S: AsRef<str>, T: AsRef<str>>(
+        &self,
+        current: &[S],
+        adding: &[T],
+    ) -> Result<(), sod::SodError> {
+        sod::check_assignment(&self.sod, current, adding)
+    }
 }
 
 /// A route's policy, validated and ready for [`crate::evaluate`]. Cheap to share: the library is

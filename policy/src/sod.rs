@@ -3,9 +3,9 @@
 //!
 //! Three uses: at load (no route may *require* a forbidden combination; no role may inherit
 //! one), per request (roles of a violated rule are not honoured, and the violation is reported),
-//! and for provisioning ([`Library::check_role_assignment`] before granting roles).
+//! and for provisioning ([`crate::compile::Library::check_role_assignment`] before granting
+//! roles).
 
-use crate::compile::Library;
 use crate::conditions::RoleReq;
 use crate::problem::{index, join, Problem};
 use crate::roles::RoleGraph;
@@ -201,53 +201,49 @@ pub(crate) fn check_requirements(
     }
 }
 
-impl Library {
-    /// SoD rules that someone granted `granted` violates, with the roles involved. The gateway
-    /// logs these; routes needing those roles are denied.
-    pub fn sod_violations<S: AsRef<str>>(&self, granted: &[S]) -> Vec<SodViolation> {
-        self.sod
-            .iter()
-            .filter(|r| r.violated_by(granted))
-            .map(|r| SodViolation {
-                rule: r.name.clone(),
-                held: r.held(granted).map(str::to_owned).collect(),
-                max: r.max,
-            })
-            .collect()
-    }
+/// SoD rules of `rules` that someone granted `granted` violates, with the roles involved
+/// (behind [`crate::compile::Library::sod_violations`]).
+pub(crate) fn violations<S: AsRef<str>>(rules: &[SodRule], granted: &[S]) -> Vec<SodViolation> {
+    rules
+        .iter()
+        .filter(|r| r.violated_by(granted))
+        .map(|r| SodViolation {
+            rule: r.name.clone(),
+            held: r.held(granted).map(str::to_owned).collect(),
+            max: r.max,
+        })
+        .collect()
+}
 
-    /// For the provisioning layer, before granting `adding` to someone who has `current`:
-    /// refuses if the grant creates or worsens a violation. Existing, unrelated violations do
-    /// not block unrelated grants (they are reported by [`Library::sod_violations`]).
-    pub fn check_role_assignment<S: AsRef<str>, T: AsRef<str>>(
-        &self,
-        current: &[S],
-        adding: &[T],
-    ) -> Result<(), SodError> {
-        let after: Vec<&str> = current
-            .iter()
-            .map(AsRef::as_ref)
-            .chain(adding.iter().map(AsRef::as_ref))
-            .collect();
-        let bad: Vec<SodViolation> = self
-            .sod
-            .iter()
-            .filter(|r| {
-                let before = r.held(current).count();
-                let now = r.held(&after).count();
-                now > r.max && now > before
-            })
-            .map(|r| SodViolation {
-                rule: r.name.clone(),
-                held: r.held(&after).map(str::to_owned).collect(),
-                max: r.max,
-            })
-            .collect();
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(SodError(bad))
-        }
+/// Refuses a grant of `adding` to someone holding `current` when it creates or worsens a
+/// violation of `rules` (behind [`crate::compile::Library::check_role_assignment`]).
+pub(crate) fn check_assignment<S: AsRef<str>, T: AsRef<str>>(
+    rules: &[SodRule],
+    current: &[S],
+    adding: &[T],
+) -> Result<(), SodError> {
+    let after: Vec<&str> = current
+        .iter()
+        .map(AsRef::as_ref)
+        .chain(adding.iter().map(AsRef::as_ref))
+        .collect();
+    let bad: Vec<SodViolation> = rules
+        .iter()
+        .filter(|r| {
+            let before = r.held(current).count();
+            let now = r.held(&after).count();
+            now > r.max && now > before
+        })
+        .map(|r| SodViolation {
+            rule: r.name.clone(),
+            held: r.held(&after).map(str::to_owned).collect(),
+            max: r.max,
+        })
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(SodError(bad))
     }
 }
 

@@ -218,23 +218,21 @@ impl Service {
 
     /// Opens the store once at start (creating its table, proving it is reachable and that
     /// the key is valid) on a short-lived runtime, then returns the service; requests open their
-    /// own pool on the serving runtime.
+    /// own pool on the serving runtime. The error says what failed (the caller names `mfa`).
     pub fn check_and_new(
         cfg: MfaConfig,
         store_url: StoreUrl,
         sessions: &crate::config::auth_model::StoreKind,
-    ) -> Result<Self, crate::server::StartError> {
-        use crate::server::StartError;
-        super::seal::Sealer::new(&cfg.encryption_key)
-            .map_err(|e| StartError::Mfa(e.to_string()))?;
+    ) -> Result<Self, String> {
+        super::seal::Sealer::new(&cfg.encryption_key).map_err(|e| e.to_string())?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| StartError::Mfa(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         rt.block_on(super::store::open(&store_url))
-            .map_err(|e| StartError::Mfa(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
-        let svc = Self::new(cfg, store_url, sessions).map_err(StartError::Mfa)?;
+        let svc = Self::new(cfg, store_url, sessions)?;
         if svc
             .rp
             .as_ref()
