@@ -229,8 +229,20 @@ impl Service {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        rt.block_on(super::store::open(&store_url))
+        let store = rt
+            .block_on(super::store::open(&store_url))
             .map_err(|e| e.to_string())?;
+        let legacy = rt
+            .block_on(store.legacy_owners())
+            .map_err(|e| e.to_string())?;
+        if legacy > 0 {
+            return Err(format!(
+                "{legacy} enrolment(s) in mfa_factors are keyed by a bare user name (an older \
+                 version); they would match nobody and let those users enrol again without a \
+                 second factor: re-key them to provider:subject or delete them (README, MFA, \
+                 Upgrading) before starting"
+            ));
+        }
         tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
         let svc = Self::new(cfg, store_url, sessions)?;
         if svc

@@ -64,6 +64,11 @@ pub trait MfaStore: Send + Sync + super::otp_store::OtpStore {
         secret: &[u8],
         counter: i64,
     ) -> Result<bool, StoreError>;
+    /// How many enrolments are owned by a bare user name — written by a version before
+    /// factors were keyed by `provider:subject` (issue 10, M1). Such rows match nobody, which
+    /// would make their users look first-time (enrolment without a second factor), so the
+    /// gateway refuses to start while any remain.
+    async fn legacy_owners(&self) -> Result<i64, StoreError>;
 }
 
 /// Opens the store named by the config, creating tables.
@@ -207,6 +212,13 @@ macro_rules! factor_store {
                     .execute(self.pool())
                     .await?;
                 Ok(r.rows_affected() == 1)
+            }
+
+            async fn legacy_owners(&self) -> Result<i64, StoreError> {
+                let row = sqlx::query("SELECT COUNT(*) FROM mfa_factors WHERE user_id NOT LIKE '%:%'")
+                    .fetch_one(self.pool())
+                    .await?;
+                Ok(row.try_get::<i64, _>(0)?)
             }
         }
     };

@@ -32,6 +32,11 @@ async fn suite(store: Arc<dyn MfaStore>, raw: RawSecrets) {
     let f = mfa.factors("ann").await.unwrap();
     assert_eq!(f.len(), 1);
     assert_eq!(
+        store.legacy_owners().await.unwrap(),
+        1,
+        "a bare user name is a pre-provider:subject enrolment"
+    );
+    assert_eq!(
         (f[0].id.as_str(), f[0].kind.as_str(), f[0].label.as_str()),
         (id.as_str(), "totp", "phone")
     );
