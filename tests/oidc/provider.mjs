@@ -1,8 +1,17 @@
 // A real OpenID Provider for the end-to-end tests: npm oidc-provider with a few users and
 // groups, the dev login form (any password; the login field is the account id), no consent
 // screen, refresh tokens, RP-initiated and back-channel logout.
-// Env: PORT, CLIENTS (JSON array of client metadata), AT_TTL (access token seconds).
+// Env: PORT, CLIENTS (JSON array of client metadata), AT_TTL (access token seconds),
+// ACCOUNTS_FILE (below).
 import Provider from 'oidc-provider';
+import { existsSync, readFileSync } from 'node:fs';
+
+// Env ACCOUNTS_FILE: a JSON object {id: {claim: value}} a test may write at any time to change
+// what later tokens (refreshes included) say about a user.
+const overrides = () => {
+  const f = process.env.ACCOUNTS_FILE;
+  return f && existsSync(f) ? JSON.parse(readFileSync(f, 'utf8')) : {};
+};
 
 const port = Number(process.env.PORT);
 const issuer = `http://127.0.0.1:${port}`;
@@ -31,7 +40,7 @@ const provider = new Provider(issuer, {
   async findAccount(ctx, id) {
     const u = users[id];
     if (!u) return undefined;
-    return { accountId: id, async claims() { return { sub: id, ...u }; } };
+    return { accountId: id, async claims() { return { sub: id, ...u, ...overrides()[id] }; } };
   },
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups', 'roles', 'tenant'], phone: ['phone_number', 'phone_number_verified'] },
   scopes: ['openid', 'email', 'profile', 'groups', 'phone', 'offline_access'],

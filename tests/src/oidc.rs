@@ -68,6 +68,8 @@ pub struct OpenIdProvider {
     pub peer: Peer,
     /// Issuer URL (`http://127.0.0.1:PORT`).
     pub issuer: String,
+    /// Holds `accounts.json`, see [`OpenIdProvider::set_accounts`].
+    accounts: tempfile::TempDir,
 }
 
 /// Client id and secret the tests register.
@@ -121,19 +123,32 @@ impl OpenIdProvider {
             "run `npm ci` in {} (tests/run does)",
             dir.display()
         );
+        let accounts = tempfile::tempdir().expect("tempdir");
         let peer = Peer::spawn(
             Command::new("node")
                 .arg(dir.join("provider.mjs"))
                 .current_dir(&dir)
                 .env("PORT", port.to_string())
                 .env("AT_TTL", at_ttl.to_string())
+                .env("ACCOUNTS_FILE", accounts.path().join("accounts.json"))
                 .env("CLIENTS", serde_json::json!([client]).to_string()),
         );
         wait_for_port(port, Duration::from_secs(20));
         Self {
             peer,
             issuer: format!("http://127.0.0.1:{port}"),
+            accounts,
         }
+    }
+
+    /// Changes what the provider says about users from now on (e.g. `{"alice": {"groups":
+    /// ["eng"]}}`): the claims of later tokens, refreshes included, merge these over the
+    /// built-in accounts.
+    pub fn set_accounts(&self, overrides: &serde_json::Value) {
+        let path = self.accounts.path().join("accounts.json");
+        let tmp = self.accounts.path().join("accounts.tmp");
+        std::fs::write(&tmp, overrides.to_string()).expect("write accounts");
+        std::fs::rename(&tmp, &path).expect("replace accounts");
     }
 
     /// The `session:` and `identity_providers:` config blocks most single sign-on tests use:

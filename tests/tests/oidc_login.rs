@@ -484,3 +484,65 @@ async fn private_key_jwt_client_authentication_signs_in_and_refreshes() {
         impostor.proc.logs()
     );
 }
+
+/// Issue 11: a refresh that changes the user's groups rotates the session id; the new cookie
+/// must ride on whatever answer that request gets — here a 403, because the user just lost the
+/// group the route needs. Dropping it (as error answers once did) signs the user out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_id_rotated_by_a_refresh_reaches_the_browser_on_an_error_answer() {
+    let ports = Ports::fresh();
+    let up = Whoami::start("app");
+    let op = OpenIdProvider::start(&[ports.https], None, 1);
+    let gw = Gateway::start_on(
+        ports,
+        &format!(
+            "{SERVER}{}routes:
+  - {{ id: app, path: /app, upstream: \"{1}\", policy: authenticated }}
+  - {{ id: admins, path: /admins, upstream: \"{1}\", policy: {{ allow: [ {{ groups: [admins] }} ] }} }}
+",
+            op.sso_config(),
+            up.url()
+        ),
+    );
+    let b = Browser::new();
+    assert_eq!(
+        b.login(&format!("{}/app/", gw.https()), "alice")
+            .await
+            .last()
+            .status,
+        200
+    );
+    op.set_accounts(&serde_json::json!({"alice": {"groups": ["eng"]}}));
+    let admins = format!("{}/admins/x", gw.https());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let rotated = loop {
+        let r = b.api_get(&admins).await;
+        let set = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("__Host-portcullis="))
+            .map(str::to_string);
+        if let Some(c) = set {
+            assert_eq!(r.status(), 403, "the refresh removed the admins group");
+            break c;
+        }
+        assert_eq!(r.status(), 200, "before the refresh alice is an admin");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refresh rotated the session"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        !rotated.contains("Max-Age=0"),
+        "a new session, not a logout: {rotated}"
+    );
+    // The browser kept the new cookie from the 403 and is still signed in.
+    assert_eq!(
+        b.api_get(format!("{}/app/", gw.https())).await.status(),
+        200
+    );
+    assert_eq!(b.api_get(&admins).await.status(), 403);
+}
