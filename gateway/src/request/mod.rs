@@ -16,6 +16,8 @@ pub(crate) mod endpoints;
 pub(crate) mod facts;
 pub(crate) mod forward_auth;
 pub(crate) mod record;
+#[cfg(test)]
+mod tests;
 
 use crate::errors::GatewayError;
 use crate::forwarded;
@@ -27,6 +29,7 @@ use pingora_http::RequestHeader;
 use portcullis_policy::path::normalise_with;
 
 /// How the request path ends for one request.
+#[derive(Debug)]
 pub(crate) enum Flow {
     /// Every step continued: proxy to the route's upstream.
     Proxy,

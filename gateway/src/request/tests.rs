@@ -1,0 +1,142 @@
+//! The pipeline's steps, one request at a time, on pingora's in-memory session (a mock stream
+//! instead of a socket): what each step decides, without a listener, an upstream or a peer.
+
+use super::Flow;
+use crate::config::{self, env::EnvLookup};
+use crate::errors::GatewayError;
+use crate::proxy::Gateway;
+use crate::routes::Runtime;
+use crate::session::SessionCookie;
+use crate::sso::Sso;
+use pingora::proxy::{ProxyHttp, Session};
+use std::sync::Arc;
+
+struct NoEnv;
+impl EnvLookup for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+const KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+fn gateway(yaml: &str) -> Gateway {
+    let cfg = config::load_str(yaml, "test.yaml", &NoEnv).expect("valid config");
+    let sso = Arc::new(Sso::new(&cfg).expect("sso"));
+    Gateway {
+        runtime: Arc::new(arc_swap::ArcSwap::from_pointee(Runtime::new(cfg, yaml))),
+        https_port: Some(8443),
+        sso,
+        decision_log: None,
+        mfa: None,
+    }
+}
+
+async fn session(head: &str) -> Session {
+    let mock = tokio_test::io::Builder::new().read(head.as_bytes()).build();
+    let mut s = Session::new_h1(Box::new(mock));
+    assert!(s.read_request().await.expect("a request head"));
+    s
+}
+
+async fn run(gw: &Gateway, head: &str) -> (Result<Flow, GatewayError>, crate::proxy::Ctx) {
+    let mut s = session(head).await;
+    let mut ctx = gw.new_ctx();
+    let r = gw.pipeline(&mut s, &mut ctx).await;
+    (r, ctx)
+}
+
+const ROUTES: &str = "routes:
+  - { id: pub, path: /pub, upstream: \"http://127.0.0.1:9\", policy: public }
+  - { id: app, path: /app, upstream: \"http://127.0.0.1:9\", policy: authenticated }
+";
+
+#[tokio::test]
+async fn facts_host_normalise_and_route_decide_in_order() {
+    let gw = gateway(ROUTES);
+    let (r, ctx) = run(&gw, "GET /pub/a/../b HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    assert!(matches!(r, Ok(Flow::Proxy)), "{r:?}");
+    assert_eq!(ctx.host, "app.test");
+    assert_eq!(ctx.path.as_ref().map(|p| p.decoded()), Some("/pub/b"));
+    assert!(!ctx.tls);
+
+    let (r, _) = run(&gw, "GET /nowhere HTTP/1.1\r\nHost: app.test\r\n\r\n").await;
+    assert!(matches!(r, Err(GatewayError::NoRoute)), "{r:?}");
+    let (r, _) = run(&gw, "GET /pub/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(matches!(r, Err(GatewayError::BadPath(_))), "{r:?}");
+    let (r, _) = run(&gw, "GET /pub HTTP/1.1\r\nHost: a b\r\n\r\n").await;
+    assert!(matches!(r, Err(GatewayError::BadHost)), "{r:?}");
+    let (r, _) = run(&gw, "GET /app/x HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(matches!(r, Err(GatewayError::Unauthenticated)), "{r:?}");
+}
+
+#[tokio::test]
+async fn reserved_paths_never_reach_routes_and_forward_auth_is_off_by_default() {
+    let gw = gateway(&format!(
+        "{ROUTES}  - {{ id: all, path: /, upstream: \"http://127.0.0.1:9\", policy: public }}\n"
+    ));
+    for p in ["/.portcullis/auth", "/.portcullis/nope", "/.portcullis"] {
+        let (r, _) = run(&gw, &format!("GET {p} HTTP/1.1\r\nHost: a\r\n\r\n")).await;
+        assert!(matches!(r, Err(GatewayError::Reserved)), "{p}: {r:?}");
+    }
+    let (r, _) = run(
+        &gw,
+        "GET /.portcullis/jwks.json HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    assert!(matches!(r, Ok(Flow::Reply(_))), "{r:?}");
+}
+
+#[tokio::test]
+async fn the_plain_listener_redirects_unless_a_trusted_proxy_says_https() {
+    let gw = gateway(&format!(
+        "server:
+  http: {{ listen: \"127.0.0.1:8080\", redirect_to_https: true }}
+  trusted_proxies: [127.0.0.1/32]
+{ROUTES}"
+    ));
+    let (r, _) = run(
+        &gw,
+        "GET /pub/x?q=1 HTTP/1.1\r\nHost: app.test:8080\r\n\r\n",
+    )
+    .await;
+    match r {
+        Err(GatewayError::RedirectHttps(to)) => assert_eq!(to, "https://app.test:8443/pub/x?q=1"),
+        other => panic!("{other:?}"),
+    }
+    // The in-memory session has no peer address: it counts as 127.0.0.1, a trusted proxy here.
+    let (r, ctx) = run(
+        &gw,
+        "GET /pub/x HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-Proto: https\r\n\r\n",
+    )
+    .await;
+    assert!(matches!(r, Ok(Flow::Proxy)), "{r:?}");
+    assert!(ctx.tls, "a trusted TLS-terminating proxy");
+}
+
+/// With the session store down, a public route is served (the session is not read there) and
+/// a protected one fails closed with 503.
+#[tokio::test]
+async fn public_routes_do_not_read_the_session() {
+    let gw = gateway(&format!(
+        "session:\n  keys: [\"{KEY}\"]\n  store: \"redis://127.0.0.1:1/0\"\n{ROUTES}"
+    ));
+    let cookie = gw
+        .sso
+        .codec
+        .seal(
+            "portcullis",
+            &SessionCookie {
+                sid: "some-session".into(),
+            },
+        )
+        .expect("seal");
+    let head =
+        |p: &str| format!("GET {p} HTTP/1.1\r\nHost: a\r\nCookie: portcullis={cookie}\r\n\r\n");
+    let (r, ctx) = run(&gw, &head("/pub/x")).await;
+    assert!(matches!(r, Ok(Flow::Proxy)), "{r:?}");
+    assert!(ctx.identity.is_none());
+    let (r, _) = run(&gw, &head("/app/x")).await;
+    let e = r.err().expect("fails closed");
+    assert_eq!(e.status(), 503, "{e:?}");
+}
