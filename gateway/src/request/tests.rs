@@ -137,6 +137,6 @@ async fn public_routes_do_not_read_the_session() {
     assert!(matches!(r, Ok(Flow::Proxy)), "{r:?}");
     assert!(ctx.identity.is_none());
     let (r, _) = run(&gw, &head("/app/x")).await;
-    let e = r.err().expect("fails closed");
+    let e = r.expect_err("fails closed");
     assert_eq!(e.status(), 503, "{e:?}");
 }
