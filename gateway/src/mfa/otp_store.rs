@@ -5,9 +5,8 @@
 //! only in the user's cookie). Deleting a device row revokes it at once on every replica,
 //! because every use reads the row.
 
-use super::store::{PgStore, SqliteStore, StoreError};
+use super::store_error::StoreError;
 use async_trait::async_trait;
-use sqlx::Row;
 
 /// A remembered device as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +79,8 @@ macro_rules! device_columns {
 }
 
 /// One implementation for both databases: the SQL is portable (`$n` placeholders each used
-/// once, in order, which SQLite numbers the same way) and only the row type differs.
+/// once, in order, which SQLite numbers the same way) and only the row type differs. Invoked by
+/// `store.rs` for its two stores.
 macro_rules! otp_store {
     ($store:ty, $row:ty) => {
         impl $store {
@@ -184,8 +184,8 @@ macro_rules! otp_store {
         }
     };
 }
-otp_store!(SqliteStore, sqlx::sqlite::SqliteRow);
-otp_store!(PgStore, sqlx::postgres::PgRow);
+pub(crate) use device_columns;
+pub(crate) use otp_store;
 
 #[cfg(test)]
 mod tests;

@@ -7,18 +7,8 @@ use crate::store::StoreUrl;
 use async_trait::async_trait;
 use sqlx::Row;
 use std::sync::Arc;
-use thiserror::Error;
 
-/// A database operation failed.
-#[derive(Debug, Error)]
-pub enum StoreError {
-    /// The database refused or is unreachable.
-    #[error("mfa store: {0}")]
-    Db(#[from] sqlx::Error),
-    /// The SQLite file (or its directory) could not be opened.
-    #[error("mfa store: {0}")]
-    Open(#[from] crate::store::OpenError),
-}
+pub use super::store_error::StoreError;
 
 /// One enrolled factor as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,4 +215,8 @@ macro_rules! factor_store {
 }
 
 factor_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+// The one-time-code and device tables live in the same database, same two stores.
+use super::otp_store::{device_columns, otp_store, DeviceRow, OtpStore};
+otp_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+otp_store!(PgStore, sqlx::postgres::PgRow);
 factor_store!(PgStore, sqlx::postgres::PgRow);
