@@ -58,7 +58,7 @@ pub struct ForwardAuthConfig {
 pub fn build(
     spec: ForwardAuthSpec,
     trusted_proxies: &[String],
-    problems: &mut crate::config::model::Problems,
+    problems: &mut crate::config::problems::Problems,
 ) -> Option<ForwardAuthConfig> {
     let mode = match spec.mode.as_str() {
         "nginx" => Some(Mode::Nginx),

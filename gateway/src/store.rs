@@ -2,7 +2,7 @@
 //! several replicas. Modules that persist state (audit log, later MFA enrolments) open their
 //! tables through [`StoreUrl`].
 
-use crate::config::model::Problems;
+use crate::config::problems::Problems;
 use std::path::{Path, PathBuf};
 
 /// Where the database is.

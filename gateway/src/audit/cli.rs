@@ -3,7 +3,7 @@
 use super::chain::{Checkpoint, PublicKey};
 use super::store;
 use super::verify::{self, Bound};
-use crate::config::{self, env::ProcessEnv, model::Problems};
+use crate::config::{self, env::ProcessEnv, problems::Problems};
 use crate::store::StoreUrl;
 use std::process::ExitCode;
 

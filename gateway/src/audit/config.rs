@@ -1,6 +1,6 @@
 //! `audit:` — schema and validated settings.
 
-use crate::config::model::Problems;
+use crate::config::problems::Problems;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! upstream assertion. Every problem is reported with its key path.
 
 use super::auth_schema::{AssertionSpec, IdpSpec, SessionSpec};
-use super::model::duration as dur;
-use super::model::Problems;
+use super::problems::duration as dur;
+use super::problems::Problems;
 use base64::Engine;
 use std::collections::BTreeMap;
 use std::net::IpAddr;

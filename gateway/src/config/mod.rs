@@ -6,6 +6,7 @@ pub mod auth_schema;
 pub mod env;
 pub mod locate;
 pub mod model;
+pub mod problems;
 pub mod reload;
 pub mod schema;
 pub mod schema_pass;
@@ -15,7 +16,7 @@ pub use model::Config;
 
 use env::EnvLookup;
 use locate::LineIndex;
-use model::Problems;
+use problems::Problems;
 use std::fmt;
 
 /// The quick-start config, compiled in so `portcullis run` works with no file at all.
@@ -80,7 +81,7 @@ pub fn load_file(path: &str, env: &dyn EnvLookup) -> Result<(Config, String), Co
 /// Validates config text; `source` names it in messages.
 pub fn load_str(text: &str, source: &str, env: &dyn EnvLookup) -> Result<Config, ConfigErrors> {
     let index = LineIndex::new(text);
-    let fail = |problems: Vec<model::Problem>| {
+    let fail = |problems: Vec<problems::Problem>| {
         let mut errors: Vec<ConfigError> = problems
             .into_iter()
             .map(|p| ConfigError {

@@ -4,7 +4,7 @@
 //! the parse is tried again, so the semantic checks still run on what is left; unknown keys get
 //! a "did you mean" from the keys serde expected.
 
-use super::model::Problem;
+use super::problems::Problem;
 use serde_path_to_error::Segment;
 use serde_yaml::Value;
 

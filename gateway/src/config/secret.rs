@@ -2,7 +2,7 @@
 //! come from mounted files (Kubernetes secrets, systemd credentials) rather than the YAML or the
 //! environment. Exactly one of the two must be given where the secret is required.
 
-use super::model::Problems;
+use super::problems::Problems;
 
 /// Resolves `key` / `key_file` under `base` (e.g. `identity_providers[0]`, `client_secret`).
 /// Trailing newlines of files are dropped (editors and `echo` add them). Problems name the key.

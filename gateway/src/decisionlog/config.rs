@@ -1,7 +1,7 @@
 //! `decision_log:` — schema (as written) and validated settings.
 
-use crate::config::model::duration as dur;
-use crate::config::model::Problems;
+use crate::config::problems::duration as dur;
+use crate::config::problems::Problems;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `mfa:` — schema as written and validated settings. Every problem is reported with its key
 //! path; secrets (`encryption_key`, SMTP and SMS credentials) may come from `x_file`.
 
-use crate::config::model::Problems;
+use crate::config::problems::Problems;
 use crate::config::secret;
 use base64::Engine;
 use serde::Deserialize;
