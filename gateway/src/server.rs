@@ -309,6 +309,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 resolver: if self_signed { None } else { resolver },
                 watch_interval,
                 sso: Some(sso.clone()),
+                last_rejected: Default::default(),
             };
             server.add_service(background_service("config reload", reloader));
         }

@@ -24,6 +24,9 @@ pub struct Reloader {
     pub watch_interval: Option<Duration>,
     /// Single sign-on, whose identity providers follow the file.
     pub sso: Option<Arc<crate::sso::Sso>>,
+    /// SHA-256 of the last content that was rejected: the watcher does not reject (and audit)
+    /// the same bad file again on every tick; SIGHUP still retries it.
+    pub last_rejected: std::sync::Mutex<Option<String>>,
 }
 
 /// Outcome of one reload attempt.
@@ -54,7 +57,12 @@ impl Reloader {
             let h = sha2::Sha256::digest(text.as_bytes());
             h.iter().map(|b| format!("{b:02x}")).collect::<String>()
         };
-        if !force && next_hash == current.config_hash {
+        let already_rejected = self
+            .last_rejected
+            .lock()
+            .map(|r| r.as_deref() == Some(next_hash.as_str()))
+            .unwrap_or(false);
+        if !force && (next_hash == current.config_hash || already_rejected) {
             return Outcome::Unchanged;
         }
         match super::load_str(&text, &self.path, &ProcessEnv) {
@@ -93,6 +101,9 @@ impl Reloader {
                         "problems": errors.errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>(),
                     }),
                 );
+                if let Ok(mut r) = self.last_rejected.lock() {
+                    *r = Some(next_hash);
+                }
                 Outcome::Rejected
             }
         }
