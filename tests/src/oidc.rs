@@ -328,6 +328,18 @@ impl Browser {
             .expect("request")
     }
 
+    /// Signs out at `origin` the way a browser does: GET the logout page, POST its form (with
+    /// the CSRF token). Returns the POST's response without following it.
+    pub async fn logout(&self, origin: &str) -> reqwest::Response {
+        let form = self.form_at(&format!("{origin}/.portcullis/logout")).await;
+        self.client
+            .post(&form.action)
+            .form(&form.fields)
+            .send()
+            .await
+            .expect("logout request")
+    }
+
     /// GETs the page at `url` and returns its first form.
     pub async fn form_at(&self, url: &str) -> Form {
         let page = self

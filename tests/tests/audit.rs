@@ -323,16 +323,7 @@ routes:
         ))
         .await;
     assert_eq!(r.status(), 401);
-    let logout = format!("{}/.portcullis/logout", gw.https());
-    let form = b.form_at(&logout).await;
-    let r = b
-        .client
-        .post(&form.action)
-        .form(&form.fields)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
+    assert_eq!(b.logout(&gw.https()).await.status(), 302);
 
     // Let the store go; everything queued is written, the repeats summarised at shutdown.
     writeln!(lock_in, "COMMIT;").unwrap();

@@ -360,16 +360,7 @@ async fn two_replicas_share_sessions_and_revocations_through_redis() {
         j["headers"]["x-portcullis-user"],
         serde_json::json!(["alice"])
     );
-    let logout = format!("{}/.portcullis/logout", a.https());
-    let form = browser.form_at(&logout).await;
-    let r = browser
-        .client
-        .post(&form.action)
-        .form(&form.fields)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
+    assert_eq!(browser.logout(&a.https()).await.status(), 302);
     let r = browser
         .client
         .get(format!("{}/app/", bgw.https()))

@@ -120,16 +120,7 @@ routes:
     }
     let mut ws = ws.expect("the WebSocket tunnel never worked");
 
-    let logout = format!("{}/.portcullis/logout", gw.https());
-    let form = b.form_at(&logout).await;
-    let r = b
-        .client
-        .post(&form.action)
-        .form(&form.fields)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
+    assert_eq!(b.logout(&gw.https()).await.status(), 302);
     // The next frames after the session ended close the tunnel (the session is looked up
     // again every second).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
