@@ -105,7 +105,12 @@ impl Gateway {
         // cookies keep `Secure`/`__Host-` and redirect URIs stay `https://`.
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some())
             || (ctx.peer_trusted && forwarded::trusted_proto(headers) == Some("https"));
-        let xff = forwarded::joined(headers, "x-forwarded-for");
+        // Only a trusted proxy's chain is read: from anyone else it is not joined at all.
+        let xff = if ctx.peer_trusted {
+            forwarded::joined(headers, "x-forwarded-for")
+        } else {
+            None
+        };
         ctx.client_ip = forwarded::client_ip(ctx.peer_ip, xff.as_deref(), trusted);
     }
 
