@@ -1,6 +1,7 @@
 //! Readiness that tells the truth: `/readyz` answers 503, naming what is down, while a
 //! dependency that protected routes need cannot be reached — the session store, an identity
-//! provider's discovery, the decision log's queue/spool. A background service probes them every
+//! provider's discovery, the decision log (requests refused since the last round because its
+//! queue and spool are full). A background service probes them every
 //! [`INTERVAL`] (each probe bounded by [`PROBE_TIMEOUT`]); the admin listener only reads the
 //! latest result, so a slow dependency never makes the probe endpoint itself slow.
 
@@ -55,6 +56,8 @@ pub struct Prober {
     pub sso: Arc<Sso>,
     /// The decision log, when configured.
     pub decision_log: Option<Arc<DecisionLog>>,
+    /// The decision log's refusal count at the previous round.
+    pub last_refused: std::sync::atomic::AtomicU64,
 }
 
 impl Prober {
@@ -86,9 +89,19 @@ impl Prober {
             }
         }
         if let Some(log) = &self.decision_log {
-            // No room under `when_full: block` means requests are being refused.
-            if let Err(full) = log.has_room() {
-                down.insert("decision_log".to_string(), full.to_string());
+            // Requests refused since the last round (`when_full: block`, queue and spool full).
+            let refused = log.refused_total();
+            let before = self
+                .last_refused
+                .swap(refused, std::sync::atomic::Ordering::Relaxed);
+            if refused > before {
+                down.insert(
+                    "decision_log".to_string(),
+                    format!(
+                        "{} requests refused: queue and spool full",
+                        refused - before
+                    ),
+                );
             }
         }
         down

@@ -259,6 +259,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         readiness: readiness.clone(),
         sso: sso.clone(),
         decision_log: decision_log.clone(),
+        last_refused: Default::default(),
     };
     let gateway = Gateway {
         mfa,

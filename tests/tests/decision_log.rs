@@ -52,6 +52,19 @@ fn wait_metric_until(gw: &Gateway, series: &str, want: &str, ok: impl Fn(f64) ->
     }
 }
 
+/// Waits until `/readyz` answers `status` with `needle` in its body.
+fn wait_ready(gw: &Gateway, status: u16, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = raw_request(gw.ports.admin, "GET /readyz HTTP/1.1", &[]).expect("readyz");
+        if r.0 == status && r.2.contains(needle) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "/readyz: {r:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn stop(mut gw: Gateway) {
     gw.proc.signal("TERM");
     assert!(
@@ -283,6 +296,8 @@ fn a_full_spool_under_block_fails_closed_with_503_and_recovers() {
         gw.metric("portcullis_decision_log_dropped_total{sink=\"http\"}"),
         Some(0.0)
     );
+    // Readiness says so while it lasts (README "Health").
+    wait_ready(&gw, 503, "decision_log");
     col.resume();
     col.wait_for(
         "the served requests' records",
@@ -297,6 +312,7 @@ fn a_full_spool_under_block_fails_closed_with_503_and_recovers() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    wait_ready(&gw, 200, "\"ready\"");
     col.wait_for("the last record", Duration::from_secs(10), |r| {
         r.len() == served + 1
     });

@@ -216,3 +216,32 @@ fn a_listener_that_cannot_bind_stops_the_process_with_its_key() {
     );
     drop(taken);
 }
+
+/// `/readyz` names an identity provider whose discovery fails (README "Health"): protected
+/// routes could not sign anyone in.
+#[test]
+fn readiness_names_an_identity_provider_that_cannot_be_discovered() {
+    let up = Whoami::start("u");
+    let dead = free_port();
+    let gw = Gateway::start(&format!(
+        "{SERVER}session:\n  keys: [\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\"]\nidentity_providers:\n  - {{ id: corp, type: oidc, issuer: \"http://127.0.0.1:{dead}\", client_id: c, client_secret: s }}\n{}",
+        routes(&up, "").trim_start_matches(SERVER)
+    ));
+    let mut last = None;
+    wait_until(
+        "/readyz names the provider",
+        Duration::from_secs(15),
+        || {
+            let r = raw_request(gw.ports.admin, "GET /readyz HTTP/1.1", &[]).unwrap();
+            let hit = r.0 == 503 && r.2.contains("identity_provider:corp");
+            last = Some(r);
+            hit
+        },
+    );
+    // A public route keeps serving meanwhile.
+    assert_eq!(
+        raw_request(gw.ports.http, "GET / HTTP/1.1", &[]).unwrap().0,
+        200,
+        "{last:?}"
+    );
+}

@@ -78,12 +78,11 @@ impl DecisionLog {
         Ok(Some(Reservation(permits)))
     }
 
-    /// Whether every sink's queue has room now (readiness; reserves and counts nothing).
-    pub fn has_room(&self) -> Result<(), Full> {
-        match self.queues.iter().find(|(_, tx)| tx.capacity() == 0) {
-            Some((name, _)) if self.when_full == WhenFull::Block => Err(Full(name.clone())),
-            _ => Ok(()),
-        }
+    /// Requests refused so far because the log could not take their record (readiness compares
+    /// it between probe rounds: a queue with one free slot between requests is still full in
+    /// effect while its worker waits on a full spool).
+    pub fn refused_total(&self) -> u64 {
+        metrics::get().refused.get()
     }
 
     /// Hands a record to every sink without waiting.
