@@ -209,7 +209,7 @@ fn a_listener_that_cannot_bind_stops_the_process_with_its_key() {
     let status = status.unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(!status.success(), "{err}");
+    assert_eq!(status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!("server.http.listen 127.0.0.1:{port}")),
         "{err}"
