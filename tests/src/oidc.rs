@@ -340,6 +340,16 @@ impl Browser {
             .expect("logout request")
     }
 
+    /// Posts `code` in the first form of `page` (an MFA code form, hidden fields included) and
+    /// follows redirects.
+    pub async fn post_code(&self, page_url: &str, page: &str, code: &str) -> Walk {
+        let form = Form::parse(page_url, page);
+        let mut fields = form.fields.clone();
+        fields.push(("code".into(), code.into()));
+        self.walk_from(self.client.post(&form.action).form(&fields), |_| false)
+            .await
+    }
+
     /// GETs the page at `url` and returns its first form.
     pub async fn form_at(&self, url: &str) -> Form {
         let page = self

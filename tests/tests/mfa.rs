@@ -48,14 +48,6 @@ routes:
     )
 }
 
-async fn post_code(b: &Browser, page_url: &str, page: &str, code: &str) -> Walk {
-    let form = Form::parse(page_url, page);
-    let mut fields = form.fields.clone();
-    fields.push(("code".into(), code.into()));
-    b.walk_from(b.client.post(&form.action).form(&fields), |_| false)
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let ports = Ports::fresh();
@@ -132,7 +124,7 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let page = r.text().await.unwrap();
 
     // A wrong code is refused with the form shown again.
-    let w = post_code(&b, &page_url, &page, "000000").await;
+    let w = b.post_code(&page_url, &page, "000000").await;
     assert_eq!(w.last().status, 401, "{w:#?}");
     assert!(w.body.contains("not right"), "{}", w.body);
 
@@ -162,7 +154,7 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     fresh_step(8).await;
     let t0 = now();
     let code = totp(&secret, t0);
-    let w = post_code(&b, &page_url, &page, &code).await;
+    let w = b.post_code(&page_url, &page, &code).await;
     // Enrolled: recovery codes are shown once, with a link back to the page.
     assert_eq!(w.hops[0].status, 200, "{w:#?}");
     assert!(
@@ -213,7 +205,7 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let verify_page = w.body.clone();
 
     // The enrolment code is single use: replaying it is refused (and counted).
-    let w = post_code(&b, &mfa_url, &verify_page, &code).await;
+    let w = b.post_code(&mfa_url, &verify_page, &code).await;
     assert_eq!(w.last().status, 401, "{w:#?}");
     assert!(w.body.contains("already used"), "{}", w.body);
 
@@ -239,12 +231,12 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let code2_step = now() / 30;
     let code2 = totp(&secret, now());
     assert_ne!(code2, code);
-    let w2 = post_code(&b, &w.last().url, &w.body, &code2).await;
+    let w2 = b.post_code(&w.last().url, &w.body, &code2).await;
     assert_eq!(w2.last().url, admin, "{w2:#?}");
     assert_eq!(w2.last().status, 200);
     // Replay of that code is refused.
     let w3 = b.walk(&mfa_url).await;
-    let w3 = post_code(&b, &mfa_url, &w3.body, &code2).await;
+    let w3 = b.post_code(&mfa_url, &w3.body, &code2).await;
     assert_eq!(w3.last().status, 401);
 
     // A recovery code opens a route that accepts it, once.
@@ -283,12 +275,12 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let mut last_form = String::new();
     for _ in 0..2 {
         let w = b.walk(&mfa_url).await;
-        let w = post_code(&b, &mfa_url, &w.body, "999999").await;
+        let w = b.post_code(&mfa_url, &w.body, "999999").await;
         assert_eq!(w.last().status, 401, "{w:#?}");
         last_form = w.body.clone();
     }
     let w = b.walk(&mfa_url).await;
-    let w = post_code(&b, &mfa_url, &w.body, "999999").await;
+    let w = b.post_code(&mfa_url, &w.body, "999999").await;
     assert_eq!(w.last().status, 429, "locked after the limit: {w:#?}");
     // Even the right code is refused while locked.
     let w = b.walk(&mfa_url).await;
@@ -297,7 +289,9 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     while now() / 30 == code2_step {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let w = post_code(&b, &mfa_url, &last_form, &totp(&secret, now())).await;
+    let w = b
+        .post_code(&mfa_url, &last_form, &totp(&secret, now()))
+        .await;
     assert_eq!(
         w.last().status,
         429,

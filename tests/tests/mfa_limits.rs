@@ -48,15 +48,6 @@ routes:
     )
 }
 
-/// Posts `code` in the first form of `page` (the TOTP form) and follows redirects.
-async fn post_code(b: &Browser, page_url: &str, page: &str, code: &str) -> Walk {
-    let form = Form::parse(page_url, page);
-    let mut fields = form.fields.clone();
-    fields.push(("code".into(), code.into()));
-    b.walk_from(b.client.post(&form.action).form(&fields), |_| false)
-        .await
-}
-
 /// A well-formed code that no step near now accepts for `secret`.
 fn wrong_code(secret: &[u8]) -> String {
     let t = now();
@@ -107,7 +98,9 @@ async fn burst_of_wrong_codes_is_evaluated_at_most_per_user_times(sessions: &str
     let w = b.walk(&admin).await;
     let secret = base32_decode(field(&w.body, "totp-secret"));
     fresh_step(5).await;
-    let w = post_code(&b, &w.last().url, &w.body, &totp(&secret, now())).await;
+    let w = b
+        .post_code(&w.last().url, &w.body, &totp(&secret, now()))
+        .await;
     assert_eq!(w.last().url, admin, "enrolled: {w:#?}");
 
     // A second session of alice's (the attacker holds her password, not her phone) is asked
@@ -168,7 +161,7 @@ async fn burst_of_wrong_codes_is_evaluated_at_most_per_user_times(sessions: &str
 
     // Locked: the right code is refused, and the route still asks for a second factor.
     fresh_step(5).await;
-    let w = post_code(&m, &page_url, &page, &totp(&secret, now())).await;
+    let w = m.post_code(&page_url, &page, &totp(&secret, now())).await;
     assert_eq!(
         w.last().status,
         429,
