@@ -89,7 +89,8 @@ pub async fn serve(
             };
             match idp {
                 Some(p) => Ok(Reply::redirect(
-                    sso.start_login(&p, rd, &req.origin, req.tls).await?,
+                    sso.start_login(&p, rd, &req.origin, req.tls, &req.client_ip.to_string())
+                        .await?,
                 )),
                 None => Ok(chooser(sso, &rd)),
             }
@@ -101,10 +102,8 @@ pub async fn serve(
             let ip = req.client_ip.to_string();
             match sso.callback(path, &query, &headers, req.tls, &ip).await {
                 Ok(r) => Ok(Reply::redirect(r)),
-                Err((err, clear)) => {
-                    tracing::warn!(target: "audit", error = %err, "login callback refused");
-                    Err(GatewayError::Auth { err, clear })
-                }
+                // The refusal was recorded (`auth.login_failed`) where it was decided.
+                Err((err, clear)) => Err(GatewayError::Auth { err, clear }),
             }
         }
         ("/.portcullis/logout", "GET") => {
@@ -139,7 +138,8 @@ pub async fn serve(
         }
         ("/.portcullis/backchannel-logout", "POST") => {
             let form = body(session).await?;
-            sso.backchannel_logout(&form).await?;
+            sso.backchannel_logout(&form, &req.client_ip.to_string())
+                .await?;
             Ok(Reply::json(200, "{}".to_string()))
         }
         _ => Err(GatewayError::NoRoute),

@@ -20,9 +20,21 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub struct Readiness {
     down: Mutex<Option<BTreeMap<String, String>>>,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Readiness {
+    /// Marks the process as shutting down: not ready from now until exit.
+    pub fn set_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether SIGTERM was received.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// `Ok(())` when ready, else the dependencies that are down (empty: not probed yet).
     pub fn status(&self) -> Result<(), BTreeMap<String, String>> {
         let guard = self.down.lock().unwrap_or_else(|e| e.into_inner());

@@ -6,22 +6,27 @@
 //! another provider is treated as not signed in for this route (browsers are sent to sign in
 //! with the pinned provider, API clients get 401), never as that provider's user.
 
+use crate::audit::AuditEvent;
 use crate::config::model::Route;
-use crate::errors::GatewayError;
 use portcullis_policy::input::Identity;
 
 /// Refuses `identity` on `route` when the route is pinned to another provider (security-
-/// relevant). An identity without a provider (it cannot come from a session: the gateway
-/// always sets it) is refused on a pinned route too: fail closed.
-pub fn check(route: &Route, identity: Option<&Identity>) -> Result<(), GatewayError> {
+/// relevant); the error is the audit event to record, and the caller answers as for a request
+/// that is not signed in. An identity without a provider (it cannot come from a session: the
+/// gateway always sets it) is refused on a pinned route too: fail closed.
+pub fn check(route: &Route, identity: Option<&Identity>) -> Result<(), Box<AuditEvent>> {
     let (Some(pin), Some(id)) = (route.identity_provider.as_deref(), identity) else {
         return Ok(());
     };
     if id.provider.as_deref() == Some(pin) {
         return Ok(());
     }
-    tracing::warn!(target: "audit", route = %route.id, user = %id.user, provider = id.provider.as_deref().unwrap_or("-"), pinned = pin, "session from another identity provider on a pinned route: refused");
-    Err(GatewayError::Unauthenticated)
+    Err(Box::new(AuditEvent::ProviderMismatch {
+        route: route.id.clone(),
+        user: id.user.clone(),
+        provider: id.provider.clone().unwrap_or_else(|| "-".into()),
+        pinned: pin.to_string(),
+    }))
 }
 
 #[cfg(test)]
@@ -56,10 +61,10 @@ routes:
             "anonymous: the policy asks to sign in"
         );
         for other in [Some("partner"), None] {
-            assert!(matches!(
-                check(route, Some(&id(other))),
-                Err(GatewayError::Unauthenticated)
-            ));
+            let refused = check(route, Some(&id(other))).expect_err("another provider");
+            assert!(
+                matches!(&*refused, AuditEvent::ProviderMismatch { pinned, .. } if pinned == "corp")
+            );
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct Gateway {
     pub decision_log: Option<Arc<DecisionLog>>,
     /// Second factors and step-up, when `mfa:` is configured.
     pub mfa: Option<Arc<crate::mfa::flow::Service>>,
+    /// Where denials on privileged routes are recorded.
+    pub audit: crate::audit::Audit,
 }
 
 /// Per-request state.

@@ -1,7 +1,7 @@
 //! Assembles the pingora server from a validated config: the proxy service with its HTTPS and
 //! plain listeners, the admin service, and the reloader.
 
-use crate::admin::AdminApp;
+use crate::admin::{AdminApp, AdminListener};
 use crate::config::model::ClientAuth;
 use crate::config::{self, env::ProcessEnv, reload::Reloader, ConfigErrors};
 use crate::logging;
@@ -9,12 +9,10 @@ use crate::proxy::Gateway;
 use crate::routes::{Runtime, SharedRuntime};
 use crate::tls::{self, CertSet, ClientCaIndex, ClientCertCallback, SniResolver};
 use arc_swap::ArcSwap;
-use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
-use pingora::services::listening::Service;
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -214,9 +212,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let admin = cfg.server.admin_listen;
     let watch_interval = cfg.server.watch_interval;
     let routes = cfg.routes.len();
-    let audit_service = match &cfg.audit {
-        Some(a) => Some(crate::audit::start(a, &cfg.store).map_err(StartError::Audit)?),
-        None => None,
+    let (audit, audit_service) = match &cfg.audit {
+        Some(a) => {
+            let (audit, svc) = crate::audit::start(a, &cfg.store).map_err(StartError::Audit)?;
+            (audit, Some(svc))
+        }
+        None => (crate::audit::Audit::disabled(), None),
     };
     let (decision_log, sink_services) = match &cfg.decision_log {
         Some(d) => {
@@ -230,14 +231,16 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         .config
         .as_deref()
         .unwrap_or("<embedded config.example.yaml>");
-    tracing::info!(config = %source, config_sha256 = %runtime.load().config_hash, routes, "config loaded");
-    crate::audit::emit(
-        "config.loaded",
-        Some("system"),
-        serde_json::json!({"source": source, "config_sha256": runtime.load().config_hash, "routes": routes, "at": "start"}),
-    );
+    audit.record(crate::audit::AuditEvent::ConfigLoaded {
+        source: source.to_string(),
+        sha256: runtime.load().config_hash.clone(),
+        routes,
+        at: "start",
+    });
 
-    let sso = Arc::new(crate::sso::Sso::new(&runtime.load().config).map_err(StartError::Sso)?);
+    let sso = Arc::new(
+        crate::sso::Sso::new(&runtime.load().config, audit.clone()).map_err(StartError::Sso)?,
+    );
     if sso.enabled() {
         let providers = sso.providers();
         let ids: Vec<&str> = providers.iter().map(|p| p.cfg.id.as_str()).collect();
@@ -249,6 +252,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 m.clone(),
                 runtime.load().config.store.clone(),
                 &runtime.load().config.session.store,
+                audit.clone(),
             )
             .map_err(StartError::Mfa)?,
         )),
@@ -267,6 +271,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         runtime: runtime.clone(),
         https_port: https.map(|(a, _)| a.port()),
         decision_log,
+        audit: audit.clone(),
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
@@ -283,17 +288,17 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         proxy.add_tcp(&addr.to_string());
         tracing::info!(listen = %addr, "plain HTTP listener");
     }
-    let mut admin_svc = Service::new(
-        "admin".to_string(),
-        HttpServer::new_app(AdminApp {
+    let admin_svc = AdminListener {
+        addr: admin,
+        app: Arc::new(AdminApp {
             runtime: runtime.clone(),
             readiness,
+            audit: audit.clone(),
         }),
-    );
-    admin_svc.add_tcp(&admin.to_string());
+    };
     tracing::info!(listen = %admin, "admin listener (/metrics /healthz /readyz)");
     server.add_service(proxy);
-    server.add_service(admin_svc);
+    server.add_service(background_service("admin listener", admin_svc));
     for (name, svc) in sink_services {
         server.add_service(background_service(&name, svc));
     }
@@ -311,6 +316,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 watch_interval,
                 sso: Some(sso.clone()),
                 last_rejected: Default::default(),
+                audit,
             };
             server.add_service(background_service("config reload", reloader));
         }

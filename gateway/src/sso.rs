@@ -8,6 +8,7 @@
 //! form and back-channel logout). This file holds the shared state and types.
 
 use crate::assertion::Assertions;
+use crate::audit::AuditEvent;
 use crate::config::auth_model::{SessionConfig, StoreKind};
 use crate::config::model::{Config, Route};
 use crate::idp::http::HttpClient;
@@ -90,6 +91,8 @@ pub struct Sso {
     pub assertions: Assertions,
     /// One refresh at a time per session id; holds the new id when a refresh moved it.
     refresh_gates: std::sync::Mutex<std::collections::HashMap<String, RefreshGate>>,
+    /// Where logins, logouts and session endings are recorded.
+    audit: crate::audit::Audit,
 }
 
 fn now() -> i64 {
@@ -107,7 +110,7 @@ pub fn same(a: &str, b: &str) -> bool {
 
 impl Sso {
     /// Builds the state from the validated config.
-    pub fn new(cfg: &Config) -> Result<Self, String> {
+    pub fn new(cfg: &Config, audit: crate::audit::Audit) -> Result<Self, String> {
         let codec = CookieCodec::new(&cfg.session.keys).ok_or("invalid session keys")?;
         let store: Arc<dyn SessionStore> = match &cfg.session.store {
             StoreKind::Memory => Arc::new(MemoryStore::default()),
@@ -130,6 +133,7 @@ impl Sso {
             http,
             assertions,
             refresh_gates: std::sync::Mutex::default(),
+            audit,
         })
     }
 

@@ -352,6 +352,9 @@ routes:
     assert_eq!(login[0]["actor"], "alice");
     assert_eq!(login[0]["data"]["idp"], "corp");
     assert_eq!(of("auth.logout")[0]["actor"], "alice");
+    let ended = of("session.ended");
+    assert_eq!(ended.len(), 1, "the logout ended one session");
+    assert_eq!(ended[0]["data"]["reason"], "logout");
     let failed = of("auth.login_failed");
     assert_eq!(failed.len(), 1);
     assert!(failed[0]["data"]["reason"]

@@ -31,7 +31,7 @@ fn upstream_hits(gw: &Gateway) -> f64 {
 }
 
 fn refusals(gw: &Gateway) -> usize {
-    gw.proc.logs().matches("login callback refused").count()
+    gw.proc.logs().matches("audit auth.login_failed").count()
 }
 
 async fn attempt(gw: &Gateway) -> Walk {
@@ -781,13 +781,13 @@ async fn provider_claims_cannot_forge_log_lines() {
         eventually(std::time::Duration::from_secs(3), || gw
             .proc
             .logs()
-            .contains("login succeeded"))
+            .contains("audit auth.login "))
         .await
     );
     let logs = gw.proc.logs();
     assert!(
         logs.lines()
-            .all(|l| !l.contains("FORGED-LINE") || l.contains("login succeeded")),
+            .all(|l| !l.contains("FORGED-LINE") || l.contains("audit auth.login ")),
         "a claim started a log line of its own:\n{logs}"
     );
     assert!(

@@ -131,6 +131,14 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     gw.proc.signal("TERM");
+    // While the in-flight request drains, the admin listener still answers and says so: a
+    // probe sees 503 "draining", not a refused connection (README "Health").
+    let mut ready: RawResponse = Default::default();
+    wait_until("/readyz says draining", Duration::from_secs(5), || {
+        ready = raw_request(gw.ports.admin, "GET /readyz HTTP/1.1", &[]).unwrap_or_default();
+        ready.0 == 503
+    });
+    assert!(ready.2.contains("\"status\":\"draining\""), "{}", ready.2);
     let resp = slow.join().unwrap().expect("in-flight request completes");
     assert_eq!(
         resp.0, 200,

@@ -287,9 +287,7 @@ async fn backchannel_logout_from_the_provider_revokes_the_session() {
         r.status()
     );
     let gone = eventually(Duration::from_secs(10), || {
-        s.gw.proc
-            .logs()
-            .contains("back-channel logout: sessions revoked")
+        s.gw.proc.logs().contains("audit session.revoked")
     })
     .await;
     assert!(

@@ -2,18 +2,20 @@
 //! the shared store ([`store`]), with Ed25519-signed checkpoints at `audit.checkpoint_interval`
 //! and `portcullis audit verify|export` ([`verify`]).
 //!
-//! Anything in the gateway records an event with [`emit`]; it never blocks and never drops:
-//! events go to a queue drained by the [`AuditService`] background service, which appends them
-//! in order (retrying while the store is unreachable) and signs checkpoints. The queue has no
+//! Anything in the gateway records a typed [`AuditEvent`] through the [`Audit`] handle it was
+//! given at construction; recording never blocks and never drops: events go to a queue drained
+//! by the [`AuditService`] background service, which appends them in order (retrying while the
+//! store is unreachable) and signs checkpoints. The queue has no
 //! fixed bound because a security event (an MFA failure, a lockout, a login) must never be lost
 //! to make room (finding M7); what keeps it small is that the events an anonymous client can
-//! cause in bulk go through [`emit_repeatable`] ([`repeats`]): the first of each
+//! cause in bulk carry a repeat key ([`AuditEvent::repeat_key`], [`repeats`]): the first of each
 //! `(kind, route or provider, client IP)` per window is recorded, repeats are counted into one
 //! summary per window. `portcullis_audit_queue_depth` shows a store that falls behind.
 
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod event;
 pub mod repeats;
 pub mod store;
 pub mod verify;
@@ -22,7 +24,8 @@ use chain::{Event, PublicKey};
 use config::AuditConfig;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::SigningKey;
-use once_cell::sync::{Lazy, OnceCell};
+pub use event::AuditEvent;
+use once_cell::sync::Lazy;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
@@ -33,7 +36,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 /// How long repeats of an anonymous-triggerable event are counted before one summary records
-/// them ([`emit_repeatable`]).
+/// them ([`AuditEvent::repeat_key`]).
 pub const REPEAT_WINDOW: Duration = Duration::from_secs(10);
 
 /// The signing key could not be loaded or created.
@@ -146,50 +149,82 @@ static METRICS: Lazy<AuditMetrics> = Lazy::new(|| {
     m.expect("audit metric definitions are static and valid")
 });
 
-static SENDER: OnceCell<mpsc::UnboundedSender<(Event, String)>> = OnceCell::new();
-static PUBLISHED: OnceCell<Vec<PublicKey>> = OnceCell::new();
-static REPEATS: Lazy<repeats::Repeats> = Lazy::new(repeats::Repeats::default);
-
-/// Records an event without waiting. A no-op when `audit:` is not configured. Never drops the
-/// event: use [`emit_repeatable`] for anything an anonymous client can trigger in bulk.
-pub fn emit(kind: &str, actor: Option<&str>, data: serde_json::Value) {
-    let Some(tx) = SENDER.get() else { return };
-    let time = crate::decisionlog::record::rfc3339(SystemTime::now());
-    let ev = Event {
-        kind: kind.into(),
-        actor: actor.map(str::to_string),
-        data,
-    };
-    if tx.send((ev, time)).is_err() {
-        // Only after the service has stopped (process exit).
-        METRICS.dropped.inc();
-        tracing::error!(kind, "audit service stopped: event lost");
-    } else {
-        METRICS.depth.inc();
-    }
+/// The audit handle, passed explicitly (like the decision log) to everything that records
+/// events. Cheap to clone. A disabled handle (no `audit:` configured) still writes each event's
+/// log line, so operators see the same events with or without the chain.
+#[derive(Clone, Default)]
+pub struct Audit {
+    queue: Option<Arc<Queue>>,
 }
 
-/// Records an event an anonymous client can cause in bulk (`policy.denied`,
-/// `auth.login_failed`): the first of its `(kind, scope, client_ip)` in a window in full, the
-/// repeats as one counted summary when the window closes ([`repeats`]).
-pub fn emit_repeatable(
-    kind: &str,
-    scope: &str,
-    client_ip: &str,
-    actor: Option<&str>,
-    data: serde_json::Value,
-) {
-    if !enabled() {
-        return;
+/// The enabled side: the queue drained by the [`AuditService`] and the repeat counters.
+struct Queue {
+    tx: mpsc::UnboundedSender<(Event, String)>,
+    repeats: Arc<repeats::Repeats>,
+    published: Vec<PublicKey>,
+}
+
+impl Audit {
+    /// A handle that only logs (no `audit:` configured).
+    pub fn disabled() -> Self {
+        Self::default()
     }
-    if REPEATS.admit(kind, scope, client_ip) == repeats::Admit::Record {
-        emit(kind, actor, data);
+
+    /// Records an event without waiting: its log line now and, when auditing is on, its chain
+    /// record. Never drops it: events an anonymous client can cause in bulk
+    /// ([`AuditEvent::repeat_key`]) have their repeats in a window counted into one summary
+    /// ([`repeats`]), everything else is recorded one by one.
+    pub fn record(&self, event: AuditEvent) {
+        event.trace();
+        let Some(q) = &self.queue else { return };
+        if let Some((scope, client_ip)) = event.repeat_key() {
+            if q.repeats.admit(&event.kind(), scope, client_ip) == repeats::Admit::Counted {
+                return;
+            }
+        }
+        let time = crate::decisionlog::record::rfc3339(SystemTime::now());
+        if q.tx.send((event.to_event(), time)).is_err() {
+            // Only after the service has stopped (process exit).
+            METRICS.dropped.inc();
+            tracing::error!(kind = %event.kind(), "audit service stopped: event lost");
+        } else {
+            METRICS.depth.inc();
+        }
+    }
+
+    /// Whether events go into the chain.
+    pub fn enabled(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// The published verification keys as JSON (served on the admin listener at `/audit/keys`).
+    pub fn published_keys_json(&self) -> String {
+        let keys = self.queue.as_ref().map(|q| q.published.clone());
+        serde_json::json!({"keys": keys.unwrap_or_default()}).to_string()
+    }
+
+    /// A handle whose chain records land in the returned receiver, for tests of the modules
+    /// that record events.
+    #[cfg(test)]
+    pub fn capture() -> (Self, mpsc::UnboundedReceiver<(Event, String)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = Queue {
+            tx,
+            repeats: Arc::default(),
+            published: Vec::new(),
+        };
+        (
+            Self {
+                queue: Some(Arc::new(queue)),
+            },
+            rx,
+        )
     }
 }
 
 /// The summary event of one key's repeats.
 fn summary_event(s: repeats::Summary) -> Event {
-    let scope_field = if s.kind == "policy.denied" {
+    let scope_field = if s.kind.starts_with("policy.") {
         "route"
     } else {
         "idp"
@@ -205,37 +240,28 @@ fn summary_event(s: repeats::Summary) -> Event {
 }
 
 /// Stores the summaries of the window that just closed.
-async fn flush_repeats(store: &dyn store::AuditStore) {
+async fn flush_repeats(store: &dyn store::AuditStore, repeats: &repeats::Repeats) {
     let time = crate::decisionlog::record::rfc3339(SystemTime::now());
-    for s in REPEATS.drain() {
+    for s in repeats.drain() {
         append(store, &summary_event(s), &time).await;
     }
-}
-
-/// Whether audit events are being recorded.
-pub fn enabled() -> bool {
-    SENDER.get().is_some()
-}
-
-/// The published verification keys as JSON (served on the admin listener at `/audit/keys`).
-pub fn published_keys_json() -> String {
-    serde_json::json!({"keys": PUBLISHED.get().cloned().unwrap_or_default()}).to_string()
 }
 
 /// The background service that stores events and signs checkpoints.
 pub struct AuditService {
     rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(Event, String)>>>,
+    repeats: Arc<repeats::Repeats>,
     store_url: crate::store::StoreUrl,
     key: SigningKey,
     interval: Duration,
 }
 
 /// Sets up auditing for this process: loads (or creates) the key, checks that the store opens,
-/// and installs the queue behind [`emit`]. Call once, before any event.
+/// and returns the handle that records events and the service that stores them.
 pub fn start(
     cfg: &AuditConfig,
     store_url: &crate::store::StoreUrl,
-) -> Result<AuditService, String> {
+) -> Result<(Audit, AuditService), String> {
     let key = load_or_generate_key(&cfg.signing_key_file).map_err(|e| e.to_string())?;
     // Fail at start, not at the first event, when the store cannot be opened.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -252,19 +278,25 @@ pub fn start(
         })
         .map_err(|e| format!("{e} ({})", store_url.redacted()))?;
     drop(rt);
-    let _ = PUBLISHED.set(keys);
     Lazy::force(&METRICS);
     let (tx, rx) = mpsc::unbounded_channel();
-    SENDER
-        .set(tx)
-        .map_err(|_| "audit already started".to_string())?;
+    let repeats = Arc::new(repeats::Repeats::default());
+    let audit = Audit {
+        queue: Some(Arc::new(Queue {
+            tx,
+            repeats: repeats.clone(),
+            published: keys,
+        })),
+    };
     tracing::info!(store = %store_url.redacted(), key_id = %pk.key_id, interval = ?cfg.checkpoint_interval, "audit log enabled");
-    Ok(AuditService {
+    let service = AuditService {
         rx: std::sync::Mutex::new(Some(rx)),
+        repeats,
         store_url: store_url.clone(),
         key,
         interval: cfg.checkpoint_interval,
-    })
+    };
+    Ok((audit, service))
 }
 
 /// Appends with retries until the store takes it (events are never skipped, order is kept).
@@ -337,7 +369,7 @@ impl BackgroundService for AuditService {
                     }
                     None => return,
                 },
-                _ = window.tick() => flush_repeats(store.as_ref()).await,
+                _ = window.tick() => flush_repeats(store.as_ref(), &self.repeats).await,
                 _ = tick.tick() => {
                     if let Err(e) = checkpoint(store.as_ref(), &self.key).await {
                         METRICS.store_errors.inc();
@@ -349,7 +381,7 @@ impl BackgroundService for AuditService {
                         METRICS.depth.dec();
                         append(store.as_ref(), &ev, &time).await;
                     }
-                    flush_repeats(store.as_ref()).await;
+                    flush_repeats(store.as_ref(), &self.repeats).await;
                     if let Err(e) = checkpoint(store.as_ref(), &self.key).await {
                         tracing::error!(error = %e, "cannot write the final audit checkpoint");
                     }

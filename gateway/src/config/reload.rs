@@ -3,6 +3,7 @@
 //! counts `portcullis_config_reloads_total{result="error"}`.
 
 use super::env::ProcessEnv;
+use crate::audit::AuditEvent;
 use crate::metrics;
 use crate::routes::{Runtime, SharedRuntime};
 use crate::tls::{CertSet, SniResolver};
@@ -27,6 +28,8 @@ pub struct Reloader {
     /// SHA-256 of the last content that was rejected: the watcher does not reject (and audit)
     /// the same bad file again on every tick; SIGHUP still retries it.
     pub last_rejected: std::sync::Mutex<Option<String>>,
+    /// Where `config.loaded` and `config.rejected` are recorded.
+    pub audit: crate::audit::Audit,
 }
 
 /// Outcome of one reload attempt.
@@ -80,11 +83,12 @@ impl Reloader {
                 self.runtime.store(Arc::new(Runtime::new(config, &text)));
                 metrics::get().reloads.with_label_values(&["success"]).inc();
                 tracing::info!(path = %self.path, config_sha256 = %next_hash, routes, "config reloaded");
-                crate::audit::emit(
-                    "config.loaded",
-                    Some("system"),
-                    serde_json::json!({"source": self.path, "config_sha256": next_hash, "routes": routes, "at": "reload"}),
-                );
+                self.audit.record(AuditEvent::ConfigLoaded {
+                    source: self.path.clone(),
+                    sha256: next_hash,
+                    routes,
+                    at: "reload",
+                });
                 Outcome::Applied
             }
             Err(errors) => {
@@ -93,14 +97,15 @@ impl Reloader {
                     tracing::error!(path = %e.path, line = e.line, problem = %e.message, "config reload rejected");
                 }
                 tracing::error!(config_sha256 = %next_hash, "config reload rejected; keeping the running config:\n{errors}");
-                crate::audit::emit(
-                    "config.rejected",
-                    Some("system"),
-                    serde_json::json!({
-                        "source": self.path, "config_sha256": next_hash,
-                        "problems": errors.errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect::<Vec<_>>(),
-                    }),
-                );
+                self.audit.record(AuditEvent::ConfigRejected {
+                    source: self.path.clone(),
+                    sha256: next_hash.clone(),
+                    problems: errors
+                        .errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.path, e.message))
+                        .collect(),
+                });
                 if let Ok(mut r) = self.last_rejected.lock() {
                     *r = Some(next_hash);
                 }

@@ -39,6 +39,8 @@ pub struct Service {
     /// Email and SMS code channels that are configured.
     channels: Vec<otp::Channel>,
     codes: otp::Codes,
+    /// Where MFA events are recorded.
+    audit: crate::audit::Audit,
 }
 
 /// One request to an MFA endpoint, as the proxy hands it over.
@@ -157,15 +159,6 @@ pub(super) fn owner(a: &Authenticated) -> String {
     super::user_key(&a.record.idp, &a.record.sub)
 }
 
-/// Refuses a form or ceremony without the session's CSRF token (audited).
-fn check_csrf(a: &Authenticated, csrf: &str) -> Result<(), GatewayError> {
-    if same(csrf, &a.record.csrf) {
-        return Ok(());
-    }
-    tracing::warn!(target: "audit", user = %a.record.identity.user, "mfa request without a valid CSRF token");
-    Err(AuthError::Csrf.into())
-}
-
 fn enrol_cookie(tls: bool) -> &'static str {
     crate::session::cookies::GatewayCookie::MfaEnrol.name(tls)
 }
@@ -195,6 +188,7 @@ impl Service {
         cfg: MfaConfig,
         store_url: StoreUrl,
         sessions: &crate::config::auth_model::StoreKind,
+        audit: crate::audit::Audit,
     ) -> Result<Self, String> {
         let limiter = codes::limiter(&cfg, sessions)?;
         let channels = codes::channels(&cfg)?;
@@ -213,6 +207,7 @@ impl Service {
             rp,
             limiter,
             channels,
+            audit,
         })
     }
 
@@ -223,6 +218,7 @@ impl Service {
         cfg: MfaConfig,
         store_url: StoreUrl,
         sessions: &crate::config::auth_model::StoreKind,
+        audit: crate::audit::Audit,
     ) -> Result<Self, String> {
         super::seal::Sealer::new(&cfg.encryption_key).map_err(|e| e.to_string())?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -244,7 +240,7 @@ impl Service {
             ));
         }
         tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
-        let svc = Self::new(cfg, store_url, sessions)?;
+        let svc = Self::new(cfg, store_url, sessions, audit)?;
         if svc
             .rp
             .as_ref()
@@ -253,6 +249,23 @@ impl Service {
             tracing::warn!("mfa.webauthn.user_verification: discouraged — a touch of the key is enough, no PIN or biometric is checked");
         }
         Ok(svc)
+    }
+
+    /// Refuses a form or ceremony without the session's CSRF token (audited).
+    fn check_csrf(&self, a: &Authenticated, csrf: &str) -> Result<(), GatewayError> {
+        if same(csrf, &a.record.csrf) {
+            return Ok(());
+        }
+        self.refused(a, "no valid CSRF token");
+        Err(AuthError::Csrf.into())
+    }
+
+    /// Audits a request refused before any code was checked.
+    fn refused(&self, a: &Authenticated, reason: &str) {
+        self.audit.record(crate::audit::AuditEvent::MfaRefused {
+            user: owner(a),
+            reason: reason.to_string(),
+        });
     }
 
     async fn mfa(&self) -> Result<&Mfa, GatewayError> {
@@ -312,7 +325,7 @@ impl Service {
             }
             (REMEMBERED_ENDPOINT, "POST") => {
                 let form = req.form();
-                check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
+                self.check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
                 let ret = form.get("return").map_or("/", String::as_str);
                 let methods = accepted(&form);
                 match self
@@ -332,7 +345,7 @@ impl Service {
             (manage::REMOVE, "POST") => self.remove_factor(&a, req).await?,
             (p, "POST") if codes::is_endpoint(p) => {
                 let form = req.form();
-                check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
+                self.check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
                 self.serve_codes(sso, &a, req, &form).await?
             }
             (
@@ -340,7 +353,7 @@ impl Service {
                 "POST",
             ) => {
                 let form = req.form();
-                check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
+                self.check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
                 let ret = form.get("return").map_or("/", String::as_str);
                 let code = form.get("code").map_or("", String::as_str);
                 let remember = form.get("remember").is_some_and(|v| v == "1");
@@ -514,7 +527,7 @@ impl Service {
         };
         // Counted before the code is checked (H5): a refused attempt is never evaluated.
         let Ok(attempt) = self.limiter.begin(user, &ip_s).await else {
-            super::event(factor, "locked_out", user, &ip_s);
+            super::event(&self.audit, factor, "locked_out", user, &ip_s);
             return self.show(sso, a, &Page::new(ret, None), tls, ip).await;
         };
         let mfa = self.mfa().await?;
@@ -541,6 +554,7 @@ impl Service {
             Ok(_) => {
                 attempt.succeeded().await;
                 super::event(
+                    &self.audit,
                     factor,
                     if enrolling { "enrolled" } else { "success" },
                     user,
@@ -558,7 +572,7 @@ impl Service {
                             .issue_recovery_codes(user, self.cfg.recovery_codes, now)
                             .await
                             .map_err(map_err)?;
-                        super::event("recovery", "issued", user, &ip_s);
+                        super::event(&self.audit, "recovery", "issued", user, &ip_s);
                         let items: String = codes
                             .iter()
                             .map(|c| format!("<li><code>{}</code></li>", esc(c)))
@@ -586,9 +600,9 @@ each works once if you lose your device. They are shown only now.</p>\
                 } else {
                     "failure"
                 };
-                super::event(factor, outcome, user, &ip_s);
+                super::event(&self.audit, factor, outcome, user, &ip_s);
                 if attempt.failed().await {
-                    super::event(factor, "lockout", user, &ip_s);
+                    super::event(&self.audit, factor, "lockout", user, &ip_s);
                 }
                 let msg = if matches!(e, MfaError::Replayed) {
                     "That code was already used. Wait for the next one."

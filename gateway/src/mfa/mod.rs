@@ -245,19 +245,18 @@ pub fn user_key(provider: &str, subject: &str) -> String {
 }
 
 /// Counts and audits one MFA event (never with the code).
-pub fn event(factor: &str, outcome: &str, user: &str, client_ip: &str) {
+pub fn event(
+    audit: &crate::audit::Audit,
+    factor: &str,
+    outcome: &str,
+    user: &str,
+    client_ip: &str,
+) {
     crate::metrics::mfa_event(factor, outcome);
-    crate::audit::emit(
-        &format!("mfa.{outcome}"),
-        Some(user),
-        serde_json::json!({"factor": factor, "client_ip": client_ip}),
-    );
-    if matches!(
-        outcome,
-        "failure" | "replay" | "lockout" | "locked_out" | "clone"
-    ) {
-        tracing::warn!(target: "audit", user, factor, outcome, client_ip, "mfa refused");
-    } else {
-        tracing::info!(target: "audit", user, factor, outcome, client_ip, "mfa");
-    }
+    audit.record(crate::audit::AuditEvent::Mfa {
+        user: user.to_string(),
+        factor: factor.to_string(),
+        outcome: outcome.to_string(),
+        client_ip: client_ip.to_string(),
+    });
 }

@@ -48,7 +48,10 @@ impl Gateway {
         if route.policy.is_public() {
             return Ok(());
         }
-        crate::provider_pin::check(route, ctx.identity.as_ref())?;
+        if let Err(mismatch) = crate::provider_pin::check(route, ctx.identity.as_ref()) {
+            self.audit.record(*mismatch);
+            return Err(GatewayError::Unauthenticated);
+        }
         let canonical = portcullis_policy::routing::canonical_host(judged.host).into_owned();
         let input = policy_input::build(
             &rt.config,
@@ -105,7 +108,11 @@ impl Gateway {
         let rd = self.sso.return_to(Some(pq), &origin);
         let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
         match self.sso.provider_for(route) {
-            Some(p) => match self.sso.start_login(&p, rd, &origin, ctx.tls).await {
+            Some(p) => match self
+                .sso
+                .start_login(&p, rd, &origin, ctx.tls, &ctx.client_ip.to_string())
+                .await
+            {
                 Ok(r) => GatewayError::Login(r),
                 Err(e) => e.into(),
             },

@@ -32,17 +32,14 @@ impl Gateway {
             if let (Some(audit), Some(r)) = (&ctx.rt.config.audit, route_id()) {
                 if audit.privileged_routes.contains(&r) {
                     // Anonymous clients can cause these in bulk: repeats are counted (M7).
-                    let ip = ctx.client_ip.to_string();
-                    crate::audit::emit_repeatable(
-                        "policy.denied",
-                        &r,
-                        &ip,
-                        None,
-                        serde_json::json!({
-                            "route": r, "decision": decision, "method": req.method.as_str(),
-                            "path": path_of(), "client_ip": ctx.client_ip.to_string(), "status": status,
-                        }),
-                    );
+                    self.audit.record(crate::audit::AuditEvent::PolicyDenied {
+                        route: r,
+                        decision: decision.to_string(),
+                        method: req.method.as_str().to_string(),
+                        path: path_of(),
+                        client_ip: ctx.client_ip.to_string(),
+                        status,
+                    });
                 }
             }
         }

@@ -22,13 +22,14 @@ const KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
 fn gateway(yaml: &str) -> Gateway {
     let cfg = config::load_str(yaml, "test.yaml", &NoEnv).expect("valid config");
-    let sso = Arc::new(Sso::new(&cfg).expect("sso"));
+    let sso = Arc::new(Sso::new(&cfg, crate::audit::Audit::disabled()).expect("sso"));
     Gateway {
         runtime: Arc::new(arc_swap::ArcSwap::from_pointee(Runtime::new(cfg, yaml))),
         https_port: Some(8443),
         sso,
         decision_log: None,
         mfa: None,
+        audit: crate::audit::Audit::disabled(),
     }
 }
 
@@ -139,4 +140,34 @@ async fn public_routes_do_not_read_the_session() {
     let (r, _) = run(&gw, &head("/app/x")).await;
     let e = r.expect_err("fails closed");
     assert_eq!(e.status(), 503, "{e:?}");
+}
+
+/// A denial on a privileged route is one typed `policy.denied` event in the chain, with the
+/// facts of the request; repeats from the same address in the window are counted, not
+/// recorded again (M7); a denial on another route records nothing.
+#[tokio::test]
+async fn privileged_denials_reach_the_audit_chain_once_per_window() {
+    let mut gw = gateway(&format!("audit: {{ privileged_routes: [app] }}\n{ROUTES}"));
+    let (audit, mut chain) = crate::audit::Audit::capture();
+    gw.audit = audit;
+    for (path, times) in [("/app/x", 3), ("/pub/y", 1)] {
+        for _ in 0..times {
+            let head = format!("DELETE {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+            let s = session(&head).await;
+            let mut ctx = gw.new_ctx();
+            let _ = gw.pipeline(&mut session(&head).await, &mut ctx).await;
+            gw.record_decision(&s, &mut ctx, "challenge", 401, Default::default());
+        }
+    }
+    let (event, _) = chain.try_recv().expect("one policy.denied record");
+    assert_eq!(event.kind, "policy.denied");
+    assert_eq!(event.actor, None);
+    assert_eq!(event.data["route"], "app");
+    assert_eq!(event.data["method"], "DELETE");
+    assert_eq!(event.data["path"], "/app/x");
+    assert_eq!(event.data["status"], 401);
+    assert!(
+        chain.try_recv().is_err(),
+        "repeats are counted, the public route records nothing"
+    );
 }

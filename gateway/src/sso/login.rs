@@ -31,6 +31,7 @@ impl Sso {
         return_to: String,
         origin: &str,
         tls: bool,
+        client_ip: &str,
     ) -> Result<Redirect, AuthError> {
         let redirect_uri = idp
             .cfg
@@ -39,7 +40,11 @@ impl Sso {
             .unwrap_or_else(|| format!("{origin}{}", callback_path(&idp.cfg.id)));
         let req = idp.authorize(&redirect_uri).await.map_err(|e| {
             metrics::auth_event(&idp.cfg.id, "login_start", "failure");
-            tracing::warn!(target: "audit", idp = %idp.cfg.id, error = %e, "login could not start: provider unavailable or its metadata refused");
+            self.audit.record(AuditEvent::LoginUnavailable {
+                idp: idp.cfg.id.clone(),
+                error: e.to_string(),
+                client_ip: client_ip.to_string(),
+            });
             AuthError::ProviderUnavailable(e.to_string())
         })?;
         let pre = PreAuth {
@@ -78,13 +83,11 @@ impl Sso {
         let fail = |idp: &str, why: String| {
             metrics::auth_event(idp, "login", "failure");
             // Anyone can send callbacks in bulk: repeats per provider and address are counted.
-            crate::audit::emit_repeatable(
-                "auth.login_failed",
-                idp,
-                client_ip,
-                None,
-                serde_json::json!({"idp": idp, "reason": why, "client_ip": client_ip}),
-            );
+            self.audit.record(AuditEvent::LoginFailed {
+                idp: idp.to_string(),
+                reason: why.clone(),
+                client_ip: client_ip.to_string(),
+            });
             (AuthError::Callback(why), clear.clone())
         };
         let params: std::collections::HashMap<String, String> =
@@ -190,12 +193,12 @@ impl Sso {
             .session_cookie(&sid, tls)
             .map_err(|e| (e, clear.clone()))?;
         metrics::auth_event(&pre.idp, "login", "success");
-        tracing::info!(target: "audit", idp = %pre.idp, user = %rec.identity.user, sub = %rec.sub, "login succeeded; new session");
-        crate::audit::emit(
-            "auth.login",
-            Some(&rec.identity.user),
-            serde_json::json!({"idp": pre.idp, "sub": rec.sub, "client_ip": client_ip}),
-        );
+        self.audit.record(AuditEvent::Login {
+            idp: pre.idp.clone(),
+            user: rec.identity.user.clone(),
+            sub: rec.sub.clone(),
+            client_ip: client_ip.to_string(),
+        });
         self.update_gauge().await;
         Ok(Redirect {
             location: pre.return_to,

@@ -38,11 +38,12 @@ impl Sso {
         }
         self.end(&a.sid, &a.record, "logout").await?;
         metrics::auth_event(&a.record.idp, "logout", "success");
-        crate::audit::emit(
-            "auth.logout",
-            Some(&a.record.identity.user),
-            serde_json::json!({"idp": a.record.idp, "sub": a.record.sub, "client_ip": client_ip}),
-        );
+        self.audit.record(AuditEvent::Logout {
+            idp: a.record.idp.clone(),
+            user: a.record.identity.user.clone(),
+            sub: a.record.sub.clone(),
+            client_ip: client_ip.to_string(),
+        });
         let location = match self.provider(&a.record.idp) {
             Some(p) => p
                 .end_session_url(a.record.id_token.as_deref(), None)
@@ -57,7 +58,11 @@ impl Sso {
     }
 
     /// Handles an OIDC back-channel logout request body; returns how many sessions ended.
-    pub async fn backchannel_logout(&self, form: &str) -> Result<usize, AuthError> {
+    pub async fn backchannel_logout(
+        &self,
+        form: &str,
+        client_ip: &str,
+    ) -> Result<usize, AuthError> {
         let token = url::form_urlencoded::parse(form.as_bytes())
             .find(|(k, _)| k == "logout_token")
             .map(|(_, v)| v.into_owned())
@@ -74,7 +79,11 @@ impl Sso {
             .ok_or(AuthError::UnknownProvider)?;
         let (sub, sid, jti) = p.verify_logout_token(&token).await.map_err(|e| {
             metrics::auth_event(&p.cfg.id, "backchannel_logout", "failure");
-            tracing::warn!(target: "audit", idp = %p.cfg.id, error = %e, "back-channel logout refused");
+            self.audit.record(AuditEvent::BackchannelRefused {
+                idp: p.cfg.id.clone(),
+                reason: e.to_string(),
+                client_ip: client_ip.to_string(),
+            });
             AuthError::BadRequest("invalid logout_token")
         })?;
         // The `jti` is recorded in the session store (shared by replicas when it is Redis) and
@@ -83,7 +92,11 @@ impl Sso {
         let once = format!("bcl:{}:{jti}", p.cfg.id);
         if self.store.seen_once(&once).await? {
             metrics::auth_event(&p.cfg.id, "backchannel_logout", "failure");
-            tracing::warn!(target: "audit", idp = %p.cfg.id, jti = %jti, "back-channel logout refused: logout_token replayed");
+            self.audit.record(AuditEvent::BackchannelRefused {
+                idp: p.cfg.id.clone(),
+                reason: format!("logout_token replayed (jti {jti})"),
+                client_ip: client_ip.to_string(),
+            });
             return Err(AuthError::BadRequest("logout_token replayed"));
         }
         let n = self
@@ -94,12 +107,14 @@ impl Sso {
         let ttl = u64::try_from(crate::idp::oidc::LOGOUT_TOKEN_MAX_AGE + skew).unwrap_or(600);
         self.store.record_once(&once, ttl).await?;
         metrics::auth_event(&p.cfg.id, "backchannel_logout", "success");
-        tracing::info!(target: "audit", idp = %p.cfg.id, sub = ?sub, sid = ?sid, sessions = n, "back-channel logout: sessions revoked");
-        crate::audit::emit(
-            "session.revoked",
-            sub.as_deref(),
-            serde_json::json!({"idp": p.cfg.id, "sub": sub, "sid": sid, "reason": "backchannel_logout", "sessions": n}),
-        );
+        self.audit.record(AuditEvent::SessionEnded {
+            idp: p.cfg.id.clone(),
+            user: None,
+            sub: sub.clone(),
+            sid: sid.clone(),
+            reason: "backchannel_logout".into(),
+            sessions: u64::try_from(n).unwrap_or(u64::MAX),
+        });
         self.update_gauge().await;
         Ok(n)
     }

@@ -186,15 +186,16 @@ impl Sso {
     ) -> Result<(), AuthError> {
         self.store.remove(sid).await?;
         metrics::auth_event(&rec.idp, "session_end", why);
-        tracing::info!(target: "audit", idp = %rec.idp, user = %rec.identity.user, reason = why, "session ended");
-        // Timeouts are routine; an ending for any other reason is a security event (L13).
-        if !matches!(why, "idle_timeout" | "absolute_timeout" | "logout") {
-            crate::audit::emit(
-                "session.revoked",
-                Some(&rec.identity.user),
-                serde_json::json!({"idp": rec.idp, "sub": rec.sub, "reason": why, "sessions": 1}),
-            );
-        }
+        // Timeouts are routine (`session.ended`); an ending for any other reason is a security
+        // event (`session.revoked`, L13). Both go into the chain.
+        self.audit.record(AuditEvent::SessionEnded {
+            idp: rec.idp.clone(),
+            user: Some(rec.identity.user.clone()),
+            sub: Some(rec.sub.clone()),
+            sid: None,
+            reason: why.into(),
+            sessions: 1,
+        });
         self.update_gauge().await;
         Ok(())
     }
@@ -246,7 +247,7 @@ impl Sso {
             Err(OidcError::Discovery(e)) => Err(AuthError::ProviderUnavailable(e)),
             Err(e) => {
                 metrics::auth_event(&rec.idp, "refresh", "failure");
-                tracing::warn!(target: "audit", idp = %rec.idp, user = %rec.identity.user, error = %e, "refresh refused: session ended");
+                tracing::warn!(idp = %rec.idp, user = %rec.identity.user, error = %e, "refresh refused: session ended");
                 self.end(sid, rec, "refresh_failed").await?;
                 Ok(Refreshed::Ended)
             }

@@ -8,7 +8,7 @@ fn sso(extra: &str) -> Sso {
         "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
     );
     let cfg = crate::config::load_str(&text, "t", &HashMap::<String, String>::new()).unwrap();
-    Sso::new(&cfg).unwrap()
+    Sso::new(&cfg, crate::audit::Audit::disabled()).unwrap()
 }
 
 /// The provider the test sessions come from (nothing is fetched until a login).

@@ -145,12 +145,12 @@ impl Service {
             .remember_device(user, method, &remember::label(ua), days, now)
             .await
             .map_err(map_err)?;
-        tracing::info!(target: "audit", user, factor = method, days, "device remembered");
-        crate::audit::emit(
-            "mfa.device_remembered",
-            Some(user),
-            serde_json::json!({"factor": method, "days": days}),
-        );
+        self.audit
+            .record(crate::audit::AuditEvent::DeviceRemembered {
+                user: user.to_string(),
+                factor: method.to_string(),
+                days,
+            });
         Ok(Some(session::set_cookie(
             remember::cookie_name(tls),
             &token,
@@ -187,7 +187,7 @@ impl Service {
                 .await
                 .map_err(map_err)?
             {
-                super::super::event(&method, "remembered", user, &ip.to_string());
+                super::super::event(&self.audit, &method, "remembered", user, &ip.to_string());
                 let cookie = sso
                     .elevate(&a.sid, &a.record, &[&method, super::REMEMBERED], tls)
                     .await?;
@@ -325,12 +325,10 @@ impl Service {
                 .await
                 .map_err(map_err)?
             {
-                tracing::info!(target: "audit", user = %user, "remembered device revoked");
-                crate::audit::emit(
-                    "mfa.device_revoked",
-                    Some(user),
-                    serde_json::json!({"device": id}),
-                );
+                self.audit.record(crate::audit::AuditEvent::DeviceRevoked {
+                    user: user.to_string(),
+                    device: id.to_string(),
+                });
                 crate::metrics::mfa_event("device", "revoked");
             }
             return Ok(Reply::redirect(crate::sso::Redirect {
@@ -358,14 +356,14 @@ impl Service {
         let user = &owner(a);
         if path.ends_with("/send") {
             if self.limiter.locked(user, &ip.to_string()).await.is_some() {
-                cx.event(ch, "locked_out");
+                self.event(&cx, ch, "locked_out");
                 return self.again(&cx, None).await;
             }
             self.send_code(&cx, ch).await
         } else {
             // Counted before the code is checked (H5): a refused attempt is never evaluated.
             let Ok(attempt) = self.limiter.begin(user, &ip.to_string()).await else {
-                cx.event(ch, "locked_out");
+                self.event(&cx, ch, "locked_out");
                 return self.again(&cx, None).await;
             };
             let code = form.get("code").map_or("", String::as_str);
@@ -436,7 +434,7 @@ impl Service {
         };
         let interval = RESEND_INTERVAL.min(ch.ttl);
         if !self.limiter.may_send(user, ch.name, interval).await {
-            cx.event(ch, "send_limited");
+            self.event(cx, ch, "send_limited");
             return Ok(self.notice(
                 429,
                 "Please wait",
@@ -457,8 +455,8 @@ impl Service {
             .ok_or(GatewayError::MfaUnavailable)?;
         if let Err(e) = ch.sender.deliver(&to, &code, ch.minutes()).await {
             // Fail closed: no cookie, no code; the error never contains the code.
-            tracing::error!(target: "audit", user = %user, factor = ch.name, error = %e, "one-time code not delivered");
-            cx.event(ch, "delivery_failed");
+            tracing::error!(user = %user, factor = ch.name, error = %e, "one-time code not delivered");
+            self.event(cx, ch, "delivery_failed");
             return Ok(self.notice(
                 502,
                 "Code not sent",
@@ -466,7 +464,7 @@ impl Service {
                 ret,
             ));
         }
-        cx.event(ch, "sent");
+        self.event(cx, ch, "sent");
         let mut r = self.code_page(a, ch, ret, None);
         let ttl = i64::try_from(ch.ttl.as_secs()).unwrap_or(600);
         r.headers.push((
@@ -514,16 +512,16 @@ impl Service {
             _ => {
                 // Expired (or no code pending): not a guess, so not counted as a failure.
                 attempt.refund().await;
-                cx.event(ch, "expired");
+                self.event(cx, ch, "expired");
                 let mut r = self.again(cx, Some(EXPIRED)).await?;
                 r.headers
                     .push(("set-cookie".into(), session::clear_cookie(name, tls)));
                 return Ok(r);
             }
         };
-        cx.event(ch, outcome);
+        self.event(cx, ch, outcome);
         if attempt.failed().await {
-            cx.event(ch, "lockout");
+            self.event(cx, ch, "lockout");
             return self.again(cx, None).await;
         }
         Ok(self.code_page(a, ch, cx.ret, Some(msg)))
@@ -537,7 +535,7 @@ impl Service {
     ) -> Result<Reply, GatewayError> {
         let (sso, a, tls) = (cx.sso, cx.a, cx.tls);
         let user = &owner(a);
-        cx.event(ch, "success");
+        self.event(cx, ch, "success");
         let mut cookies = vec![
             sso.elevate(&a.sid, &a.record, &[ch.name], tls).await?,
             session::clear_cookie(pending_cookie(tls), tls),
@@ -563,9 +561,15 @@ struct Cx<'a> {
     ip: IpAddr,
 }
 
-impl Cx<'_> {
+impl Service {
     /// Counts and audits one event of `ch` for this user and client.
-    fn event(&self, ch: &Channel, outcome: &str) {
-        crate::mfa::event(ch.name, outcome, &owner(self.a), &self.ip.to_string());
+    fn event(&self, cx: &Cx<'_>, ch: &Channel, outcome: &str) {
+        crate::mfa::event(
+            &self.audit,
+            ch.name,
+            outcome,
+            &owner(cx.a),
+            &cx.ip.to_string(),
+        );
     }
 }

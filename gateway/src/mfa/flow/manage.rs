@@ -4,7 +4,7 @@
 //! factor cannot be removed: a user with none is "first-time" again, and anyone holding only
 //! their password could then enrol a factor of their own.
 
-use super::{check_csrf, first_time, html, map_err, owner, recently_verified, Request, Service};
+use super::{first_time, html, map_err, owner, recently_verified, Request, Service};
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::pages::esc;
 use crate::mfa::FactorInfo;
@@ -62,11 +62,11 @@ impl Service {
         req: &Request<'_>,
     ) -> Result<Reply, GatewayError> {
         let form = req.form();
-        check_csrf(a, form.get("csrf").map_or("", String::as_str))?;
+        self.check_csrf(a, form.get("csrf").map_or("", String::as_str))?;
         let user = &owner(a);
         let ip = req.client_ip.to_string();
         if !recently_verified(&a.record, chrono::Utc::now()) {
-            tracing::warn!(target: "audit", user = %user, "factor removal refused: no recent verification");
+            self.refused(a, "factor removal without a recent verification");
             return Ok(html(
                 403,
                 &self.cfg,
@@ -95,7 +95,7 @@ impl Service {
             ));
         }
         if mfa.remove(user, id).await.map_err(map_err)? {
-            crate::mfa::event(&target.kind, "removed", user, &ip);
+            crate::mfa::event(&self.audit, &target.kind, "removed", user, &ip);
         }
         Ok(Reply::redirect(crate::sso::Redirect {
             location: format!("{}/.portcullis/mfa", req.origin),

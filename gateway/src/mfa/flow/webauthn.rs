@@ -4,7 +4,7 @@
 //! script. `begin` seals the ceremony into a cookie; `finish` opens it, verifies, and on success
 //! records `webauthn` in the session under a new id (which also retires the ceremony).
 
-use super::{check_csrf, first_time, map_err, now_unix, owner, Request, Service};
+use super::{first_time, map_err, now_unix, owner, Request, Service};
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::limiter::Attempt;
 use crate::mfa::pages::{WEBAUTHN_JS, WEBAUTHN_JS_PATH};
@@ -141,10 +141,10 @@ impl Service {
         req: &Request<'_>,
     ) -> Result<T, GatewayError> {
         let signed: Signed<T> = json_body(req)?;
-        check_csrf(a, &signed.csrf)?;
+        self.check_csrf(a, &signed.csrf)?;
         let (user, ip) = (&owner(a), req.client_ip.to_string());
         if self.limiter.locked(user, &ip).await.is_some() {
-            crate::mfa::event(KIND, "locked_out", user, &ip);
+            crate::mfa::event(&self.audit, KIND, "locked_out", user, &ip);
             return Err(GatewayError::MfaLocked);
         }
         Ok(signed.body)
@@ -158,7 +158,7 @@ impl Service {
     ) -> Result<Attempt<'s>, GatewayError> {
         let (user, ip) = (&owner(a), req.client_ip.to_string());
         self.limiter.begin(user, &ip).await.map_err(|_| {
-            crate::mfa::event(KIND, "locked_out", user, &ip);
+            crate::mfa::event(&self.audit, KIND, "locked_out", user, &ip);
             GatewayError::MfaLocked
         })
     }
@@ -177,7 +177,7 @@ impl Service {
             Err(GatewayError::MfaRefused) => {
                 if attempt.failed().await {
                     let (user, ip) = (&owner(a), req.client_ip.to_string());
-                    crate::mfa::event(KIND, "lockout", user, &ip);
+                    crate::mfa::event(&self.audit, KIND, "lockout", user, &ip);
                 }
             }
             Err(_) => {}
@@ -253,7 +253,10 @@ impl Service {
         if first_time || super::recently_verified(&a.record, chrono::Utc::now()) {
             return Ok(());
         }
-        tracing::warn!(target: "audit", user = %user, "webauthn registration refused: no recent second factor");
+        self.refused(
+            a,
+            "security key registration without a recent second factor",
+        );
         Err(GatewayError::Forbidden)
     }
 
@@ -276,7 +279,7 @@ impl Service {
         ) {
             Ok(c) => Ok(c),
             Err(e) => {
-                tracing::warn!(target: "audit", user = %user, error = %e, "webauthn ceremony refused");
+                tracing::warn!(user = %user, error = %e, "webauthn ceremony refused");
                 let outcome = if e == CeremonyError::Unbound {
                     "replay"
                 } else {
@@ -291,7 +294,7 @@ impl Service {
     /// counted).
     async fn refuse(&self, a: &Authenticated, req: &Request<'_>, outcome: &str) -> GatewayError {
         let (user, ip) = (&owner(a), req.client_ip.to_string());
-        crate::mfa::event(KIND, outcome, user, &ip);
+        crate::mfa::event(&self.audit, KIND, outcome, user, &ip);
         GatewayError::MfaRefused
     }
 
@@ -303,7 +306,7 @@ impl Service {
             MfaError::Webauthn(_) | MfaError::WrongCode => "failure",
             _ => return map_err(e),
         };
-        tracing::warn!(target: "audit", user = %a.record.identity.user, error = %e, outcome, "webauthn refused");
+        tracing::warn!(user = %a.record.identity.user, error = %e, outcome, "webauthn refused");
         self.refuse(a, req, outcome).await
     }
 
@@ -376,7 +379,7 @@ impl Service {
         first_time: bool,
     ) -> Result<Reply, GatewayError> {
         let (user, ip) = (&owner(a), req.client_ip.to_string());
-        crate::mfa::event(KIND, outcome, user, &ip);
+        crate::mfa::event(&self.audit, KIND, outcome, user, &ip);
         let cookie = sso.elevate(&a.sid, &a.record, &[KIND], req.tls).await?;
         let mut codes = Vec::new();
         if first_time && self.cfg.recovery_codes > 0 {
@@ -386,7 +389,7 @@ impl Service {
                 .issue_recovery_codes(user, self.cfg.recovery_codes, now_unix())
                 .await
                 .map_err(map_err)?;
-            crate::mfa::event("recovery", "issued", user, &ip);
+            crate::mfa::event(&self.audit, "recovery", "issued", user, &ip);
         }
         let mut r = json_reply(&serde_json::json!({
             "redirect": sso.return_to(ret, req.origin),
