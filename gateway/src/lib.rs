@@ -24,6 +24,7 @@ pub mod provider_pin;
 pub mod proxy;
 pub mod request;
 pub mod routes;
+pub mod scim;
 pub mod server;
 pub mod session;
 pub mod sso;
