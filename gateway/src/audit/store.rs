@@ -66,7 +66,8 @@ pub fn over(db: &Db) -> Arc<dyn AuditStore> {
 }
 
 /// Opens an existing store for reading (verify, export): never creates a file or a table, so
-/// a wrong path is an error rather than an empty, "intact" log.
+/// a wrong path is an error rather than an empty, "intact" log; a schema this binary does not
+/// read exactly (not yet migrated, or migrated by a newer one) is refused by name.
 pub async fn open_existing(
     url: &crate::store::StoreUrl,
 ) -> Result<Arc<dyn AuditStore>, StoreError> {
@@ -74,6 +75,7 @@ pub async fn open_existing(
         db: Db::open_existing(url).await?,
     };
     s.head().await?;
+    crate::store::migrate::check_current(&s.db, &MIGRATIONS).await?;
     Ok(Arc::new(s))
 }
 

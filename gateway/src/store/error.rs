@@ -36,6 +36,19 @@ pub enum StoreError {
         /// The highest version this binary declares.
         known: i64,
     },
+    /// A reader that does not migrate (the audit CLI) found a schema older than it reads.
+    #[error(
+        "{feature} store: the database is at schema version {found}, but this portcullis reads \
+         version {known}; start the gateway of this version once to migrate it"
+    )]
+    OlderSchema {
+        /// The feature whose schema is behind.
+        feature: &'static str,
+        /// The highest version recorded (0: from before versioned schemas).
+        found: i64,
+        /// The version this binary reads.
+        known: i64,
+    },
     /// A feature's migration list is malformed (a programming error caught at start).
     #[error("{feature} store: migrations must have increasing versions from 1 (found {version})")]
     BadMigrations {

@@ -63,6 +63,50 @@ const MIGRATE_LOCK: i64 = 0x5043_4D47;
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (feature TEXT NOT NULL, version BIGINT NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (feature, version))";
 
+/// The version of `feature` recorded in the database (0 if none, or if the database predates
+/// `schema_migrations`). For readers that must not migrate (the audit CLI), to say what is
+/// wrong instead of failing on a missing table.
+pub async fn current(db: &Db, feature: &Feature) -> Result<i64, StoreError> {
+    let rows = match sqlx::query("SELECT version FROM schema_migrations WHERE feature = $1")
+        .bind(feature.name)
+        .fetch_all(db.pool())
+        .await
+    {
+        Ok(rows) => rows,
+        // No `schema_migrations` yet: written by a binary from before migrations.
+        Err(sqlx::Error::Database(_)) => return Ok(0),
+        Err(e) => return Err(StoreError::of(feature.name)(e)),
+    };
+    let mut v = 0;
+    for r in &rows {
+        v = v.max(
+            r.try_get::<i64, _>("version")
+                .map_err(StoreError::of(feature.name))?,
+        );
+    }
+    Ok(v)
+}
+
+/// Refuses a database whose schema for `feature` is not exactly what this binary knows: newer
+/// ([`StoreError::NewerSchema`]) or not yet migrated ([`StoreError::OlderSchema`]).
+pub async fn check_current(db: &Db, feature: &Feature) -> Result<(), StoreError> {
+    let found = current(db, feature).await?;
+    let known = feature.latest();
+    match found.cmp(&known) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => Err(StoreError::NewerSchema {
+            feature: feature.name,
+            found,
+            known,
+        }),
+        std::cmp::Ordering::Less => Err(StoreError::OlderSchema {
+            feature: feature.name,
+            found,
+            known,
+        }),
+    }
+}
+
 /// Brings `feature` up to its latest version; returns the versions applied now (empty when the
 /// database was already current).
 pub async fn apply(db: &Db, feature: &Feature) -> Result<Vec<i64>, StoreError> {

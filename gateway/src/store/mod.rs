@@ -74,33 +74,6 @@ impl StoreUrl {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
-#[cfg(test)]
-mod url_tests {
-    use super::*;
-
-    #[test]
-    fn store_urls() {
-        let mut p = Problems::default();
-        let d = Path::new("/data");
-        assert_eq!(
-            StoreUrl::build(None, d, &mut p),
-            Some(StoreUrl::Sqlite("/data/portcullis.db".into()))
-        );
-        assert_eq!(
-            StoreUrl::build(Some("sqlite:///x/y.db"), d, &mut p),
-            Some(StoreUrl::Sqlite("/x/y.db".into()))
-        );
-        let pg = StoreUrl::build(Some("postgres://u:secret@h/db"), d, &mut p).unwrap();
-        assert!(!pg.redacted().contains("secret"));
-        assert!(p.0.is_empty());
-        assert_eq!(StoreUrl::build(Some("mysql://x"), d, &mut p), None);
-        assert_eq!(p.0[0].path, "store");
-    }
-}
-
 /// A fresh, empty PostgreSQL database for a store suite on the server named by
 /// `PORTCULLIS_TEST_POSTGRES` (as `tests/run` sets it), or `None` to skip (refused under CI).
 #[cfg(test)]
@@ -146,4 +119,31 @@ pub async fn test_databases(
         dbs.push(("postgres", pg, None));
     }
     dbs
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        let mut p = Problems::default();
+        let d = Path::new("/data");
+        assert_eq!(
+            StoreUrl::build(None, d, &mut p),
+            Some(StoreUrl::Sqlite("/data/portcullis.db".into()))
+        );
+        assert_eq!(
+            StoreUrl::build(Some("sqlite:///x/y.db"), d, &mut p),
+            Some(StoreUrl::Sqlite("/x/y.db".into()))
+        );
+        let pg = StoreUrl::build(Some("postgres://u:secret@h/db"), d, &mut p).unwrap();
+        assert!(!pg.redacted().contains("secret"));
+        assert!(p.0.is_empty());
+        assert_eq!(StoreUrl::build(Some("mysql://x"), d, &mut p), None);
+        assert_eq!(p.0[0].path, "store");
+    }
 }

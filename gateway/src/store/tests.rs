@@ -252,6 +252,22 @@ async fn sqlite_settings_apply_to_every_connection() {
 }
 
 #[tokio::test]
+async fn the_audit_reader_names_a_schema_it_does_not_read() {
+    use crate::audit::store::{open_existing, MIGRATIONS};
+    for (url, _dir) in urls("migrate_reader").await {
+        let db = Db::open(&url, &[]).await.unwrap();
+        sqlx::query("CREATE TABLE audit_log (seq BIGINT PRIMARY KEY, time TEXT NOT NULL, kind TEXT NOT NULL, actor TEXT, data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let e = open_existing(&url).await.err().unwrap().to_string();
+        assert!(e.contains("audit store") && e.contains("version 0"), "{e}");
+        Db::open(&url, &[&MIGRATIONS]).await.unwrap();
+        open_existing(&url).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn reading_a_missing_sqlite_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing.db");
