@@ -34,7 +34,10 @@ pub enum StartError {
     /// The decision-log pipeline could not be set up (spool directory, sink settings).
     #[error("decision_log: {0}")]
     DecisionLog(#[from] crate::decisionlog::StartError),
-    /// The MFA store could not be opened.
+    /// The shared database could not be opened or migrated (the message names it).
+    #[error("{0}")]
+    Store(String),
+    /// The MFA store could not be checked.
     #[error("mfa: {0}")]
     Mfa(String),
     /// The audit log could not be set up (signing key, store).
@@ -212,12 +215,26 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let admin = cfg.server.admin_listen;
     let watch_interval = cfg.server.watch_interval;
     let routes = cfg.routes.len();
-    let (audit, audit_service) = match &cfg.audit {
-        Some(a) => {
-            let (audit, svc) = crate::audit::start(a, &cfg.store).map_err(StartError::Audit)?;
+    // The one database of the process, opened (and every feature's schema migrated) before
+    // any feature uses it; only when a feature that keeps state is configured.
+    let db = if cfg.audit.is_some() || cfg.mfa.is_some() {
+        let features = [
+            &crate::audit::store::MIGRATIONS,
+            &crate::mfa::store::MIGRATIONS,
+        ];
+        Some(
+            crate::store::Db::open_blocking(&cfg.store, &features)
+                .map_err(|e| StartError::Store(format!("{e} ({})", cfg.store.redacted())))?,
+        )
+    } else {
+        None
+    };
+    let (audit, audit_service) = match (&cfg.audit, &db) {
+        (Some(a), Some(db)) => {
+            let (audit, svc) = crate::audit::start(a, db, &cfg.store).map_err(StartError::Audit)?;
             (audit, Some(svc))
         }
-        None => (crate::audit::Audit::disabled(), None),
+        _ => (crate::audit::Audit::disabled(), None),
     };
     let (decision_log, sink_services) = match &cfg.decision_log {
         Some(d) => {
@@ -246,17 +263,18 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         let ids: Vec<&str> = providers.iter().map(|p| p.cfg.id.as_str()).collect();
         tracing::info!(providers = ?ids, "single sign-on enabled");
     }
-    let mfa = match &runtime.load().config.mfa {
-        Some(m) => Some(Arc::new(
+    let mfa = match (&runtime.load().config.mfa, &db) {
+        (Some(m), Some(db)) => Some(Arc::new(
             crate::mfa::flow::Service::check_and_new(
                 m.clone(),
-                runtime.load().config.store.clone(),
+                db.clone(),
+                &runtime.load().config.store,
                 &runtime.load().config.session.store,
                 audit.clone(),
             )
             .map_err(StartError::Mfa)?,
         )),
-        None => None,
+        _ => None,
     };
     let readiness = Arc::new(crate::health::Readiness::default());
     let prober = crate::health::Prober {

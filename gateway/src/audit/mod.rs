@@ -251,33 +251,30 @@ async fn flush_repeats(store: &dyn store::AuditStore, repeats: &repeats::Repeats
 pub struct AuditService {
     rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(Event, String)>>>,
     repeats: Arc<repeats::Repeats>,
-    store_url: crate::store::StoreUrl,
+    db: crate::store::Db,
     key: SigningKey,
     interval: Duration,
 }
 
-/// Sets up auditing for this process: loads (or creates) the key, checks that the store opens,
-/// and returns the handle that records events and the service that stores them.
+/// Sets up auditing for this process: loads (or creates) the key, publishes it in the store
+/// (the process's one database, already migrated), and returns the handle that records events
+/// and the service that stores them. `store_url` is only for messages.
 pub fn start(
     cfg: &AuditConfig,
+    db: &crate::store::Db,
     store_url: &crate::store::StoreUrl,
 ) -> Result<(Audit, AuditService), String> {
     let key = load_or_generate_key(&cfg.signing_key_file).map_err(|e| e.to_string())?;
-    // Fail at start, not at the first event, when the store cannot be opened.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     let now = crate::decisionlog::record::rfc3339(SystemTime::now());
     let pk = chain::public_key(&key.verifying_key(), &now);
-    let keys = rt
-        .block_on(async {
-            let s = store::open(store_url).await?;
-            s.add_key(&pk).await?;
-            s.keys().await
-        })
-        .map_err(|e| format!("{e} ({})", store_url.redacted()))?;
-    drop(rt);
+    // Fail at start, not at the first event, when the store cannot be written.
+    let s = store::over(db);
+    let keys = crate::store::Db::block_on(async {
+        s.add_key(&pk).await?;
+        s.keys().await
+    })
+    .and_then(|r| r)
+    .map_err(|e| format!("{e} ({})", store_url.redacted()))?;
     Lazy::force(&METRICS);
     let (tx, rx) = mpsc::unbounded_channel();
     let repeats = Arc::new(repeats::Repeats::default());
@@ -292,7 +289,7 @@ pub fn start(
     let service = AuditService {
         rx: std::sync::Mutex::new(Some(rx)),
         repeats,
-        store_url: store_url.clone(),
+        db: db.clone(),
         key,
         interval: cfg.checkpoint_interval,
     };
@@ -344,18 +341,7 @@ impl BackgroundService for AuditService {
         let Some(mut rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
-        let mut wait = Duration::from_millis(200);
-        let store: Arc<dyn store::AuditStore> = loop {
-            match store::open(&self.store_url).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    METRICS.store_errors.inc();
-                    tracing::error!(error = %e, "cannot open the audit store; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-            }
-        };
+        let store = store::over(&self.db);
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut window = tokio::time::interval(REPEAT_WINDOW);

@@ -2,62 +2,47 @@
 //! as `tests/run` does) and a tamper test for every kind of change `verify` must detect.
 
 use super::chain::{self, record_hash, Event};
-use super::store::{AuditStore, PgStore, SqliteStore};
+use super::store::{self, AuditStore};
 use super::verify::{export, verify, Bound, ProblemKind, Report};
+use crate::store::StoreUrl;
 use ed25519_dalek::SigningKey;
 use std::sync::Arc;
 
 /// A store plus raw SQL access to tamper with it.
 struct Db {
     store: Arc<dyn AuditStore>,
-    exec: Box<dyn Fn(String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>,
+    db: crate::store::Db,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Db {
     async fn sql(&self, s: &str) {
-        (self.exec)(s.to_string()).await;
+        sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
+            .execute(self.db.pool())
+            .await
+            .unwrap();
+    }
+
+    async fn open(url: StoreUrl, dir: Option<tempfile::TempDir>) -> Db {
+        let db = crate::store::Db::open(&url, &[&store::MIGRATIONS])
+            .await
+            .unwrap();
+        Db {
+            store: store::over(&db),
+            db,
+            _dir: dir,
+        }
     }
 }
 
 async fn sqlite() -> Db {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("audit.db"))
-        .await
-        .unwrap();
-    let pool = s.pool().clone();
-    Db {
-        store: Arc::new(s),
-        exec: Box::new(move |q| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                sqlx::query(sqlx::AssertSqlSafe(q))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            })
-        }),
-        _dir: Some(dir),
-    }
+    Db::open(StoreUrl::Sqlite(dir.path().join("audit.db")), Some(dir)).await
 }
 
 async fn postgres() -> Option<Db> {
     let url = crate::store::test_postgres_database("audit").await?;
-    let s = PgStore::open(&url).await.unwrap();
-    let pool = s.pool().clone();
-    Some(Db {
-        store: Arc::new(s),
-        exec: Box::new(move |q| {
-            let pool = pool.clone();
-            Box::pin(async move {
-                sqlx::query(sqlx::AssertSqlSafe(q))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            })
-        }),
-        _dir: None,
-    })
+    Some(Db::open(StoreUrl::Postgres(url), None).await)
 }
 
 fn key() -> SigningKey {
@@ -375,7 +360,13 @@ async fn postgres_store_suite() {
 
 #[tokio::test]
 async fn concurrent_appends_keep_one_chain() {
-    let db = sqlite().await;
+    concurrent_appends(sqlite().await).await;
+    if let Some(db) = postgres().await {
+        concurrent_appends(db).await;
+    }
+}
+
+async fn concurrent_appends(db: Db) {
     let mut tasks = Vec::new();
     for w in 0..4 {
         let s = db.store.clone();

@@ -14,7 +14,7 @@ use super::{otp, totp, Mfa, MfaError};
 use crate::errors::{GatewayError, Reply};
 use crate::session;
 use crate::sso::{same, AuthError, Authenticated, Sso};
-use crate::store::StoreUrl;
+use crate::store::{Db, StoreUrl};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,12 +26,12 @@ mod webauthn;
 /// How long an enrolment started on the page may take to finish.
 const ENROL_TTL: i64 = 600;
 
-/// MFA at run time: settings, the store (opened on the serving runtime at first use), the
-/// WebAuthn relying party, the email/SMS channels and the attempt limiter.
+/// MFA at run time: settings, the shared database (the process's one [`Db`]), the WebAuthn
+/// relying party, the email/SMS channels and the attempt limiter.
 pub struct Service {
     /// Validated `mfa:`.
     pub cfg: MfaConfig,
-    store_url: StoreUrl,
+    db: Db,
     mfa: tokio::sync::OnceCell<Mfa>,
     rp: Option<RelyingParty>,
     /// Wrong-code limits.
@@ -181,12 +181,12 @@ fn html(status: u16, b: &MfaConfig, heading: &str, body: &str) -> Reply {
 }
 
 impl Service {
-    /// From the validated config; the store is opened on first use. With a Redis session
-    /// store, attempt counters live in that Redis (shared by replicas). A relying party or a
-    /// channel that does not build is an error (fail closed: start-up refuses the config).
+    /// From the validated config and the process's database. With a Redis session store,
+    /// attempt counters live in that Redis (shared by replicas). A relying party or a channel
+    /// that does not build is an error (fail closed: start-up refuses the config).
     pub fn new(
         cfg: MfaConfig,
-        store_url: StoreUrl,
+        db: Db,
         sessions: &crate::config::auth_model::StoreKind,
         audit: crate::audit::Audit,
     ) -> Result<Self, String> {
@@ -202,7 +202,7 @@ impl Service {
         Ok(Self {
             codes: otp::Codes::new(&cfg.encryption_key),
             cfg,
-            store_url,
+            db,
             mfa: tokio::sync::OnceCell::new(),
             rp,
             limiter,
@@ -211,25 +211,20 @@ impl Service {
         })
     }
 
-    /// Opens the store once at start (creating its table, proving it is reachable and that
-    /// the key is valid) on a short-lived runtime, then returns the service; requests open their
-    /// own pool on the serving runtime. The error says what failed (the caller names `mfa`).
+    /// Checks at start that the store is usable (the schema was migrated when the process
+    /// opened `db`) and that the key is valid, then returns the service. The error says what
+    /// failed (the caller names `mfa`); `store_url` is only for the log line.
     pub fn check_and_new(
         cfg: MfaConfig,
-        store_url: StoreUrl,
+        db: Db,
+        store_url: &StoreUrl,
         sessions: &crate::config::auth_model::StoreKind,
         audit: crate::audit::Audit,
     ) -> Result<Self, String> {
         super::seal::Sealer::new(&cfg.encryption_key).map_err(|e| e.to_string())?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        let store = rt
-            .block_on(super::store::open(&store_url))
-            .map_err(|e| e.to_string())?;
-        let legacy = rt
-            .block_on(store.legacy_owners())
+        let store = super::store::over(&db);
+        let legacy = Db::block_on(store.legacy_owners())
+            .and_then(|r| r)
             .map_err(|e| e.to_string())?;
         if legacy > 0 {
             return Err(format!(
@@ -240,7 +235,7 @@ impl Service {
             ));
         }
         tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
-        let svc = Self::new(cfg, store_url, sessions, audit)?;
+        let svc = Self::new(cfg, db, sessions, audit)?;
         if svc
             .rp
             .as_ref()
@@ -271,11 +266,8 @@ impl Service {
     async fn mfa(&self) -> Result<&Mfa, GatewayError> {
         self.mfa
             .get_or_try_init(|| async {
-                let store = super::store::open(&self.store_url).await.map_err(|e| {
-                    tracing::error!(error = %e, "mfa store unavailable");
-                    GatewayError::MfaUnavailable
-                })?;
-                Mfa::new(store, &self.cfg.encryption_key).map_err(|_| GatewayError::MfaUnavailable)
+                Mfa::new(super::store::over(&self.db), &self.cfg.encryption_key)
+                    .map_err(|_| GatewayError::MfaUnavailable)
             })
             .await
     }

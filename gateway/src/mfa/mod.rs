@@ -14,7 +14,6 @@ pub mod remember;
 pub mod seal;
 pub mod sms;
 pub mod store;
-pub mod store_error;
 pub mod totp;
 pub mod webauthn;
 

@@ -1,12 +1,14 @@
-//! The MFA store's tables for one-time codes and remembered devices, on SQLite and PostgreSQL
-//! with the same SQL: `mfa_used_codes` records the nonce of every accepted code until it
+//! The MFA store's tables for one-time codes and remembered devices, in the shared database: `mfa_used_codes` records the nonce of every accepted code until it
 //! expires (an insert that conflicts means the code was used already, on any replica), and
 //! `mfa_devices` holds remembered devices by the SHA-256 of their token (the token itself is
 //! only in the user's cookie). Deleting a device row revokes it at once on every replica,
 //! because every use reads the row.
 
-use super::store_error::StoreError;
+use super::store::{err, SqlStore};
+use crate::store::StoreError;
 use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 /// A remembered device as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,30 +49,6 @@ pub trait OtpStore: Send + Sync {
     async fn remove_device(&self, user: &str, id: &str) -> Result<bool, StoreError>;
 }
 
-/// Tables and indexes, the same on both databases.
-const DDL: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS mfa_used_codes (nonce TEXT PRIMARY KEY, expires BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS mfa_used_codes_expires ON mfa_used_codes (expires)",
-    "CREATE TABLE IF NOT EXISTS mfa_devices (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, method TEXT NOT NULL, label TEXT NOT NULL, created BIGINT NOT NULL, expires BIGINT NOT NULL, last_used BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS mfa_devices_user ON mfa_devices (user_id)",
-];
-
-/// Creates the tables (called when the MFA store opens).
-pub async fn create_sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
-    for s in DDL {
-        sqlx::query(*s).execute(pool).await?;
-    }
-    Ok(())
-}
-
-/// Creates the tables (called when the MFA store opens).
-pub async fn create_pg(pool: &sqlx::PgPool) -> Result<(), StoreError> {
-    for s in DDL {
-        sqlx::query(*s).execute(pool).await?;
-    }
-    Ok(())
-}
-
 /// The columns of `mfa_devices`, in [`DeviceRow`] order (a macro so queries stay `&'static`).
 macro_rules! device_columns {
     () => {
@@ -78,114 +56,109 @@ macro_rules! device_columns {
     };
 }
 
-/// One implementation for both databases: the SQL is portable (`$n` placeholders each used
-/// once, in order, which SQLite numbers the same way) and only the row type differs. Invoked by
-/// `store.rs` for its two stores.
-macro_rules! otp_store {
-    ($store:ty, $row:ty) => {
-        impl $store {
-            fn device_row(r: &$row) -> Result<DeviceRow, sqlx::Error> {
-                Ok(DeviceRow {
-                    id: r.try_get("id")?,
-                    user: r.try_get("user_id")?,
-                    token_hash: r.try_get("token_hash")?,
-                    method: r.try_get("method")?,
-                    label: r.try_get("label")?,
-                    created: r.try_get("created")?,
-                    expires: r.try_get("expires")?,
-                    last_used: r.try_get("last_used")?,
-                })
-            }
-        }
-
-        #[async_trait]
-        impl OtpStore for $store {
-            async fn claim_code(
-                &self,
-                nonce: &str,
-                expires: i64,
-                now: i64,
-            ) -> Result<bool, StoreError> {
-                sqlx::query("DELETE FROM mfa_used_codes WHERE expires < $1")
-                    .bind(now)
-                    .execute(self.pool())
-                    .await?;
-                let r = sqlx::query(
-                    "INSERT INTO mfa_used_codes (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
-                )
-                .bind(nonce)
-                .bind(expires)
-                .execute(self.pool())
-                .await?;
-                Ok(r.rows_affected() == 1)
-            }
-
-            async fn add_device(&self, d: &DeviceRow) -> Result<(), StoreError> {
-                sqlx::query(concat!(
-                    "INSERT INTO mfa_devices (",
-                    device_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                ))
-                .bind(&d.id)
-                .bind(&d.user)
-                .bind(&d.token_hash)
-                .bind(&d.method)
-                .bind(&d.label)
-                .bind(d.created)
-                .bind(d.expires)
-                .bind(d.last_used)
-                .execute(self.pool())
-                .await?;
-                Ok(())
-            }
-
-            async fn device(&self, token_hash: &str) -> Result<Option<DeviceRow>, StoreError> {
-                let r = sqlx::query(concat!(
-                    "SELECT ",
-                    device_columns!(),
-                    " FROM mfa_devices WHERE token_hash = $1"
-                ))
-                .bind(token_hash)
-                .fetch_optional(self.pool())
-                .await?;
-                Ok(r.as_ref().map(Self::device_row).transpose()?)
-            }
-
-            async fn touch_device(&self, id: &str, now: i64) -> Result<(), StoreError> {
-                sqlx::query("UPDATE mfa_devices SET last_used = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(id)
-                    .execute(self.pool())
-                    .await?;
-                Ok(())
-            }
-
-            async fn devices(&self, user: &str, now: i64) -> Result<Vec<DeviceRow>, StoreError> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    device_columns!(),
-                    " FROM mfa_devices WHERE user_id = $1 AND expires > $2 ORDER BY created DESC, id"
-                ))
-                .bind(user)
-                .bind(now)
-                .fetch_all(self.pool())
-                .await?;
-                Ok(rows.iter().map(Self::device_row).collect::<Result<_, _>>()?)
-            }
-
-            async fn remove_device(&self, user: &str, id: &str) -> Result<bool, StoreError> {
-                let r = sqlx::query("DELETE FROM mfa_devices WHERE user_id = $1 AND id = $2")
-                    .bind(user)
-                    .bind(id)
-                    .execute(self.pool())
-                    .await?;
-                Ok(r.rows_affected() == 1)
-            }
-        }
-    };
+fn device_row(r: &AnyRow) -> Result<DeviceRow, sqlx::Error> {
+    Ok(DeviceRow {
+        id: r.try_get("id")?,
+        user: r.try_get("user_id")?,
+        token_hash: r.try_get("token_hash")?,
+        method: r.try_get("method")?,
+        label: r.try_get("label")?,
+        created: r.try_get("created")?,
+        expires: r.try_get("expires")?,
+        last_used: r.try_get("last_used")?,
+    })
 }
-pub(crate) use device_columns;
-pub(crate) use otp_store;
+
+/// The same store as the enrolments (tables created by [`super::store::MIGRATIONS`]).
+#[async_trait]
+impl OtpStore for SqlStore {
+    async fn claim_code(&self, nonce: &str, expires: i64, now: i64) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM mfa_used_codes WHERE expires < $1")
+            .bind(now)
+            .execute(self.db.pool())
+            .await
+            .map_err(err)?;
+        let r = sqlx::query(
+            "INSERT INTO mfa_used_codes (nonce, expires) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(expires)
+        .execute(self.db.pool())
+        .await
+        .map_err(err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn add_device(&self, d: &DeviceRow) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO mfa_devices (",
+            device_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&d.id)
+        .bind(&d.user)
+        .bind(&d.token_hash)
+        .bind(&d.method)
+        .bind(&d.label)
+        .bind(d.created)
+        .bind(d.expires)
+        .bind(d.last_used)
+        .execute(self.db.pool())
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn device(&self, token_hash: &str) -> Result<Option<DeviceRow>, StoreError> {
+        let r = sqlx::query(concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM mfa_devices WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(err)?;
+        r.as_ref().map(device_row).transpose().map_err(err)
+    }
+
+    async fn touch_device(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE mfa_devices SET last_used = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(self.db.pool())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn devices(&self, user: &str, now: i64) -> Result<Vec<DeviceRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM mfa_devices WHERE user_id = $1 AND expires > $2 ORDER BY created DESC, id"
+        ))
+        .bind(user)
+        .bind(now)
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(device_row)
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
+    async fn remove_device(&self, user: &str, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM mfa_devices WHERE user_id = $1 AND id = $2")
+            .bind(user)
+            .bind(id)
+            .execute(self.db.pool())
+            .await
+            .map_err(err)?;
+        Ok(r.rows_affected() == 1)
+    }
+}
 
 #[cfg(test)]
 mod tests;

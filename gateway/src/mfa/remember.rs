@@ -126,8 +126,6 @@ impl Mfa {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mfa::store::SqliteStore;
-    use std::sync::Arc;
 
     #[test]
     fn labels_are_short_and_readable() {
@@ -142,8 +140,11 @@ mod tests {
     #[tokio::test]
     async fn device_works_for_its_user_and_factor_until_revoked() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("p.db")).await.unwrap());
-        let mfa = Mfa::new(store, &[9; 32]).unwrap();
+        let url = crate::store::StoreUrl::Sqlite(dir.path().join("p.db"));
+        let db = crate::store::Db::open(&url, &[&crate::mfa::store::MIGRATIONS])
+            .await
+            .unwrap();
+        let mfa = Mfa::new(crate::mfa::store::over(&db), &[9; 32]).unwrap();
         let now = 1_800_000_000;
         let t = mfa
             .remember_device("ann", "email", "Firefox", 30, now)

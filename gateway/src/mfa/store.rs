@@ -1,14 +1,36 @@
-//! Where enrolments live: one trait, SQLite (default, in the shared `store:` database) and
-//! PostgreSQL (several replicas). Rows hold secrets sealed by [`super::seal`]; this layer
-//! never sees a plaintext secret. Single use of TOTP steps is an atomic conditional update,
-//! so two replicas cannot both accept the same code.
+//! Where enrolments live, in the shared database ([`Db`]): one implementation for SQLite and
+//! PostgreSQL. Rows hold secrets sealed by [`super::seal`]; this layer never sees a plaintext
+//! secret. Single use of TOTP steps is an atomic conditional update, so two replicas cannot
+//! both accept the same code.
 
-use crate::store::StoreUrl;
+use crate::store::{Db, Feature, Migration, Sql};
 use async_trait::async_trait;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::sync::Arc;
 
-pub use super::store_error::StoreError;
+pub use crate::store::StoreError;
+
+/// How the MFA store's errors name it.
+pub(super) const STORE: &str = "mfa";
+
+/// The MFA tables. Version 1 is what older binaries created on every start, kept
+/// `IF NOT EXISTS` so their databases are adopted.
+pub static MIGRATIONS: Feature = Feature {
+    name: STORE,
+    migrations: &[Migration {
+        version: 1,
+        statements: &[
+            Sql::Sqlite("CREATE TABLE IF NOT EXISTS mfa_factors (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, secret BLOB NOT NULL, created BIGINT NOT NULL, last_step BIGINT)"),
+            Sql::Postgres("CREATE TABLE IF NOT EXISTS mfa_factors (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, secret BYTEA NOT NULL, created BIGINT NOT NULL, last_step BIGINT)"),
+            Sql::Both("CREATE INDEX IF NOT EXISTS mfa_factors_user ON mfa_factors (user_id)"),
+            Sql::Both("CREATE TABLE IF NOT EXISTS mfa_used_codes (nonce TEXT PRIMARY KEY, expires BIGINT NOT NULL)"),
+            Sql::Both("CREATE INDEX IF NOT EXISTS mfa_used_codes_expires ON mfa_used_codes (expires)"),
+            Sql::Both("CREATE TABLE IF NOT EXISTS mfa_devices (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, method TEXT NOT NULL, label TEXT NOT NULL, created BIGINT NOT NULL, expires BIGINT NOT NULL, last_used BIGINT NOT NULL)"),
+            Sql::Both("CREATE INDEX IF NOT EXISTS mfa_devices_user ON mfa_devices (user_id)"),
+        ],
+    }],
+};
 
 /// One enrolled factor as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,162 +83,111 @@ pub trait MfaStore: Send + Sync + super::otp_store::OtpStore {
     async fn legacy_owners(&self) -> Result<i64, StoreError>;
 }
 
-/// Opens the store named by the config, creating tables.
-pub async fn open(url: &StoreUrl) -> Result<Arc<dyn MfaStore>, StoreError> {
-    Ok(match url {
-        StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
-        StoreUrl::Postgres(u) => Arc::new(PgStore::open(u).await?),
+/// The MFA store over the shared database, whose schema [`MIGRATIONS`] brought up to date.
+pub fn over(db: &Db) -> Arc<dyn MfaStore> {
+    Arc::new(SqlStore { db: db.clone() })
+}
+
+/// The one implementation, for both databases (its one-time-code and device half is in
+/// [`super::otp_store`]).
+pub struct SqlStore {
+    pub(super) db: Db,
+}
+
+pub(super) fn err(e: sqlx::Error) -> StoreError {
+    StoreError::of(STORE)(e)
+}
+
+fn factor_row(r: &AnyRow) -> Result<FactorRow, sqlx::Error> {
+    Ok(FactorRow {
+        id: r.try_get("id")?,
+        user: r.try_get("user_id")?,
+        kind: r.try_get("kind")?,
+        label: r.try_get("label")?,
+        secret: r.try_get("secret")?,
+        created: r.try_get("created")?,
+        last_step: r.try_get("last_step")?,
     })
 }
 
-/// SQLite (the shared database file, WAL mode).
-pub struct SqliteStore {
-    pool: sqlx::SqlitePool,
-}
-
-impl SqliteStore {
-    /// Opens or creates the file and the table.
-    pub async fn open(path: &std::path::Path) -> Result<Self, StoreError> {
-        let pool = crate::store::open_sqlite(path, 4).await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS mfa_factors (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, secret BLOB NOT NULL, created BIGINT NOT NULL, last_step BIGINT)")
-            .execute(&pool)
-            .await?;
-        sqlx::query("CREATE INDEX IF NOT EXISTS mfa_factors_user ON mfa_factors (user_id)")
-            .execute(&pool)
-            .await?;
-        super::otp_store::create_sqlite(&pool).await?;
-        Ok(Self { pool })
+/// The SQL is portable: `$n` placeholders each used once, in order (SQLite numbers them the
+/// same way), and `IS NOT DISTINCT FROM` is NULL-safe equality in both.
+#[async_trait]
+impl MfaStore for SqlStore {
+    async fn add(&self, f: &FactorRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO mfa_factors (id, user_id, kind, label, secret, created, last_step) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&f.id)
+            .bind(&f.user)
+            .bind(&f.kind)
+            .bind(&f.label)
+            .bind(&f.secret)
+            .bind(f.created)
+            .bind(f.last_step)
+            .execute(self.db.pool())
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 
-    /// The pool (tests read raw rows).
-    pub fn pool(&self) -> &sqlx::SqlitePool {
-        &self.pool
-    }
-}
-
-/// PostgreSQL (several replicas).
-pub struct PgStore {
-    pool: sqlx::PgPool,
-}
-
-impl PgStore {
-    /// Connects and creates the table.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(8)
-            .connect(url)
-            .await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS mfa_factors (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, secret BYTEA NOT NULL, created BIGINT NOT NULL, last_step BIGINT)")
-            .execute(&pool)
-            .await?;
-        sqlx::query("CREATE INDEX IF NOT EXISTS mfa_factors_user ON mfa_factors (user_id)")
-            .execute(&pool)
-            .await?;
-        super::otp_store::create_pg(&pool).await?;
-        Ok(Self { pool })
+    async fn list(&self, user: &str) -> Result<Vec<FactorRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, user_id, kind, label, secret, created, last_step FROM mfa_factors WHERE user_id = $1 ORDER BY created, id")
+            .bind(user)
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(factor_row)
+            .collect::<Result<_, _>>()
+            .map_err(err)
     }
 
-    /// The pool (tests read raw rows).
-    pub fn pool(&self) -> &sqlx::PgPool {
-        &self.pool
+    async fn remove(&self, user: &str, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM mfa_factors WHERE user_id = $1 AND id = $2")
+            .bind(user)
+            .bind(id)
+            .execute(self.db.pool())
+            .await
+            .map_err(err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn claim_step(&self, user: &str, id: &str, step: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE mfa_factors SET last_step = $1 WHERE user_id = $2 AND id = $3 AND (last_step IS NULL OR last_step < $4)")
+            .bind(step)
+            .bind(user)
+            .bind(id)
+            .bind(step)
+            .execute(self.db.pool())
+            .await
+            .map_err(err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn swap_secret(
+        &self,
+        user: &str,
+        id: &str,
+        expected: Option<i64>,
+        secret: &[u8],
+        counter: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE mfa_factors SET secret = $1, last_step = $2 WHERE user_id = $3 AND id = $4 AND last_step IS NOT DISTINCT FROM $5")
+            .bind(secret)
+            .bind(counter)
+            .bind(user)
+            .bind(id)
+            .bind(expected)
+            .execute(self.db.pool())
+            .await
+            .map_err(err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn legacy_owners(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM mfa_factors WHERE user_id NOT LIKE '%:%'")
+            .fetch_one(self.db.pool())
+            .await
+            .map_err(err)?;
+        row.try_get::<i64, _>("n").map_err(err)
     }
 }
-
-/// One implementation for both databases, as in `otp_store`: the SQL is portable (`$n`
-/// placeholders each used once, in order; `IS NOT DISTINCT FROM` is NULL-safe equality in both)
-/// and only the row type differs.
-macro_rules! factor_store {
-    ($store:ty, $row:ty) => {
-        impl $store {
-            fn factor_row(r: &$row) -> Result<FactorRow, sqlx::Error> {
-                Ok(FactorRow {
-                    id: r.try_get("id")?,
-                    user: r.try_get("user_id")?,
-                    kind: r.try_get("kind")?,
-                    label: r.try_get("label")?,
-                    secret: r.try_get("secret")?,
-                    created: r.try_get("created")?,
-                    last_step: r.try_get("last_step")?,
-                })
-            }
-        }
-
-        #[async_trait]
-        impl MfaStore for $store {
-            async fn add(&self, f: &FactorRow) -> Result<(), StoreError> {
-                sqlx::query("INSERT INTO mfa_factors (id, user_id, kind, label, secret, created, last_step) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(&f.id)
-                    .bind(&f.user)
-                    .bind(&f.kind)
-                    .bind(&f.label)
-                    .bind(&f.secret)
-                    .bind(f.created)
-                    .bind(f.last_step)
-                    .execute(self.pool())
-                    .await?;
-                Ok(())
-            }
-
-            async fn list(&self, user: &str) -> Result<Vec<FactorRow>, StoreError> {
-                let rows = sqlx::query("SELECT id, user_id, kind, label, secret, created, last_step FROM mfa_factors WHERE user_id = $1 ORDER BY created, id")
-                    .bind(user)
-                    .fetch_all(self.pool())
-                    .await?;
-                Ok(rows.iter().map(Self::factor_row).collect::<Result<_, _>>()?)
-            }
-
-            async fn remove(&self, user: &str, id: &str) -> Result<bool, StoreError> {
-                let r = sqlx::query("DELETE FROM mfa_factors WHERE user_id = $1 AND id = $2")
-                    .bind(user)
-                    .bind(id)
-                    .execute(self.pool())
-                    .await?;
-                Ok(r.rows_affected() == 1)
-            }
-
-            async fn claim_step(&self, user: &str, id: &str, step: i64) -> Result<bool, StoreError> {
-                let r = sqlx::query("UPDATE mfa_factors SET last_step = $1 WHERE user_id = $2 AND id = $3 AND (last_step IS NULL OR last_step < $4)")
-                    .bind(step)
-                    .bind(user)
-                    .bind(id)
-                    .bind(step)
-                    .execute(self.pool())
-                    .await?;
-                Ok(r.rows_affected() == 1)
-            }
-
-            async fn swap_secret(
-                &self,
-                user: &str,
-                id: &str,
-                expected: Option<i64>,
-                secret: &[u8],
-                counter: i64,
-            ) -> Result<bool, StoreError> {
-                let r = sqlx::query("UPDATE mfa_factors SET secret = $1, last_step = $2 WHERE user_id = $3 AND id = $4 AND last_step IS NOT DISTINCT FROM $5")
-                    .bind(secret)
-                    .bind(counter)
-                    .bind(user)
-                    .bind(id)
-                    .bind(expected)
-                    .execute(self.pool())
-                    .await?;
-                Ok(r.rows_affected() == 1)
-            }
-
-            async fn legacy_owners(&self) -> Result<i64, StoreError> {
-                let row = sqlx::query("SELECT COUNT(*) FROM mfa_factors WHERE user_id NOT LIKE '%:%'")
-                    .fetch_one(self.pool())
-                    .await?;
-                Ok(row.try_get::<i64, _>(0)?)
-            }
-        }
-    };
-}
-
-factor_store!(SqliteStore, sqlx::sqlite::SqliteRow);
-// The one-time-code and device tables live in the same database, same two stores.
-use super::otp_store::{device_columns, otp_store, DeviceRow, OtpStore};
-otp_store!(SqliteStore, sqlx::sqlite::SqliteRow);
-otp_store!(PgStore, sqlx::postgres::PgRow);
-factor_store!(PgStore, sqlx::postgres::PgRow);

@@ -1,7 +1,7 @@
 //! The store suite, run against SQLite always and PostgreSQL when `PORTCULLIS_TEST_POSTGRES`
 //! names a server (as `tests/run` does): same cases, same expectations.
 
-use super::store::{FactorRow, MfaStore, PgStore, SqliteStore};
+use super::store::{FactorRow, MfaStore};
 use super::{totp, Mfa, MfaError};
 use std::sync::Arc;
 
@@ -324,54 +324,29 @@ async fn webauthn_cases(mfa: &Mfa, store: &Arc<dyn MfaStore>) {
     assert!(mfa.remove("cat", &id).await.unwrap());
 }
 
+/// The same suite on SQLite and (when available) PostgreSQL.
 #[tokio::test]
-async fn sqlite_store_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("sub/portcullis.db"))
-        .await
-        .unwrap();
-    let pool = s.pool().clone();
-    suite(
-        Arc::new(s),
-        Box::new(move || {
-            let pool = pool.clone();
-            Box::pin(async move {
-                use sqlx::Row;
-                sqlx::query("SELECT secret FROM mfa_factors")
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.get::<Vec<u8>, _>("secret"))
-                    .collect()
-            })
-        }),
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn postgres_store_suite() {
-    let Some(url) = crate::store::test_postgres_database("mfa").await else {
-        return;
-    };
-    let s = PgStore::open(&url).await.unwrap();
-    let pool = s.pool().clone();
-    suite(
-        Arc::new(s),
-        Box::new(move || {
-            let pool = pool.clone();
-            Box::pin(async move {
-                use sqlx::Row;
-                sqlx::query("SELECT secret FROM mfa_factors")
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.get::<Vec<u8>, _>("secret"))
-                    .collect()
-            })
-        }),
-    )
-    .await;
+async fn store_suite() {
+    for (name, db, _dir) in crate::store::test_databases("mfa", &[&super::store::MIGRATIONS]).await
+    {
+        eprintln!("{name}: mfa store suite");
+        let raw_db = db.clone();
+        suite(
+            super::store::over(&db),
+            Box::new(move || {
+                let db = raw_db.clone();
+                Box::pin(async move {
+                    use sqlx::Row;
+                    sqlx::query("SELECT secret FROM mfa_factors")
+                        .fetch_all(db.pool())
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.get::<Vec<u8>, _>("secret"))
+                        .collect()
+                })
+            }),
+        )
+        .await;
+    }
 }

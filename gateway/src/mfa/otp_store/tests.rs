@@ -2,7 +2,6 @@
 //! when `PORTCULLIS_TEST_POSTGRES` names a server (as `tests/run` does): same cases.
 
 use super::{DeviceRow, OtpStore};
-use crate::mfa::store::{PgStore, SqliteStore};
 
 const NOW: i64 = 1_800_000_000;
 
@@ -82,20 +81,13 @@ async fn suite(s: &dyn OtpStore) {
     assert!(!s.remove_device("ann", "d1").await.unwrap());
 }
 
+/// The same suite on SQLite and (when available) PostgreSQL.
 #[tokio::test]
-async fn sqlite_otp_store_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("portcullis.db"))
-        .await
-        .unwrap();
-    suite(&s).await;
-}
-
-#[tokio::test]
-async fn postgres_otp_store_suite() {
-    let Some(url) = crate::store::test_postgres_database("otp").await else {
-        return;
-    };
-    let s = PgStore::open(&url).await.unwrap();
-    suite(&s).await;
+async fn otp_store_suite() {
+    for (name, db, _dir) in
+        crate::store::test_databases("otp", &[&crate::mfa::store::MIGRATIONS]).await
+    {
+        eprintln!("{name}: otp store suite");
+        suite(crate::mfa::store::over(&db).as_ref()).await;
+    }
 }

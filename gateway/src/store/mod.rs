@@ -1,9 +1,19 @@
 //! The shared database (`store:`): SQLite in the data directory by default, PostgreSQL for
-//! several replicas. Modules that persist state (audit log, later MFA enrolments) open their
-//! tables through [`StoreUrl`].
+//! several replicas. The process opens it once as a [`Db`] and every feature that persists
+//! state (audit log, MFA) keeps a clone, so there is one pool, one set of connection settings
+//! and one place where schemas are versioned ([`migrate`]). Queries go through sqlx's `Any`
+//! driver so that each is written once for both databases (`$n` placeholders work on both).
 
 use crate::config::problems::Problems;
 use std::path::{Path, PathBuf};
+
+mod db;
+mod error;
+pub mod migrate;
+
+pub use db::{Backend, Db};
+pub use error::StoreError;
+pub use migrate::{Feature, Migration, Sql};
 
 /// Where the database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,60 +74,6 @@ impl StoreUrl {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_urls() {
-        let mut p = Problems::default();
-        let d = Path::new("/data");
-        assert_eq!(
-            StoreUrl::build(None, d, &mut p),
-            Some(StoreUrl::Sqlite("/data/portcullis.db".into()))
-        );
-        assert_eq!(
-            StoreUrl::build(Some("sqlite:///x/y.db"), d, &mut p),
-            Some(StoreUrl::Sqlite("/x/y.db".into()))
-        );
-        let pg = StoreUrl::build(Some("postgres://u:secret@h/db"), d, &mut p).unwrap();
-        assert!(!pg.redacted().contains("secret"));
-        assert!(p.0.is_empty());
-        assert_eq!(StoreUrl::build(Some("mysql://x"), d, &mut p), None);
-        assert_eq!(p.0[0].path, "store");
-    }
-}
-
-/// Why the shared SQLite file could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The data directory could not be created.
-    #[error("cannot create {0}: {1}")]
-    Dir(String, std::io::Error),
-    /// SQLite refused the file.
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-}
-
-/// Opens (creating if missing) the shared SQLite file with the settings every store relies on:
-/// WAL so readers never block the writer, full fsync so an acknowledged audit record or MFA
-/// enrolment survives a crash, and a busy timeout for concurrent writers.
-pub async fn open_sqlite(path: &Path, max_connections: u32) -> Result<sqlx::SqlitePool, OpenError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| OpenError::Dir(dir.display().to_string(), e))?;
-    }
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-        .busy_timeout(std::time::Duration::from_secs(10));
-    Ok(sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(max_connections)
-        .connect_with(opts)
-        .await?)
-}
-
 /// A fresh, empty PostgreSQL database for a store suite on the server named by
 /// `PORTCULLIS_TEST_POSTGRES` (as `tests/run` sets it), or `None` to skip (refused under CI).
 #[cfg(test)]
@@ -142,4 +98,52 @@ pub async fn test_postgres_database(prefix: &str) -> Option<String> {
     let mut u = url::Url::parse(&url).expect("PORTCULLIS_TEST_POSTGRES is a URL");
     u.set_path(&format!("/{name}"));
     Some(u.to_string())
+}
+
+/// The databases every store suite runs against with the same body: SQLite in a temporary
+/// directory always, and PostgreSQL when [`test_postgres_database`] provides one. Each comes
+/// with `features` migrated and a label for assertion messages; keep the `TempDir` alive.
+#[cfg(test)]
+pub async fn test_databases(
+    prefix: &str,
+    features: &[&Feature],
+) -> Vec<(&'static str, Db, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = StoreUrl::Sqlite(dir.path().join("sub/portcullis.db"));
+    let sqlite = Db::open(&url, features).await.expect("open SQLite");
+    let mut dbs = vec![("sqlite", sqlite, Some(dir))];
+    if let Some(u) = test_postgres_database(prefix).await {
+        let pg = Db::open(&StoreUrl::Postgres(u), features)
+            .await
+            .expect("open PostgreSQL");
+        dbs.push(("postgres", pg, None));
+    }
+    dbs
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        let mut p = Problems::default();
+        let d = Path::new("/data");
+        assert_eq!(
+            StoreUrl::build(None, d, &mut p),
+            Some(StoreUrl::Sqlite("/data/portcullis.db".into()))
+        );
+        assert_eq!(
+            StoreUrl::build(Some("sqlite:///x/y.db"), d, &mut p),
+            Some(StoreUrl::Sqlite("/x/y.db".into()))
+        );
+        let pg = StoreUrl::build(Some("postgres://u:secret@h/db"), d, &mut p).unwrap();
+        assert!(!pg.redacted().contains("secret"));
+        assert!(p.0.is_empty());
+        assert_eq!(StoreUrl::build(Some("mysql://x"), d, &mut p), None);
+        assert_eq!(p.0[0].path, "store");
+    }
 }
