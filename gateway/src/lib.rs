@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth_endpoints;
 pub mod config;
 pub mod decisionlog;
+pub mod directory;
 pub mod errors;
 pub mod forward_auth;
 pub mod forwarded;
