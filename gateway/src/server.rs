@@ -237,7 +237,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         serde_json::json!({"source": source, "config_sha256": runtime.load().config_hash, "routes": routes, "at": "start"}),
     );
 
-    let sso = Arc::new(crate::sso::Sso::new(&runtime.load().config).map_err(StartError::Sso)?);
+    // One clock for every expiry in this process (a debug build may offset it for tests).
+    let clock = crate::clock::Clock::for_process();
+    let sso = Arc::new(
+        crate::sso::Sso::with_clock(&runtime.load().config, clock.clone())
+            .map_err(StartError::Sso)?,
+    );
     if sso.enabled() {
         let providers = sso.providers();
         let ids: Vec<&str> = providers.iter().map(|p| p.cfg.id.as_str()).collect();
@@ -249,6 +254,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 m.clone(),
                 runtime.load().config.store.clone(),
                 &runtime.load().config.session.store,
+                clock.clone(),
             )
             .map_err(StartError::Mfa)?,
         )),

@@ -8,6 +8,7 @@
 //! form and back-channel logout). This file holds the shared state and types.
 
 use crate::assertion::Assertions;
+use crate::clock::Clock;
 use crate::config::auth_model::{SessionConfig, StoreKind};
 use crate::config::model::{Config, Route};
 use crate::idp::http::HttpClient;
@@ -90,11 +91,10 @@ pub struct Sso {
     pub assertions: Assertions,
     /// One refresh at a time per session id; holds the new id when a refresh moved it.
     refresh_gates: std::sync::Mutex<std::collections::HashMap<String, RefreshGate>>,
+    /// Every timeout and expiry here reads this clock (tests move it instead of sleeping).
+    pub clock: Clock,
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
 
 /// Constant-time string equality for secrets (state, CSRF tokens).
 pub fn same(a: &str, b: &str) -> bool {
@@ -106,19 +106,25 @@ pub fn same(a: &str, b: &str) -> bool {
 }
 
 impl Sso {
-    /// Builds the state from the validated config.
+    /// Builds the state from the validated config, on the real clock.
     pub fn new(cfg: &Config) -> Result<Self, String> {
+        Self::with_clock(cfg, Clock::system())
+    }
+
+    /// Builds the state from the validated config; the store, providers and assertion signer
+    /// share `clock`, so one moved clock expires everything consistently.
+    pub fn with_clock(cfg: &Config, clock: Clock) -> Result<Self, String> {
         let codec = CookieCodec::new(&cfg.session.keys).ok_or("invalid session keys")?;
         let store: Arc<dyn SessionStore> = match &cfg.session.store {
-            StoreKind::Memory => Arc::new(MemoryStore::default()),
+            StoreKind::Memory => Arc::new(MemoryStore::with_clock(clock.clone())),
             StoreKind::Redis(url) => {
                 Arc::new(session::redis_store::RedisStore::new(url).map_err(|e| e.to_string())?)
             }
         };
         let http = HttpClient::new().ok_or("cannot build the HTTP client for providers")?;
-        let providers = build_providers(&cfg.identity_providers, &http);
+        let providers = build_providers(&cfg.identity_providers, &http, &clock);
         let assertions =
-            Assertions::new(&cfg.assertion).ok_or("cannot load or generate assertion keys")?;
+            Assertions::with_clock(&cfg.assertion, clock.clone()).ok_or("cannot load or generate assertion keys")?;
         if cfg.session.generated_key && !cfg.identity_providers.is_empty() {
             tracing::warn!("session.keys is not set: using a random key; sessions end at restart");
         }
@@ -130,7 +136,13 @@ impl Sso {
             http,
             assertions,
             refresh_gates: std::sync::Mutex::default(),
+            clock,
         })
+    }
+
+    /// Now in Unix seconds, on this state's clock.
+    fn now(&self) -> i64 {
+        self.clock.unix()
     }
 
     /// Whether any provider is configured.

@@ -11,6 +11,7 @@ use super::limiter::Limiter;
 use super::pages::{code_form_with, error_p, esc, page, webauthn_form, WebauthnForm, CSP};
 use super::webauthn::{RelyingParty, KIND};
 use super::{otp, totp, Mfa, MfaError};
+use crate::clock::Clock;
 use crate::errors::{GatewayError, Reply};
 use crate::session;
 use crate::sso::{same, AuthError, Authenticated, Sso};
@@ -39,6 +40,8 @@ pub struct Service {
     /// Email and SMS code channels that are configured.
     channels: Vec<otp::Channel>,
     codes: otp::Codes,
+    /// Code, enrolment, ceremony and step-up times read this clock (the gateway's).
+    pub clock: Clock,
 }
 
 /// One request to an MFA endpoint, as the proxy hands it over.
@@ -170,9 +173,6 @@ fn enrol_cookie(tls: bool) -> &'static str {
     crate::session::cookies::GatewayCookie::MfaEnrol.name(tls)
 }
 
-fn now_unix() -> u64 {
-    u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0)
-}
 
 fn html(status: u16, b: &MfaConfig, heading: &str, body: &str) -> Reply {
     Reply {
@@ -188,6 +188,11 @@ fn html(status: u16, b: &MfaConfig, heading: &str, body: &str) -> Reply {
 }
 
 impl Service {
+    /// Now in Unix seconds on the service's clock (0 before the epoch).
+    fn now_unix(&self) -> u64 {
+        self.clock.unix_u64()
+    }
+
     /// From the validated config; the store is opened on first use. With a Redis session
     /// store, attempt counters live in that Redis (shared by replicas). A relying party or a
     /// channel that does not build is an error (fail closed: start-up refuses the config).
@@ -195,8 +200,9 @@ impl Service {
         cfg: MfaConfig,
         store_url: StoreUrl,
         sessions: &crate::config::auth_model::StoreKind,
+        clock: Clock,
     ) -> Result<Self, String> {
-        let limiter = codes::limiter(&cfg, sessions)?;
+        let limiter = codes::limiter(&cfg, sessions, &clock)?;
         let channels = codes::channels(&cfg)?;
         let rp = cfg
             .webauthn
@@ -213,6 +219,7 @@ impl Service {
             rp,
             limiter,
             channels,
+            clock,
         })
     }
 
@@ -223,6 +230,7 @@ impl Service {
         cfg: MfaConfig,
         store_url: StoreUrl,
         sessions: &crate::config::auth_model::StoreKind,
+        clock: Clock,
     ) -> Result<Self, String> {
         super::seal::Sealer::new(&cfg.encryption_key).map_err(|e| e.to_string())?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -244,7 +252,7 @@ impl Service {
             ));
         }
         tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
-        let svc = Self::new(cfg, store_url, sessions)?;
+        let svc = Self::new(cfg, store_url, sessions, clock)?;
         if svc
             .rp
             .as_ref()
@@ -416,7 +424,7 @@ impl Service {
                 esc(ret)
             );
             verify += &codes;
-            if webauthn_on && recently_verified(&a.record, chrono::Utc::now()) {
+            if webauthn_on && recently_verified(&a.record, self.clock.utc()) {
                 verify += "<h2>Add a security key or passkey</h2>";
                 verify += &webauthn_form(WebauthnForm::Register, csrf, ret);
             }
@@ -457,7 +465,7 @@ impl Service {
             let pending = Pending {
                 user: user.clone(),
                 secret: totp::base32(&secret),
-                exp: chrono::Utc::now().timestamp() + ENROL_TTL,
+                exp: self.clock.unix() + ENROL_TTL,
             };
             let name = enrol_cookie(tls);
             let sealed = sso
@@ -518,14 +526,14 @@ impl Service {
             return self.show(sso, a, &Page::new(ret, None), tls, ip).await;
         };
         let mfa = self.mfa().await?;
-        let now = now_unix();
+        let now = self.now_unix();
         let enrolling = path == "/.portcullis/mfa/enrol";
         let result = if enrolling {
             let name = enrol_cookie(tls);
             let pending = session::cookie_values(headers, name)
                 .into_iter()
                 .find_map(|v| sso.codec.open::<Pending>(name, v))
-                .filter(|p| &p.user == user && p.exp > chrono::Utc::now().timestamp());
+                .filter(|p| &p.user == user && p.exp > self.clock.unix());
             let Some(secret) = pending.and_then(|p| totp::from_base32(&p.secret)) else {
                 attempt.refund().await;
                 return Err(AuthError::BadRequest("enrolment expired: start again").into());
