@@ -284,13 +284,19 @@ mod tests {
         assert_eq!(c.instant() - i0, Duration::from_secs(100));
         m.set(UNIX_EPOCH);
         assert_eq!(c.unix(), 0);
-        assert_eq!(c.instant() - i0, Duration::from_secs(100), "never backwards");
+        assert_eq!(
+            c.instant() - i0,
+            Duration::from_secs(100),
+            "never backwards"
+        );
     }
 
     #[test]
     fn system_clock_is_the_real_time() {
         let c = Clock::default();
-        let d = c.now().duration_since(SystemTime::now() - Duration::from_secs(1));
+        let d = c
+            .now()
+            .duration_since(SystemTime::now() - Duration::from_secs(1));
         assert!(d.is_ok_and(|d| d < Duration::from_secs(5)));
     }
 
@@ -309,7 +315,11 @@ mod tests {
             Some(path.clone().into_os_string())
         });
         let moved = c.now() > SystemTime::now() + Duration::from_secs(3000);
-        assert_eq!(asked.get(), cfg!(debug_assertions), "looked up only in debug");
+        assert_eq!(
+            asked.get(),
+            cfg!(debug_assertions),
+            "looked up only in debug"
+        );
         assert_eq!(moved, cfg!(debug_assertions), "honoured only in debug");
     }
 }

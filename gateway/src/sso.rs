@@ -95,7 +95,6 @@ pub struct Sso {
     pub clock: Clock,
 }
 
-
 /// Constant-time string equality for secrets (state, CSRF tokens).
 pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -123,8 +122,8 @@ impl Sso {
         };
         let http = HttpClient::new().ok_or("cannot build the HTTP client for providers")?;
         let providers = build_providers(&cfg.identity_providers, &http, &clock);
-        let assertions =
-            Assertions::with_clock(&cfg.assertion, clock.clone()).ok_or("cannot load or generate assertion keys")?;
+        let assertions = Assertions::with_clock(&cfg.assertion, clock.clone())
+            .ok_or("cannot load or generate assertion keys")?;
         if cfg.session.generated_key && !cfg.identity_providers.is_empty() {
             tracing::warn!("session.keys is not set: using a random key; sessions end at restart");
         }

@@ -8,8 +8,8 @@
 use super::claims;
 use super::http::HttpClient;
 use super::LoginResult;
-use crate::config::auth_model::{IdpConfig, TokenAuth};
 use crate::clock::Clock;
+use crate::config::auth_model::{IdpConfig, TokenAuth};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet,
     CoreJwsSigningAlgorithm,

@@ -173,7 +173,6 @@ fn enrol_cookie(tls: bool) -> &'static str {
     crate::session::cookies::GatewayCookie::MfaEnrol.name(tls)
 }
 
-
 fn html(status: u16, b: &MfaConfig, heading: &str, body: &str) -> Reply {
     Reply {
         status,
@@ -685,5 +684,45 @@ mod window_tests {
             ),
             "a real verification after a remembered one counts"
         );
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::time::Duration;
+
+    /// The service, its limiter and its code times all read the one clock it is built with:
+    /// a lockout ends when that clock passes it, without sleeping.
+    #[tokio::test]
+    async fn the_service_and_its_limiter_share_the_injected_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "store: \"sqlite://{}/p.db\"\nmfa:\n  encryption_key: CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\n  totp: {{ issuer: Acme }}\n  attempts: {{ per_user: 2, per_ip: 100, lockout: 10m }}\nroutes:\n  - {{ id: a, path: /, upstream: \"http://127.0.0.1:9\", policy: public }}\n",
+            dir.path().display()
+        );
+        let cfg =
+            crate::config::load_str(&yaml, "t", &HashMap::<String, String>::new()).expect("config");
+        let m = ManualClock::at_unix(1_800_000_000);
+        let svc = Service::new(
+            cfg.mfa.clone().expect("mfa"),
+            cfg.store.clone(),
+            &cfg.session.store,
+            m.clock(),
+        )
+        .expect("service");
+        assert_eq!(svc.now_unix(), 1_800_000_000);
+        for _ in 0..2 {
+            if let Ok(a) = svc.limiter.begin("corp:ann", "1.1.1.1").await {
+                a.failed().await;
+            }
+        }
+        assert!(svc.limiter.locked("corp:ann", "1.1.1.1").await.is_some());
+        m.advance(Duration::from_secs(9 * 60));
+        assert!(svc.limiter.locked("corp:ann", "1.1.1.1").await.is_some());
+        m.advance(Duration::from_secs(61));
+        assert_eq!(svc.limiter.locked("corp:ann", "1.1.1.1").await, None);
+        assert_eq!(svc.now_unix(), 1_800_000_000 + 601);
     }
 }

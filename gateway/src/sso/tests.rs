@@ -122,7 +122,10 @@ async fn timeouts_touch_and_refresh_follow_the_clock() {
         let s = &s;
         async move { s.identify(&h, true).await }
     };
-    s.store.save("a", &record_at(now, 0, 0), 7200).await.unwrap();
+    s.store
+        .save("a", &record_at(now, 0, 0), 7200)
+        .await
+        .unwrap();
     // Touched every 9 minutes: never idle for 10, so it lives until the absolute timeout.
     for _ in 0..6 {
         m.advance(Duration::from_secs(9 * 60));
@@ -130,13 +133,22 @@ async fn timeouts_touch_and_refresh_follow_the_clock() {
         assert_eq!(a.record.last_seen, s.clock.unix(), "touched");
     }
     m.advance(Duration::from_secs(7 * 60));
-    assert!(ok("a").await.unwrap().is_none(), "absolute timeout (61 min)");
+    assert!(
+        ok("a").await.unwrap().is_none(),
+        "absolute timeout (61 min)"
+    );
     assert!(s.store.load("a").await.unwrap().is_none());
 
     let now = s.clock.unix();
-    s.store.save("b", &record_at(now, 0, 0), 7200).await.unwrap();
+    s.store
+        .save("b", &record_at(now, 0, 0), 7200)
+        .await
+        .unwrap();
     m.advance(Duration::from_secs(10 * 60));
-    assert!(ok("b").await.unwrap().is_some(), "exactly 10 min idle is allowed");
+    assert!(
+        ok("b").await.unwrap().is_some(),
+        "exactly 10 min idle is allowed"
+    );
     m.advance(Duration::from_secs(10 * 60 + 1));
     assert!(ok("b").await.unwrap().is_none(), "idle timeout");
 

@@ -30,7 +30,9 @@ pub(super) fn limiter(
             cfg.per_user,
             cfg.per_ip,
             cfg.lockout,
-            Arc::new(crate::mfa::limiter::MemoryCounters::with_clock(clock.clone())),
+            Arc::new(crate::mfa::limiter::MemoryCounters::with_clock(
+                clock.clone(),
+            )),
         ),
         StoreKind::Redis(url) => Limiter::with_counters(
             cfg.per_user,

@@ -267,13 +267,7 @@ impl Service {
         let name = ceremony_cookie(req.tls);
         let values = session::cookie_values(req.headers, name);
         let user = &owner(a);
-        match Ceremony::open(
-            &sso.codec,
-            &values,
-            user,
-            &a.sid,
-            self.clock.unix(),
-        ) {
+        match Ceremony::open(&sso.codec, &values, user, &a.sid, self.clock.unix()) {
             Ok(c) => Ok(c),
             Err(e) => {
                 tracing::warn!(target: "audit", user = %user, error = %e, "webauthn ceremony refused");
@@ -338,7 +332,9 @@ impl Service {
         let key = self
             .checked(a, req, rp.finish_registration(&f.credential, &state))
             .await?;
-        let enrolled = mfa.enrol_webauthn(user, &label, &key, self.now_unix()).await;
+        let enrolled = mfa
+            .enrol_webauthn(user, &label, &key, self.now_unix())
+            .await;
         self.checked(a, req, enrolled).await?;
         self.verified(sso, a, req, f.ret.as_deref(), "enrolled", first_time)
             .await
