@@ -137,7 +137,7 @@ impl Clock {
             return test_clock::from_file(path.into());
         }
         #[cfg(not(debug_assertions))]
-        drop(lookup);
+        let _ = lookup;
         Self::system()
     }
 
