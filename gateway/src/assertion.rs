@@ -32,6 +32,8 @@ pub struct Assertions {
     /// Signed assertions reused for half their lifetime: an ES256 signature costs tens of
     /// microseconds, more than the rest of the request path together.
     cache: std::sync::Mutex<std::collections::HashMap<u64, Cached>>,
+    /// `iat`/`exp` and cache reuse read this clock (the gateway's).
+    clock: crate::clock::Clock,
 }
 
 struct Cached {
@@ -77,8 +79,13 @@ impl std::fmt::Debug for Assertions {
 }
 
 impl Assertions {
-    /// Loads the configured keys, or generates one.
+    /// Loads the configured keys, or generates one; on the real clock.
     pub fn new(cfg: &AssertionConfig) -> Option<Self> {
+        Self::with_clock(cfg, crate::clock::Clock::system())
+    }
+
+    /// Loads the configured keys, or generates one; times assertions by `clock`.
+    pub fn with_clock(cfg: &AssertionConfig, clock: crate::clock::Clock) -> Option<Self> {
         let rng = SystemRandom::new();
         let mut ders = cfg.keys.clone();
         if ders.is_empty() {
@@ -109,6 +116,7 @@ impl Assertions {
             issuer: cfg.issuer.clone(),
             rng,
             cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+            clock,
         })
     }
 
@@ -120,7 +128,7 @@ impl Assertions {
     /// An assertion for `identity` with audience `aud`: a cached one while it is in the first
     /// half of its lifetime, otherwise a freshly signed one.
     pub fn sign(&self, identity: &Identity, aud: &str) -> Option<String> {
-        let now = chrono::Utc::now().timestamp();
+        let now = self.clock.unix();
         let key = cache_key(identity, aud);
         if let Ok(cache) = self.cache.lock() {
             if let Some(c) = cache.get(&key) {

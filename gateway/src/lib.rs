@@ -6,6 +6,7 @@ pub mod admin;
 pub mod assertion;
 pub mod audit;
 pub mod auth_endpoints;
+pub mod clock;
 pub mod config;
 pub mod decisionlog;
 pub mod directory;

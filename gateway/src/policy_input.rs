@@ -25,6 +25,9 @@ pub struct RequestContext<'a> {
     pub peer_trusted: bool,
     /// Name of the CA that issued the verified client certificate.
     pub client_cert_ca: Option<String>,
+    /// The policy's `now` (step-up `max_age`, time windows): the gateway's clock, so a test
+    /// that moves it ages factors the same way as sessions.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 /// Assembles the input. `identity` is the signed-in user, if any.
@@ -90,6 +93,6 @@ pub fn build(config: &Config, rc: &RequestContext<'_>, identity: Option<Identity
             registered_device: None,
             platform,
         },
-        now: chrono::Utc::now(),
+        now: rc.now,
     }
 }

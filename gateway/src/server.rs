@@ -255,8 +255,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         at: "start",
     });
 
+    // One clock for every expiry in this process (a debug build may offset it for tests).
+    let clock = crate::clock::Clock::for_process();
     let sso = Arc::new(
-        crate::sso::Sso::new(&runtime.load().config, audit.clone()).map_err(StartError::Sso)?,
+        crate::sso::Sso::new(&runtime.load().config, audit.clone(), clock.clone())
+            .map_err(StartError::Sso)?,
     );
     if sso.enabled() {
         let providers = sso.providers();
@@ -271,6 +274,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 &runtime.load().config.store,
                 &runtime.load().config.session.store,
                 audit.clone(),
+                clock.clone(),
             )
             .map_err(StartError::Mfa)?,
         )),

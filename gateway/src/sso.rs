@@ -9,6 +9,7 @@
 
 use crate::assertion::Assertions;
 use crate::audit::AuditEvent;
+use crate::clock::Clock;
 use crate::config::auth_model::{SessionConfig, StoreKind};
 use crate::config::model::{Config, Route};
 use crate::idp::http::HttpClient;
@@ -93,10 +94,8 @@ pub struct Sso {
     refresh_gates: std::sync::Mutex<std::collections::HashMap<String, RefreshGate>>,
     /// Where logins, logouts and session endings are recorded.
     audit: crate::audit::Audit,
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+    /// Every timeout and expiry here reads this clock (tests move it instead of sleeping).
+    pub clock: Clock,
 }
 
 /// Constant-time string equality for secrets (state, CSRF tokens).
@@ -109,19 +108,20 @@ pub fn same(a: &str, b: &str) -> bool {
 }
 
 impl Sso {
-    /// Builds the state from the validated config.
-    pub fn new(cfg: &Config, audit: crate::audit::Audit) -> Result<Self, String> {
+    /// Builds the state from the validated config; the store, providers and assertion signer
+    /// share `clock`, so one moved clock expires everything consistently.
+    pub fn new(cfg: &Config, audit: crate::audit::Audit, clock: Clock) -> Result<Self, String> {
         let codec = CookieCodec::new(&cfg.session.keys).ok_or("invalid session keys")?;
         let store: Arc<dyn SessionStore> = match &cfg.session.store {
-            StoreKind::Memory => Arc::new(MemoryStore::default()),
+            StoreKind::Memory => Arc::new(MemoryStore::with_clock(clock.clone())),
             StoreKind::Redis(url) => {
                 Arc::new(session::redis_store::RedisStore::new(url).map_err(|e| e.to_string())?)
             }
         };
         let http = HttpClient::new().ok_or("cannot build the HTTP client for providers")?;
-        let providers = build_providers(&cfg.identity_providers, &http);
-        let assertions =
-            Assertions::new(&cfg.assertion).ok_or("cannot load or generate assertion keys")?;
+        let providers = build_providers(&cfg.identity_providers, &http, &clock);
+        let assertions = Assertions::with_clock(&cfg.assertion, clock.clone())
+            .ok_or("cannot load or generate assertion keys")?;
         if cfg.session.generated_key && !cfg.identity_providers.is_empty() {
             tracing::warn!("session.keys is not set: using a random key; sessions end at restart");
         }
@@ -134,7 +134,13 @@ impl Sso {
             assertions,
             refresh_gates: std::sync::Mutex::default(),
             audit,
+            clock,
         })
+    }
+
+    /// Now in Unix seconds, on this state's clock.
+    fn now(&self) -> i64 {
+        self.clock.unix()
     }
 
     /// Whether any provider is configured.

@@ -79,6 +79,10 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str], dir: tempfile::TempDir) -> Self {
+        Self::spawn_env(args, dir, &[])
+    }
+
+    fn spawn_env(args: &[&str], dir: tempfile::TempDir, env: &[(&str, &Path)]) -> Self {
         let log = dir.path().join("stderr.log");
         let err = std::fs::File::create(&log).expect("log file");
         let child = Command::new(bin())
@@ -86,6 +90,7 @@ impl Proc {
             .stdout(Stdio::null())
             .stderr(err)
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .spawn()
             .expect("spawn portcullis");
         Self {
@@ -209,6 +214,62 @@ pub struct Gateway {
     pub ports: Ports,
     /// The config file (rewrite it and SIGHUP to reload).
     pub config: PathBuf,
+    /// The gateway's clock, when started with [`Gateway::start_with_clock`].
+    pub clock: Option<TestClock>,
+}
+
+/// The clock of a gateway started with [`Gateway::start_with_clock`]: real time plus an offset
+/// the test moves, shared with the gateway through `PORTCULLIS_TEST_CLOCK_FILE` (honoured by
+/// debug builds only). Tests compute TOTP codes and deadlines from [`TestClock::now`] so they
+/// agree with the gateway, and expire things with [`TestClock::advance`] instead of sleeping.
+#[derive(Debug)]
+pub struct TestClock {
+    path: PathBuf,
+    offset: std::sync::atomic::AtomicI64,
+}
+
+impl TestClock {
+    fn create(path: PathBuf) -> Self {
+        let c = Self {
+            path,
+            offset: std::sync::atomic::AtomicI64::new(0),
+        };
+        c.write(0);
+        c
+    }
+
+    fn write(&self, offset: i64) {
+        // Whole-file replace: the gateway never reads a half-written offset.
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, offset.to_string()).expect("write clock offset");
+        std::fs::rename(&tmp, &self.path).expect("replace clock offset");
+    }
+
+    /// Seconds the gateway's clock is ahead of the real one.
+    pub fn offset(&self) -> i64 {
+        self.offset.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The gateway's time, in seconds since the Unix epoch.
+    pub fn now(&self) -> u64 {
+        crate::totp::now().saturating_add_signed(self.offset())
+    }
+
+    /// Moves the gateway's clock forward by `secs` (it sees the change on its next reading).
+    pub fn advance(&self, secs: u64) {
+        let o = self.offset() + i64::try_from(secs).expect("seconds");
+        self.offset.store(o, std::sync::atomic::Ordering::SeqCst);
+        self.write(o);
+    }
+
+    /// Moves the clock to the start of the next 30 s TOTP step unless at least `margin`
+    /// seconds are left in this one (the clock-moving [`crate::totp::fresh_step`]).
+    pub fn fresh_step(&self, margin: u64) {
+        let left = 30 - self.now() % 30;
+        if left < margin {
+            self.advance(left);
+        }
+    }
 }
 
 /// The `server:` block most tests use: HTTPS with a self-signed cert, a plain listener without
@@ -232,15 +293,42 @@ impl Gateway {
 
     /// Like [`Gateway::start`] on ports chosen beforehand (a peer must know them first).
     pub fn start_on(ports: Ports, template: &str) -> Self {
+        Self::start_inner(ports, template, false)
+    }
+
+    /// Like [`Gateway::start_on`] with a clock the test moves ([`Gateway::clock`]). Needs a
+    /// debug build of the gateway: a release build ignores the clock file, which this checks.
+    pub fn start_with_clock(ports: Ports, template: &str) -> Self {
+        let gw = Self::start_inner(ports, template, true);
+        assert!(
+            gw.proc.logs().contains("test clock in use"),
+            "the gateway ignored PORTCULLIS_TEST_CLOCK_FILE (a release build?); logs:\n{}",
+            gw.proc.logs()
+        );
+        gw
+    }
+
+    /// The test clock (panics unless started with [`Gateway::start_with_clock`]).
+    pub fn clock(&self) -> &TestClock {
+        self.clock.as_ref().expect("started with start_with_clock")
+    }
+
+    fn start_inner(ports: Ports, template: &str, with_clock: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("portcullis.yaml");
         std::fs::write(&config, ports.fill(template)).expect("write config");
         let cfg = config.display().to_string();
-        let proc = Proc::spawn(&["run", "--config", &cfg], dir);
+        let clock = with_clock.then(|| TestClock::create(dir.path().join("clock-offset")));
+        let env: Vec<(&str, &Path)> = clock
+            .iter()
+            .map(|c| ("PORTCULLIS_TEST_CLOCK_FILE", c.path.as_path()))
+            .collect();
+        let proc = Proc::spawn_env(&["run", "--config", &cfg], dir, &env);
         let gw = Self {
             proc,
             ports,
             config,
+            clock,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

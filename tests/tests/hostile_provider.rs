@@ -445,7 +445,8 @@ async fn provider_mfa_counts_only_where_a_route_accepts_it() {
 async fn a_refresh_that_changes_subject_or_issuer_ends_the_session() {
     let op = HostileProvider::start("portcullis", "").await;
     let up = Whoami::start("app");
-    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    // On a test clock: the 1 s access token expires by moving it, not by sleeping.
+    let gw = Gateway::start_with_clock(Ports::fresh(), &config(&op.issuer, &up.url(), false));
     let app = format!("{}/app/", gw.https());
     let api = |b: &Browser| {
         b.client
@@ -463,7 +464,7 @@ async fn a_refresh_that_changes_subject_or_issuer_ends_the_session() {
         let b = Browser::new();
         assert_eq!(b.walk(&app).await.last().status, 200);
         op.set_mode(mode);
-        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        gw.clock().advance(3);
         let r = api(&b).await.unwrap();
         match why {
             None => {
@@ -738,14 +739,15 @@ async fn backchannel_logout_retries_after_store_errors_and_replays_are_refused_o
 async fn parallel_requests_at_refresh_time_redeem_the_refresh_token_once() {
     let op = HostileProvider::start("portcullis", "").await;
     let up = Whoami::start("app");
-    let gw = Gateway::start(&config(&op.issuer, &up.url(), false));
+    // On a test clock: the 1 s access token expires by moving it, not by sleeping.
+    let gw = Gateway::start_with_clock(Ports::fresh(), &config(&op.issuer, &up.url(), false));
     let app = format!("{}/app/", gw.https());
     op.set_expires_in(1);
     let b = Browser::new();
     assert_eq!(b.walk(&app).await.last().status, 200);
     op.set_expires_in(3600);
-    // The access token lives 1 s: let it expire.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // The access token lives 1 s: move the gateway's clock past it.
+    gw.clock().advance(3);
     let before = op.refreshes();
     let requests: Vec<_> = (0..8)
         .map(|_| {

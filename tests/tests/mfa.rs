@@ -8,7 +8,6 @@
 use portcullis_e2e::oidc::*;
 use portcullis_e2e::totp::*;
 use portcullis_e2e::*;
-use std::time::Duration;
 
 const MFA_KEY: &str = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=";
 
@@ -54,10 +53,13 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let up = Whoami::start("app");
     let op = OpenIdProvider::start(&[ports.https], None, 3600);
     let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start_on(
+    // The gateway runs on a test clock: the step-up expiry and the next TOTP step are reached
+    // by moving it, not by waiting (this test used to sleep ~45 s).
+    let gw = Gateway::start_with_clock(
         ports,
         &config(&op.issuer, &up.url(), &dir.path().display().to_string()),
     );
+    let clock = gw.clock();
     let b = Browser::new();
 
     // Sign in on a route without MFA.
@@ -151,8 +153,8 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let page = w.body.clone();
     let secret_b32 = field(&page, "totp-secret").to_string();
     let secret = base32_decode(&secret_b32);
-    fresh_step(8).await;
-    let t0 = now();
+    clock.fresh_step(8);
+    let t0 = clock.now();
     let code = totp(&secret, t0);
     let w = b.post_code(&page_url, &page, &code).await;
     // Enrolled: recovery codes are shown once, with a link back to the page.
@@ -221,15 +223,12 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
 
     // After max_age the step-up expires: the browser is sent to verify again, and the next
     // step's code works once.
-    while now() < t0 + 41 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    clock.advance((t0 + 41).saturating_sub(clock.now()));
     let w = b.walk(&admin).await;
     assert_eq!(w.hops[0].status, 302, "expired step-up asks again: {w:#?}");
     assert!(w.body.contains("authenticator app"), "{}", w.body);
-    fresh_step(5).await;
-    let code2_step = now() / 30;
-    let code2 = totp(&secret, now());
+    clock.fresh_step(5);
+    let code2 = totp(&secret, clock.now());
     assert_ne!(code2, code);
     let w2 = b.post_code(&w.last().url, &w.body, &code2).await;
     assert_eq!(w2.last().url, admin, "{w2:#?}");
@@ -286,11 +285,10 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
     let w = b.walk(&mfa_url).await;
     assert_eq!(w.last().status, 429);
     assert!(!w.body.contains("<form"), "no form while locked");
-    while now() / 30 == code2_step {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    // The next step's code (never used) is refused too.
+    clock.advance(30 - clock.now() % 30);
     let w = b
-        .post_code(&mfa_url, &last_form, &totp(&secret, now()))
+        .post_code(&mfa_url, &last_form, &totp(&secret, clock.now()))
         .await;
     assert_eq!(
         w.last().status,

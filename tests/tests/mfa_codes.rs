@@ -10,7 +10,7 @@
 use portcullis_e2e::collector::Collector;
 use portcullis_e2e::oidc::*;
 use portcullis_e2e::smtp::{code_in, Smtp};
-use portcullis_e2e::totp::{base32_decode, field, fresh_step, now, totp};
+use portcullis_e2e::totp::{base32_decode, field, totp};
 use portcullis_e2e::*;
 use std::time::Duration;
 
@@ -56,7 +56,15 @@ routes:
 /// Starts a gateway on `config` and checks that it warns of no configured factor it would not
 /// serve (every factor is served).
 fn start_served(ports: Ports, config: &str) -> Gateway {
-    let gw = Gateway::start_on(ports, config);
+    check_served(Gateway::start_on(ports, config))
+}
+
+/// [`start_served`] on a test clock ([`Gateway::start_with_clock`]).
+fn start_served_with_clock(ports: Ports, config: &str) -> Gateway {
+    check_served(Gateway::start_with_clock(ports, config))
+}
+
+fn check_served(gw: Gateway) -> Gateway {
     let logs = gw.proc.logs();
     assert!(
         !logs.contains("not served"),
@@ -395,7 +403,8 @@ async fn sms_codes_by_webhook_and_twilio_expiry_lockout_and_provider_failure() {
   attempts: {{ per_user: 3, per_ip: 100, lockout: 1h }}",
         hook.url()
     );
-    let gw = Gateway::start_on(
+    // On a test clock: the 3 s code lifetime runs out by moving it, not by sleeping.
+    let gw = Gateway::start_with_clock(
         p1,
         &config(&op.issuer, &up.url(), &format!("{d}/a"), &webhook, "memory"),
     );
@@ -424,8 +433,8 @@ async fn sms_codes_by_webhook_and_twilio_expiry_lockout_and_provider_failure() {
     let code = code_in(j["text"].as_str().unwrap());
     assert_eq!(j["text"], format!("Code {code}"));
 
-    // After code_ttl the code is refused.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // After code_ttl the code is refused (the resend wait, as long, is over too).
+    gw.clock().advance(4);
     let w = post(&b, &verify, &[("code", &code)]).await;
     assert_eq!(w.last().status, 401, "{w:#?}");
     assert!(w.body.contains("expired"), "{}", w.body);
@@ -636,7 +645,8 @@ async fn every_factor_on_one_page_and_devices_reassert_only_their_factor() {
         smtp.url()
     );
     let d = dir.path().display().to_string();
-    let gw = start_served(
+    // On a test clock: a TOTP step with time left is reached by moving it, not by waiting.
+    let gw = start_served_with_clock(
         ports,
         &(config(&op.issuer, &up.url(), &d, &mfa, "memory")
             + &COMBINED_ROUTES.replace("{up}", &up.url())),
@@ -676,12 +686,15 @@ async fn every_factor_on_one_page_and_devices_reassert_only_their_factor() {
     // Enrol the app on /strong and remember this device: back on the page, device cookie set.
     let w = step_up_page(&b, &gw, &strong).await;
     let secret = base32_decode(field(&w.body, "totp-secret"));
-    fresh_step(5).await;
+    gw.clock().fresh_step(5);
     let enrol = form(&w.last().url, &w.body, "/.portcullis/mfa/enrol");
     let w = post(
         &b,
         &enrol,
-        &[("code", &totp(&secret, now())), ("remember", "1")],
+        &[
+            ("code", &totp(&secret, gw.clock().now())),
+            ("remember", "1"),
+        ],
     )
     .await;
     assert_eq!(w.last().status, 200, "{w:#?}");

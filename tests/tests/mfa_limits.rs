@@ -48,9 +48,8 @@ routes:
     )
 }
 
-/// A well-formed code that no step near now accepts for `secret`.
-fn wrong_code(secret: &[u8]) -> String {
-    let t = now();
+/// A well-formed code that no step near `t` (the gateway's now) accepts for `secret`.
+fn wrong_code(secret: &[u8], t: u64) -> String {
     let near: Vec<String> = [t - 60, t - 30, t, t + 30, t + 60]
         .iter()
         .map(|s| totp(secret, *s))
@@ -75,7 +74,8 @@ async fn burst_of_wrong_codes_is_evaluated_at_most_per_user_times(sessions: &str
     let up = Whoami::start("app");
     let op = OpenIdProvider::start(&[ports.https], None, 3600);
     let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start_on(
+    // On a test clock: a TOTP step with time left is reached by moving it, not by waiting.
+    let gw = Gateway::start_with_clock(
         ports,
         &config(
             &op.issuer,
@@ -84,6 +84,7 @@ async fn burst_of_wrong_codes_is_evaluated_at_most_per_user_times(sessions: &str
             sessions,
         ),
     );
+    let clock = gw.clock();
     let admin = format!("{}/admin/x", gw.https());
 
     // alice enrols an authenticator app (one success).
@@ -97,9 +98,9 @@ async fn burst_of_wrong_codes_is_evaluated_at_most_per_user_times(sessions: &str
     );
     let w = b.walk(&admin).await;
     let secret = base32_decode(field(&w.body, "totp-secret"));
-    fresh_step(5).await;
+    clock.fresh_step(5);
     let w = b
-        .post_code(&w.last().url, &w.body, &totp(&secret, now()))
+        .post_code(&w.last().url, &w.body, &totp(&secret, clock.now()))
         .await;
     assert_eq!(w.last().url, admin, "enrolled: {w:#?}");
 
@@ -116,7 +117,7 @@ async fn burst_of_wrong_codes_is_evaluated_at_most_per_user_times(sessions: &str
         "{}",
         form.action
     );
-    let wrong = wrong_code(&secret);
+    let wrong = wrong_code(&secret, clock.now());
     let tasks: Vec<_> = (0..BURST)
         .map(|_| {
             let client = m.client.clone();
@@ -160,8 +161,10 @@ async fn burst_of_wrong_codes_is_evaluated_at_most_per_user_times(sessions: &str
     assert_eq!(evaluated + refused, BURST as f64, "{statuses:?}");
 
     // Locked: the right code is refused, and the route still asks for a second factor.
-    fresh_step(5).await;
-    let w = m.post_code(&page_url, &page, &totp(&secret, now())).await;
+    clock.fresh_step(5);
+    let w = m
+        .post_code(&page_url, &page, &totp(&secret, clock.now()))
+        .await;
     assert_eq!(
         w.last().status,
         429,

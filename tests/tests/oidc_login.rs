@@ -34,6 +34,15 @@ routes:
 }
 
 fn setup(at_ttl: u64) -> Setup {
+    setup_inner(at_ttl, false)
+}
+
+/// [`setup`] with the gateway on a test clock ([`Gateway::start_with_clock`]).
+fn setup_with_clock(at_ttl: u64) -> Setup {
+    setup_inner(at_ttl, true)
+}
+
+fn setup_inner(at_ttl: u64, clock: bool) -> Setup {
     let ports = Ports::fresh();
     let up = Whoami::start("app");
     let bc = format!(
@@ -41,7 +50,12 @@ fn setup(at_ttl: u64) -> Setup {
         ports.http
     );
     let op = OpenIdProvider::start(&[ports.https], Some(&bc), at_ttl);
-    let gw = Gateway::start_on(ports, &config(&ports, &op.issuer, &up.url(), ""));
+    let cfg = config(&ports, &op.issuer, &up.url(), "");
+    let gw = if clock {
+        Gateway::start_with_clock(ports, &cfg)
+    } else {
+        Gateway::start_on(ports, &cfg)
+    };
     Setup { op, gw, up }
 }
 
@@ -305,11 +319,13 @@ async fn backchannel_logout_from_the_provider_revokes_the_session() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_access_token_is_refreshed_and_the_session_continues() {
-    let s = setup(2);
+    let s = setup_with_clock(2);
     let b = Browser::new();
     let app = format!("{}/app/", s.gw.https());
     assert_eq!(b.login(&app, "alice").await.last().status, 200);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The refresh time is the gateway's (login + expires_in): move its clock past it. The
+    // provider only checks the refresh token, which lives far longer.
+    s.gw.clock().advance(3);
     let r = b.client.get(&app).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let j = whoami_json(&r.text().await.unwrap());
@@ -444,7 +460,7 @@ async fn private_key_jwt_client_authentication_signs_in_and_refreshes() {
             ),
         )
     };
-    let gw = Gateway::start_on(pa, &cfg(&pa, &good));
+    let gw = Gateway::start_with_clock(pa, &cfg(&pa, &good));
     let b = Browser::new();
     let app = format!("{}/app/", gw.https());
     let w = b.login(&app, "alice").await;
@@ -453,7 +469,9 @@ async fn private_key_jwt_client_authentication_signs_in_and_refreshes() {
         whoami_json(&w.body)["headers"]["x-portcullis-user"],
         serde_json::json!(["alice"])
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the gateway's refresh time without waiting (the client assertion's `iat` is then
+    // 3 s ahead of the provider, well within its clock tolerance).
+    gw.clock().advance(3);
     let r = b.client.get(&app).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(gw.metrics().contains(
@@ -482,7 +500,7 @@ async fn a_session_id_rotated_by_a_refresh_reaches_the_browser_on_an_error_answe
     let ports = Ports::fresh();
     let up = Whoami::start("app");
     let op = OpenIdProvider::start(&[ports.https], None, 1);
-    let gw = Gateway::start_on(
+    let gw = Gateway::start_with_clock(
         ports,
         &format!(
             "{SERVER}{}routes:
@@ -503,6 +521,8 @@ async fn a_session_id_rotated_by_a_refresh_reaches_the_browser_on_an_error_answe
     );
     op.set_accounts(&serde_json::json!({"alice": {"groups": ["eng"]}}));
     let admins = format!("{}/admins/x", gw.https());
+    // Past the 1 s access token on the gateway's clock: the next request refreshes.
+    gw.clock().advance(2);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let rotated = loop {
         let r = b.api_get(&admins).await;

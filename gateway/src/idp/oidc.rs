@@ -8,8 +8,8 @@
 use super::claims;
 use super::http::HttpClient;
 use super::LoginResult;
+use crate::clock::Clock;
 use crate::config::auth_model::{IdpConfig, TokenAuth};
-use chrono::Utc;
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet,
     CoreJwsSigningAlgorithm,
@@ -112,6 +112,8 @@ pub struct OidcProvider {
     disc: RwLock<Option<Arc<Discovered>>>,
     last_refetch: Mutex<Option<Instant>>,
     algs: Vec<CoreJwsSigningAlgorithm>,
+    /// Token lifetimes, client assertions and refresh times read this clock.
+    clock: Clock,
 }
 
 /// The authorization request to send the browser to, and what to remember in the pre-auth
@@ -153,8 +155,14 @@ pub fn jwt_payload(token: &str) -> Option<Map<String, Value>> {
 }
 
 impl OidcProvider {
-    /// A provider; nothing is fetched until first use.
+    /// A provider on the real clock; nothing is fetched until first use.
     pub fn new(cfg: IdpConfig, http: HttpClient) -> Self {
+        Self::with_clock(cfg, http, Clock::system())
+    }
+
+    /// A provider that judges token times by `clock` (the gateway's, so a test that moves it
+    /// moves token expiry with sessions).
+    pub fn with_clock(cfg: IdpConfig, http: HttpClient, clock: Clock) -> Self {
         let algs = parse_algs(&cfg.algorithms);
         Self {
             cfg,
@@ -162,6 +170,7 @@ impl OidcProvider {
             disc: RwLock::new(None),
             last_refetch: Mutex::new(None),
             algs,
+            clock,
         }
     }
 
@@ -263,7 +272,7 @@ impl OidcProvider {
             .token_endpoint()
             .ok_or_else(|| OidcError::Token("provider has no token endpoint".into()))?;
         let jwt = key
-            .client_assertion(&self.cfg.client_id, aud.as_str(), Utc::now().timestamp())
+            .client_assertion(&self.cfg.client_id, aud.as_str(), self.clock.unix())
             .ok_or_else(|| OidcError::Token("signing the client assertion failed".into()))?;
         Ok(vec![
             (
@@ -334,10 +343,11 @@ impl OidcProvider {
             ),
             _ => CoreIdTokenVerifier::new_public_client(client_id, issuer, jwks),
         };
+        let (clock, iat_clock) = (self.clock.clone(), self.clock.clone());
         Ok(v.set_allowed_algs(self.algs.clone())
-            .set_time_fn(move || Utc::now() - skew)
+            .set_time_fn(move || clock.utc() - skew)
             .set_issue_time_verifier_fn(move |iat| {
-                if iat > Utc::now() + skew {
+                if iat > iat_clock.utc() + skew {
                     Err("iat is in the future".to_string())
                 } else {
                     Ok(())
@@ -381,7 +391,7 @@ impl OidcProvider {
         }
         let claims =
             jwt_payload(raw).ok_or_else(|| OidcError::IdToken("unreadable payload".to_string()))?;
-        let now = Utc::now().timestamp();
+        let now = self.clock.unix();
         let skew = i64::try_from(self.cfg.clock_skew.as_secs()).unwrap_or(0);
         if let Some(nbf) = claims.get("nbf") {
             match nbf.as_i64() {
@@ -436,7 +446,7 @@ impl OidcProvider {
         // Without `auth_time`, the login time is the factor's time only when this request
         // made the provider authenticate the user again (M8).
         let missing = if self.forces_authentication() {
-            claims::NoAuthTime::ForcedAt(Utc::now())
+            claims::NoAuthTime::ForcedAt(self.clock.utc())
         } else {
             claims::NoAuthTime::Unknown
         };
@@ -486,7 +496,7 @@ impl OidcProvider {
             refresh_at: expires_in.and_then(|e| {
                 i64::try_from(e.as_secs())
                     .ok()
-                    .map(|s| Utc::now().timestamp() + s)
+                    .map(|s| self.clock.unix() + s)
             }),
             refresh_token,
             id_token,
@@ -653,7 +663,7 @@ impl OidcProvider {
         if !aud_ok {
             return Err(bad("aud does not contain the client"));
         }
-        let now = Utc::now().timestamp();
+        let now = self.clock.unix();
         let skew = i64::try_from(self.cfg.clock_skew.as_secs()).unwrap_or(0);
         match claims.get("iat").and_then(Value::as_i64) {
             None => return Err(bad("iat is missing")),

@@ -11,6 +11,7 @@ use super::limiter::Limiter;
 use super::pages::{code_form_with, error_p, esc, page, webauthn_form, WebauthnForm, CSP};
 use super::webauthn::{RelyingParty, KIND};
 use super::{otp, totp, Mfa, MfaError};
+use crate::clock::Clock;
 use crate::errors::{GatewayError, Reply};
 use crate::session;
 use crate::sso::{same, AuthError, Authenticated, Sso};
@@ -41,6 +42,8 @@ pub struct Service {
     codes: otp::Codes,
     /// Where MFA events are recorded.
     audit: crate::audit::Audit,
+    /// Code, enrolment, ceremony and step-up times read this clock (the gateway's).
+    pub clock: Clock,
 }
 
 /// One request to an MFA endpoint, as the proxy hands it over.
@@ -163,10 +166,6 @@ fn enrol_cookie(tls: bool) -> &'static str {
     crate::session::cookies::GatewayCookie::MfaEnrol.name(tls)
 }
 
-fn now_unix() -> u64 {
-    u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0)
-}
-
 fn html(status: u16, b: &MfaConfig, heading: &str, body: &str) -> Reply {
     Reply {
         status,
@@ -181,6 +180,11 @@ fn html(status: u16, b: &MfaConfig, heading: &str, body: &str) -> Reply {
 }
 
 impl Service {
+    /// Now in Unix seconds on the service's clock (0 before the epoch).
+    fn now_unix(&self) -> u64 {
+        self.clock.unix_u64()
+    }
+
     /// From the validated config and the process's database. With a Redis session store,
     /// attempt counters live in that Redis (shared by replicas). A relying party or a channel
     /// that does not build is an error (fail closed: start-up refuses the config).
@@ -189,8 +193,9 @@ impl Service {
         db: Db,
         sessions: &crate::config::auth_model::StoreKind,
         audit: crate::audit::Audit,
+        clock: Clock,
     ) -> Result<Self, String> {
-        let limiter = codes::limiter(&cfg, sessions)?;
+        let limiter = codes::limiter(&cfg, sessions, &clock)?;
         let channels = codes::channels(&cfg)?;
         let rp = cfg
             .webauthn
@@ -208,6 +213,7 @@ impl Service {
             limiter,
             channels,
             audit,
+            clock,
         })
     }
 
@@ -220,6 +226,7 @@ impl Service {
         store_url: &StoreUrl,
         sessions: &crate::config::auth_model::StoreKind,
         audit: crate::audit::Audit,
+        clock: Clock,
     ) -> Result<Self, String> {
         super::seal::Sealer::new(&cfg.encryption_key).map_err(|e| e.to_string())?;
         let store = super::store::over(&db);
@@ -235,7 +242,7 @@ impl Service {
             ));
         }
         tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
-        let svc = Self::new(cfg, db, sessions, audit)?;
+        let svc = Self::new(cfg, db, sessions, audit, clock)?;
         if svc
             .rp
             .as_ref()
@@ -421,7 +428,7 @@ impl Service {
                 esc(ret)
             );
             verify += &codes;
-            if webauthn_on && recently_verified(&a.record, chrono::Utc::now()) {
+            if webauthn_on && recently_verified(&a.record, self.clock.utc()) {
                 verify += "<h2>Add a security key or passkey</h2>";
                 verify += &webauthn_form(WebauthnForm::Register, csrf, ret);
             }
@@ -462,7 +469,7 @@ impl Service {
             let pending = Pending {
                 user: user.clone(),
                 secret: totp::base32(&secret),
-                exp: chrono::Utc::now().timestamp() + ENROL_TTL,
+                exp: self.clock.unix() + ENROL_TTL,
             };
             let name = enrol_cookie(tls);
             let sealed = sso
@@ -523,14 +530,14 @@ impl Service {
             return self.show(sso, a, &Page::new(ret, None), tls, ip).await;
         };
         let mfa = self.mfa().await?;
-        let now = now_unix();
+        let now = self.now_unix();
         let enrolling = path == "/.portcullis/mfa/enrol";
         let result = if enrolling {
             let name = enrol_cookie(tls);
             let pending = session::cookie_values(headers, name)
                 .into_iter()
                 .find_map(|v| sso.codec.open::<Pending>(name, v))
-                .filter(|p| &p.user == user && p.exp > chrono::Utc::now().timestamp());
+                .filter(|p| &p.user == user && p.exp > self.clock.unix());
             let Some(secret) = pending.and_then(|p| totp::from_base32(&p.secret)) else {
                 attempt.refund().await;
                 return Err(AuthError::BadRequest("enrolment expired: start again").into());
@@ -683,5 +690,49 @@ mod window_tests {
             ),
             "a real verification after a remembered one counts"
         );
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::time::Duration;
+
+    /// The service, its limiter and its code times all read the one clock it is built with:
+    /// a lockout ends when that clock passes it, without sleeping.
+    #[tokio::test]
+    async fn the_service_and_its_limiter_share_the_injected_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "store: \"sqlite://{}/p.db\"\nmfa:\n  encryption_key: CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\n  totp: {{ issuer: Acme }}\n  attempts: {{ per_user: 2, per_ip: 100, lockout: 10m }}\nroutes:\n  - {{ id: a, path: /, upstream: \"http://127.0.0.1:9\", policy: public }}\n",
+            dir.path().display()
+        );
+        let cfg =
+            crate::config::load_str(&yaml, "t", &HashMap::<String, String>::new()).expect("config");
+        let m = ManualClock::at_unix(1_800_000_000);
+        let db = crate::store::Db::open(&cfg.store, &[&crate::mfa::store::MIGRATIONS])
+            .await
+            .expect("db");
+        let svc = Service::new(
+            cfg.mfa.clone().expect("mfa"),
+            db,
+            &cfg.session.store,
+            crate::audit::Audit::disabled(),
+            m.clock(),
+        )
+        .expect("service");
+        assert_eq!(svc.now_unix(), 1_800_000_000);
+        for _ in 0..2 {
+            if let Ok(a) = svc.limiter.begin("corp:ann", "1.1.1.1").await {
+                a.failed().await;
+            }
+        }
+        assert!(svc.limiter.locked("corp:ann", "1.1.1.1").await.is_some());
+        m.advance(Duration::from_secs(9 * 60));
+        assert!(svc.limiter.locked("corp:ann", "1.1.1.1").await.is_some());
+        m.advance(Duration::from_secs(61));
+        assert_eq!(svc.limiter.locked("corp:ann", "1.1.1.1").await, None);
+        assert_eq!(svc.now_unix(), 1_800_000_000 + 601);
     }
 }

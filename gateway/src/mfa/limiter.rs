@@ -4,6 +4,7 @@
 //! store is Redis) so that every replica sees the same counts and lockouts. Any counter error
 //! counts as locked and as "do not send" (fail closed, security-relevant).
 
+use crate::clock::Clock;
 use crate::session::redis_store::RedisConn;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -234,13 +235,21 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct MemoryCounters {
     map: Mutex<HashMap<String, Entry>>,
-    /// Added to the clock (tests move time forward).
-    skew: Mutex<Duration>,
+    /// Windows and lockouts expire by this clock's monotonic time (tests move it).
+    clock: Clock,
 }
 
 impl MemoryCounters {
+    /// Empty counters whose windows and lockouts expire by `clock`.
+    pub fn with_clock(clock: Clock) -> Self {
+        Self {
+            map: Mutex::default(),
+            clock,
+        }
+    }
+
     fn now(&self) -> Instant {
-        Instant::now() + self.skew.lock().map(|s| *s).unwrap_or_default()
+        self.clock.instant()
     }
 
     fn with<T>(
@@ -257,14 +266,6 @@ impl MemoryCounters {
             map.retain(|_, e| e.until > now);
         }
         Ok(f(&mut map, now))
-    }
-
-    /// Moves this counter's clock forward (tests).
-    #[cfg(test)]
-    pub fn advance(&self, d: Duration) {
-        if let Ok(mut s) = self.skew.lock() {
-            *s += d;
-        }
     }
 }
 
@@ -428,6 +429,12 @@ impl Counters for RedisCounters {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+
+    /// Memory counters on a manual clock: lockouts expire by `advance`, not by sleeping.
+    fn counters(c: &Arc<ManualClock>) -> Arc<MemoryCounters> {
+        Arc::new(MemoryCounters::with_clock(c.clock()))
+    }
 
     /// Counters that always fail (Redis down).
     struct Broken;
@@ -473,8 +480,8 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn locks_user_then_ip_and_expires() {
-        let c = Arc::new(MemoryCounters::default());
-        let l = Limiter::with_counters(3, 5, Duration::from_secs(60), c.clone());
+        let c = ManualClock::at_now();
+        let l = Limiter::with_counters(3, 5, Duration::from_secs(60), counters(&c));
         assert!(!wrong(&l, "ann", "1.1.1.1").await);
         assert!(!wrong(&l, "ann", "1.1.1.1").await);
         assert_eq!(l.locked("ann", "1.1.1.1").await, None);
@@ -507,8 +514,8 @@ pub(crate) mod tests {
     /// request that checked before the fifth failure through).
     #[tokio::test]
     async fn concurrent_attempts_are_counted_before_evaluation() {
-        let c = Arc::new(MemoryCounters::default());
-        let l = Limiter::with_counters(5, 100, Duration::from_secs(60), c.clone());
+        let c = ManualClock::at_now();
+        let l = Limiter::with_counters(5, 100, Duration::from_secs(60), counters(&c));
         assert_eq!(concurrent_wrong(&l, "ann", 30).await, 5);
         assert!(l.locked("ann", "9.9.9.9").await.is_some());
         assert_eq!(l.begin("ann", "9.9.9.9").await.err(), Some(Locked));
@@ -518,8 +525,8 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn refunds_and_successes_give_attempts_back() {
-        let c = Arc::new(MemoryCounters::default());
-        let l = Limiter::with_counters(2, 3, Duration::from_secs(60), c.clone());
+        let c = ManualClock::at_now();
+        let l = Limiter::with_counters(2, 3, Duration::from_secs(60), counters(&c));
         for _ in 0..5 {
             l.begin("ann", "1.1.1.1").await.unwrap().refund().await;
         }
@@ -538,8 +545,8 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn failures_are_counted_within_the_lockout_window() {
-        let c = Arc::new(MemoryCounters::default());
-        let l = Limiter::with_counters(2, 100, Duration::from_secs(60), c.clone());
+        let c = ManualClock::at_now();
+        let l = Limiter::with_counters(2, 100, Duration::from_secs(60), counters(&c));
         assert!(!wrong(&l, "ann", "1.1.1.1").await);
         c.advance(Duration::from_secs(61));
         assert!(!wrong(&l, "ann", "1.1.1.1").await, "old failure forgotten");
@@ -548,8 +555,8 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn sends_are_spaced_and_capped() {
-        let c = Arc::new(MemoryCounters::default());
-        let l = Limiter::with_counters(3, 5, Duration::from_secs(60), c.clone());
+        let c = ManualClock::at_now();
+        let l = Limiter::with_counters(3, 5, Duration::from_secs(60), counters(&c));
         let gap = Duration::from_secs(30);
         assert!(l.may_send("ann", "email", gap).await);
         assert!(!l.may_send("ann", "email", gap).await, "resend too soon");

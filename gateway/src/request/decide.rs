@@ -62,6 +62,7 @@ impl Gateway {
                 client_ip: ctx.client_ip,
                 peer_trusted: ctx.peer_trusted,
                 client_cert_ca: judged.client_cert_ca.clone(),
+                now: self.sso.clock.utc(),
             },
             ctx.identity.clone(),
         );

@@ -83,7 +83,8 @@ impl Gateway {
             rec.tenant = rec.tenant.take().or_else(|| id.tenant.clone());
             rec.groups = id.groups.clone();
             rec.roles = id.roles.clone();
-            let now = chrono::Utc::now();
+            // Factor ages on the clock that stamped them (the gateway's), not the wall clock.
+            let now = self.sso.clock.utc();
             rec.auth = id
                 .auth_methods
                 .iter()

@@ -21,8 +21,12 @@ impl EnvLookup for NoEnv {
 const KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
 fn gateway(yaml: &str) -> Gateway {
+    gateway_with_clock(yaml, crate::clock::Clock::system())
+}
+
+fn gateway_with_clock(yaml: &str, clock: crate::clock::Clock) -> Gateway {
     let cfg = config::load_str(yaml, "test.yaml", &NoEnv).expect("valid config");
-    let sso = Arc::new(Sso::new(&cfg, crate::audit::Audit::disabled()).expect("sso"));
+    let sso = Arc::new(Sso::new(&cfg, crate::audit::Audit::disabled(), clock).expect("sso"));
     Gateway {
         runtime: Arc::new(arc_swap::ArcSwap::from_pointee(Runtime::new(cfg, yaml))),
         https_port: Some(8443),
@@ -169,5 +173,44 @@ async fn privileged_denials_reach_the_audit_chain_once_per_window() {
     assert!(
         chain.try_recv().is_err(),
         "repeats are counted, the public route records nothing"
+    );
+}
+
+/// A step-up ages on the gateway's clock: `max_age: 40s` passes at 40 s and asks again at
+/// 41 s, by moving a manual clock instead of waiting (the policy's `now` is that clock).
+#[tokio::test]
+async fn step_up_max_age_expires_with_the_clock() {
+    use crate::session::store::tests::record;
+    use portcullis_policy::input::AuthEvent;
+    use std::time::Duration;
+    let m = crate::clock::ManualClock::at_unix(1_800_000_000);
+    let gw = gateway_with_clock(
+        &format!(
+            "session:\n  keys: [\"{KEY}\"]\nidentity_providers:\n  - {{ id: corp, type: oidc, issuer: \"https://op.example\", client_id: c, client_secret: s }}\nroutes:\n  - {{ id: admin, path: /admin, upstream: \"http://127.0.0.1:9\", policy: {{ allow: [ {{ mfa: {{ methods: [totp], max_age: 40s }} }} ] }} }}\n"
+        ),
+        m.clock(),
+    );
+    let mut rec = record("corp", "alice", None);
+    let now = gw.sso.clock.unix();
+    (rec.created, rec.last_seen) = (now, now);
+    rec.identity.auth_methods = vec![AuthEvent {
+        method: "totp".into(),
+        at: gw.sso.clock.utc(),
+    }];
+    gw.sso.store.save("s1", &rec, 3600).await.expect("save");
+    let cookie = gw
+        .sso
+        .codec
+        .seal("portcullis", &SessionCookie { sid: "s1".into() })
+        .expect("seal");
+    let head = format!("GET /admin/x HTTP/1.1\r\nHost: a\r\nCookie: portcullis={cookie}\r\n\r\n");
+    m.advance(Duration::from_secs(40));
+    let (r, _) = run(&gw, &head).await;
+    assert!(matches!(r, Ok(Flow::Proxy)), "fresh at 40 s: {r:?}");
+    m.advance(Duration::from_secs(1));
+    let (r, _) = run(&gw, &head).await;
+    assert!(
+        matches!(r, Err(GatewayError::StepUp { .. })),
+        "expired at 41 s: {r:?}"
     );
 }

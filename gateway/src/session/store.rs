@@ -1,6 +1,7 @@
 //! The session store trait and its in-memory implementation (one replica).
 
 use super::SessionRecord;
+use crate::clock::Clock;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -63,10 +64,8 @@ pub struct MemoryStore {
     map: Mutex<Sessions>,
     /// [`SessionStore::record_once`] keys with their expiry.
     once: Mutex<HashMap<String, i64>>,
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+    /// Expiry is judged by this clock (tests move it instead of sleeping).
+    clock: Clock,
 }
 
 /// Whether a record matches a revocation request.
@@ -96,6 +95,18 @@ fn poisoned() -> StoreError {
 }
 
 impl MemoryStore {
+    /// An empty store whose records expire by `clock`.
+    pub fn with_clock(clock: Clock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.unix()
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Sessions>, StoreError> {
         self.map.lock().map_err(|_| poisoned())
     }
@@ -107,13 +118,13 @@ impl SessionStore for MemoryStore {
         let map = self.lock()?;
         Ok(map
             .get(sid)
-            .filter(|(_, exp)| *exp > now())
+            .filter(|(_, exp)| *exp > self.now())
             .map(|(r, _)| r.clone()))
     }
 
     async fn save(&self, sid: &str, rec: &SessionRecord, ttl_secs: u64) -> Result<(), StoreError> {
         let mut map = self.lock()?;
-        let t = now();
+        let t = self.now();
         if map.len() > 1000 {
             map.retain(|_, (_, exp)| *exp > t);
         }
@@ -129,7 +140,7 @@ impl SessionStore for MemoryStore {
         ttl_secs: u64,
     ) -> Result<bool, StoreError> {
         let mut map = self.lock()?;
-        let t = now();
+        let t = self.now();
         match map.get_mut(sid) {
             Some((r, exp)) if *exp > t => {
                 *r = rec.clone();
@@ -141,7 +152,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn remove(&self, sid: &str) -> Result<bool, StoreError> {
-        let t = now();
+        let t = self.now();
         Ok(self.lock()?.remove(sid).is_some_and(|(_, exp)| exp > t))
     }
 
@@ -158,18 +169,18 @@ impl SessionStore for MemoryStore {
     }
 
     async fn count(&self) -> Result<usize, StoreError> {
-        let t = now();
+        let t = self.now();
         Ok(self.lock()?.values().filter(|(_, e)| *e > t).count())
     }
 
     async fn seen_once(&self, key: &str) -> Result<bool, StoreError> {
         let once = self.once.lock().map_err(|_| poisoned())?;
-        Ok(once.get(key).is_some_and(|exp| *exp > now()))
+        Ok(once.get(key).is_some_and(|exp| *exp > self.now()))
     }
 
     async fn record_once(&self, key: &str, ttl_secs: u64) -> Result<bool, StoreError> {
         let mut once = self.once.lock().map_err(|_| poisoned())?;
-        let t = now();
+        let t = self.now();
         once.retain(|_, exp| *exp > t);
         let exp = t.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2));
         Ok(once.insert(key.to_string(), exp).is_none())
@@ -190,8 +201,8 @@ pub(crate) mod tests {
             idp: idp.to_string(),
             sub: sub.to_string(),
             idp_sid: sid.map(str::to_string),
-            created: now(),
-            last_seen: now(),
+            created: crate::clock::Clock::system().unix(),
+            last_seen: crate::clock::Clock::system().unix(),
             refresh_token: None,
             refresh_at: None,
             id_token: None,
@@ -233,6 +244,25 @@ pub(crate) mod tests {
             s.load("r2").await.unwrap().unwrap().last_seen,
             loaded.last_seen
         );
+    }
+
+    /// Records and once-keys expire when the clock passes their ttl, without sleeping.
+    #[tokio::test]
+    async fn records_and_once_keys_expire_with_the_clock() {
+        let m = crate::clock::ManualClock::at_now();
+        let s = MemoryStore::with_clock(m.clock());
+        s.save("a", &record("corp", "alice", None), 60)
+            .await
+            .unwrap();
+        assert!(s.record_once("jti", 30).await.unwrap());
+        assert!(!s.record_once("jti", 30).await.unwrap(), "recorded once");
+        m.advance(std::time::Duration::from_secs(31));
+        assert!(!s.seen_once("jti").await.unwrap(), "once-key expired");
+        assert!(s.record_once("jti", 30).await.unwrap());
+        assert!(s.load("a").await.unwrap().is_some(), "59 s left");
+        m.advance(std::time::Duration::from_secs(29));
+        assert!(s.load("a").await.unwrap().is_none(), "ttl over");
+        assert_eq!(s.count().await.unwrap(), 0);
     }
 
     #[tokio::test]

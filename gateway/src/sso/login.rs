@@ -54,7 +54,7 @@ impl Sso {
             verifier: req.verifier,
             return_to,
             redirect_uri,
-            exp: now() + PRE_AUTH_TTL,
+            exp: self.now() + PRE_AUTH_TTL,
         };
         let name = cookie_name(tls, true);
         let sealed = self
@@ -129,7 +129,7 @@ impl Sso {
                 format!("callback at {path:?}, but this login was started for {started_at:?}"),
             ));
         }
-        if pre.exp < now() {
+        if pre.exp < self.now() {
             return Err(fail(
                 &pre.idp,
                 "login took too long (pre-auth cookie expired)".into(),
@@ -171,7 +171,7 @@ impl Sso {
             .map_err(|e| fail(&pre.idp, e.to_string()))?;
         let sid = self.new_id().map_err(|e| (e, clear.clone()))?;
         let csrf = self.new_id().map_err(|e| (e, clear.clone()))?;
-        let t = now();
+        let t = self.now();
         let mut rec = SessionRecord {
             identity: res.identity.clone(),
             idp: pre.idp.clone(),

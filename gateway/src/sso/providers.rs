@@ -6,9 +6,16 @@ use super::*;
 pub(super) fn build_providers(
     cfgs: &[crate::config::auth_model::IdpConfig],
     http: &HttpClient,
+    clock: &Clock,
 ) -> Vec<Arc<OidcProvider>> {
     cfgs.iter()
-        .map(|p| Arc::new(OidcProvider::new(p.clone(), http.clone())))
+        .map(|p| {
+            Arc::new(OidcProvider::with_clock(
+                p.clone(),
+                http.clone(),
+                clock.clone(),
+            ))
+        })
         .collect()
 }
 
@@ -23,7 +30,7 @@ impl Sso {
     /// their next request.
     pub fn set_providers(&self, cfgs: &[crate::config::auth_model::IdpConfig]) {
         self.providers
-            .store(Arc::new(build_providers(cfgs, &self.http)));
+            .store(Arc::new(build_providers(cfgs, &self.http, &self.clock)));
     }
 
     /// A provider by id.

@@ -49,7 +49,7 @@ pub(super) fn apply(rec: &mut SessionRecord, res: LoginResult) {
 
 impl Sso {
     pub(super) fn ttl(&self, rec: &SessionRecord) -> u64 {
-        let abs_left = rec.created + secs(self.session.absolute_timeout) - now();
+        let abs_left = rec.created + secs(self.session.absolute_timeout) - self.now();
         let idle = secs(self.session.idle_timeout) + TOUCH_INTERVAL;
         u64::try_from(abs_left.min(idle).max(1)).unwrap_or(1)
     }
@@ -91,7 +91,7 @@ impl Sso {
         // The record's provider is authoritative (sessions older than `Identity::provider`
         // decode without it; M1).
         rec.identity.provider = Some(rec.idp.clone());
-        let t = now();
+        let t = self.now();
         if t - rec.created > secs(self.session.absolute_timeout) {
             self.end(&cookie.sid, &rec, "absolute_timeout").await?;
             return Ok(None);
@@ -155,7 +155,7 @@ impl Sso {
             let Some(mut rec) = self.store.load(&sid).await? else {
                 return Ok(None);
             };
-            let due = rec.refresh_at.is_some_and(|at| at <= now());
+            let due = rec.refresh_at.is_some_and(|at| at <= self.now());
             let Some(rt) = rec.refresh_token.clone().filter(|_| due) else {
                 return Ok(Some((sid, rec)));
             };
@@ -265,7 +265,7 @@ impl Sso {
         tls: bool,
     ) -> Result<String, AuthError> {
         let mut rec = rec.clone();
-        let at = chrono::Utc::now();
+        let at = self.clock.utc();
         rec.identity.auth_methods.extend(methods.iter().map(|m| {
             portcullis_policy::input::AuthEvent {
                 method: (*m).to_string(),

@@ -3,18 +3,26 @@ use portcullis_policy::input::Identity;
 use std::collections::HashMap;
 
 fn sso(extra: &str) -> Sso {
+    sso_with_clock(extra, crate::clock::Clock::system())
+}
+
+fn sso_with_clock(extra: &str, clock: crate::clock::Clock) -> Sso {
     let text = format!(
         "session:\n  keys: [\"{}\"]\n  idle_timeout: 10m\n  absolute_timeout: 1h\n  return_to_allow: [\"https://docs.example.com\"]\n{extra}routes:\n  - {{ id: a, upstream: \"http://127.0.0.1:9\", policy: public }}\n",
         "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
     );
     let cfg = crate::config::load_str(&text, "t", &HashMap::<String, String>::new()).unwrap();
-    Sso::new(&cfg, crate::audit::Audit::disabled()).unwrap()
+    Sso::new(&cfg, crate::audit::Audit::disabled(), clock).unwrap()
 }
 
 /// The provider the test sessions come from (nothing is fetched until a login).
 const CORP: &str = "identity_providers:\n  - { id: corp, type: oidc, issuer: \"https://op.example\", client_id: c, client_secret: s }\n";
 
 fn record(created_ago: i64, seen_ago: i64) -> SessionRecord {
+    record_at(crate::clock::Clock::system().unix(), created_ago, seen_ago)
+}
+
+fn record_at(now: i64, created_ago: i64, seen_ago: i64) -> SessionRecord {
     SessionRecord {
         identity: Identity {
             user: "alice".into(),
@@ -23,8 +31,8 @@ fn record(created_ago: i64, seen_ago: i64) -> SessionRecord {
         idp: "corp".into(),
         sub: "alice".into(),
         idp_sid: None,
-        created: now() - created_ago,
-        last_seen: now() - seen_ago,
+        created: now - created_ago,
+        last_seen: now - seen_ago,
         refresh_token: None,
         refresh_at: None,
         id_token: None,
@@ -94,6 +102,67 @@ async fn a_valid_cookie_finds_the_session_and_timeouts_end_it() {
     assert!(
         s.store.load("old").await.unwrap().is_none(),
         "expired session removed"
+    );
+}
+
+/// Idle and absolute timeouts, the `last_seen` touch and the refresh deadline, all by moving
+/// a manual clock (idle 10m, absolute 1h): no sleeping, no dependence on the real time.
+#[tokio::test]
+async fn timeouts_touch_and_refresh_follow_the_clock() {
+    use std::time::Duration;
+    let m = crate::clock::ManualClock::at_unix(1_700_000_000);
+    // Port 9 refuses at once: a refresh attempt shows up as "provider unavailable".
+    let s = sso_with_clock(
+        "identity_providers:\n  - { id: corp, type: oidc, issuer: \"http://127.0.0.1:9\", client_id: c, client_secret: s }\n",
+        m.clock(),
+    );
+    let now = s.clock.unix();
+    let ok = |sid: &'static str| {
+        let h = headers_with(&s, sid, true);
+        let s = &s;
+        async move { s.identify(&h, true).await }
+    };
+    s.store
+        .save("a", &record_at(now, 0, 0), 7200)
+        .await
+        .unwrap();
+    // Touched every 9 minutes: never idle for 10, so it lives until the absolute timeout.
+    for _ in 0..6 {
+        m.advance(Duration::from_secs(9 * 60));
+        let a = ok("a").await.unwrap().expect("still signed in");
+        assert_eq!(a.record.last_seen, s.clock.unix(), "touched");
+    }
+    m.advance(Duration::from_secs(7 * 60));
+    assert!(
+        ok("a").await.unwrap().is_none(),
+        "absolute timeout (61 min)"
+    );
+    assert!(s.store.load("a").await.unwrap().is_none());
+
+    let now = s.clock.unix();
+    s.store
+        .save("b", &record_at(now, 0, 0), 7200)
+        .await
+        .unwrap();
+    m.advance(Duration::from_secs(10 * 60));
+    assert!(
+        ok("b").await.unwrap().is_some(),
+        "exactly 10 min idle is allowed"
+    );
+    m.advance(Duration::from_secs(10 * 60 + 1));
+    assert!(ok("b").await.unwrap().is_none(), "idle timeout");
+
+    let now = s.clock.unix();
+    let mut r = record_at(now, 0, 0);
+    r.refresh_token = Some("rt".into());
+    r.refresh_at = Some(now + 300);
+    s.store.save("c", &r, 7200).await.unwrap();
+    m.advance(Duration::from_secs(299));
+    assert!(ok("c").await.unwrap().is_some(), "refresh not yet due");
+    m.advance(Duration::from_secs(1));
+    assert!(
+        matches!(ok("c").await, Err(AuthError::ProviderUnavailable(_))),
+        "refresh due: the provider is asked"
     );
 }
 

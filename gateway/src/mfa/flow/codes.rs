@@ -5,7 +5,7 @@
 //! `POST /.portcullis/mfa/devices/revoke` forgets a remembered device. A step-up page reached
 //! with a valid remembered device for the route's factors elevates the session at once.
 
-use super::{html, map_err, now_unix, owner, Page, Request, Service};
+use super::{html, map_err, owner, Page, Request, Service};
 use crate::config::auth_model::StoreKind;
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::config::MfaConfig;
@@ -20,9 +20,20 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The limiter: in Redis when sessions are (so replicas share lockouts), else in memory.
-pub(super) fn limiter(cfg: &MfaConfig, sessions: &StoreKind) -> Result<Limiter, String> {
+pub(super) fn limiter(
+    cfg: &MfaConfig,
+    sessions: &StoreKind,
+    clock: &crate::clock::Clock,
+) -> Result<Limiter, String> {
     Ok(match sessions {
-        StoreKind::Memory => Limiter::new(cfg.per_user, cfg.per_ip, cfg.lockout),
+        StoreKind::Memory => Limiter::with_counters(
+            cfg.per_user,
+            cfg.per_ip,
+            cfg.lockout,
+            Arc::new(crate::mfa::limiter::MemoryCounters::with_clock(
+                clock.clone(),
+            )),
+        ),
         StoreKind::Redis(url) => Limiter::with_counters(
             cfg.per_user,
             cfg.per_ip,
@@ -138,7 +149,7 @@ impl Service {
         let ua = headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
+        let now = i64::try_from(self.now_unix()).unwrap_or(i64::MAX);
         let token = self
             .mfa()
             .await?
@@ -179,7 +190,7 @@ impl Service {
             return Ok(None);
         }
         let mfa = self.mfa().await?;
-        let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
+        let now = i64::try_from(self.now_unix()).unwrap_or(i64::MAX);
         for t in tokens {
             let accepts = |m: &str| methods.iter().any(|x| x == m);
             if let Some(method) = mfa
@@ -217,7 +228,7 @@ impl Service {
         }
         let user = &owner(a);
         let mfa = self.mfa().await?;
-        let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
+        let now = i64::try_from(self.now_unix()).unwrap_or(i64::MAX);
         for t in tokens {
             let accepts = |m: &str| methods.iter().any(|x| x == m);
             if mfa
@@ -266,7 +277,7 @@ impl Service {
         if self.cfg.remember_device_days == 0 {
             return Ok(String::new());
         }
-        let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
+        let now = i64::try_from(self.now_unix()).unwrap_or(i64::MAX);
         let user = &owner(a);
         let devices = self
             .mfa()
@@ -442,7 +453,7 @@ impl Service {
                 ret,
             ));
         }
-        let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
+        let now = i64::try_from(self.now_unix()).unwrap_or(i64::MAX);
         let (code, pending) = self
             .codes
             .issue(user, ch.name, ch.ttl, now)
@@ -490,7 +501,7 @@ impl Service {
             .into_iter()
             .filter_map(|v| cx.sso.codec.open::<Pending>(name, v))
             .find(|p| &p.user == user && p.channel == ch.name);
-        let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
+        let now = i64::try_from(self.now_unix()).unwrap_or(i64::MAX);
         let check = pending.as_ref().map_or(Check::Expired, |p| {
             self.codes.check(p, user, ch.name, code, now)
         });

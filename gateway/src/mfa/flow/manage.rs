@@ -31,7 +31,7 @@ impl Service {
     /// than one factor to choose from.
     pub(super) fn factors_html(&self, a: &Authenticated, factors: &[FactorInfo]) -> String {
         let mine: Vec<&FactorInfo> = factors.iter().filter(|f| manageable(f)).collect();
-        if mine.len() < 2 || !recently_verified(&a.record, chrono::Utc::now()) {
+        if mine.len() < 2 || !recently_verified(&a.record, self.clock.utc()) {
             return String::new();
         }
         let items: String = mine
@@ -65,7 +65,7 @@ impl Service {
         self.check_csrf(a, form.get("csrf").map_or("", String::as_str))?;
         let user = &owner(a);
         let ip = req.client_ip.to_string();
-        if !recently_verified(&a.record, chrono::Utc::now()) {
+        if !recently_verified(&a.record, self.clock.utc()) {
             self.refused(a, "factor removal without a recent verification");
             return Ok(html(
                 403,

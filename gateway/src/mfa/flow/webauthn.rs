@@ -4,7 +4,7 @@
 //! script. `begin` seals the ceremony into a cookie; `finish` opens it, verifies, and on success
 //! records `webauthn` in the session under a new id (which also retires the ceremony).
 
-use super::{first_time, map_err, now_unix, owner, Request, Service};
+use super::{first_time, map_err, owner, Request, Service};
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::limiter::Attempt;
 use crate::mfa::pages::{WEBAUTHN_JS, WEBAUTHN_JS_PATH};
@@ -203,7 +203,7 @@ impl Service {
             .into_iter()
             .map(|k| k.key)
             .collect();
-        let now = chrono::Utc::now().timestamp();
+        let now = self.clock.unix();
         let unavailable = |e: MfaError| {
             tracing::error!(error = %e, "webauthn: could not start a ceremony");
             GatewayError::MfaUnavailable
@@ -250,7 +250,7 @@ impl Service {
     ) -> Result<(), GatewayError> {
         let user = &owner(a);
         let first_time = first_time(&mfa.factors(user).await.map_err(map_err)?);
-        if first_time || super::recently_verified(&a.record, chrono::Utc::now()) {
+        if first_time || super::recently_verified(&a.record, self.clock.utc()) {
             return Ok(());
         }
         self.refused(
@@ -270,13 +270,7 @@ impl Service {
         let name = ceremony_cookie(req.tls);
         let values = session::cookie_values(req.headers, name);
         let user = &owner(a);
-        match Ceremony::open(
-            &sso.codec,
-            &values,
-            user,
-            &a.sid,
-            chrono::Utc::now().timestamp(),
-        ) {
+        match Ceremony::open(&sso.codec, &values, user, &a.sid, self.clock.unix()) {
             Ok(c) => Ok(c),
             Err(e) => {
                 tracing::warn!(user = %user, error = %e, "webauthn ceremony refused");
@@ -341,7 +335,9 @@ impl Service {
         let key = self
             .checked(a, req, rp.finish_registration(&f.credential, &state))
             .await?;
-        let enrolled = mfa.enrol_webauthn(user, &label, &key, now_unix()).await;
+        let enrolled = mfa
+            .enrol_webauthn(user, &label, &key, self.now_unix())
+            .await;
         self.checked(a, req, enrolled).await?;
         self.verified(sso, a, req, f.ret.as_deref(), "enrolled", first_time)
             .await
@@ -386,7 +382,7 @@ impl Service {
             codes = self
                 .mfa()
                 .await?
-                .issue_recovery_codes(user, self.cfg.recovery_codes, now_unix())
+                .issue_recovery_codes(user, self.cfg.recovery_codes, self.now_unix())
                 .await
                 .map_err(map_err)?;
             crate::mfa::event(&self.audit, "recovery", "issued", user, &ip);
