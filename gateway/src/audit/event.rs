@@ -113,6 +113,39 @@ pub enum AuditEvent {
         /// Device id.
         device: String,
     },
+    /// `directory.user_created`: a directory user was added (SCIM, JIT sign-in, sync, admin).
+    DirectoryUserCreated {
+        /// Who did it (`scim:<tenant>`, `jit:<provider>`, `sync:<id>`, an admin's user).
+        actor: String,
+        /// Tenant of the user.
+        tenant: String,
+        /// Directory user id.
+        user_id: String,
+        /// Its userName.
+        user_name: String,
+    },
+    /// `directory.user_updated`: a directory user's attributes changed (including reactivation).
+    DirectoryUserUpdated {
+        /// Who did it.
+        actor: String,
+        /// Tenant of the user.
+        tenant: String,
+        /// Directory user id.
+        user_id: String,
+        /// Its userName.
+        user_name: String,
+    },
+    /// `directory.user_deprovisioned`: a user was deactivated or deleted and their access ended.
+    DirectoryUserDeprovisioned {
+        /// Who did it.
+        actor: String,
+        /// Tenant of the user.
+        tenant: String,
+        /// Directory user id.
+        user_id: String,
+        /// Its userName.
+        user_name: String,
+    },
     /// `policy.denied`: a request to a privileged route was refused (anyone can cause it: counted).
     PolicyDenied {
         /// Route id.
@@ -180,6 +213,9 @@ impl AuditEvent {
             Self::DeviceRemembered { .. } => "mfa.device_remembered".into(),
             Self::DeviceRevoked { .. } => "mfa.device_revoked".into(),
             Self::PolicyDenied { .. } => "policy.denied".into(),
+            Self::DirectoryUserCreated { .. } => "directory.user_created".into(),
+            Self::DirectoryUserUpdated { .. } => "directory.user_updated".into(),
+            Self::DirectoryUserDeprovisioned { .. } => "directory.user_deprovisioned".into(),
             Self::ProviderMismatch { .. } => "policy.provider_mismatch".into(),
             Self::ConfigLoaded { .. } => "config.loaded".into(),
             Self::ConfigRejected { .. } => "config.rejected".into(),
@@ -196,6 +232,9 @@ impl AuditEvent {
             | Self::DeviceRemembered { user, .. }
             | Self::DeviceRevoked { user, .. }
             | Self::ProviderMismatch { user, .. } => Some(user),
+            Self::DirectoryUserCreated { actor, .. }
+            | Self::DirectoryUserUpdated { actor, .. }
+            | Self::DirectoryUserDeprovisioned { actor, .. } => Some(actor),
             Self::SessionEnded { user, sub, .. } => user.as_deref().or(sub.as_deref()),
             Self::ConfigLoaded { .. } | Self::ConfigRejected { .. } => Some(SYSTEM),
             Self::LoginFailed { .. }
@@ -264,6 +303,24 @@ impl AuditEvent {
                 factor, client_ip, ..
             } => json!({"factor": factor, "client_ip": client_ip}),
             Self::MfaRefused { reason, .. } => json!({"reason": reason}),
+            Self::DirectoryUserCreated {
+                tenant,
+                user_id,
+                user_name,
+                ..
+            }
+            | Self::DirectoryUserUpdated {
+                tenant,
+                user_id,
+                user_name,
+                ..
+            }
+            | Self::DirectoryUserDeprovisioned {
+                tenant,
+                user_id,
+                user_name,
+                ..
+            } => json!({"tenant": tenant, "user_id": user_id, "user_name": user_name}),
             Self::DeviceRemembered { factor, days, .. } => json!({"factor": factor, "days": days}),
             Self::DeviceRevoked { device, .. } => json!({"device": device}),
             Self::PolicyDenied {
@@ -317,6 +374,9 @@ impl AuditEvent {
             | Self::Logout { .. }
             | Self::DeviceRemembered { .. }
             | Self::DeviceRevoked { .. }
+            | Self::DirectoryUserCreated { .. }
+            | Self::DirectoryUserUpdated { .. }
+            | Self::DirectoryUserDeprovisioned { .. }
             | Self::ConfigLoaded { .. } => false,
             _ => true,
         }

@@ -4,3 +4,6 @@
 //! deprovisioning a user ends every session of theirs.
 
 pub mod model;
+pub mod store;
+
+pub use store::{DirectoryError, DirectoryStore, MIGRATIONS};
