@@ -8,3 +8,4 @@ pub mod eval;
 pub mod filter;
 pub mod patch;
 pub mod resource;
+pub mod service;
