@@ -38,20 +38,48 @@ pub fn is_endpoint(path: &str) -> bool {
         )
 }
 
-pub(crate) async fn body(session: &mut Session) -> Result<String, GatewayError> {
+/// Why a request body was not read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// Longer than the endpoint accepts (announced or while reading).
+    TooLarge,
+    /// The connection failed mid-body.
+    Unreadable,
+}
+
+/// Reads a request body of at most `max` bytes; stops reading as soon as it is over (a
+/// `Content-Length` above `max` is refused before reading anything).
+pub(crate) async fn body_capped(session: &mut Session, max: usize) -> Result<Vec<u8>, BodyError> {
+    let announced = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
     let mut buf = Vec::new();
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 buf.extend_from_slice(&chunk);
-                if buf.len() > MAX_BODY {
-                    return Err(AuthError::BadRequest("body too large").into());
+                if buf.len() > max {
+                    return Err(BodyError::TooLarge);
                 }
             }
-            Ok(None) => break,
-            Err(_) => return Err(AuthError::BadRequest("unreadable body").into()),
+            Ok(None) => return Ok(buf),
+            Err(_) => return Err(BodyError::Unreadable),
         }
     }
+}
+
+/// A form or JSON body of a sign-in or MFA endpoint (64 KiB at most, UTF-8).
+pub(crate) async fn body(session: &mut Session) -> Result<String, GatewayError> {
+    let buf = body_capped(session, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge => AuthError::BadRequest("body too large"),
+        BodyError::Unreadable => AuthError::BadRequest("unreadable body"),
+    })?;
     String::from_utf8(buf).map_err(|_| AuthError::BadRequest("body is not UTF-8").into())
 }
 

@@ -37,6 +37,8 @@ pub struct Gateway {
     pub mfa: Option<Arc<crate::mfa::flow::Service>>,
     /// Where denials on privileged routes are recorded.
     pub audit: crate::audit::Audit,
+    /// The SCIM service provider, when `directory.scim` is configured.
+    pub scim: Option<Arc<crate::scim::service::ScimService>>,
 }
 
 /// Per-request state.

@@ -294,6 +294,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         https_port: https.map(|(a, _)| a.port()),
         decision_log,
         audit: audit.clone(),
+        scim: None,
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");

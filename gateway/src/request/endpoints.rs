@@ -49,6 +49,9 @@ impl Gateway {
             };
             return mfa.serve(&self.sso, &req).await.map(Some);
         }
+        if super::scim::is_scim(&path) {
+            return self.scim(session, ctx, &path).await;
+        }
         if crate::forward_auth::is_forward_auth(&path) {
             self.identify(session, ctx).await?;
             return self.forward_auth(session, ctx).await.map(Some);

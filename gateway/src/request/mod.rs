@@ -16,6 +16,7 @@ pub(crate) mod endpoints;
 pub(crate) mod facts;
 pub(crate) mod forward_auth;
 pub(crate) mod record;
+pub(crate) mod scim;
 #[cfg(test)]
 mod tests;
 

@@ -34,6 +34,7 @@ fn gateway_with_clock(yaml: &str, clock: crate::clock::Clock) -> Gateway {
         decision_log: None,
         mfa: None,
         audit: crate::audit::Audit::disabled(),
+        scim: None,
     }
 }
 
