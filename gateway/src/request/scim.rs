@@ -42,6 +42,13 @@ impl Gateway {
         let Some(scim) = &self.scim else {
             return Ok(None);
         };
+        // Bearer tokens never travel in clear: plain HTTP is refused unless a trusted proxy
+        // terminated TLS (`ctx.tls` then says so).
+        if !ctx.tls {
+            return Ok(Some(reply(
+                ScimError::status(403, "SCIM is served over HTTPS only").into(),
+            )));
+        }
         let body = match body_capped(session, MAX_PAYLOAD).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
