@@ -20,6 +20,7 @@ pub mod idp;
 pub mod logging;
 pub mod metrics;
 pub mod mfa;
+pub mod password;
 pub mod policy_cli;
 pub mod policy_input;
 pub mod provider_pin;

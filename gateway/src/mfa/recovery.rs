@@ -2,7 +2,6 @@
 //! is `xxxx-xxxx-xxxx` (60 random bits, base32 lower case); its first group is stored in clear
 //! as a lookup prefix so that one code costs one Argon2 verification, not ten.
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// A new recovery code.
@@ -34,17 +33,12 @@ pub fn prefix(code: &str) -> &str {
 
 /// Argon2id PHC hash of a code.
 pub fn hash(code: &str) -> Option<String> {
-    Argon2::default()
-        .hash_password(code.as_bytes())
-        .ok()
-        .map(|h| h.to_string())
+    crate::password::hash(code)
 }
 
 /// Whether `code` matches the PHC hash (constant time inside Argon2's comparison).
 pub fn verify(code: &str, phc: &str) -> bool {
-    Argon2::default()
-        .verify_password(code.as_bytes(), phc)
-        .is_ok()
+    crate::password::verify(code, Some(phc))
 }
 
 #[cfg(test)]
