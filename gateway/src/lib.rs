@@ -17,6 +17,7 @@ pub mod geoip;
 pub mod health;
 pub mod identity;
 pub mod idp;
+pub mod local;
 pub mod logging;
 pub mod metrics;
 pub mod mfa;

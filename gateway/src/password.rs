@@ -39,7 +39,9 @@ pub fn verify(secret: &str, phc: Option<&str>) -> bool {
         return false;
     }
     match phc {
-        Some(p) => Argon2::default().verify_password(secret.as_bytes(), p).is_ok(),
+        Some(p) => Argon2::default()
+            .verify_password(secret.as_bytes(), p)
+            .is_ok(),
         None => {
             if let Some(d) = DUMMY.as_deref() {
                 let _ = Argon2::default().verify_password(secret.as_bytes(), d);

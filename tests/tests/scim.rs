@@ -54,7 +54,11 @@ fn scim2_tester_finds_no_violation() {
     let summary = stdout.lines().last().unwrap_or_default();
     let failed: Vec<&str> = stdout
         .lines()
-        .filter(|l| ["\"ERROR\"", "\"CRITICAL\"", "\"DEVIATION\""].iter().any(|s| l.contains(s)))
+        .filter(|l| {
+            ["\"ERROR\"", "\"CRITICAL\"", "\"DEVIATION\""]
+                .iter()
+                .any(|s| l.contains(s))
+        })
         .collect();
     assert!(
         out.status.success(),
@@ -63,7 +67,10 @@ fn scim2_tester_finds_no_violation() {
         gw.proc.logs()
     );
     let total: serde_json::Value = serde_json::from_str(summary).expect("summary line");
-    assert!(total["total"].as_u64().unwrap_or(0) >= 20, "ran the suite: {summary}");
+    assert!(
+        total["total"].as_u64().unwrap_or(0) >= 20,
+        "ran the suite: {summary}"
+    );
 }
 
 #[tokio::test]

@@ -11,7 +11,10 @@ use pingora::proxy::Session;
 
 /// Whether `path` is under the SCIM root.
 pub(crate) fn is_scim(path: &str) -> bool {
-    path == PREFIX || path.strip_prefix(PREFIX).is_some_and(|r| r.starts_with('/'))
+    path == PREFIX
+        || path
+            .strip_prefix(PREFIX)
+            .is_some_and(|r| r.starts_with('/'))
 }
 
 fn reply(r: ScimResponse) -> Reply {
@@ -26,7 +29,10 @@ fn reply(r: ScimResponse) -> Reply {
         status: r.status,
         content_type: "application/scim+json",
         headers,
-        body: r.body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        body: r
+            .body
+            .map(|b| b.to_string().into_bytes())
+            .unwrap_or_default(),
     }
 }
 
@@ -52,16 +58,19 @@ impl Gateway {
         let body = match body_capped(session, MAX_PAYLOAD).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
-                return Ok(Some(reply(ScimError::status(413, "request body too large").into())))
+                return Ok(Some(reply(
+                    ScimError::status(413, "request body too large").into(),
+                )))
             }
             Err(BodyError::Unreadable) => {
-                return Ok(Some(reply(ScimError::bad("invalidSyntax", "unreadable body").into())))
+                return Ok(Some(reply(
+                    ScimError::bad("invalidSyntax", "unreadable body").into(),
+                )))
             }
         };
         let req = session.req_header();
-        let header = |name: http::header::HeaderName| {
-            req.headers.get(name).and_then(|v| v.to_str().ok())
-        };
+        let header =
+            |name: http::header::HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
         let base = format!("{}{PREFIX}", self.origin(ctx));
         let r = scim
             .handle(&ScimRequest {
