@@ -252,7 +252,7 @@ impl SessionStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut map = self.lock()?;
         let t = self.now();
-        if !map.records.get(sid).is_some_and(|(_, exp)| *exp > t) {
+        if map.records.get(sid).is_none_or(|(_, exp)| *exp <= t) {
             return Ok(false);
         }
         let exp = t.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2));
