@@ -19,8 +19,11 @@ use tokio::sync::{broadcast, OnceCell};
 /// The pub/sub channel that carries removed session ids between replicas.
 pub const ENDED_CHANNEL: &str = "portcullis:revoked";
 
-/// Wait before subscribing again after the subscription failed or was lost.
-const RESUBSCRIBE: Duration = Duration::from_millis(500);
+/// Wait before subscribing again after the subscription failed or was lost, doubled after
+/// each failure up to [`RESUBSCRIBE_MAX`] (a store that stays down is not hammered, nor the log
+/// flooded); tunnels keep polling meanwhile.
+const RESUBSCRIBE: Duration = Duration::from_millis(250);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(8);
 
 /// Every command gives up after this long: a slow store must not hold requests forever.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -143,10 +146,12 @@ impl RedisStore {
 /// every loss. Each (re)subscription is followed by [`Ended::Recheck`]: a notice published
 /// while nobody listened is not replayed by Redis, so watchers look at the store instead.
 async fn subscribe(client: redis::Client, notices: Weak<Notices>) {
+    let mut wait = RESUBSCRIBE;
     loop {
         match tokio::time::timeout(TIMEOUT, client.get_async_pubsub()).await {
             Ok(Ok(mut ps)) => match ps.subscribe(ENDED_CHANNEL).await {
                 Ok(()) => {
+                    wait = RESUBSCRIBE;
                     let Some(n) = notices.upgrade() else { return };
                     n.recheck();
                     drop(n);
@@ -172,7 +177,8 @@ async fn subscribe(client: redis::Client, notices: Weak<Notices>) {
         let Some(n) = notices.upgrade() else { return };
         n.recheck();
         drop(n);
-        tokio::time::sleep(RESUBSCRIBE).await;
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RESUBSCRIBE_MAX);
     }
 }
 
@@ -392,5 +398,28 @@ mod tests {
             .await
             .unwrap();
         assert!(listed.is_empty(), "stale ids dropped: {listed:?}");
+
+        // The subscription is lost (Redis restarted, a proxy cut it): the subscriber says
+        // "recheck" (what was published meanwhile is not replayed) and subscribes again.
+        let killed: i64 = a
+            .run(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+        let again = tokio::time::timeout(Duration::from_secs(5), heard_by_b.recv()).await;
+        assert!(matches!(again, Ok(Ok(Ended::Recheck))), "{again:?}");
+        // Subscribed again once another recheck arrives (one for the loss, one for the new
+        // subscription); then removals are heard again.
+        let again = tokio::time::timeout(Duration::from_secs(5), heard_by_b.recv()).await;
+        assert!(matches!(again, Ok(Ok(Ended::Recheck))), "{again:?}");
+        a.save(
+            "b2",
+            &crate::session::store::tests::record("corp", "bob", None),
+            60,
+        )
+        .await
+        .unwrap();
+        assert!(a.remove("b2").await.unwrap());
+        crate::session::store::tests::expect_ended(&mut heard_by_b, &["b2"]).await;
     }
 }
