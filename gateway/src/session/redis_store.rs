@@ -148,27 +148,27 @@ impl RedisStore {
 async fn subscribe(client: redis::Client, notices: Weak<Notices>) {
     let mut wait = RESUBSCRIBE;
     loop {
-        match tokio::time::timeout(TIMEOUT, client.get_async_pubsub()).await {
-            Ok(Ok(mut ps)) => match ps.subscribe(ENDED_CHANNEL).await {
-                Ok(()) => {
-                    wait = RESUBSCRIBE;
+        let subscribed = async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(ENDED_CHANNEL).await?;
+            Ok::<_, redis::RedisError>(ps)
+        };
+        match tokio::time::timeout(TIMEOUT, subscribed).await {
+            Ok(Ok(mut ps)) => {
+                wait = RESUBSCRIBE;
+                let Some(n) = notices.upgrade() else { return };
+                n.recheck();
+                drop(n);
+                let mut messages = ps.on_message();
+                while let Some(m) = messages.next().await {
                     let Some(n) = notices.upgrade() else { return };
-                    n.recheck();
-                    drop(n);
-                    let mut messages = ps.on_message();
-                    while let Some(m) = messages.next().await {
-                        let Some(n) = notices.upgrade() else { return };
-                        match m.get_payload::<String>() {
-                            Ok(sid) => n.sid(&sid),
-                            Err(_) => n.recheck(),
-                        }
+                    match m.get_payload::<String>() {
+                        Ok(sid) => n.sid(&sid),
+                        Err(_) => n.recheck(),
                     }
-                    tracing::warn!("session store: revocation subscription lost; resubscribing");
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "session store: cannot subscribe to revocations")
-                }
-            },
+                tracing::warn!("session store: revocation subscription lost; resubscribing");
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "session store: cannot subscribe to revocations")
             }
