@@ -6,10 +6,11 @@
 //! WebSocket handshake started by any page of the same site (SameSite does not help within a
 //! site), so a foreign `Origin` must be refused (cross-site WebSocket hijacking).
 
-use crate::session::SessionStore;
+use crate::session::{Ended, SessionStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
 
 /// How often a tunnel's session is looked up again.
 pub const RECHECK: Duration = Duration::from_secs(1);
@@ -32,20 +33,39 @@ pub fn origin_allowed(origin: Option<&[u8]>, own: &str, allowed: &[String]) -> b
 }
 
 /// A flag that turns true once session `sid` no longer exists (logout, revocation, timeout) or
-/// the store cannot say (fail closed). The watcher looks every [`RECHECK`] and stops by itself
-/// when the flag is dropped with the connection.
+/// the store cannot say (fail closed). The watcher hears removals on any replica through
+/// [`SessionStore::ended`] at once, and still looks every [`RECHECK`] (expiry is not announced,
+/// and a notice may be lost); it stops by itself when the flag is dropped with the connection.
 pub fn watch(store: Arc<dyn SessionStore>, sid: String) -> Arc<AtomicBool> {
     let ended = Arc::new(AtomicBool::new(false));
     let weak = Arc::downgrade(&ended);
+    let mut notices = store.ended();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RECHECK);
         tick.tick().await;
+        let mut open = true;
         loop {
-            tick.tick().await;
+            let look = tokio::select! {
+                _ = tick.tick() => true,
+                n = notices.recv(), if open => match n {
+                    Ok(Ended::Sid(gone)) if *gone == *sid => {
+                        if let Some(flag) = weak.upgrade() {
+                            flag.store(true, Ordering::Release);
+                        }
+                        return;
+                    }
+                    Ok(Ended::Sid(_)) => false,
+                    Ok(Ended::Recheck) | Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => {
+                        open = false;
+                        false
+                    }
+                },
+            };
             let Some(flag) = weak.upgrade() else {
                 return;
             };
-            if !matches!(store.load(&sid).await, Ok(Some(_))) {
+            if look && !matches!(store.load(&sid).await, Ok(Some(_))) {
                 flag.store(true, Ordering::Release);
                 return;
             }
@@ -103,5 +123,32 @@ mod tests {
             tokio::time::sleep(RECHECK).await;
         }
         panic!("a missing session never ended the tunnel");
+    }
+
+    /// A removal is heard at once, long before the next poll; other sessions' removals do
+    /// not end this tunnel.
+    #[tokio::test(start_paused = true)]
+    async fn a_removal_ends_the_tunnel_without_waiting_for_the_poll() {
+        let store = Arc::new(MemoryStore::default());
+        let rec = crate::session::store::tests::record("corp", "alice", None);
+        for sid in ["mine", "other"] {
+            store.save(sid, &rec, 60).await.unwrap();
+        }
+        let flag = watch(store.clone(), "mine".into());
+        tokio::task::yield_now().await;
+        assert!(store.remove("other").await.unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!flag.load(Ordering::Acquire), "another session's end");
+        let start = tokio::time::Instant::now();
+        assert!(store.remove("mine").await.unwrap());
+        // Time is paused and this task never idles, so the poll cannot fire meanwhile.
+        for _ in 0..100 {
+            if flag.load(Ordering::Acquire) {
+                assert_eq!(start.elapsed(), Duration::ZERO, "no poll was needed");
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the removal notice did not end the tunnel");
     }
 }

@@ -8,7 +8,7 @@ pub mod redis_store;
 pub mod store;
 
 pub use codec::CookieCodec;
-pub use store::{MemoryStore, SessionStore, StoreError};
+pub use store::{Ended, MemoryStore, Notices, SessionStore, StoreError};
 
 use portcullis_policy::input::Identity;
 use serde::{Deserialize, Serialize};

@@ -1,13 +1,29 @@
 //! Sessions in Redis, shared by every replica: `pc:s:{sid}` holds the record as JSON with a TTL;
 //! `pc:i:{idp}:sub:{sub}` and `pc:i:{idp}:sid:{sid}` are sets of session ids so that a
-//! back-channel logout on one replica revokes the sessions served by all of them.
+//! back-channel logout on one replica revokes the sessions served by all of them. Every removed
+//! session id is published on [`ENDED_CHANNEL`] so that every replica's open tunnels of that
+//! session close at once rather than at their next poll.
 
-use super::store::{revocation_matches, SessionStore, StoreError};
+use super::store::{
+    index_keys, revocation_index_keys, revocation_matches, Ended, Notices, SessionStore, StoreError,
+};
 use super::SessionRecord;
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::OnceCell;
+use tokio::sync::{broadcast, OnceCell};
+
+/// The pub/sub channel that carries removed session ids between replicas.
+pub const ENDED_CHANNEL: &str = "portcullis:revoked";
+
+/// Wait before subscribing again after the subscription failed or was lost, doubled after
+/// each failure up to [`RESUBSCRIBE_MAX`] (a store that stays down is not hammered, nor the log
+/// flooded); tunnels keep polling meanwhile.
+const RESUBSCRIBE: Duration = Duration::from_millis(250);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(8);
 
 /// Every command gives up after this long: a slow store must not hold requests forever.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -83,6 +99,10 @@ impl RedisConn {
 #[derive(Debug)]
 pub struct RedisStore {
     conn: RedisConn,
+    /// Notices heard on [`ENDED_CHANNEL`], for this process's tunnels.
+    notices: Arc<Notices>,
+    /// Whether the one subscriber task of this store runs.
+    listening: AtomicBool,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -94,7 +114,23 @@ impl RedisStore {
     pub fn new(url: &str) -> Result<Self, StoreError> {
         Ok(Self {
             conn: RedisConn::new(url).map_err(unavailable)?,
+            notices: Arc::default(),
+            listening: AtomicBool::new(false),
         })
+    }
+
+    /// Starts the subscriber task once, from the first caller inside a tokio runtime (the
+    /// store is built before the server's runtimes exist).
+    fn listen(&self) {
+        if tokio::runtime::Handle::try_current().is_err()
+            || self.listening.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        tokio::spawn(subscribe(
+            self.conn.client.clone(),
+            Arc::downgrade(&self.notices),
+        ));
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
@@ -106,16 +142,53 @@ impl RedisStore {
     }
 }
 
+/// Relays [`ENDED_CHANNEL`] to `notices` until the store is dropped, subscribing again after
+/// every loss. Each (re)subscription is followed by [`Ended::Recheck`]: a notice published
+/// while nobody listened is not replayed by Redis, so watchers look at the store instead.
+async fn subscribe(client: redis::Client, notices: Weak<Notices>) {
+    let mut wait = RESUBSCRIBE;
+    loop {
+        let subscribed = async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(ENDED_CHANNEL).await?;
+            Ok::<_, redis::RedisError>(ps)
+        };
+        match tokio::time::timeout(TIMEOUT, subscribed).await {
+            Ok(Ok(mut ps)) => {
+                wait = RESUBSCRIBE;
+                let Some(n) = notices.upgrade() else { return };
+                n.recheck();
+                drop(n);
+                let mut messages = ps.on_message();
+                while let Some(m) = messages.next().await {
+                    let Some(n) = notices.upgrade() else { return };
+                    match m.get_payload::<String>() {
+                        Ok(sid) => n.sid(&sid),
+                        Err(_) => n.recheck(),
+                    }
+                }
+                tracing::warn!("session store: revocation subscription lost; resubscribing");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "session store: cannot subscribe to revocations")
+            }
+            Err(_) => tracing::warn!("session store: subscribing to revocations timed out"),
+        }
+        let Some(n) = notices.upgrade() else { return };
+        n.recheck();
+        drop(n);
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RESUBSCRIBE_MAX);
+    }
+}
+
 fn key(sid: &str) -> String {
     format!("pc:s:{sid}")
 }
 
-fn index_keys(rec: &SessionRecord) -> Vec<String> {
-    let mut v = vec![format!("pc:i:{}:sub:{}", rec.idp, rec.sub)];
-    if let Some(s) = &rec.idp_sid {
-        v.push(format!("pc:i:{}:sid:{s}", rec.idp));
-    }
-    v
+/// Index keys in Redis: the shared [`index_keys`] names under the `pc:` prefix.
+fn prefixed(keys: Vec<String>) -> Vec<String> {
+    keys.into_iter().map(|k| format!("pc:{k}")).collect()
 }
 
 #[async_trait]
@@ -137,7 +210,7 @@ impl SessionStore for RedisStore {
             .arg("EX")
             .arg(ttl)
             .ignore();
-        for k in index_keys(rec) {
+        for k in prefixed(index_keys(rec)) {
             p.cmd("SADD").arg(&k).arg(sid).ignore();
             p.cmd("EXPIRE").arg(&k).arg(ttl).arg("GT").ignore();
             p.cmd("EXPIRE").arg(&k).arg(ttl).arg("NX").ignore();
@@ -169,7 +242,7 @@ impl SessionStore for RedisStore {
         // The indexes only point at ids; a stale entry is skipped by `revoke`.
         let ttl = ttl_secs.max(1);
         let mut p = redis::pipe();
-        for k in index_keys(rec) {
+        for k in prefixed(index_keys(rec)) {
             p.cmd("SADD").arg(&k).arg(sid).ignore();
             p.cmd("EXPIRE").arg(&k).arg(ttl).arg("GT").ignore();
             p.cmd("EXPIRE").arg(&k).arg(ttl).arg("NX").ignore();
@@ -180,6 +253,16 @@ impl SessionStore for RedisStore {
 
     async fn remove(&self, sid: &str) -> Result<bool, StoreError> {
         let n: i64 = self.run(redis::cmd("DEL").arg(key(sid))).await?;
+        if n > 0 {
+            // The session is gone either way: a lost notice only delays tunnels to their next
+            // poll, so it is logged rather than reported as a failed removal.
+            let published: Result<i64, _> = self
+                .run(redis::cmd("PUBLISH").arg(ENDED_CHANNEL).arg(sid))
+                .await;
+            if let Err(e) = published {
+                tracing::warn!(error = %e, "session store: revocation notice not published");
+            }
+        }
         Ok(n > 0)
     }
 
@@ -191,25 +274,32 @@ impl SessionStore for RedisStore {
     ) -> Result<usize, StoreError> {
         // With both `sid` and `sub`, the subject's sessions recorded without a provider
         // session id end too (`revocation_matches`), so both indexes are read.
-        let mut indexes = Vec::new();
-        if let Some(s) = idp_sid {
-            indexes.push(format!("pc:i:{idp}:sid:{s}"));
-        }
-        if let Some(u) = sub {
-            indexes.push(format!("pc:i:{idp}:sub:{u}"));
-        }
+        let indexes = prefixed(revocation_index_keys(idp, sub, idp_sid));
         let mut sids = std::collections::BTreeSet::new();
-        for index in indexes {
-            let found: Vec<String> = self.run(redis::cmd("SMEMBERS").arg(&index)).await?;
+        for index in &indexes {
+            let found: Vec<String> = self.run(redis::cmd("SMEMBERS").arg(index)).await?;
             sids.extend(found);
         }
         let mut n = 0;
+        let mut stale = Vec::new();
         for sid in sids {
-            if let Some(rec) = self.load(&sid).await? {
-                if revocation_matches(&rec, idp, sub, idp_sid) && self.remove(&sid).await? {
-                    n += 1;
+            match self.load(&sid).await? {
+                Some(rec) => {
+                    if revocation_matches(&rec, idp, sub, idp_sid) && self.remove(&sid).await? {
+                        n += 1;
+                    }
                 }
+                None => stale.push(sid),
             }
+        }
+        // Ids of sessions that ended otherwise (logout, expiry) stay listed until a revocation
+        // reads them; dropping them here keeps the index about as large as the live sessions.
+        if !stale.is_empty() {
+            let mut p = redis::pipe();
+            for index in &indexes {
+                p.cmd("SREM").arg(index).arg(&stale).ignore();
+            }
+            self.pipe(&p).await?;
         }
         Ok(n)
     }
@@ -233,6 +323,12 @@ impl SessionStore for RedisStore {
             )
             .await?;
         Ok(set.is_some())
+    }
+
+    fn ended(&self) -> broadcast::Receiver<Ended> {
+        let rx = self.notices.subscribe();
+        self.listen();
+        rx
     }
 
     async fn count(&self) -> Result<usize, StoreError> {
@@ -272,5 +368,58 @@ mod tests {
         };
         let s = RedisStore::new(&format!("redis://127.0.0.1:{}/0", server.1)).unwrap();
         crate::session::store::tests::write_back_after_delete_does_not_resurrect(&s).await;
+    }
+
+    /// The subscriber hears removals made through another connection (another replica):
+    /// the same revocation checks as the memory store, with the notices crossing Redis.
+    #[tokio::test]
+    async fn redis_revoke_user_is_announced_to_every_replica() {
+        let Some(server) = crate::mfa::limiter::tests::redis_server() else {
+            assert!(std::env::var("CI").is_err(), "CI needs redis-server");
+            eprintln!("redis-server not installed: skipping");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{}/0", server.1);
+        let (a, b) = (
+            RedisStore::new(&url).unwrap(),
+            RedisStore::new(&url).unwrap(),
+        );
+        let mut heard_by_b = b.ended();
+        // Subscribed: the first notice is the recheck that follows every subscription.
+        let first = tokio::time::timeout(Duration::from_secs(5), heard_by_b.recv()).await;
+        assert!(matches!(first, Ok(Ok(Ended::Recheck))), "{first:?}");
+        crate::session::store::tests::revoke_user_ends_all_and_only_that_users_sessions(
+            &a,
+            &mut heard_by_b,
+        )
+        .await;
+        let listed: Vec<String> = a
+            .run(redis::cmd("SMEMBERS").arg("pc:i:corp:sub:alice"))
+            .await
+            .unwrap();
+        assert!(listed.is_empty(), "stale ids dropped: {listed:?}");
+
+        // The subscription is lost (Redis restarted, a proxy cut it): the subscriber says
+        // "recheck" (what was published meanwhile is not replayed) and subscribes again.
+        let killed: i64 = a
+            .run(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
+            .await
+            .unwrap();
+        assert_eq!(killed, 1);
+        let again = tokio::time::timeout(Duration::from_secs(5), heard_by_b.recv()).await;
+        assert!(matches!(again, Ok(Ok(Ended::Recheck))), "{again:?}");
+        // Subscribed again once another recheck arrives (one for the loss, one for the new
+        // subscription); then removals are heard again.
+        let again = tokio::time::timeout(Duration::from_secs(5), heard_by_b.recv()).await;
+        assert!(matches!(again, Ok(Ok(Ended::Recheck))), "{again:?}");
+        a.save(
+            "b2",
+            &crate::session::store::tests::record("corp", "bob", None),
+            60,
+        )
+        .await
+        .unwrap();
+        assert!(a.remove("b2").await.unwrap());
+        crate::session::store::tests::expect_ended(&mut heard_by_b, &["b2"]).await;
     }
 }

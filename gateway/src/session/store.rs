@@ -3,9 +3,10 @@
 use super::SessionRecord;
 use crate::clock::Clock;
 use async_trait::async_trait;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
+use tokio::sync::broadcast;
 
 /// The store could not answer. Callers fail closed: no session, no forwarding.
 #[derive(Debug, Error)]
@@ -53,15 +54,124 @@ pub trait SessionStore: Send + Sync {
     async fn seen_once(&self, key: &str) -> Result<bool, StoreError>;
     /// Records `key` for `ttl_secs`; false when it was already recorded.
     async fn record_once(&self, key: &str, ttl_secs: u64) -> Result<bool, StoreError>;
+    /// Notices of sessions removed on any replica sharing this store, so that open tunnels
+    /// end at once instead of at their next poll ([`crate::tunnel::watch`]). A store without
+    /// notices returns a closed receiver and its tunnels rely on polling alone.
+    fn ended(&self) -> broadcast::Receiver<Ended> {
+        broadcast::channel(1).1
+    }
 }
 
-/// Session id → (record, expiry in unix seconds).
-type Sessions = HashMap<String, (SessionRecord, i64)>;
+/// A notice on [`SessionStore::ended`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// This session id was removed (logout, revocation, deprovisioning) on some replica.
+    Sid(Arc<str>),
+    /// Notices may have been missed (the subscription was just made or lost): every watcher
+    /// looks its session up again now rather than at its next poll.
+    Recheck,
+}
+
+/// The sending side of [`SessionStore::ended`], one per store. Sending never blocks: with no
+/// tunnel open there is no receiver and the notice is simply dropped.
+#[derive(Debug, Clone)]
+pub struct Notices(broadcast::Sender<Ended>);
+
+impl Default for Notices {
+    fn default() -> Self {
+        // A slow watcher that falls this far behind gets `Lagged` and rechecks its session.
+        Self(broadcast::channel(1024).0)
+    }
+}
+
+impl Notices {
+    /// Tells every watcher in this process that `sid` ended.
+    pub fn sid(&self, sid: &str) {
+        let _ = self.0.send(Ended::Sid(Arc::from(sid)));
+    }
+
+    /// Tells every watcher in this process to look its session up again.
+    pub fn recheck(&self) {
+        let _ = self.0.send(Ended::Recheck);
+    }
+
+    /// A new receiver (notices sent from now on).
+    pub fn subscribe(&self) -> broadcast::Receiver<Ended> {
+        self.0.subscribe()
+    }
+}
+
+/// The index entries a record is listed under: its provider subject and, when known, its
+/// provider session id. Shared by every store so that revocation finds a user's sessions
+/// without reading all of them (the Redis store prefixes them with `pc:`).
+pub fn index_keys(rec: &SessionRecord) -> Vec<String> {
+    revocation_index_keys(&rec.idp, Some(&rec.sub), rec.idp_sid.as_deref())
+}
+
+/// The index entries that hold every candidate of a revocation request; candidates are then
+/// checked with [`revocation_matches`] (an index may hold stale or colliding ids).
+pub fn revocation_index_keys(idp: &str, sub: Option<&str>, idp_sid: Option<&str>) -> Vec<String> {
+    let mut v = Vec::with_capacity(2);
+    if let Some(u) = sub {
+        v.push(format!("i:{idp}:sub:{u}"));
+    }
+    if let Some(s) = idp_sid {
+        v.push(format!("i:{idp}:sid:{s}"));
+    }
+    v
+}
+
+/// Sessions by id with their expiry (unix seconds), and the revocation index over them,
+/// always changed together under one lock.
+#[derive(Debug, Default)]
+struct Sessions {
+    records: HashMap<String, (SessionRecord, i64)>,
+    /// [`index_keys`] entry → session ids listed under it.
+    index: HashMap<String, HashSet<String>>,
+}
+
+impl Sessions {
+    fn insert(&mut self, sid: &str, rec: SessionRecord, exp: i64) {
+        self.take(sid);
+        for k in index_keys(&rec) {
+            self.index.entry(k).or_default().insert(sid.to_string());
+        }
+        self.records.insert(sid.to_string(), (rec, exp));
+    }
+
+    /// Removes `sid` and its index entries.
+    fn take(&mut self, sid: &str) -> Option<(SessionRecord, i64)> {
+        let (rec, exp) = self.records.remove(sid)?;
+        for k in index_keys(&rec) {
+            if let Some(set) = self.index.get_mut(&k) {
+                set.remove(sid);
+                if set.is_empty() {
+                    self.index.remove(&k);
+                }
+            }
+        }
+        Some((rec, exp))
+    }
+
+    fn prune(&mut self, now: i64) {
+        let expired: Vec<String> = self
+            .records
+            .iter()
+            .filter(|(_, (_, exp))| *exp <= now)
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        for sid in expired {
+            self.take(&sid);
+        }
+    }
+}
 
 /// Sessions in this process's memory: lost on restart, not shared between replicas.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     map: Mutex<Sessions>,
+    /// Removals, for this process's tunnels.
+    notices: Notices,
     /// [`SessionStore::record_once`] keys with their expiry.
     once: Mutex<HashMap<String, i64>>,
     /// Expiry is judged by this clock (tests move it instead of sleeping).
@@ -117,6 +227,7 @@ impl SessionStore for MemoryStore {
     async fn load(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
         let map = self.lock()?;
         Ok(map
+            .records
             .get(sid)
             .filter(|(_, exp)| *exp > self.now())
             .map(|(r, _)| r.clone()))
@@ -125,11 +236,11 @@ impl SessionStore for MemoryStore {
     async fn save(&self, sid: &str, rec: &SessionRecord, ttl_secs: u64) -> Result<(), StoreError> {
         let mut map = self.lock()?;
         let t = self.now();
-        if map.len() > 1000 {
-            map.retain(|_, (_, exp)| *exp > t);
+        if map.records.len() > 1000 {
+            map.prune(t);
         }
         let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
-        map.insert(sid.to_string(), (rec.clone(), t.saturating_add(ttl)));
+        map.insert(sid, rec.clone(), t.saturating_add(ttl));
         Ok(())
     }
 
@@ -141,19 +252,21 @@ impl SessionStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let mut map = self.lock()?;
         let t = self.now();
-        match map.get_mut(sid) {
-            Some((r, exp)) if *exp > t => {
-                *r = rec.clone();
-                *exp = t.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2));
-                Ok(true)
-            }
-            _ => Ok(false),
+        if map.records.get(sid).is_none_or(|(_, exp)| *exp <= t) {
+            return Ok(false);
         }
+        let exp = t.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2));
+        map.insert(sid, rec.clone(), exp);
+        Ok(true)
     }
 
     async fn remove(&self, sid: &str) -> Result<bool, StoreError> {
         let t = self.now();
-        Ok(self.lock()?.remove(sid).is_some_and(|(_, exp)| exp > t))
+        let live = self.lock()?.take(sid).is_some_and(|(_, exp)| exp > t);
+        if live {
+            self.notices.sid(sid);
+        }
+        Ok(live)
     }
 
     async fn revoke(
@@ -162,15 +275,40 @@ impl SessionStore for MemoryStore {
         sub: Option<&str>,
         idp_sid: Option<&str>,
     ) -> Result<usize, StoreError> {
-        let mut map = self.lock()?;
-        let before = map.len();
-        map.retain(|_, (r, _)| !revocation_matches(r, idp, sub, idp_sid));
-        Ok(before - map.len())
+        let ended: Vec<String> = {
+            let mut map = self.lock()?;
+            let candidates: HashSet<String> = revocation_index_keys(idp, sub, idp_sid)
+                .iter()
+                .filter_map(|k| map.index.get(k))
+                .flatten()
+                .cloned()
+                .collect();
+            let mut ended = Vec::new();
+            for sid in candidates {
+                let matches = map
+                    .records
+                    .get(&sid)
+                    .is_some_and(|(r, _)| revocation_matches(r, idp, sub, idp_sid));
+                if matches && map.take(&sid).is_some() {
+                    ended.push(sid);
+                }
+            }
+            ended
+        };
+        for sid in &ended {
+            self.notices.sid(sid);
+        }
+        Ok(ended.len())
     }
 
     async fn count(&self) -> Result<usize, StoreError> {
         let t = self.now();
-        Ok(self.lock()?.values().filter(|(_, e)| *e > t).count())
+        Ok(self
+            .lock()?
+            .records
+            .values()
+            .filter(|(_, e)| *e > t)
+            .count())
     }
 
     async fn seen_once(&self, key: &str) -> Result<bool, StoreError> {
@@ -184,6 +322,10 @@ impl SessionStore for MemoryStore {
         once.retain(|_, exp| *exp > t);
         let exp = t.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2));
         Ok(once.insert(key.to_string(), exp).is_none())
+    }
+
+    fn ended(&self) -> broadcast::Receiver<Ended> {
+        self.notices.subscribe()
     }
 }
 
@@ -287,5 +429,101 @@ pub(crate) mod tests {
         assert_eq!(s.revoke("corp", Some("alice"), None).await.unwrap(), 1);
         assert!(s.load("3").await.unwrap().is_some());
         assert_eq!(s.revoke("corp", None, None).await.unwrap(), 0);
+    }
+
+    /// Reads `rx` until every id in `expected` was announced, failing on any other id or
+    /// after 5 s; [`Ended::Recheck`] notices are skipped.
+    pub(crate) async fn expect_ended(rx: &mut broadcast::Receiver<Ended>, expected: &[&str]) {
+        let mut left: HashSet<&str> = expected.iter().copied().collect();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !left.is_empty() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Ok(Ended::Sid(sid))) => {
+                    assert!(left.remove(&*sid), "unexpected end of {sid}");
+                }
+                Ok(Ok(Ended::Recheck)) => {}
+                other => panic!("still waiting for {left:?}: {other:?}"),
+            }
+        }
+    }
+
+    /// Deprovisioning a user ends all of that (provider, subject)'s sessions, with or without
+    /// a provider session id, announces exactly them, and leaves the same subject at another
+    /// provider, other users, and a subject that only looks like an index key alone.
+    pub(crate) async fn revoke_user_ends_all_and_only_that_users_sessions(
+        s: &dyn SessionStore,
+        rx: &mut broadcast::Receiver<Ended>,
+    ) {
+        let sessions = [
+            ("a1", "corp", "alice", Some("s1")),
+            ("a2", "corp", "alice", None),
+            ("a3", "corp", "alice", Some("s2")),
+            ("p1", "partner", "alice", None),
+            ("b1", "corp", "bob", None),
+            ("x1", "corp", "alice:sid:s1", None),
+        ];
+        for (sid, idp, sub, idp_sid) in sessions {
+            s.save(sid, &record(idp, sub, idp_sid), 60).await.unwrap();
+        }
+        // A logged-out session leaves a stale index entry behind in Redis; it is skipped.
+        assert!(s.remove("a3").await.unwrap());
+        expect_ended(rx, &["a3"]).await;
+        assert_eq!(s.revoke("corp", Some("alice"), None).await.unwrap(), 2);
+        expect_ended(rx, &["a1", "a2"]).await;
+        for gone in ["a1", "a2", "a3"] {
+            assert!(s.load(gone).await.unwrap().is_none(), "{gone} ended");
+        }
+        for kept in ["p1", "b1", "x1"] {
+            assert!(s.load(kept).await.unwrap().is_some(), "{kept} kept");
+        }
+        assert_eq!(s.revoke("corp", Some("alice"), None).await.unwrap(), 0);
+        assert_eq!(s.revoke("partner", Some("alice"), None).await.unwrap(), 1);
+        expect_ended(rx, &["p1"]).await;
+        assert!(s.load("b1").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn memory_revoke_user_ends_all_and_only_that_users_sessions() {
+        let s = MemoryStore::default();
+        let mut rx = s.ended();
+        revoke_user_ends_all_and_only_that_users_sessions(&s, &mut rx).await;
+        // The index follows the records: only the two sessions left are listed.
+        let map = s.lock().unwrap();
+        let listed: HashSet<&String> = map.index.values().flatten().collect();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().all(|sid| map.records.contains_key(*sid)));
+    }
+
+    /// The index drops ids when records are replaced under other keys, updated, or pruned.
+    #[tokio::test]
+    async fn memory_index_stays_in_step_with_the_records() {
+        let m = crate::clock::ManualClock::at_now();
+        let s = MemoryStore::with_clock(m.clock());
+        s.save("a", &record("corp", "alice", Some("s1")), 60)
+            .await
+            .unwrap();
+        assert!(s
+            .update("a", &record("corp", "alice", None), 60)
+            .await
+            .unwrap());
+        assert_eq!(s.revoke("corp", None, Some("s1")).await.unwrap(), 0);
+        for i in 0..1001 {
+            s.save(&format!("old{i}"), &record("corp", "bob", None), 10)
+                .await
+                .unwrap();
+        }
+        m.advance(std::time::Duration::from_secs(11));
+        s.save("new", &record("corp", "carol", None), 60)
+            .await
+            .unwrap();
+        let map = s.lock().unwrap();
+        assert_eq!(map.records.len(), 2, "expired records pruned");
+        assert_eq!(
+            map.index.keys().collect::<HashSet<_>>(),
+            HashSet::from([
+                &"i:corp:sub:alice".to_string(),
+                &"i:corp:sub:carol".to_string()
+            ])
+        );
     }
 }

@@ -99,20 +99,54 @@ impl Sso {
             });
             return Err(AuthError::BadRequest("logout_token replayed"));
         }
-        let n = self
-            .store
-            .revoke(&p.cfg.id, sub.as_deref(), sid.as_deref())
-            .await?;
+        // A token that names only the subject ends all of that user's sessions, exactly as
+        // deprovisioning does; with a provider session id, only the matching ones.
+        let n = match (sub.as_deref(), sid.as_deref()) {
+            (Some(u), None) => self.revoke_user(&p.cfg.id, u, "backchannel_logout").await?,
+            (u, s) => {
+                self.revoke_matching(&p.cfg.id, u, s, "backchannel_logout")
+                    .await?
+            }
+        };
         let skew = secs(p.cfg.clock_skew);
         let ttl = u64::try_from(crate::idp::oidc::LOGOUT_TOKEN_MAX_AGE + skew).unwrap_or(600);
         self.store.record_once(&once, ttl).await?;
         metrics::auth_event(&p.cfg.id, "backchannel_logout", "success");
+        Ok(n)
+    }
+
+    /// Ends every session of user `subject` at `provider`, on every replica: the sessions are
+    /// deleted from the shared store (each request reads it, there is no per-process cache)
+    /// and their ids announced on [`crate::session::SessionStore::ended`], so open tunnels
+    /// close at once. The same subject at another provider is another user and keeps its
+    /// sessions. `reason` goes into the audit event (`deprovisioned`, `backchannel_logout`,
+    /// an admin action). Returns how many sessions ended.
+    pub async fn revoke_user(
+        &self,
+        provider: &str,
+        subject: &str,
+        reason: &str,
+    ) -> Result<usize, AuthError> {
+        self.revoke_matching(provider, Some(subject), None, reason)
+            .await
+    }
+
+    /// Ends the sessions [`crate::session::store::revocation_matches`] picks and records one
+    /// audit event for them (even when none matched: the request itself is the fact).
+    async fn revoke_matching(
+        &self,
+        provider: &str,
+        sub: Option<&str>,
+        sid: Option<&str>,
+        reason: &str,
+    ) -> Result<usize, AuthError> {
+        let n = self.store.revoke(provider, sub, sid).await?;
         self.audit.record(AuditEvent::SessionEnded {
-            idp: p.cfg.id.clone(),
+            idp: provider.to_string(),
             user: None,
-            sub: sub.clone(),
-            sid: sid.clone(),
-            reason: "backchannel_logout".into(),
+            sub: sub.map(str::to_string),
+            sid: sid.map(str::to_string),
+            reason: reason.to_string(),
             sessions: u64::try_from(n).unwrap_or(u64::MAX),
         });
         self.update_gauge().await;

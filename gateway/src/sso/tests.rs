@@ -261,3 +261,36 @@ async fn sessions_of_a_removed_provider_end_at_their_next_request() {
         "the session is gone"
     );
 }
+
+/// Deprovisioning through [`Sso::revoke_user`] ends that user's sessions at that provider only
+/// and writes one `session.revoked` event with the reason and the count.
+#[tokio::test]
+async fn revoke_user_ends_the_users_sessions_and_is_audited() {
+    let (audit, mut chain) = crate::audit::Audit::capture();
+    let text = format!(
+        "session:\n  keys: [\"{}\"]\n{CORP}routes:\n  - {{ id: a, upstream: \"http://127.0.0.1:9\", policy: public }}\n",
+        "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+    );
+    let cfg = crate::config::load_str(&text, "t", &HashMap::<String, String>::new()).unwrap();
+    let s = Sso::new(&cfg, audit, crate::clock::Clock::system()).unwrap();
+    let mut other = record(0, 0);
+    other.idp = "partner".into();
+    for (sid, rec) in [("1", record(0, 0)), ("2", record(0, 0)), ("3", other)] {
+        s.store.save(sid, &rec, 60).await.unwrap();
+    }
+    assert_eq!(
+        s.revoke_user("corp", "alice", "deprovisioned")
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        s.store.load("3").await.unwrap().is_some(),
+        "partner's alice kept"
+    );
+    let (event, _) = chain.recv().await.unwrap();
+    assert_eq!(event.kind, "session.revoked");
+    assert_eq!(event.data["reason"], "deprovisioned");
+    assert_eq!(event.data["sessions"], 2);
+    assert_eq!(event.data["sub"], "alice");
+}
