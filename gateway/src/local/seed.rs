@@ -52,7 +52,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<SeedUser>, Problems> {
     let parsed: UsersFile = match serde_yaml::from_str(text) {
         Ok(f) => f,
         Err(e) => {
-            p.add(file, &e.to_string());
+            p.add(file, e.to_string());
             return Err(p);
         }
     };
@@ -61,25 +61,25 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<SeedUser>, Problems> {
         let key = |k: &str| format!("users[{i}].{k}");
         if u.user_name.trim().is_empty() || u.user_name.chars().any(char::is_control) {
             p.add(
-                &key("user_name"),
+                key("user_name"),
                 "must be a non-empty name without control characters",
             );
         }
         if !seen.insert((u.tenant.clone(), u.user_name.to_lowercase())) {
             p.add(
-                &key("user_name"),
-                &format!("{:?} appears twice in this tenant", u.user_name),
+                key("user_name"),
+                format!("{:?} appears twice in this tenant", u.user_name),
             );
         }
         if !crate::password::is_argon2id(&u.password_hash) {
             p.add(
-                &key("password_hash"),
+                key("password_hash"),
                 "must be an Argon2id PHC string ($argon2id$…; `portcullis hash-password` prints one)",
             );
         }
         for (j, g) in u.groups.iter().enumerate() {
             if g.trim().is_empty() {
-                p.add(&format!("users[{i}].groups[{j}]"), "must not be empty");
+                p.add(format!("users[{i}].groups[{j}]"), "must not be empty");
             }
         }
     }
