@@ -83,7 +83,7 @@ pub(crate) async fn body(session: &mut Session) -> Result<String, GatewayError> 
     String::from_utf8(buf).map_err(|_| AuthError::BadRequest("body is not UTF-8").into())
 }
 
-fn html_escape(s: &str) -> String {
+pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

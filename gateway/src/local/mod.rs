@@ -4,4 +4,5 @@
 //! ([`seed`]).
 
 pub mod credentials;
+pub mod login;
 pub mod seed;

@@ -1,0 +1,261 @@
+//! Password sign-in for local accounts: the form, and the check behind it.
+//!
+//! The answer is the same for an unknown user, a wrong password and a deactivated user
+//! ("invalid username or password", same status, same Argon2id cost through the dummy hash), so
+//! the form does not tell an attacker which names exist. Failures count against the user name
+//! and the client address in the MFA attempt limiter ([`crate::mfa::limiter`]; shared through
+//! Redis when sessions are), counted before the password is checked, so parallel guesses cannot
+//! race past the limit. The hash is computed off the async workers.
+
+use super::credentials::Credentials;
+use crate::auth_endpoints::html_escape;
+use crate::directory::model::User;
+use crate::directory::store::{Attr, DirectoryStore, Filter, Op, Query, Value};
+use crate::mfa::limiter::Limiter;
+use std::sync::Arc;
+
+/// Why a sign-in was refused. Only [`Refusal::Locked`] and [`Refusal::Unavailable`] are shown
+/// differently; the others all read "invalid username or password".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No such user in the tenant (audit reason only).
+    #[error("unknown user")]
+    UnknownUser,
+    /// The password did not match, or the user has none.
+    #[error("wrong password")]
+    WrongPassword,
+    /// The directory user is deactivated.
+    #[error("deactivated")]
+    Deactivated,
+    /// Too many failures for this user or address.
+    #[error("too many attempts")]
+    Locked,
+    /// The directory or the limiter could not be reached (fail closed).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The local accounts of one provider.
+pub struct LocalAccounts {
+    /// Provider id (`identity_providers[].id`).
+    pub provider: String,
+    directory: Arc<DirectoryStore>,
+    credentials: Credentials,
+    limiter: Arc<Limiter>,
+}
+
+impl LocalAccounts {
+    /// The accounts of `provider`.
+    pub fn new(
+        provider: &str,
+        directory: Arc<DirectoryStore>,
+        credentials: Credentials,
+        limiter: Arc<Limiter>,
+    ) -> Self {
+        Self {
+            provider: provider.to_string(),
+            directory,
+            credentials,
+            limiter,
+        }
+    }
+
+    /// The tenant's user with this name (case-insensitive), if any.
+    pub async fn find(&self, tenant: &str, user_name: &str) -> Result<Option<User>, Refusal> {
+        let q = Query {
+            filter: Some(Filter::Cmp(
+                Attr::UserName,
+                Op::Eq,
+                Value::Str(user_name.to_string()),
+            )),
+            start_index: 1,
+            count: 1,
+        };
+        let page = self
+            .directory
+            .list_users(tenant, &q)
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        Ok(page.items.into_iter().next())
+    }
+
+    /// Checks a user name and password; the directory user on success.
+    pub async fn authenticate(
+        &self,
+        tenant: &str,
+        user_name: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<User, Refusal> {
+        let key = format!(
+            "local:{}:{tenant}:{}",
+            self.provider,
+            user_name.to_lowercase()
+        );
+        let attempt = self
+            .limiter
+            .begin(&key, client_ip)
+            .await
+            .map_err(|_| Refusal::Locked)?;
+        let user = self.find(tenant, user_name).await?;
+        let hash = match &user {
+            Some(u) => self
+                .credentials
+                .hash_of(&u.id)
+                .await
+                .map_err(|e| Refusal::Unavailable(e.to_string()))?,
+            None => None,
+        };
+        let secret = password.to_string();
+        let matched =
+            tokio::task::spawn_blocking(move || crate::password::verify(&secret, hash.as_deref()))
+                .await
+                .unwrap_or(false);
+        match user {
+            Some(u) if matched && u.active => {
+                attempt.succeeded().await;
+                Ok(u)
+            }
+            Some(_) if matched => {
+                attempt.failed().await;
+                Err(Refusal::Deactivated)
+            }
+            Some(_) => {
+                attempt.failed().await;
+                Err(Refusal::WrongPassword)
+            }
+            None => {
+                attempt.failed().await;
+                Err(Refusal::UnknownUser)
+            }
+        }
+    }
+}
+
+/// The sign-in form. `state` is the login's CSRF token (also sealed in the pre-auth cookie);
+/// `error` a message shown above the form.
+pub fn form(
+    title: &str,
+    action: &str,
+    state: &str,
+    user_name: &str,
+    error: Option<&str>,
+) -> String {
+    let error = error
+        .map(|e| {
+            format!(
+                "<p role=\"alert\" style=\"color:#a00\">{}</p>",
+                html_escape(e)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title></head>\
+<body style=\"font-family:sans-serif;max-width:24rem;margin:4rem auto\"><h1>{t}</h1>{error}\
+<form method=\"post\" action=\"{a}\"><input type=\"hidden\" name=\"state\" value=\"{s}\">\
+<p><label for=\"username\">Username</label><br><input id=\"username\" name=\"username\" autocomplete=\"username\" required value=\"{u}\"></p>\
+<p><label for=\"password\">Password</label><br><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\
+<p><button type=\"submit\">Sign in</button></p></form></body></html>",
+        t = html_escape(title),
+        a = html_escape(action),
+        s = html_escape(state),
+        u = html_escape(user_name),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::model::User;
+
+    async fn accounts(db: crate::store::Db) -> (LocalAccounts, Arc<DirectoryStore>) {
+        let dir = Arc::new(DirectoryStore::new(
+            db.clone(),
+            crate::clock::Clock::system(),
+        ));
+        let limiter = Arc::new(Limiter::new(3, 100, std::time::Duration::from_secs(600)));
+        (
+            LocalAccounts::new("staff", dir.clone(), Credentials::new(db), limiter),
+            dir,
+        )
+    }
+
+    #[tokio::test]
+    async fn same_answer_for_unknown_wrong_and_deactivated_and_a_shared_lockout() {
+        let features = [
+            &crate::directory::MIGRATIONS,
+            &super::super::credentials::MIGRATIONS,
+        ];
+        for (_, db, _dir) in crate::store::test_databases("locallogin", &features).await {
+            let (acc, dir) = accounts(db).await;
+            let u = dir
+                .create_user(
+                    "",
+                    &User {
+                        user_name: "Alice".into(),
+                        active: true,
+                        source: "local".into(),
+                        ..User::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let h = crate::password::hash("correct horse battery").unwrap();
+            acc.credentials.set(&u.id, &h, 0).await.unwrap();
+            let ok = acc
+                .authenticate("", "alice", "correct horse battery", "10.0.0.1")
+                .await;
+            assert_eq!(
+                ok.map(|u| u.user_name),
+                Ok("Alice".into()),
+                "names are case-insensitive"
+            );
+            assert_eq!(
+                acc.authenticate("", "nobody", "x", "10.0.0.2").await,
+                Err(Refusal::UnknownUser)
+            );
+            assert_eq!(
+                acc.authenticate("other", "alice", "correct horse battery", "10.0.0.2")
+                    .await,
+                Err(Refusal::UnknownUser),
+                "another tenant"
+            );
+            // Three wrong passwords lock the user, even from other addresses and with the right one.
+            for ip in ["10.0.0.3", "10.0.0.4", "10.0.0.5"] {
+                assert_eq!(
+                    acc.authenticate("", "alice", "guess", ip).await,
+                    Err(Refusal::WrongPassword)
+                );
+            }
+            assert_eq!(
+                acc.authenticate("", "alice", "correct horse battery", "10.0.0.6")
+                    .await,
+                Err(Refusal::Locked)
+            );
+            // A deactivated user with the right password is refused (after the lock, on a fresh limiter).
+            let limiter = Arc::new(Limiter::new(3, 100, std::time::Duration::from_secs(600)));
+            let acc2 = LocalAccounts::new("staff", dir.clone(), acc.credentials.clone(), limiter);
+            dir.set_user_active("", &u.id, false).await.unwrap();
+            assert_eq!(
+                acc2.authenticate("", "alice", "correct horse battery", "10.0.0.7")
+                    .await,
+                Err(Refusal::Deactivated)
+            );
+        }
+    }
+
+    #[test]
+    fn the_form_escapes_what_it_echoes() {
+        let f = form(
+            "Sign in",
+            "/.portcullis/login",
+            "st\"ate",
+            "<script>",
+            Some("bad & worse"),
+        );
+        assert!(f.contains("&lt;script&gt;") && !f.contains("<script>"));
+        assert!(f.contains("st&quot;ate"));
+        assert!(f.contains("bad &amp; worse"));
+        assert!(f.contains("autocomplete=\"current-password\""));
+    }
+}
