@@ -62,6 +62,9 @@ enum Command {
         #[command(subcommand)]
         action: AuditCommand,
     },
+    /// Print the Argon2id hash of a password read from stdin (one line), for
+    /// `directory.users_file`. The password never appears in arguments or the process list.
+    HashPassword,
 }
 
 #[derive(Subcommand)]
@@ -213,6 +216,7 @@ fn main() -> ExitCode {
             ),
         },
         Command::Policy { command } => policy(command),
+        Command::HashPassword => hash_password(),
         Command::Whoami {
             listen,
             name,
@@ -238,6 +242,36 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `portcullis hash-password`: reads one line from stdin, prints its Argon2id PHC string.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        eprintln!("cannot read the password from stdin");
+        return ExitCode::from(2);
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < portcullis::password::MIN_PASSWORD {
+        eprintln!(
+            "a password needs at least {} characters",
+            portcullis::password::MIN_PASSWORD
+        );
+        return ExitCode::from(1);
+    }
+    match portcullis::password::hash(password) {
+        Some(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!(
+                "the password is longer than {} bytes",
+                portcullis::password::MAX_PASSWORD
+            );
+            ExitCode::from(1)
         }
     }
 }

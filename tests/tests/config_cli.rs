@@ -81,3 +81,34 @@ fn run_refuses_to_start_on_a_bad_config_and_says_why() {
         "{err}"
     );
 }
+
+/// `portcullis hash-password` reads the password from stdin (never argv) and prints an
+/// Argon2id PHC string; a short one is refused.
+#[test]
+fn hash_password_reads_stdin_and_prints_argon2id() {
+    use std::io::Write;
+    let run = |input: &str| {
+        let mut child = Command::new(bin())
+            .arg("hash-password")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("correct horse battery staple\n");
+    assert!(out.status.success());
+    let phc = String::from_utf8(out.stdout).unwrap();
+    assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+    assert!(!phc.contains("horse"));
+    let out = run("short\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12"));
+}
