@@ -3,6 +3,7 @@
 //! `(provider, subject)`; SCIM, directory sync, local accounts and the admin API write to it;
 //! deprovisioning a user ends every session of theirs.
 
+pub mod config;
 pub mod model;
 pub mod store;
 
