@@ -4,7 +4,10 @@
 //! deprovisioning a user ends every session of theirs.
 
 pub mod config;
+pub mod deprovision;
 pub mod model;
+pub mod signin;
 pub mod store;
 
+pub use deprovision::{Deprovisioner, Mode, SessionRevoker};
 pub use store::{DirectoryError, DirectoryStore, MIGRATIONS};
