@@ -6,9 +6,12 @@
 //! token says and never removes any (a provider that still grants a role keeps granting it);
 //! a deactivated user is refused whatever the token says. Matching, in order:
 //! 1. a link `(provider, subject)` → that user;
-//! 2. otherwise an unlinked-for-this-provider user of the identity's tenant whose userName is
-//!    the identity's `user` (case-insensitive) — the usual case of a user provisioned by SCIM
-//!    or sync before their first sign-in — which is then linked;
+//! 2. otherwise a user of the identity's tenant with no link at all whose userName is the
+//!    identity's `user` (case-insensitive) — the usual case of a user provisioned by SCIM or
+//!    sync before their first sign-in — which is then linked. Only never-linked users match,
+//!    so once bob has signed in through one provider, another provider's "bob" (perhaps
+//!    another person: two providers may both have a bob) cannot claim him by name; an admin
+//!    links further providers explicitly ([`DirectoryStore::link`]);
 //! 3. otherwise, with `identity_providers[].jit: true`, a new user (source `jit:<provider>`),
 //!    linked; without it, the sign-in is refused.
 
@@ -52,7 +55,7 @@ pub async fn admit(
 ) -> Result<Result<(), Refusal>, DirectoryError> {
     let user = match store.user_by_link(provider, subject).await? {
         Some(u) => u,
-        None => match unlinked_by_name(store, provider, identity).await? {
+        None => match unlinked_by_name(store, identity).await? {
             Some(u) => {
                 store.link(provider, subject, &u.id).await?;
                 u
@@ -99,10 +102,9 @@ fn tenant_of(identity: &Identity) -> &str {
     identity.tenant.as_deref().unwrap_or("")
 }
 
-/// A user of the identity's tenant named like it and not yet linked to `provider`.
+/// A never-linked user of the identity's tenant named like it.
 async fn unlinked_by_name(
     store: &DirectoryStore,
-    provider: &str,
     identity: &Identity,
 ) -> Result<Option<User>, DirectoryError> {
     if identity.user.is_empty() {
@@ -125,8 +127,7 @@ async fn unlinked_by_name(
     else {
         return Ok(None);
     };
-    let linked = store.links_of(&u.id).await?;
-    Ok((!linked.iter().any(|(p, _)| p == provider)).then_some(u))
+    Ok(store.links_of(&u.id).await?.is_empty().then_some(u))
 }
 
 /// The user just-in-time creation makes from a verified identity.
@@ -252,14 +253,16 @@ mod tests {
                 s.user_by_link("corp", "s-bob").await.unwrap().unwrap().id,
                 bob.id
             );
-            // Another subject of the same provider cannot take bob over by name.
-            for jit in [false, true] {
+            // Another subject of this provider, or of another one, cannot take bob over by
+            // name once he is linked.
+            for (provider, jit) in [("corp", false), ("corp", true), ("other", true)] {
                 let mut id = ident("bob");
                 assert_eq!(
-                    admit(&s, &audit, "corp", jit, "s-mallory", &mut id)
+                    admit(&s, &audit, provider, jit, "s-mallory", &mut id)
                         .await
                         .unwrap(),
-                    Err(Refusal::NotInDirectory)
+                    Err(Refusal::NotInDirectory),
+                    "{provider}"
                 );
             }
 

@@ -355,12 +355,12 @@ async fn nested_groups_with_a_cycle_resolve_once() {
 
         // PATCH remove and a stale version.
         assert!(matches!(
-            s.remove_members("t", &inner.id, &[outer.id.clone()], Some(1))
+            s.remove_members("t", &inner.id, std::slice::from_ref(&outer.id), Some(1))
                 .await,
             Err(DirectoryError::PreconditionFailed { .. })
         ));
         let inner = s
-            .remove_members("t", &inner.id, &[outer.id.clone()], None)
+            .remove_members("t", &inner.id, std::slice::from_ref(&outer.id), None)
             .await
             .unwrap();
         assert_eq!(inner.members.len(), 1);
