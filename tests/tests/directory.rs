@@ -108,7 +108,40 @@ async fn jit_creates_users_unknown_and_deactivated_users_are_refused() {
         logs.contains("auth.login_failed") && logs.contains("not in directory"),
         "{logs}"
     );
-    assert!(sql(&strict_store, "SELECT id FROM directory_users")
+
+    // Provisioned beforehand (as SCIM would), with a group granting a role: the first login
+    // links the user by name and the directory's group and role join the token's.
+    for statement in [
+        "INSERT INTO directory_users (id, tenant, user_name, user_name_lc, emails, phone_numbers, active, enterprise, source, created, modified, version) VALUES ('u-carol', '', 'Carol', 'carol', '[]', '[]', 1, '{}', 'scim', 0, 0, 1)",
+        "INSERT INTO directory_groups (id, tenant, display_name, display_name_lc, source, created, modified, version) VALUES ('g-dir', '', 'dir-team', 'dir-team', 'scim', 0, 0, 1)",
+        "INSERT INTO directory_group_members (group_id, member_id, member_kind) VALUES ('g-dir', 'u-carol', 'User')",
+        "INSERT INTO directory_group_roles (group_id, role) VALUES ('g-dir', 'dir-role')",
+    ] {
+        sql(&strict_store, statement).await;
+    }
+    let w = Browser::new().login(&app, "carol").await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    let h = &whoami_json(&w.body)["headers"];
+    let groups = h["x-portcullis-groups"][0].as_str().unwrap_or_default();
+    let roles = h["x-portcullis-roles"][0].as_str().unwrap_or_default();
+    assert!(groups.split(',').any(|g| g == "dir-team"), "{h}");
+    assert!(roles.split(',').any(|r| r == "dir-role"), "{h}");
+    assert_eq!(
+        sql(
+            &strict_store,
+            "SELECT user_id FROM directory_links WHERE user_id = 'u-carol'"
+        )
         .await
-        .is_empty());
+        .len(),
+        1
+    );
+    assert!(
+        sql(
+            &strict_store,
+            "SELECT id FROM directory_users WHERE user_name_lc = 'bob'"
+        )
+        .await
+        .is_empty(),
+        "a refused sign-in creates nobody"
+    );
 }
