@@ -1,5 +1,7 @@
-//! Deprovisioning: the one path by which SCIM (`active: false`, DELETE), a sync removal and an
-//! admin action end a user's access, so that all of them do the same things in the same order:
+//! Audited user writes and deprovisioning: the one path by which SCIM, sync and the admin API
+//! create and change users ([`Lifecycle::create_user`], [`Lifecycle::replace_user`]) and by which
+//! `active: false`, DELETE, a sync removal and an admin action end a user's access, so that
+//! all of them do the same things in the same order:
 //! deactivate (or delete) the directory user first — from then on no replica admits a new
 //! sign-in or refresh for them — then end every session of every linked `(provider, subject)`,
 //! optionally remove their MFA factors and remembered devices, and record
@@ -44,9 +46,9 @@ pub struct Outcome {
     pub mfa_removed: usize,
 }
 
-/// Everything deprovisioning touches; built once at start.
+/// Everything user writes and deprovisioning touch; built once at start.
 #[derive(Clone)]
-pub struct Deprovisioner {
+pub struct Lifecycle {
     /// The directory.
     pub store: DirectoryStore,
     /// Where `directory.user_deprovisioned` goes.
@@ -59,7 +61,43 @@ pub struct Deprovisioner {
     pub settings: DeprovisionConfig,
 }
 
-impl Deprovisioner {
+impl Lifecycle {
+    /// Adds a user ([`DirectoryStore::create_user`]) and records `directory.user_created`.
+    pub async fn create_user(
+        &self,
+        tenant: &str,
+        user: &User,
+        actor: &str,
+    ) -> Result<User, DirectoryError> {
+        let u = self.store.create_user(tenant, user).await?;
+        self.audit.record(user_event(Change::Created, actor, &u));
+        Ok(u)
+    }
+
+    /// Replaces a user ([`DirectoryStore::replace_user`], SCIM PUT and PATCH). A change from
+    /// active to inactive is a deprovisioning (sessions end, `directory.user_deprovisioned`,
+    /// its outcome returned); any other change records `directory.user_updated`
+    /// (reactivation included: it restores sign-in, not the ended sessions).
+    pub async fn replace_user(
+        &self,
+        tenant: &str,
+        user: &User,
+        expected: Option<i64>,
+        actor: &str,
+    ) -> Result<(User, Option<Outcome>), DirectoryError> {
+        let before = self.store.get_user(tenant, &user.id).await?;
+        let after = self.store.replace_user(tenant, user, expected).await?;
+        if before.active && !after.active {
+            let out = self
+                .end_access(after.clone(), actor, Mode::Deactivate)
+                .await?;
+            return Ok((after, Some(out)));
+        }
+        self.audit
+            .record(user_event(Change::Updated, actor, &after));
+        Ok((after, None))
+    }
+
     /// Deprovisions user `user_id` of `tenant` on behalf of `actor` (`scim:<tenant>`,
     /// `sync:<id>`, an admin's user). Deprovisioning an already inactive user ends their
     /// sessions again (harmless, and covers a revocation that failed the first time).
@@ -71,8 +109,19 @@ impl Deprovisioner {
         mode: Mode,
     ) -> Result<Outcome, DirectoryError> {
         let user = self.store.set_user_active(tenant, user_id, false).await?;
+        self.end_access(user, actor, mode).await
+    }
+
+    /// After the user is inactive: ends sessions, removes MFA (as configured), deletes the
+    /// record in [`Mode::Delete`], and records the deprovisioning.
+    async fn end_access(
+        &self,
+        user: User,
+        actor: &str,
+        mode: Mode,
+    ) -> Result<Outcome, DirectoryError> {
         // Read the links before a delete removes them.
-        let links = self.store.links_of(user_id).await?;
+        let links = self.store.links_of(&user.id).await?;
         let mut sessions = 0;
         if self.settings.revoke_sessions {
             if let Some(r) = &self.revoker {
@@ -90,19 +139,53 @@ impl Deprovisioner {
             }
         }
         if mode == Mode::Delete {
-            self.store.delete_user(tenant, user_id).await?;
+            self.store.delete_user(&user.tenant, &user.id).await?;
         }
-        self.audit.record(AuditEvent::DirectoryUserDeprovisioned {
-            actor: actor.to_string(),
-            tenant: user.tenant.clone(),
-            user_id: user.id.clone(),
-            user_name: user.user_name.clone(),
-        });
+        self.audit
+            .record(user_event(Change::Deprovisioned, actor, &user));
         Ok(Outcome {
             user,
             sessions,
             mfa_removed,
         })
+    }
+}
+
+/// Which `directory.user_*` event.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Change {
+    Created,
+    Updated,
+    Deprovisioned,
+}
+
+/// The audit event of a change to `u` by `actor` (one place builds all three).
+pub(super) fn user_event(change: Change, actor: &str, u: &User) -> AuditEvent {
+    let (actor, tenant, user_id, user_name) = (
+        actor.to_string(),
+        u.tenant.clone(),
+        u.id.clone(),
+        u.user_name.clone(),
+    );
+    match change {
+        Change::Created => AuditEvent::DirectoryUserCreated {
+            actor,
+            tenant,
+            user_id,
+            user_name,
+        },
+        Change::Updated => AuditEvent::DirectoryUserUpdated {
+            actor,
+            tenant,
+            user_id,
+            user_name,
+        },
+        Change::Deprovisioned => AuditEvent::DirectoryUserDeprovisioned {
+            actor,
+            tenant,
+            user_id,
+            user_name,
+        },
     }
 }
 
@@ -173,7 +256,7 @@ mod tests {
             })
             .await
             .unwrap();
-            let d = Deprovisioner {
+            let d = Lifecycle {
                 store: store.clone(),
                 audit,
                 revoker: Some(revoker.clone()),
@@ -211,7 +294,7 @@ mod tests {
             assert_eq!(ev.data["user_name"], "frank");
 
             // Delete mode removes the record and its links; sessions off: no revocation.
-            let d = Deprovisioner {
+            let d = Lifecycle {
                 revoker: Some(revoker.clone()),
                 settings: DeprovisionConfig {
                     revoke_sessions: false,
@@ -229,6 +312,63 @@ mod tests {
                 store.get_user("t", &u.id).await,
                 Err(DirectoryError::NotFound)
             ));
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_are_audited_and_deactivation_by_replace_deprovisions() {
+        for (db_name, db, _dir) in
+            crate::store::test_databases("lifecycle", &[&super::super::MIGRATIONS]).await
+        {
+            let (audit, mut rx) = Audit::capture();
+            let revoker = Arc::new(FakeRevoker::default());
+            let l = Lifecycle {
+                store: DirectoryStore::new(db, Clock::system()),
+                audit,
+                revoker: Some(revoker.clone()),
+                mfa: None,
+                settings: DeprovisionConfig::default(),
+            };
+            let new = User {
+                user_name: "gina".into(),
+                active: true,
+                source: "scim".into(),
+                ..User::default()
+            };
+            let u = l.create_user("t", &new, "scim:t").await.unwrap();
+            l.store.link("corp", "g1", &u.id).await.unwrap();
+            let mut renamed = u.clone();
+            renamed.display_name = Some("Gina".into());
+            let (u, out) = l
+                .replace_user("t", &renamed, Some(1), "scim:t")
+                .await
+                .unwrap();
+            assert!(out.is_none(), "{db_name}");
+            let mut off = u.clone();
+            off.active = false;
+            let (_, out) = l
+                .replace_user("t", &off, Some(u.version), "scim:t")
+                .await
+                .unwrap();
+            assert_eq!(out.map(|o| o.sessions), Some(2), "{db_name}");
+            // Staying inactive is an update, not a second deprovisioning.
+            l.replace_user("t", &off, None, "scim:t").await.unwrap();
+            let mut kinds = Vec::new();
+            while let Ok((ev, _)) = rx.try_recv() {
+                assert_eq!(ev.actor.as_deref(), Some("scim:t"));
+                kinds.push(ev.kind);
+            }
+            assert_eq!(
+                kinds,
+                vec![
+                    "directory.user_created",
+                    "directory.user_updated",
+                    "directory.user_deprovisioned",
+                    "directory.user_updated"
+                ],
+                "{db_name}"
+            );
+            assert_eq!(revoker.0.lock().unwrap().len(), 1);
         }
     }
 }

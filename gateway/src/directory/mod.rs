@@ -9,5 +9,5 @@ pub mod model;
 pub mod signin;
 pub mod store;
 
-pub use deprovision::{Deprovisioner, Mode, SessionRevoker};
+pub use deprovision::{Lifecycle, Mode, Outcome, SessionRevoker};
 pub use store::{DirectoryError, DirectoryStore, MIGRATIONS};

@@ -15,9 +15,10 @@
 //! 3. otherwise, with `identity_providers[].jit: true`, a new user (source `jit:<provider>`),
 //!    linked; without it, the sign-in is refused.
 
+use super::deprovision::{user_event, Change};
 use super::model::{Contact, User};
 use super::store::{Attr, DirectoryError, DirectoryStore, Filter, Op, Query, Value};
-use crate::audit::{Audit, AuditEvent};
+use crate::audit::Audit;
 use portcullis_policy::input::Identity;
 
 /// Why the directory refused a sign-in (the reason recorded in `auth.login_failed`).
@@ -74,12 +75,7 @@ pub async fn admit(
                     Err(e) => return Err(e),
                 };
                 store.link(provider, subject, &u.id).await?;
-                audit.record(AuditEvent::DirectoryUserCreated {
-                    actor: u.source.clone(),
-                    tenant: u.tenant.clone(),
-                    user_id: u.id.clone(),
-                    user_name: u.user_name.clone(),
-                });
+                audit.record(user_event(Change::Created, &u.source, &u));
                 u
             }
             None => return Ok(Err(Refusal::NotInDirectory)),

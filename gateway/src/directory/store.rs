@@ -515,12 +515,23 @@ impl DirectoryStore {
         Ok(u)
     }
 
-    /// Sets only the active flag (deprovisioning, reactivation); bumps the version. Returns
-    /// the stored user.
+    /// Sets only the active flag (deprovisioning, reactivation) without touching a concurrent
+    /// change to other attributes; bumps the version. Returns the stored user. Deactivating
+    /// here ends no session: callers go through [`super::Lifecycle`].
     pub async fn set_user_active(&self, tenant: &str, id: &str, active: bool) -> Result<User> {
-        let mut u = self.get_user(tenant, id).await?;
-        u.active = active;
-        self.replace_user(tenant, &u, None).await
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("UPDATE directory_users SET active = $1, modified = $2, version = version + 1 WHERE tenant = $3 AND id = $4")
+            .bind(i64::from(active))
+            .bind(self.clock.unix())
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(DirectoryError::NotFound);
+        }
+        tx.commit().await?;
+        self.get_user(tenant, id).await
     }
 
     /// Removes a user with its links, memberships and email index; false if there was none in
