@@ -193,6 +193,8 @@ impl GatewayError {
                 AuthError::UnknownProvider => 404,
                 AuthError::Internal(_) => 500,
                 AuthError::SessionEnded => 401,
+                AuthError::Refused(_) => 403,
+                AuthError::Directory(_) => 503,
             },
             GatewayError::LogUnavailable => 503,
             GatewayError::ForwardAuth(e) => e.status(),
@@ -226,6 +228,13 @@ impl GatewayError {
                 AuthError::UnknownProvider => "unknown_identity_provider",
                 AuthError::Internal(_) => "internal",
                 AuthError::SessionEnded => "session_ended",
+                AuthError::Refused(crate::directory::signin::Refusal::NotInDirectory) => {
+                    "not_in_directory"
+                }
+                AuthError::Refused(crate::directory::signin::Refusal::Deactivated) => {
+                    "account_deactivated"
+                }
+                AuthError::Directory(_) => "directory_unavailable",
             },
             GatewayError::LogUnavailable => "unavailable",
             GatewayError::ForwardAuth(crate::forward_auth::ForwardAuthError::Untrusted) => {

@@ -217,10 +217,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let routes = cfg.routes.len();
     // The one database of the process, opened (and every feature's schema migrated) before
     // any feature uses it; only when a feature that keeps state is configured.
-    let db = if cfg.audit.is_some() || cfg.mfa.is_some() {
+    let db = if cfg.audit.is_some() || cfg.mfa.is_some() || cfg.directory.is_some() {
         let features = [
             &crate::audit::store::MIGRATIONS,
             &crate::mfa::store::MIGRATIONS,
+            &crate::directory::MIGRATIONS,
         ];
         Some(
             crate::store::Db::open_blocking(&cfg.store, &features)
@@ -257,10 +258,19 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
 
     // One clock for every expiry in this process (a debug build may offset it for tests).
     let clock = crate::clock::Clock::for_process();
-    let sso = Arc::new(
-        crate::sso::Sso::new(&runtime.load().config, audit.clone(), clock.clone())
-            .map_err(StartError::Sso)?,
-    );
+    let directory = match (&runtime.load().config.directory, &db) {
+        (Some(_), Some(db)) => Some(crate::directory::DirectoryStore::new(
+            db.clone(),
+            clock.clone(),
+        )),
+        _ => None,
+    };
+    let mut sso = crate::sso::Sso::new(&runtime.load().config, audit.clone(), clock.clone())
+        .map_err(StartError::Sso)?;
+    if let Some(d) = &directory {
+        sso = sso.with_directory(d.clone());
+    }
+    let sso = Arc::new(sso);
     if sso.enabled() {
         let providers = sso.providers();
         let ids: Vec<&str> = providers.iter().map(|p| p.cfg.id.as_str()).collect();

@@ -51,6 +51,12 @@ pub enum AuthError {
     /// The session ended (logout, revocation) while this request was using it.
     #[error("session ended")]
     SessionEnded,
+    /// The provider vouched for the user, but the directory refuses them.
+    #[error("refused by the directory: {}", .0.reason())]
+    Refused(crate::directory::signin::Refusal),
+    /// The directory could not be read: fail closed.
+    #[error("directory unavailable: {0}")]
+    Directory(String),
 }
 
 /// `last_seen` is written back at most this often (seconds).
@@ -96,6 +102,8 @@ pub struct Sso {
     audit: crate::audit::Audit,
     /// Every timeout and expiry here reads this clock (tests move it instead of sleeping).
     pub clock: Clock,
+    /// With `directory:`: sign-ins must belong to an active directory user ([`Self::admit`]).
+    directory: Option<crate::directory::DirectoryStore>,
 }
 
 /// Constant-time string equality for secrets (state, CSRF tokens).
@@ -135,7 +143,34 @@ impl Sso {
             refresh_gates: std::sync::Mutex::default(),
             audit,
             clock,
+            directory: None,
         })
+    }
+
+    /// Makes every sign-in (and refresh) go through the directory.
+    pub fn with_directory(mut self, directory: crate::directory::DirectoryStore) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// With a directory: admits `res` (a verified login or refresh at `idp`) or refuses it, and
+    /// merges the directory's groups and roles into its identity
+    /// ([`crate::directory::signin`]). Without one, admits everyone the provider vouches for.
+    async fn admit(&self, idp: &OidcProvider, res: &mut LoginResult) -> Result<(), AuthError> {
+        let Some(dir) = &self.directory else {
+            return Ok(());
+        };
+        let verdict = crate::directory::signin::admit(
+            dir,
+            &self.audit,
+            &idp.cfg.id,
+            idp.cfg.jit,
+            &res.sub,
+            &mut res.identity,
+        )
+        .await
+        .map_err(|e| AuthError::Directory(e.to_string()))?;
+        verdict.map_err(AuthError::Refused)
     }
 
     /// Now in Unix seconds, on this state's clock.

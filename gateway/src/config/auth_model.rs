@@ -101,6 +101,8 @@ pub struct IdpConfig {
     pub post_logout_redirect_uri: Option<String>,
     /// Extra authorization request parameters.
     pub auth_params: BTreeMap<String, String>,
+    /// Just-in-time directory users at first sign-in (only with `directory:`).
+    pub jit: bool,
 }
 
 /// Validated `assertion:`.
@@ -428,6 +430,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
             redirect_uri: s.redirect_uri,
             post_logout_redirect_uri: s.post_logout_redirect_uri,
             auth_params: s.auth_params,
+            jit: s.jit,
         });
     }
     out

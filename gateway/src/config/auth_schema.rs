@@ -86,6 +86,11 @@ pub struct IdpSpec {
     /// Extra query parameters on the authorization request (e.g. `prompt: login`).
     #[serde(default)]
     pub auth_params: BTreeMap<String, String>,
+    /// With `directory:` configured: create a directory user at the first sign-in of an
+    /// unknown `(provider, subject)` (just-in-time provisioning). Off by default: only users
+    /// already in the directory (SCIM, sync, admin) may sign in through this provider.
+    #[serde(default)]
+    pub jit: bool,
 }
 
 /// `assertion:`: the signed JWT sent to upstreams.

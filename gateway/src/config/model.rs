@@ -47,6 +47,8 @@ pub struct Config {
     pub mfa: Option<crate::mfa::config::MfaConfig>,
     /// Forward-auth, when configured.
     pub forward_auth: Option<crate::forward_auth::ForwardAuthConfig>,
+    /// The directory, when configured.
+    pub directory: Option<crate::directory::config::DirectoryConfig>,
 }
 
 /// Output format of the logs.
@@ -215,6 +217,9 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     let mfa = file
         .mfa
         .and_then(|m| crate::mfa::config::build(m, problems));
+    let directory = file
+        .directory
+        .and_then(|d| crate::directory::config::build(d, problems));
     let forward_auth = file
         .forward_auth
         .and_then(|f| crate::forward_auth::build(f, &file.server.trusted_proxies, problems));
@@ -222,6 +227,16 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     let session = super::auth_model::build_session(file.session, problems);
     let identity_providers = super::auth_model::build_idps(file.identity_providers, problems);
     let assertion = super::auth_model::build_assertion(file.assertion, problems);
+    if directory.is_none() {
+        for (i, idp) in identity_providers.iter().enumerate() {
+            if idp.jit {
+                problems.add(
+                    format!("identity_providers[{i}].jit"),
+                    "creates directory users: it needs a directory: section",
+                );
+            }
+        }
+    }
     let idp_ids: Vec<String> = identity_providers.iter().map(|i| i.id.clone()).collect();
     let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
     let mut compiler = Compiler::with_options(
@@ -311,6 +326,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             geoip,
             mfa,
             forward_auth,
+            directory,
         })
     } else {
         None

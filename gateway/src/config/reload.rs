@@ -131,9 +131,10 @@ fn warn_about_fixed_settings(old: &super::Config, new: &super::Config) {
     if old.store != new.store
         || old.decision_log.is_some() != new.decision_log.is_some()
         || old.audit.is_some() != new.audit.is_some()
+        || old.directory.is_some() != new.directory.is_some()
         || o.data_dir != n.data_dir
     {
-        tracing::warn!("store, data_dir, decision_log and audit settings take effect only after a restart (privileged_routes apply now)");
+        tracing::warn!("store, data_dir, decision_log, audit and directory settings take effect only after a restart (privileged_routes apply now)");
     }
     // Compared through their Debug form (never printed: it holds keys).
     if format!("{:?}", old.session) != format!("{:?}", new.session)

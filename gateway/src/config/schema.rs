@@ -54,6 +54,10 @@ pub struct ConfigFile {
     /// Forward-auth (`/.portcullis/auth`) for the proxy named here; absent: no such endpoint.
     #[serde(default)]
     pub forward_auth: Option<crate::forward_auth::ForwardAuthSpec>,
+    /// The directory of users, groups and roles (in `store`); absent: sessions come from
+    /// provider tokens alone, as before.
+    #[serde(default)]
+    pub directory: Option<crate::directory::config::DirectorySpec>,
 }
 
 /// `tenants:`

@@ -226,3 +226,32 @@ fn path_limits_default_safe_and_are_validated() {
         "{e:?}"
     );
 }
+
+#[test]
+fn directory_section_and_jit_need_each_other() {
+    let idp = "identity_providers:\n  - { id: corp, type: oidc, issuer: \"https://idp.example.com\", client_id: c, client_secret: s, jit: true }\n";
+    let routes = "routes:\n  - { id: a, upstream: \"http://127.0.0.1:1\", policy: public }\n";
+    let e = errors(&format!("{idp}{routes}"));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("identity_providers[0].jit: creates directory users")),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "{idp}{routes}directory:\n  deprovision: {{ revoke_session: true }}\n"
+    ));
+    assert!(
+        e.iter().any(|l| l.contains(
+            "directory.deprovision.revoke_session: unknown key `revoke_session` (did you mean `revoke_sessions`?)"
+        )),
+        "{e:?}"
+    );
+    let c = load_str(
+        &format!("{idp}{routes}directory:\n  deprovision: {{ remove_mfa: true }}\n"),
+        "c.yaml",
+        &env(),
+    )
+    .unwrap();
+    assert!(c.identity_providers[0].jit);
+    assert!(c.directory.unwrap().deprovision.remove_mfa);
+}

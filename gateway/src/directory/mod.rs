@@ -3,7 +3,11 @@
 //! `(provider, subject)`; SCIM, directory sync, local accounts and the admin API write to it;
 //! deprovisioning a user ends every session of theirs.
 
+pub mod config;
+pub mod deprovision;
 pub mod model;
+pub mod signin;
 pub mod store;
 
+pub use deprovision::{Lifecycle, Mode, Outcome, SessionRevoker};
 pub use store::{DirectoryError, DirectoryStore, MIGRATIONS};

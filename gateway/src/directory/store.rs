@@ -38,11 +38,13 @@ pub static MIGRATIONS: Feature = Feature {
             Sql::Both("CREATE TABLE directory_users (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, user_name TEXT NOT NULL, user_name_lc TEXT NOT NULL, display_name TEXT, given_name TEXT, family_name TEXT, emails TEXT NOT NULL, phone_numbers TEXT NOT NULL, active BIGINT NOT NULL, external_id TEXT, enterprise TEXT NOT NULL, source TEXT NOT NULL, created BIGINT NOT NULL, modified BIGINT NOT NULL, version BIGINT NOT NULL)"),
             Sql::Both("CREATE UNIQUE INDEX directory_users_name ON directory_users (tenant, user_name_lc)"),
             Sql::Both("CREATE UNIQUE INDEX directory_users_external ON directory_users (tenant, external_id)"),
+            Sql::Both("CREATE INDEX directory_users_page ON directory_users (tenant, created, id)"),
             Sql::Both("CREATE TABLE directory_user_emails (user_id TEXT NOT NULL, value_lc TEXT NOT NULL)"),
             Sql::Both("CREATE INDEX directory_user_emails_value ON directory_user_emails (value_lc)"),
             Sql::Both("CREATE INDEX directory_user_emails_user ON directory_user_emails (user_id)"),
             Sql::Both("CREATE TABLE directory_groups (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, display_name TEXT NOT NULL, display_name_lc TEXT NOT NULL, external_id TEXT, source TEXT NOT NULL, created BIGINT NOT NULL, modified BIGINT NOT NULL, version BIGINT NOT NULL)"),
             Sql::Both("CREATE UNIQUE INDEX directory_groups_name ON directory_groups (tenant, display_name_lc)"),
+            Sql::Both("CREATE INDEX directory_groups_page ON directory_groups (tenant, created, id)"),
             Sql::Both("CREATE TABLE directory_group_members (group_id TEXT NOT NULL, member_id TEXT NOT NULL, member_kind TEXT NOT NULL, PRIMARY KEY (group_id, member_id))"),
             Sql::Both("CREATE INDEX directory_group_members_member ON directory_group_members (member_id)"),
             Sql::Both("CREATE TABLE directory_group_roles (group_id TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (group_id, role))"),
@@ -513,12 +515,23 @@ impl DirectoryStore {
         Ok(u)
     }
 
-    /// Sets only the active flag (deprovisioning, reactivation); bumps the version. Returns
-    /// the stored user.
+    /// Sets only the active flag (deprovisioning, reactivation) without touching a concurrent
+    /// change to other attributes; bumps the version. Returns the stored user. Deactivating
+    /// here ends no session: callers go through [`super::Lifecycle`].
     pub async fn set_user_active(&self, tenant: &str, id: &str, active: bool) -> Result<User> {
-        let mut u = self.get_user(tenant, id).await?;
-        u.active = active;
-        self.replace_user(tenant, &u, None).await
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("UPDATE directory_users SET active = $1, modified = $2, version = version + 1 WHERE tenant = $3 AND id = $4")
+            .bind(i64::from(active))
+            .bind(self.clock.unix())
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(DirectoryError::NotFound);
+        }
+        tx.commit().await?;
+        self.get_user(tenant, id).await
     }
 
     /// Removes a user with its links, memberships and email index; false if there was none in

@@ -355,12 +355,12 @@ async fn nested_groups_with_a_cycle_resolve_once() {
 
         // PATCH remove and a stale version.
         assert!(matches!(
-            s.remove_members("t", &inner.id, &[outer.id.clone()], Some(1))
+            s.remove_members("t", &inner.id, std::slice::from_ref(&outer.id), Some(1))
                 .await,
             Err(DirectoryError::PreconditionFailed { .. })
         ));
         let inner = s
-            .remove_members("t", &inner.id, &[outer.id.clone()], None)
+            .remove_members("t", &inner.id, std::slice::from_ref(&outer.id), None)
             .await
             .unwrap();
         assert_eq!(inner.members.len(), 1);
@@ -409,5 +409,40 @@ async fn links() {
         );
         s.delete_user("t", &u.id).await.unwrap();
         assert!(s.user_by_link("corp", "sub-1").await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn nesting_is_followed_to_a_bounded_depth() {
+    for (db, s, _dir) in stores().await {
+        let u = s.create_user("t", &user("deep")).await.unwrap();
+        let mut below = (u.id.clone(), MemberKind::User);
+        for i in 0..(MAX_GROUP_DEPTH + 8) {
+            let g = s
+                .create_group("t", &group(&format!("g{i:02}"), &[(&below.0, below.1)]))
+                .await
+                .unwrap();
+            below = (g.id, MemberKind::Group);
+        }
+        let st = s.standing(&u.id).await.unwrap();
+        assert_eq!(st.groups.len(), MAX_GROUP_DEPTH, "{db}");
+        assert_eq!(st.groups.first().map(String::as_str), Some("g00"));
+    }
+}
+
+#[tokio::test]
+async fn injection_looking_values_are_data() {
+    for (db, s, _dir) in stores().await {
+        let odd = "x' OR '1'='1; DROP TABLE directory_users; --";
+        s.create_user("t", &user(odd)).await.unwrap();
+        s.create_user("t", &user("plain")).await.unwrap();
+        for op in [Op::Eq, Op::Co, Op::Sw] {
+            let q = Query {
+                filter: Some(Filter::Cmp(Attr::UserName, op, Value::Str(odd.into()))),
+                ..Query::default()
+            };
+            assert_eq!(s.list_users("t", &q).await.unwrap().total, 1, "{db} {op:?}");
+        }
+        assert_eq!(s.list_users("t", &Query::default()).await.unwrap().total, 2);
     }
 }

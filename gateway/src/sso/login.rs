@@ -80,16 +80,17 @@ impl Sso {
     ) -> Result<Redirect, (AuthError, Option<String>)> {
         let name = cookie_name(tls, true);
         let clear = Some(session::clear_cookie(name, tls));
-        let fail = |idp: &str, why: String| {
+        let refuse = |idp: &str, why: String, err: AuthError| {
             metrics::auth_event(idp, "login", "failure");
             // Anyone can send callbacks in bulk: repeats per provider and address are counted.
             self.audit.record(AuditEvent::LoginFailed {
                 idp: idp.to_string(),
-                reason: why.clone(),
+                reason: why,
                 client_ip: client_ip.to_string(),
             });
-            (AuthError::Callback(why), clear.clone())
+            (err, clear.clone())
         };
+        let fail = |idp: &str, why: String| refuse(idp, why.clone(), AuthError::Callback(why));
         let params: std::collections::HashMap<String, String> =
             url::form_urlencoded::parse(query.as_bytes())
                 .into_owned()
@@ -165,10 +166,17 @@ impl Sso {
         let Some(code) = params.get("code") else {
             return Err(fail(&pre.idp, "no authorization code".into()));
         };
-        let res = idp
+        let mut res = idp
             .finish(code, &pre.verifier, &pre.nonce, &pre.redirect_uri)
             .await
             .map_err(|e| fail(&pre.idp, e.to_string()))?;
+        match self.admit(&idp, &mut res).await {
+            Ok(()) => {}
+            Err(AuthError::Refused(r)) => {
+                return Err(refuse(&pre.idp, r.reason().into(), AuthError::Refused(r)))
+            }
+            Err(e) => return Err(refuse(&pre.idp, e.to_string(), e)),
+        }
         let sid = self.new_id().map_err(|e| (e, clear.clone()))?;
         let csrf = self.new_id().map_err(|e| (e, clear.clone()))?;
         let t = self.now();

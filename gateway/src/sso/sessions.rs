@@ -223,7 +223,18 @@ impl Sso {
             redirect
         };
         match p.refresh(refresh_token, &rec.sub, &redirect).await {
-            Ok(Some(res)) => {
+            Ok(Some(mut res)) => {
+                // The directory is asked again: a user deactivated since sign-in loses the
+                // session at its next refresh even if revocation missed it.
+                match self.admit(&p, &mut res).await {
+                    Ok(()) => {}
+                    Err(AuthError::Refused(r)) => {
+                        tracing::warn!(idp = %rec.idp, user = %rec.identity.user, reason = r.reason(), "refresh refused by the directory: session ended");
+                        self.end(sid, rec, "deprovisioned").await?;
+                        return Ok(Refreshed::Ended);
+                    }
+                    Err(e) => return Err(e),
+                }
                 let changed = res.identity.groups != rec.identity.groups
                     || res.identity.roles != rec.identity.roles;
                 apply(rec, res);
