@@ -290,6 +290,31 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         )),
         _ => None,
     };
+    // User writes and deprovisioning (SCIM now; sync and the admin API later) end sessions
+    // through single sign-on and, when configured, MFA enrolments.
+    let scim = match (&runtime.load().config.directory, &directory, &db) {
+        (Some(d), Some(store), Some(db)) => d.scim.clone().map(|scim| {
+            let lifecycle = crate::directory::Lifecycle {
+                store: store.clone(),
+                audit: audit.clone(),
+                revoker: Some(sso.clone() as Arc<dyn crate::directory::SessionRevoker>),
+                mfa: runtime
+                    .load()
+                    .config
+                    .mfa
+                    .is_some()
+                    .then(|| crate::mfa::store::over(db)),
+                settings: d.deprovision,
+            };
+            tracing::info!(
+                tokens = scim.tokens.len(),
+                "SCIM 2.0 at {}",
+                crate::scim::service::PREFIX
+            );
+            Arc::new(crate::scim::service::ScimService::new(lifecycle, scim))
+        }),
+        _ => None,
+    };
     let readiness = Arc::new(crate::health::Readiness::default());
     let prober = crate::health::Prober {
         readiness: readiness.clone(),
@@ -304,7 +329,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         https_port: https.map(|(a, _)| a.port()),
         decision_log,
         audit: audit.clone(),
-        scim: None,
+        scim,
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");

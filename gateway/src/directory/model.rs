@@ -16,9 +16,9 @@ pub struct Contact {
     /// `work`, `home`, `mobile`, … (free text, as the client sent it).
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
     pub kind: Option<String>,
-    /// The primary one of its kind.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub primary: bool,
+    /// The primary one of its kind; `None` when the client did not say (kept as sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<bool>,
 }
 
 /// A person (or service account) in the directory.

@@ -146,7 +146,7 @@ fn jit_user(provider: &str, identity: &Identity) -> User {
             .map(|e| Contact {
                 value: e.clone(),
                 kind: Some("work".into()),
-                primary: true,
+                primary: Some(true),
             })
             .collect(),
         active: true,

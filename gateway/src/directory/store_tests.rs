@@ -19,7 +19,7 @@ fn user(name: &str) -> User {
         emails: vec![Contact {
             value: format!("{name}@Example.com"),
             kind: Some("work".into()),
-            primary: true,
+            primary: Some(true),
         }],
         active: true,
         enterprise: serde_json::json!({"department": "ops"}),

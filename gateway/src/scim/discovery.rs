@@ -3,7 +3,6 @@
 //! `scim2-tester` generate their requests from them, so an attribute listed here must round-trip
 //! and one that is not listed is refused by name ([`super::resource`]).
 
-use super::patch::MAX_OPERATIONS;
 use super::resource::{ENTERPRISE, GROUP_SCHEMA, LIST_SCHEMA, USER_SCHEMA};
 use serde_json::{json, Value};
 
@@ -29,7 +28,6 @@ pub fn service_provider_config(base: &str) -> Value {
             "primary": true,
         }],
         "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{base}/ServiceProviderConfig")},
-        "x-portcullis": {"maxPayloadSize": MAX_PAYLOAD, "maxOperations": MAX_OPERATIONS},
     })
 }
 
@@ -113,14 +111,20 @@ fn schema(base: &str, id: &str, name: &str, attributes: Vec<Value>) -> Value {
 
 /// `/Schemas` entries.
 pub fn schemas(base: &str) -> Vec<Value> {
-    let reference = |name: &str, mutability: &str| {
+    // `referenceTypes` tells clients what a `$ref` points at (members are users or groups).
+    let reference = |name: &str, mutability: &str, types: &[&str]| {
+        let mut r = attr("$ref", "reference", false, false, true, "immutable", "none");
+        if let Some(o) = r.as_object_mut() {
+            o.insert("referenceTypes".into(), json!(types));
+        }
         with_subs(
             attr(name, "complex", true, false, false, mutability, "none"),
             vec![
                 attr("value", "string", false, false, true, "immutable", "none"),
-                attr("$ref", "reference", false, false, true, "immutable", "none"),
-                string("display"),
-                string("type"),
+                r,
+                // Derived by the directory (the member's kind and name), not set by clients.
+                attr("display", "string", false, false, false, "readOnly", "none"),
+                attr("type", "string", false, false, false, "readOnly", "none"),
             ],
         )
     };
@@ -145,16 +149,10 @@ pub fn schemas(base: &str) -> Vec<Value> {
             string("displayName"),
             contact("emails"),
             contact("phoneNumbers"),
-            attr(
-                "active",
-                "boolean",
-                false,
-                false,
-                false,
-                "readWrite",
-                "none",
-            ),
-            reference("groups", "readOnly"),
+            // Required here (RFC 7643 makes it optional): whether a user may sign in is never
+            // left implicit, and removing it is not how a client deprovisions.
+            attr("active", "boolean", false, true, false, "readWrite", "none"),
+            reference("groups", "readOnly", &["Group"]),
         ],
     );
     let group = schema(
@@ -171,7 +169,7 @@ pub fn schemas(base: &str) -> Vec<Value> {
                 "readWrite",
                 "server",
             ),
-            reference("members", "readWrite"),
+            reference("members", "readWrite", &["User", "Group"]),
         ],
     );
     let enterprise = schema(

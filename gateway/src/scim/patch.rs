@@ -59,6 +59,18 @@ pub fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
     if text.len() > filter::MAX_FILTER_BYTES {
         return Err(bad());
     }
+    // A whole extension (`urn:…:enterprise:2.0:User`) is an attribute of the resource.
+    if text.eq_ignore_ascii_case(super::resource::ENTERPRISE) {
+        return Ok(PatchPath {
+            attr: AttrPath {
+                urn: None,
+                attr: super::resource::ENTERPRISE.to_string(),
+                sub: None,
+            },
+            filter: None,
+            sub: None,
+        });
+    }
     let Some(open) = text.find('[') else {
         let attr = filter::parse_path(text.trim()).ok_or_else(bad)?;
         return Ok(PatchPath {

@@ -126,7 +126,13 @@ pub fn group_json(g: &Group, base: &str) -> Value {
                 MemberKind::User => "Users",
                 MemberKind::Group => "Groups",
             };
-            json!({"value": m.id, "$ref": format!("{base}/{kind}/{}", m.id), "type": match m.kind { MemberKind::User => "User", MemberKind::Group => "Group" }})
+            // `type` is said for nested groups only; a member without it is a user (the
+            // default readers assume, and what clients that never send it get back).
+            let mut v = json!({"value": m.id, "$ref": format!("{base}/{kind}/{}", m.id)});
+            if let (MemberKind::Group, Some(o)) = (m.kind, v.as_object_mut()) {
+                o.insert("type".into(), "Group".into());
+            }
+            v
         })
         .collect();
     let mut o = json!({
@@ -201,7 +207,7 @@ fn contacts(v: &Value, name: &str) -> Result<Vec<Contact>, ScimError> {
             Ok(Contact {
                 value,
                 kind: string(i, "type")?,
-                primary: boolean(i, "primary")?.unwrap_or(false),
+                primary: boolean(i, "primary")?,
             })
         })
         .collect()
@@ -337,7 +343,7 @@ mod tests {
         });
         let mut u = user_from(&input).unwrap();
         assert!(!u.active, "Entra ID's string boolean");
-        assert!(u.emails[0].primary);
+        assert_eq!(u.emails[0].primary, Some(true));
         u.id = "u1".into();
         u.version = 3;
         let out = user_json(

@@ -6,53 +6,22 @@
 //! Every call needs a bearer token from `directory.scim.tokens`; only their SHA-256 is kept and
 //! a presented token is compared with each in constant time. A token belongs to one tenant and
 //! every store call is scoped by it: tenant A's token can neither see nor change tenant B.
-//! Deactivating a user (`active: false`, by PUT or PATCH) or deleting one deprovisions it
-//! ([`Deprovision`]): every session ends and the audit chain records it.
+//! User writes go through the directory's [`Lifecycle`], so deactivating a user (`active:
+//! false`, by PUT or PATCH) or deleting one deprovisions it the way sync and the admin API
+//! will: every session ends and the audit chain records it.
 
 use super::discovery::{self, MAX_PAYLOAD, MAX_RESULTS};
 use super::error::ScimError;
 use super::filter::{self, CompValue, CompareOp, Filter};
 use super::patch;
 use super::resource::{self, etag};
-use crate::audit::{Audit, AuditEvent};
-use crate::directory::model::User;
-use crate::directory::store::{self as dstore, DirectoryError, DirectoryStore, Query};
+use crate::directory::config::ScimConfig;
+use crate::directory::store::{self as dstore, DirectoryError, Query};
+use crate::directory::{Lifecycle, Mode};
 use serde_json::Value;
-use std::sync::Arc;
 
 /// Where the SCIM service is mounted.
 pub const PREFIX: &str = "/.portcullis/scim/v2";
-
-/// Ends a deactivated or deleted user's access everywhere (sessions, optionally factors).
-#[async_trait::async_trait]
-pub trait Deprovision: Send + Sync {
-    /// Called after the store recorded the change; `actor` is `scim:<tenant>`.
-    async fn deprovision(&self, user: &User, actor: &str);
-}
-
-/// A configured token: the SHA-256 of its value and the tenant it may provision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScimToken {
-    /// SHA-256 of the token.
-    pub sha256: [u8; 32],
-    /// Tenant (`""`: the default tenant).
-    pub tenant: String,
-}
-
-impl ScimToken {
-    /// A token from its configured value.
-    pub fn new(value: &str, tenant: &str) -> Self {
-        Self {
-            sha256: sha256(value.as_bytes()),
-            tenant: tenant.to_string(),
-        }
-    }
-}
-
-fn sha256(b: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(b).into()
-}
 
 /// One SCIM request as the gateway hands it over.
 #[derive(Debug)]
@@ -136,10 +105,8 @@ fn store_error(e: DirectoryError, what: &str) -> ScimError {
 
 /// The service.
 pub struct ScimService {
-    store: Arc<DirectoryStore>,
-    tokens: Vec<ScimToken>,
-    audit: Audit,
-    deprovision: Arc<dyn Deprovision>,
+    lifecycle: Lifecycle,
+    config: ScimConfig,
 }
 
 /// Which resource a path names.
@@ -150,23 +117,12 @@ enum Kind {
 }
 
 impl ScimService {
-    /// The service over the directory.
-    pub fn new(
-        store: Arc<DirectoryStore>,
-        tokens: Vec<ScimToken>,
-        audit: Audit,
-        deprovision: Arc<dyn Deprovision>,
-    ) -> Self {
-        Self {
-            store,
-            tokens,
-            audit,
-            deprovision,
-        }
+    /// The service over the directory's user lifecycle.
+    pub fn new(lifecycle: Lifecycle, config: ScimConfig) -> Self {
+        Self { lifecycle, config }
     }
 
-    /// The tenant of the presented bearer token; every configured hash is compared in
-    /// constant time, so timing says nothing about which (or whether any) matched.
+    /// The tenant of the presented bearer token ([`ScimConfig::tenant_for`]: constant time).
     fn tenant(&self, authorization: Option<&str>) -> Option<String> {
         let presented = authorization?
             .strip_prefix("Bearer ")
@@ -175,14 +131,7 @@ impl ScimService {
         if presented.is_empty() {
             return None;
         }
-        let h = sha256(presented.as_bytes());
-        let mut found = None;
-        for t in &self.tokens {
-            if bool::from(subtle::ConstantTimeEq::ct_eq(&t.sha256[..], &h[..])) {
-                found = Some(t.tenant.clone());
-            }
-        }
-        found
+        self.config.tenant_for(presented).map(str::to_string)
     }
 
     /// Serves one request.
@@ -228,6 +177,24 @@ impl ScimService {
                     .find(|r| r["id"].as_str() == Some(id))
                     .map(|r| ScimResponse::json(200, r))
                     .ok_or_else(|| ScimError::not_found(&format!("{} {id}", parts[0])))
+            }
+            // The discovery documents are read-only (RFC 7644 4).
+            ["ServiceProviderConfig" | "ResourceTypes" | "Schemas", ..] if !get => {
+                Err(ScimError::status(405, "discovery documents are read-only"))
+            }
+            // Searching several resource types at once is not offered (RFC 7644 3.4.3).
+            [".search"] => Err(ScimError::status(
+                501,
+                "search Users or Groups: POST /Users/.search or /Groups/.search",
+            )),
+            [kind @ ("Users" | "Groups"), ".search"] if req.method == "POST" => {
+                let kind = if *kind == "Users" {
+                    Kind::Users
+                } else {
+                    Kind::Groups
+                };
+                let params = search_params(&Self::json_body(req)?)?;
+                self.list_with(kind, tenant, req.base, &params).await
             }
             [kind @ ("Users" | "Groups")] => {
                 let kind = if *kind == "Users" {
@@ -293,6 +260,7 @@ impl ScimService {
         match kind {
             Kind::Users => {
                 let u = self
+                    .lifecycle
                     .store
                     .get_user(tenant, id)
                     .await
@@ -301,6 +269,7 @@ impl ScimService {
             }
             Kind::Groups => {
                 let g = self
+                    .lifecycle
                     .store
                     .get_group(tenant, id)
                     .await
@@ -328,7 +297,19 @@ impl ScimService {
         tenant: &str,
         req: &ScimRequest<'_>,
     ) -> Result<ScimResponse, ScimError> {
-        let params = query_params(req.query);
+        self.list_with(kind, tenant, req.base, &query_params(req.query))
+            .await
+    }
+
+    /// A list page from query parameters (GET) or a SearchRequest's members (POST `.search`),
+    /// read the same way.
+    async fn list_with(
+        &self,
+        kind: Kind,
+        tenant: &str,
+        base: &str,
+        params: &[(String, String)],
+    ) -> Result<ScimResponse, ScimError> {
         let filter = match params
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("filter"))
@@ -354,6 +335,7 @@ impl ScimService {
         let (total, items) = match kind {
             Kind::Users => {
                 let p = self
+                    .lifecycle
                     .store
                     .list_users(tenant, &q)
                     .await
@@ -362,12 +344,13 @@ impl ScimService {
                     p.total,
                     p.items
                         .iter()
-                        .map(|u| resource::user_json(u, req.base, &[]))
+                        .map(|u| resource::user_json(u, base, &[]))
                         .collect::<Vec<_>>(),
                 )
             }
             Kind::Groups => {
                 let p = self
+                    .lifecycle
                     .store
                     .list_groups(tenant, &q)
                     .await
@@ -376,14 +359,14 @@ impl ScimService {
                     p.total,
                     p.items
                         .iter()
-                        .map(|g| resource::group_json(g, req.base))
+                        .map(|g| resource::group_json(g, base))
                         .collect(),
                 )
             }
         };
         let items = items
             .into_iter()
-            .map(|v| project(v, &params))
+            .map(|v| project(v, params))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ScimResponse::json(
             200,
@@ -404,22 +387,17 @@ impl ScimService {
                 let mut u = resource::user_from(&body)?;
                 u.source = "scim".into();
                 let u = self
-                    .store
-                    .create_user(tenant, &u)
+                    .lifecycle
+                    .create_user(tenant, &u, &actor)
                     .await
                     .map_err(|e| store_error(e, "User"))?;
-                self.audit.record(AuditEvent::DirectoryUserCreated {
-                    actor,
-                    tenant: tenant.to_string(),
-                    user_id: u.id.clone(),
-                    user_name: u.user_name.clone(),
-                });
                 resource::user_json(&u, req.base, &[])
             }
             Kind::Groups => {
                 let mut g = resource::group_from(&body)?;
                 g.source = "scim".into();
                 let g = self
+                    .lifecycle
                     .store
                     .create_group(tenant, &g)
                     .await
@@ -443,33 +421,21 @@ impl ScimService {
         let actor = format!("scim:{tenant}");
         let v = match kind {
             Kind::Users => {
-                let before = self
-                    .store
-                    .get_user(tenant, id)
-                    .await
-                    .map_err(|e| store_error(e, &format!("User {id}")))?;
                 let mut u = resource::user_from(body)?;
                 u.id = id.to_string();
-                let u = self
-                    .store
-                    .replace_user(tenant, &u, expected)
+                // Active to inactive deprovisions (sessions end, audited) inside the lifecycle.
+                let (u, _) = self
+                    .lifecycle
+                    .replace_user(tenant, &u, expected, &actor)
                     .await
                     .map_err(|e| store_error(e, &format!("User {id}")))?;
-                self.audit.record(AuditEvent::DirectoryUserUpdated {
-                    actor: actor.clone(),
-                    tenant: tenant.to_string(),
-                    user_id: u.id.clone(),
-                    user_name: u.user_name.clone(),
-                });
-                if before.active && !u.active {
-                    self.deprovision.deprovision(&u, &actor).await;
-                }
                 resource::user_json(&u, base, &[])
             }
             Kind::Groups => {
                 let mut g = resource::group_from(body)?;
                 g.id = id.to_string();
                 let g = self
+                    .lifecycle
                     .store
                     .replace_group(tenant, &g, expected)
                     .await
@@ -519,22 +485,14 @@ impl ScimService {
         let actor = format!("scim:{tenant}");
         let gone = match kind {
             Kind::Users => {
-                let u = self
-                    .store
-                    .get_user(tenant, id)
+                self.lifecycle
+                    .deprovision(tenant, id, &actor, Mode::Delete)
                     .await
                     .map_err(|e| store_error(e, &format!("User {id}")))?;
-                let gone = self
-                    .store
-                    .delete_user(tenant, id)
-                    .await
-                    .map_err(|e| store_error(e, "User"))?;
-                if gone {
-                    self.deprovision.deprovision(&u, &actor).await;
-                }
-                gone
+                true
             }
             Kind::Groups => self
+                .lifecycle
                 .store
                 .delete_group(tenant, id)
                 .await
@@ -566,6 +524,38 @@ fn json_depth(v: &Value) -> usize {
         }
     }
     max
+}
+
+/// A SearchRequest body (RFC 7644 3.4.3) as the parameters of a GET list.
+fn search_params(body: &Value) -> Result<Vec<(String, String)>, ScimError> {
+    let mut out = Vec::new();
+    for name in [
+        "filter",
+        "startIndex",
+        "count",
+        "attributes",
+        "excludedAttributes",
+    ] {
+        match super::eval::get_ci(body, name) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => out.push((name.to_string(), s.clone())),
+            Some(Value::Number(n)) => out.push((name.to_string(), n.to_string())),
+            Some(Value::Array(a)) => {
+                let items: Option<Vec<&str>> = a.iter().map(Value::as_str).collect();
+                let items = items.ok_or_else(|| {
+                    ScimError::bad("invalidValue", format!("{name} must list strings"))
+                })?;
+                out.push((name.to_string(), items.join(",")));
+            }
+            Some(_) => {
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    format!("{name} has the wrong type"),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn query_params(q: &str) -> Vec<(String, String)> {

@@ -153,3 +153,20 @@ impl Sso {
         Ok(n)
     }
 }
+
+/// Deprovisioning ends sessions through single sign-on: every session of the identity on every
+/// replica ([`Sso::revoke_user`], reason `deprovisioned`). A store error is logged and counts
+/// as none ended; the directory user is already inactive, so no refresh or new sign-in admits
+/// them (the directory is checked at both).
+#[async_trait::async_trait]
+impl crate::directory::SessionRevoker for Sso {
+    async fn revoke_user(&self, provider: &str, subject: &str) -> usize {
+        match Sso::revoke_user(self, provider, subject, "deprovisioned").await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(provider, error = %e, "deprovisioning could not end the sessions");
+                0
+            }
+        }
+    }
+}

@@ -4,42 +4,67 @@
 
 use super::*;
 use serde_json::json;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+/// Counts revocations: SCIM-created users have no provider links, so the test links one.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<String>>);
+struct Revoker(Mutex<Vec<String>>);
 
 #[async_trait::async_trait]
-impl Deprovision for Recorder {
-    async fn deprovision(&self, user: &User, actor: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("{}/{actor}", user.user_name));
+impl crate::directory::SessionRevoker for Revoker {
+    async fn revoke_user(&self, provider: &str, subject: &str) -> usize {
+        self.0.lock().unwrap().push(format!("{provider}:{subject}"));
+        1
     }
 }
 
-const A: &str = "token-of-tenant-a";
-const B: &str = "token-of-tenant-b";
+const A: &str = "token-of-tenant-a-0123456789";
+const B: &str = "token-of-tenant-b-0123456789";
 const BASE: &str = "https://gw.test/.portcullis/scim/v2";
 
 struct Fixture {
     svc: ScimService,
-    gone: Arc<Recorder>,
+    store: crate::directory::DirectoryStore,
+    revoked: Arc<Revoker>,
     chain: tokio::sync::mpsc::UnboundedReceiver<(crate::audit::chain::Event, String)>,
 }
 
+fn scim_config() -> ScimConfig {
+    let yaml = format!("scim: {{ tokens: [\"{A}\", {{ token: \"{B}\", tenant: b }}] }}\n");
+    let spec: crate::directory::config::DirectorySpec = serde_yaml::from_str(&yaml).expect("spec");
+    let mut p = crate::config::problems::Problems::default();
+    let cfg = crate::directory::config::build(spec, &mut p).expect("config");
+    assert!(p.0.is_empty(), "{p:?}");
+    cfg.scim.expect("scim")
+}
+
 fn fixture(db: crate::store::Db) -> Fixture {
-    let store = Arc::new(DirectoryStore::new(db, crate::clock::Clock::system()));
-    let gone = Arc::new(Recorder::default());
-    let (audit, chain) = Audit::capture();
-    let svc = ScimService::new(
-        store,
-        vec![ScimToken::new(A, "a"), ScimToken::new(B, "b")],
+    let store = crate::directory::DirectoryStore::new(db, crate::clock::Clock::system());
+    let revoked = Arc::new(Revoker::default());
+    let (audit, chain) = crate::audit::Audit::capture();
+    let lifecycle = crate::directory::Lifecycle {
+        store: store.clone(),
         audit,
-        gone.clone(),
-    );
-    Fixture { svc, gone, chain }
+        revoker: Some(revoked.clone()),
+        mfa: None,
+        settings: Default::default(),
+    };
+    let svc = ScimService::new(lifecycle, scim_config());
+    Fixture {
+        svc,
+        store,
+        revoked,
+        chain,
+    }
+}
+
+/// The kinds recorded so far.
+fn kinds(
+    chain: &mut tokio::sync::mpsc::UnboundedReceiver<(crate::audit::chain::Event, String)>,
+) -> Vec<String> {
+    std::iter::from_fn(|| chain.try_recv().ok())
+        .map(|(e, _)| e.kind)
+        .collect()
 }
 
 async fn call(
@@ -109,7 +134,7 @@ async fn users_crud_filter_paging_etag_and_deprovisioning() {
         assert_eq!(r.etag.as_deref(), Some("W/\"1\""));
         let (ev, _) = fx.chain.try_recv().expect("audited");
         assert_eq!(ev.kind, "directory.user_created");
-        assert_eq!(ev.actor.as_deref(), Some("scim:a"));
+        assert_eq!(ev.actor.as_deref(), Some("scim:"), "the default tenant's token");
 
         // Same userName differing in case: uniqueness.
         let r = call(svc, A, "POST", "/Users", user("BJensen")).await;
@@ -154,18 +179,22 @@ async fn users_crud_filter_paging_etag_and_deprovisioning() {
         assert_eq!(r.status, 200, "{:?}", r.body);
         assert_eq!(r.etag.as_deref(), Some("W/\"2\""));
 
-        // Entra ID deactivates with a capitalised op and a string boolean: deprovisioned.
+        // Entra ID deactivates with a capitalised op and a string boolean: deprovisioned, and
+        // the sessions of the identity linked to the user end.
+        fx.store.link("corp", "sub-bjensen", &id).await.unwrap();
+        kinds(&mut fx.chain);
         let patch = json!({"schemas": [patch::PATCH_SCHEMA], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
         let r = call(svc, A, "PATCH", &format!("/Users/{id}"), patch).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         assert_eq!(r.body.unwrap()["active"], false);
-        assert_eq!(*fx.gone.0.lock().unwrap(), vec!["bjensen/scim:a".to_string()]);
+        assert_eq!(*fx.revoked.0.lock().unwrap(), vec!["corp:sub-bjensen".to_string()]);
+        assert_eq!(kinds(&mut fx.chain), ["directory.user_deprovisioned"]);
         // DELETE deprovisions too, then the user is gone.
         let r = call(svc, A, "GET", "/Users?filter=userName%20eq%20%22alice%22", Value::Null).await;
         let alice = r.body.unwrap()["Resources"][0]["id"].as_str().unwrap().to_string();
         assert_eq!(call(svc, A, "DELETE", &format!("/Users/{alice}"), Value::Null).await.status, 204);
         assert_eq!(call(svc, A, "GET", &format!("/Users/{alice}"), Value::Null).await.status, 404);
-        assert_eq!(fx.gone.0.lock().unwrap().len(), 2);
+        assert!(kinds(&mut fx.chain).contains(&"directory.user_deprovisioned".to_string()));
     })
     .await;
 }
