@@ -111,6 +111,15 @@ pub async fn serve(
                 return Err(GatewayError::NoRoute);
             }
             let rd = sso.return_to(params.get("rd").map(String::as_str), &req.origin);
+            // A local provider (named, or the only provider there is) shows its form.
+            let local = match params.get("idp") {
+                Some(id) => sso.local_provider(id),
+                None => sso.sole_local(),
+            };
+            if let Some(acc) = local {
+                let (html, cookies) = sso.local_form(&acc, rd, req.tls, "", None)?;
+                return Ok(with_cookies(Reply::html(200, html), cookies));
+            }
             let idp = match params.get("idp") {
                 Some(id) => Some(sso.provider(id).ok_or(AuthError::UnknownProvider)?),
                 None => sso.provider_for(None),
@@ -121,6 +130,20 @@ pub async fn serve(
                         .await?,
                 )),
                 None => Ok(chooser(sso, &rd)),
+            }
+        }
+        ("/.portcullis/login", "POST") => {
+            let headers = session.req_header().headers.clone();
+            let form = body(session).await?;
+            let ip = req.client_ip.to_string();
+            match sso.local_login(&form, &headers, req.tls, &ip).await {
+                Ok(crate::sso::LocalOutcome::SignedIn(r)) => Ok(Reply::redirect(r)),
+                Ok(crate::sso::LocalOutcome::Form {
+                    status,
+                    html,
+                    cookies,
+                }) => Ok(with_cookies(Reply::html(status, html), cookies)),
+                Err(err) => Err(GatewayError::Auth { err, clear: None }),
             }
         }
         (path, "GET")
@@ -174,17 +197,31 @@ pub async fn serve(
     }
 }
 
+/// `reply` with `Set-Cookie` headers added.
+fn with_cookies(mut reply: Reply, cookies: Vec<String>) -> Reply {
+    reply
+        .headers
+        .extend(cookies.into_iter().map(|c| ("set-cookie".to_string(), c)));
+    reply
+}
+
 fn chooser(sso: &Sso, rd: &str) -> Reply {
     let mut items = String::new();
-    for p in sso.providers().iter() {
+    let ids = sso
+        .providers()
+        .iter()
+        .map(|p| p.cfg.id.clone())
+        .chain(sso.local_ids())
+        .collect::<Vec<_>>();
+    for id in &ids {
         let q: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("idp", &p.cfg.id)
+            .append_pair("idp", id)
             .append_pair("rd", rd)
             .finish();
         items.push_str(&format!(
             "<li><a href=\"/.portcullis/login?{}\">{}</a></li>",
             html_escape(&q),
-            html_escape(&p.cfg.id)
+            html_escape(id)
         ));
     }
     Reply::html(

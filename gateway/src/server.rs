@@ -31,6 +31,9 @@ pub enum StartError {
     /// pingora refused the TLS settings.
     #[error("TLS listener: {0}")]
     Tls(String),
+    /// Local accounts could not be set up (users_file, limiter).
+    #[error("local accounts: {0}")]
+    Local(String),
     /// The decision-log pipeline could not be set up (spool directory, sink settings).
     #[error("decision_log: {0}")]
     DecisionLog(#[from] crate::decisionlog::StartError),
@@ -222,6 +225,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             &crate::audit::store::MIGRATIONS,
             &crate::mfa::store::MIGRATIONS,
             &crate::directory::MIGRATIONS,
+            &crate::local::credentials::MIGRATIONS,
         ];
         Some(
             crate::store::Db::open_blocking(&cfg.store, &features)
@@ -269,6 +273,9 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         .map_err(StartError::Sso)?;
     if let Some(d) = &directory {
         sso = sso.with_directory(d.clone());
+    }
+    if let (Some(store), Some(db)) = (&directory, &db) {
+        sso = sso.with_local(local_accounts(&runtime.load().config, store, db, &clock)?);
     }
     let sso = Arc::new(sso);
     if sso.enabled() {
@@ -386,4 +393,58 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     server.run(pingora::server::RunArgs::default());
     tracing::info!("portcullis stopped");
     Ok(())
+}
+
+/// The local-account providers, after seeding `directory.users_file` (read and checked here:
+/// every problem in the file is reported, and the gateway does not start with a bad one).
+fn local_accounts(
+    cfg: &crate::config::model::Config,
+    store: &crate::directory::DirectoryStore,
+    db: &crate::store::Db,
+    clock: &crate::clock::Clock,
+) -> Result<Vec<Arc<crate::local::login::LocalAccounts>>, StartError> {
+    let credentials = crate::local::credentials::Credentials::new(db.clone());
+    if let Some(path) = cfg.directory.as_ref().and_then(|d| d.users_file.as_ref()) {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StartError::Local(format!("directory.users_file {shown}: {e}")))?;
+        let users = crate::local::seed::parse(&text, &shown).map_err(|p| {
+            let lines: Vec<String> =
+                p.0.iter()
+                    .map(|x| format!("  {}: {}", x.path, x.message))
+                    .collect();
+            StartError::Local(format!(
+                "directory.users_file {shown}:\n{}",
+                lines.join("\n")
+            ))
+        })?;
+        let n = crate::store::Db::block_on(crate::local::seed(
+            store,
+            &credentials,
+            &users,
+            clock.unix(),
+        ))
+        .map_err(|e| StartError::Local(e.to_string()))?
+        .map_err(StartError::Local)?;
+        tracing::info!(file = %shown, accounts = n, "local accounts seeded");
+    }
+    if cfg.local_providers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let limiter = Arc::new(
+        crate::local::limiter(&cfg.session.store, clock)
+            .map_err(|e| StartError::Local(format!("password attempt limiter: {e}")))?,
+    );
+    Ok(cfg
+        .local_providers
+        .iter()
+        .map(|l| {
+            Arc::new(crate::local::login::LocalAccounts::new(
+                &l.id,
+                Arc::new(store.clone()),
+                credentials.clone(),
+                limiter.clone(),
+            ))
+        })
+        .collect())
 }

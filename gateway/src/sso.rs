@@ -104,6 +104,8 @@ pub struct Sso {
     pub clock: Clock,
     /// With `directory:`: sign-ins must belong to an active directory user ([`Self::admit`]).
     directory: Option<crate::directory::DirectoryStore>,
+    /// Local-account providers (`type: local`), fixed at start.
+    local: Vec<Arc<crate::local::login::LocalAccounts>>,
 }
 
 /// Constant-time string equality for secrets (state, CSRF tokens).
@@ -144,6 +146,7 @@ impl Sso {
             audit,
             clock,
             directory: None,
+            local: Vec::new(),
         })
     }
 
@@ -156,15 +159,20 @@ impl Sso {
     /// With a directory: admits `res` (a verified login or refresh at `idp`) or refuses it, and
     /// merges the directory's groups and roles into its identity
     /// ([`crate::directory::signin`]). Without one, admits everyone the provider vouches for.
-    async fn admit(&self, idp: &OidcProvider, res: &mut LoginResult) -> Result<(), AuthError> {
+    async fn admit(
+        &self,
+        provider: &str,
+        jit: bool,
+        res: &mut LoginResult,
+    ) -> Result<(), AuthError> {
         let Some(dir) = &self.directory else {
             return Ok(());
         };
         let verdict = crate::directory::signin::admit(
             dir,
             &self.audit,
-            &idp.cfg.id,
-            idp.cfg.jit,
+            provider,
+            jit,
             &res.sub,
             &mut res.identity,
         )
@@ -180,7 +188,7 @@ impl Sso {
 
     /// Whether any provider is configured.
     pub fn enabled(&self) -> bool {
-        !self.providers.load().is_empty()
+        !self.providers.load().is_empty() || !self.local.is_empty()
     }
 
     /// A fresh random token (CSRF tokens, ids).
@@ -240,11 +248,13 @@ fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
 }
 
+mod local;
 mod login;
 mod logout;
 mod providers;
 mod sessions;
 
+pub use local::LocalOutcome;
 pub use login::callback_path;
 use providers::build_providers;
 use sessions::{apply, RefreshGate};

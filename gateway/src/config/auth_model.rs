@@ -246,9 +246,49 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Validated `identity_providers[]` entry of type `local`: directory users who sign in with a
+/// password at `/.portcullis/login` ([`crate::local`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalIdpConfig {
+    /// Id (also the provider of the sessions and of the directory links).
+    pub id: String,
+    /// Position in `identity_providers` (for messages).
+    pub index: usize,
+}
+
+/// Every provider, by type.
+#[derive(Debug, Clone, Default)]
+pub struct Idps {
+    /// OpenID Connect providers.
+    pub oidc: Vec<IdpConfig>,
+    /// Local-account providers.
+    pub local: Vec<LocalIdpConfig>,
+}
+
+/// A `local` provider takes only `id` and `type`: an OIDC key on it is a mistake to report.
+fn check_local(s: &IdpSpec, base: &str, p: &mut Problems) {
+    let set = [
+        ("issuer", !s.issuer.is_empty()),
+        ("client_id", !s.client_id.is_empty()),
+        ("client_secret", s.client_secret.is_some()),
+        ("scopes", !s.scopes.is_empty()),
+        ("claims", !s.claims.is_empty()),
+        ("jit", s.jit),
+    ];
+    for (key, present) in set {
+        if present {
+            p.add(
+                format!("{base}.{key}"),
+                "does not apply to a local provider (accounts live in the directory)",
+            );
+        }
+    }
+}
+
 /// Builds `identity_providers`.
-pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
+pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
     let mut out = Vec::new();
+    let mut local = Vec::new();
     let mut ids = std::collections::HashSet::new();
     for (i, s) in specs.into_iter().enumerate() {
         let base = format!("identity_providers[{i}]");
@@ -267,10 +307,18 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
                 "must use only letters, digits, '-', '_'",
             );
         }
+        if s.kind == "local" {
+            check_local(&s, &base, p);
+            local.push(LocalIdpConfig {
+                id: s.id.clone(),
+                index: i,
+            });
+            continue;
+        }
         if s.kind != "oidc" {
             p.add(
                 format!("{base}.type"),
-                format!("{:?} is not supported (oidc)", s.kind),
+                format!("{:?} is not supported (oidc, local)", s.kind),
             );
         }
         match url::Url::parse(&s.issuer) {
@@ -433,7 +481,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Vec<IdpConfig> {
             jit: s.jit,
         });
     }
-    out
+    Idps { oidc: out, local }
 }
 
 /// Builds `assertion:`.

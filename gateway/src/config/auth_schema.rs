@@ -34,12 +34,14 @@ pub struct SessionSpec {
 pub struct IdpSpec {
     /// Unique name, in routes, metrics and logs.
     pub id: String,
-    /// `oidc` (later saml, ldap, local).
+    /// `oidc` or `local` (accounts in the directory, password form).
     #[serde(rename = "type")]
     pub kind: String,
-    /// Issuer URL, exactly as the provider's metadata spells it.
+    /// Issuer URL, exactly as the provider's metadata spells it (oidc).
+    #[serde(default)]
     pub issuer: String,
-    /// Client id registered at the provider.
+    /// Client id registered at the provider (oidc).
+    #[serde(default)]
     pub client_id: String,
     /// Client secret (use `${ENV}`), or `client_secret_file`.
     #[serde(default)]

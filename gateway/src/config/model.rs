@@ -27,8 +27,10 @@ pub struct Config {
     pub table: RouteTable,
     /// Session settings.
     pub session: super::auth_model::SessionConfig,
-    /// Identity providers.
+    /// OpenID Connect identity providers.
     pub identity_providers: Vec<super::auth_model::IdpConfig>,
+    /// Local-account providers (`type: local`).
+    pub local_providers: Vec<super::auth_model::LocalIdpConfig>,
     /// Upstream assertion settings.
     pub assertion: super::auth_model::AssertionConfig,
     /// Shared database.
@@ -225,7 +227,16 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
         .and_then(|f| crate::forward_auth::build(f, &file.server.trusted_proxies, problems));
     let server = build_server(file.server, problems);
     let session = super::auth_model::build_session(file.session, problems);
-    let identity_providers = super::auth_model::build_idps(file.identity_providers, problems);
+    let idps = super::auth_model::build_idps(file.identity_providers, problems);
+    let (identity_providers, local_providers) = (idps.oidc, idps.local);
+    if directory.is_none() {
+        for l in &local_providers {
+            problems.add(
+                format!("identity_providers[{}].type", l.index),
+                "local accounts live in the directory: add a directory: section",
+            );
+        }
+    }
     let assertion = super::auth_model::build_assertion(file.assertion, problems);
     if directory.is_none() {
         for (i, idp) in identity_providers.iter().enumerate() {
@@ -237,7 +248,11 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             }
         }
     }
-    let idp_ids: Vec<String> = identity_providers.iter().map(|i| i.id.clone()).collect();
+    let idp_ids: Vec<String> = identity_providers
+        .iter()
+        .map(|i| i.id.clone())
+        .chain(local_providers.iter().map(|l| l.id.clone()))
+        .collect();
     let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
     let mut compiler = Compiler::with_options(
         &LibrarySpec {
@@ -317,6 +332,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             table,
             session,
             identity_providers,
+            local_providers,
             assertion,
             store: store?,
             decision_log,

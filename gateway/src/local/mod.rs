@@ -6,3 +6,133 @@
 pub mod credentials;
 pub mod login;
 pub mod seed;
+
+use crate::clock::Clock;
+use crate::config::auth_model::StoreKind;
+use crate::directory::model::{Group, Member, MemberKind, User};
+use crate::directory::store::{Attr, Filter, Op, Query, Value};
+use crate::directory::DirectoryStore;
+use crate::mfa::limiter::{Limiter, MemoryCounters, RedisCounters};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Wrong passwords allowed per user name before a lockout.
+pub const PER_USER: u32 = 5;
+/// Wrong passwords allowed per client address.
+pub const PER_IP: u32 = 50;
+/// How long a lockout lasts.
+pub const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+
+/// The attempt limiter of password sign-in: in Redis (shared by replicas) when sessions are,
+/// else in memory.
+pub fn limiter(sessions: &StoreKind, clock: &Clock) -> Result<Limiter, String> {
+    Ok(match sessions {
+        StoreKind::Memory => Limiter::with_counters(
+            PER_USER,
+            PER_IP,
+            LOCKOUT,
+            Arc::new(MemoryCounters::with_clock(clock.clone())),
+        ),
+        StoreKind::Redis(url) => Limiter::with_counters(
+            PER_USER,
+            PER_IP,
+            LOCKOUT,
+            Arc::new(RedisCounters::new(url).map_err(|e| e.to_string())?),
+        ),
+    })
+}
+
+/// Creates (or updates the password and groups of) the accounts of `directory.users_file`:
+/// a user missing from the directory is created with `source: local`; an existing one keeps
+/// its record and gets the file's password. Returns how many accounts were seeded.
+pub async fn seed(
+    store: &DirectoryStore,
+    credentials: &credentials::Credentials,
+    users: &[seed::SeedUser],
+    now: i64,
+) -> Result<usize, String> {
+    for s in users {
+        let by_name = Query {
+            filter: Some(Filter::Cmp(
+                Attr::UserName,
+                Op::Eq,
+                Value::Str(s.user_name.clone()),
+            )),
+            start_index: 1,
+            count: 1,
+        };
+        let found = store
+            .list_users(&s.tenant, &by_name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let user = match found.items.into_iter().next() {
+            Some(u) => u,
+            None => store
+                .create_user(
+                    &s.tenant,
+                    &User {
+                        user_name: s.user_name.clone(),
+                        display_name: s.display_name.clone(),
+                        emails: s
+                            .email
+                            .iter()
+                            .map(|e| crate::directory::model::Contact {
+                                value: e.clone(),
+                                kind: Some("work".into()),
+                                primary: Some(true),
+                            })
+                            .collect(),
+                        active: true,
+                        source: "local".into(),
+                        ..User::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("users_file: {}: {e}", s.user_name))?,
+        };
+        credentials
+            .set(&user.id, &s.password_hash, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        for g in &s.groups {
+            let by_name = Query {
+                filter: Some(Filter::Cmp(
+                    Attr::DisplayName,
+                    Op::Eq,
+                    Value::Str(g.clone()),
+                )),
+                start_index: 1,
+                count: 1,
+            };
+            let found = store
+                .list_groups(&s.tenant, &by_name)
+                .await
+                .map_err(|e| e.to_string())?;
+            let group = match found.items.into_iter().next() {
+                Some(g) => g,
+                None => store
+                    .create_group(
+                        &s.tenant,
+                        &Group {
+                            display_name: g.clone(),
+                            source: "local".into(),
+                            ..Group::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| format!("users_file: group {g}: {e}"))?,
+            };
+            if !group.members.iter().any(|m| m.id == user.id) {
+                let member = Member {
+                    id: user.id.clone(),
+                    kind: MemberKind::User,
+                };
+                store
+                    .add_members(&s.tenant, &group.id, &[member], None)
+                    .await
+                    .map_err(|e| format!("users_file: group {g}: {e}"))?;
+            }
+        }
+    }
+    Ok(users.len())
+}

@@ -6,13 +6,13 @@ use super::*;
 /// The pre-auth cookie: binds `state`, `nonce` and the PKCE verifier to this browser.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct PreAuth {
-    idp: String,
-    state: String,
-    nonce: String,
-    verifier: String,
-    return_to: String,
-    redirect_uri: String,
-    exp: i64,
+    pub(super) idp: String,
+    pub(super) state: String,
+    pub(super) nonce: String,
+    pub(super) verifier: String,
+    pub(super) return_to: String,
+    pub(super) redirect_uri: String,
+    pub(super) exp: i64,
 }
 
 /// How long a login may take between the redirect to the provider and the callback.
@@ -170,19 +170,39 @@ impl Sso {
             .finish(code, &pre.verifier, &pre.nonce, &pre.redirect_uri)
             .await
             .map_err(|e| fail(&pre.idp, e.to_string()))?;
-        match self.admit(&idp, &mut res).await {
+        match self.admit(&idp.cfg.id, idp.cfg.jit, &mut res).await {
             Ok(()) => {}
             Err(AuthError::Refused(r)) => {
                 return Err(refuse(&pre.idp, r.reason().into(), AuthError::Refused(r)))
             }
             Err(e) => return Err(refuse(&pre.idp, e.to_string(), e)),
         }
-        let sid = self.new_id().map_err(|e| (e, clear.clone()))?;
-        let csrf = self.new_id().map_err(|e| (e, clear.clone()))?;
+        let cookie = self
+            .establish(&pre.idp, res, tls, client_ip)
+            .await
+            .map_err(|e| (e, clear.clone()))?;
+        Ok(Redirect {
+            location: pre.return_to,
+            cookies: vec![cookie, session::clear_cookie(name, tls)],
+        })
+    }
+
+    /// Opens a session for a verified sign-in at provider `idp` (OIDC callback, local
+    /// password): stores the record under a fresh id, counts and audits the login, and returns
+    /// the session cookie to set.
+    pub(super) async fn establish(
+        &self,
+        idp: &str,
+        res: LoginResult,
+        tls: bool,
+        client_ip: &str,
+    ) -> Result<String, AuthError> {
+        let sid = self.new_id()?;
+        let csrf = self.new_id()?;
         let t = self.now();
         let mut rec = SessionRecord {
             identity: res.identity.clone(),
-            idp: pre.idp.clone(),
+            idp: idp.to_string(),
             sub: res.sub.clone(),
             idp_sid: None,
             created: t,
@@ -196,21 +216,16 @@ impl Sso {
         self.store
             .save(&sid, &rec, self.ttl(&rec))
             .await
-            .map_err(|e| (AuthError::Store(e), clear.clone()))?;
-        let cookie = self
-            .session_cookie(&sid, tls)
-            .map_err(|e| (e, clear.clone()))?;
-        metrics::auth_event(&pre.idp, "login", "success");
+            .map_err(AuthError::Store)?;
+        let cookie = self.session_cookie(&sid, tls)?;
+        metrics::auth_event(idp, "login", "success");
         self.audit.record(AuditEvent::Login {
-            idp: pre.idp.clone(),
+            idp: idp.to_string(),
             user: rec.identity.user.clone(),
             sub: rec.sub.clone(),
             client_ip: client_ip.to_string(),
         });
         self.update_gauge().await;
-        Ok(Redirect {
-            location: pre.return_to,
-            cookies: vec![cookie, session::clear_cookie(name, tls)],
-        })
+        Ok(cookie)
     }
 }

@@ -100,7 +100,9 @@ impl Sso {
             self.end(&cookie.sid, &rec, "idle_timeout").await?;
             return Ok(None);
         }
-        if !self.providers.load().iter().any(|p| p.cfg.id == rec.idp) {
+        let configured = self.providers.load().iter().any(|p| p.cfg.id == rec.idp)
+            || self.local.iter().any(|l| l.provider == rec.idp);
+        if !configured {
             // The provider was removed from the config: its sessions end.
             self.end(&cookie.sid, &rec, "provider_removed").await?;
             return Ok(None);
@@ -226,7 +228,7 @@ impl Sso {
             Ok(Some(mut res)) => {
                 // The directory is asked again: a user deactivated since sign-in loses the
                 // session at its next refresh even if revocation missed it.
-                match self.admit(&p, &mut res).await {
+                match self.admit(&p.cfg.id, p.cfg.jit, &mut res).await {
                     Ok(()) => {}
                     Err(AuthError::Refused(r)) => {
                         tracing::warn!(idp = %rec.idp, user = %rec.identity.user, reason = r.reason(), "refresh refused by the directory: session ended");

@@ -1,0 +1,184 @@
+//! Sign-in with a local account: `GET /.portcullis/login?idp=<local id>` shows the password
+//! form, `POST /.portcullis/login` checks it ([`crate::local::login`]) and opens a session like
+//! any other provider's sign-in, through the directory's admission (so a deactivated user is
+//! refused and the directory's groups and roles apply).
+//!
+//! Login CSRF: the form carries a random `state` that is also sealed in the pre-auth cookie
+//! (the same cookie an OIDC login uses); a POST whose `state` does not match this browser's
+//! cookie is refused before any password is checked, so another site cannot sign a victim in
+//! to the attacker's account.
+
+use super::login::{PreAuth, PRE_AUTH_TTL};
+use super::*;
+use crate::local::login::{form, LocalAccounts, Refusal};
+use crate::session::{cookie_name, cookie_values};
+use std::collections::HashMap;
+
+/// The path the form posts to.
+pub const LOGIN_PATH: &str = "/.portcullis/login";
+
+/// What a password POST became.
+pub enum LocalOutcome {
+    /// Signed in: go back with these cookies.
+    SignedIn(Redirect),
+    /// Shown again with a message (and status 401 or 429).
+    Form {
+        /// Status.
+        status: u16,
+        /// The page.
+        html: String,
+        /// Cookies to set (a fresh pre-auth cookie).
+        cookies: Vec<String>,
+    },
+}
+
+impl Sso {
+    /// With the local-account providers.
+    pub fn with_local(mut self, local: Vec<Arc<LocalAccounts>>) -> Self {
+        self.local = local;
+        self
+    }
+
+    /// The local provider `id`, if configured.
+    pub fn local_provider(&self, id: &str) -> Option<Arc<LocalAccounts>> {
+        self.local.iter().find(|l| l.provider == id).cloned()
+    }
+
+    /// Ids of the local providers.
+    pub fn local_ids(&self) -> Vec<String> {
+        self.local.iter().map(|l| l.provider.clone()).collect()
+    }
+
+    /// The only local provider when it is the only provider at all (the form is shown at once).
+    pub fn sole_local(&self) -> Option<Arc<LocalAccounts>> {
+        match (self.local.as_slice(), self.providers.load().is_empty()) {
+            ([only], true) => Some(only.clone()),
+            _ => None,
+        }
+    }
+
+    /// The password form of `acc`, with a fresh state sealed in the pre-auth cookie.
+    pub fn local_form(
+        &self,
+        acc: &LocalAccounts,
+        return_to: String,
+        tls: bool,
+        user_name: &str,
+        error: Option<&str>,
+    ) -> Result<(String, Vec<String>), AuthError> {
+        let state = self.new_id()?;
+        let pre = PreAuth {
+            idp: acc.provider.clone(),
+            state: state.clone(),
+            nonce: String::new(),
+            verifier: String::new(),
+            return_to,
+            redirect_uri: LOGIN_PATH.to_string(),
+            exp: self.now() + PRE_AUTH_TTL,
+        };
+        let name = cookie_name(tls, true);
+        let sealed = self
+            .codec
+            .seal(name, &pre)
+            .ok_or(AuthError::Internal("seal"))?;
+        let html = form("Sign in", LOGIN_PATH, &state, user_name, error);
+        Ok((
+            html,
+            vec![session::set_cookie(name, &sealed, tls, Some(PRE_AUTH_TTL))],
+        ))
+    }
+
+    /// Handles the form POST.
+    pub async fn local_login(
+        &self,
+        body: &str,
+        headers: &http::HeaderMap,
+        tls: bool,
+        client_ip: &str,
+    ) -> Result<LocalOutcome, AuthError> {
+        let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        let name = cookie_name(tls, true);
+        let pre = cookie_values(headers, name)
+            .into_iter()
+            .filter_map(|v| self.codec.open::<PreAuth>(name, v))
+            .find(|p| same(&p.state, field("state")) && p.redirect_uri == LOGIN_PATH);
+        let Some(pre) = pre.filter(|p| p.exp >= self.now()) else {
+            // No form of this browser's: a cross-site POST, or an expired form.
+            return Err(AuthError::Csrf);
+        };
+        let acc = self
+            .local_provider(&pre.idp)
+            .ok_or(AuthError::UnknownProvider)?;
+        let user_name = field("username").trim();
+        let refuse = |why: &str| {
+            metrics::auth_event(&acc.provider, "login", "failure");
+            self.audit.record(AuditEvent::LoginFailed {
+                idp: acc.provider.clone(),
+                reason: why.to_string(),
+                client_ip: client_ip.to_string(),
+            });
+        };
+        // The user's tenant is the default one; tenants sign in through their own provider.
+        let user = match acc
+            .authenticate("", user_name, field("password"), client_ip)
+            .await
+        {
+            Ok(u) => u,
+            Err(Refusal::Unavailable(e)) => return Err(AuthError::Directory(e)),
+            Err(r) => {
+                refuse(&format!("{r} ({user_name:?})"));
+                let (status, msg) = match r {
+                    Refusal::Locked => (429, "Too many attempts. Try again later."),
+                    _ => (401, "Invalid username or password."),
+                };
+                let (html, cookies) =
+                    self.local_form(&acc, pre.return_to, tls, user_name, Some(msg))?;
+                return Ok(LocalOutcome::Form {
+                    status,
+                    html,
+                    cookies,
+                });
+            }
+        };
+        let primary_email = user
+            .emails
+            .iter()
+            .find(|e| e.primary == Some(true))
+            .or_else(|| user.emails.first())
+            .map(|e| e.value.clone());
+        let mut res = LoginResult {
+            identity: portcullis_policy::input::Identity {
+                user: user.user_name.clone(),
+                provider: Some(acc.provider.clone()),
+                email: primary_email,
+                // The directory's addresses are the operator's: not verified by the user.
+                email_verified: false,
+                tenant: (!user.tenant.is_empty()).then(|| user.tenant.clone()),
+                auth_methods: vec![portcullis_policy::input::AuthEvent {
+                    method: "pwd".into(),
+                    at: self.clock.utc(),
+                }],
+                ..Default::default()
+            },
+            sub: user.id.clone(),
+            idp_sid: None,
+            refresh_token: None,
+            refresh_at: None,
+            id_token: None,
+        };
+        if let Err(e) = self.admit(&acc.provider, false, &mut res).await {
+            if let AuthError::Refused(r) = &e {
+                refuse(r.reason());
+            }
+            return Err(e);
+        }
+        let cookie = self.establish(&acc.provider, res, tls, client_ip).await?;
+        Ok(LocalOutcome::SignedIn(Redirect {
+            location: pre.return_to,
+            cookies: vec![cookie, session::clear_cookie(name, tls)],
+        }))
+    }
+}
