@@ -276,6 +276,9 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     if let (Some(store), Some(db)) = (&directory, &db) {
         sso = sso.with_local(local_accounts(&runtime.load().config, store, db, &clock)?);
+        if opts.config.is_none() && !runtime.load().config.local_providers.is_empty() {
+            demo_account(store, db, &clock)?;
+        }
     }
     let sso = Arc::new(sso);
     if sso.enabled() {
@@ -447,4 +450,43 @@ fn local_accounts(
             ))
         })
         .collect())
+}
+
+/// The quick start's account (embedded config only): `demo` in group `admins`, with the
+/// password from `PORTCULLIS_DEMO_PASSWORD` or a random one, printed once at start.
+fn demo_account(
+    store: &crate::directory::DirectoryStore,
+    db: &crate::store::Db,
+    clock: &crate::clock::Clock,
+) -> Result<(), StartError> {
+    let password = match std::env::var("PORTCULLIS_DEMO_PASSWORD") {
+        Ok(p) if p.len() >= crate::password::MIN_PASSWORD => p,
+        _ => {
+            let mut b = [0u8; 12];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+                .map_err(|_| StartError::Local("no system randomness".into()))?;
+            data_encoding::BASE32_NOPAD.encode(&b).to_ascii_lowercase()
+        }
+    };
+    let hash = crate::password::hash(&password)
+        .ok_or_else(|| StartError::Local("cannot hash the demo password".into()))?;
+    let demo = crate::local::seed::SeedUser {
+        user_name: "demo".into(),
+        password_hash: hash,
+        email: None,
+        display_name: Some("Quick-start user".into()),
+        groups: vec!["admins".into()],
+        tenant: String::new(),
+    };
+    let credentials = crate::local::credentials::Credentials::new(db.clone());
+    crate::store::Db::block_on(crate::local::seed(
+        store,
+        &credentials,
+        &[demo],
+        clock.unix(),
+    ))
+    .map_err(|e| StartError::Local(e.to_string()))?
+    .map_err(StartError::Local)?;
+    tracing::warn!("quick start: sign in at https://localhost:8443/admin/ as demo / {password}");
+    Ok(())
 }
