@@ -275,7 +275,14 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         sso = sso.with_directory(d.clone());
     }
     if let (Some(store), Some(db)) = (&directory, &db) {
-        sso = sso.with_local(local_accounts(&runtime.load().config, store, db, &clock)?);
+        let redis = sso.redis();
+        sso = sso.with_local(local_accounts(
+            &runtime.load().config,
+            store,
+            db,
+            redis,
+            &clock,
+        )?);
         if opts.config.is_none() && !runtime.load().config.local_providers.is_empty() {
             demo_account(store, db, &clock)?;
         }
@@ -292,7 +299,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 m.clone(),
                 db.clone(),
                 &runtime.load().config.store,
-                &runtime.load().config.session.store,
+                sso.redis(),
                 audit.clone(),
                 clock.clone(),
             )
@@ -404,6 +411,7 @@ fn local_accounts(
     cfg: &crate::config::model::Config,
     store: &crate::directory::DirectoryStore,
     db: &crate::store::Db,
+    redis: Option<Arc<crate::session::redis_store::RedisConn>>,
     clock: &crate::clock::Clock,
 ) -> Result<Vec<Arc<crate::local::login::LocalAccounts>>, StartError> {
     let credentials = crate::local::credentials::Credentials::new(db.clone());
@@ -434,10 +442,7 @@ fn local_accounts(
     if cfg.local_providers.is_empty() {
         return Ok(Vec::new());
     }
-    let limiter = Arc::new(
-        crate::local::limiter(&cfg.session.store, clock)
-            .map_err(|e| StartError::Local(format!("password attempt limiter: {e}")))?,
-    );
+    let limiter = Arc::new(crate::local::limiter(redis, clock));
     Ok(cfg
         .local_providers
         .iter()

@@ -106,6 +106,9 @@ pub struct Sso {
     directory: Option<crate::directory::DirectoryStore>,
     /// Local-account providers (`type: local`), fixed at start.
     local: Vec<Arc<crate::local::login::LocalAccounts>>,
+    /// With `session.store: redis://…`: the process's one Redis connection, shared with the
+    /// attempt limiters ([`Self::redis`]).
+    redis: Option<Arc<session::redis_store::RedisConn>>,
 }
 
 /// Constant-time string equality for secrets (state, CSRF tokens).
@@ -122,10 +125,14 @@ impl Sso {
     /// share `clock`, so one moved clock expires everything consistently.
     pub fn new(cfg: &Config, audit: crate::audit::Audit, clock: Clock) -> Result<Self, String> {
         let codec = CookieCodec::new(&cfg.session.keys).ok_or("invalid session keys")?;
+        let mut redis = None;
         let store: Arc<dyn SessionStore> = match &cfg.session.store {
             StoreKind::Memory => Arc::new(MemoryStore::with_clock(clock.clone())),
             StoreKind::Redis(url) => {
-                Arc::new(session::redis_store::RedisStore::new(url).map_err(|e| e.to_string())?)
+                let conn = session::redis_store::RedisConn::new(url).map_err(|e| e.to_string())?;
+                let conn = Arc::new(conn);
+                redis = Some(conn.clone());
+                Arc::new(session::redis_store::RedisStore::over(conn))
             }
         };
         let http = HttpClient::new().ok_or("cannot build the HTTP client for providers")?;
@@ -147,6 +154,7 @@ impl Sso {
             clock,
             directory: None,
             local: Vec::new(),
+            redis,
         })
     }
 
@@ -184,6 +192,12 @@ impl Sso {
     /// Now in Unix seconds, on this state's clock.
     fn now(&self) -> i64 {
         self.clock.unix()
+    }
+
+    /// The Redis connection of the session store, for everything else the replicas share
+    /// through it (MFA and password attempt counters): one client per process.
+    pub fn redis(&self) -> Option<Arc<session::redis_store::RedisConn>> {
+        self.redis.clone()
     }
 
     /// Whether any provider is configured.

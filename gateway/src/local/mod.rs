@@ -8,11 +8,10 @@ pub mod login;
 pub mod seed;
 
 use crate::clock::Clock;
-use crate::config::auth_model::StoreKind;
 use crate::directory::model::{Group, Member, MemberKind, User};
 use crate::directory::store::{Attr, Filter, Op, Query, Value};
 use crate::directory::DirectoryStore;
-use crate::mfa::limiter::{Limiter, MemoryCounters, RedisCounters};
+use crate::mfa::limiter::Limiter;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,23 +22,13 @@ pub const PER_IP: u32 = 50;
 /// How long a lockout lasts.
 pub const LOCKOUT: Duration = Duration::from_secs(15 * 60);
 
-/// The attempt limiter of password sign-in: in Redis (shared by replicas) when sessions are,
-/// else in memory.
-pub fn limiter(sessions: &StoreKind, clock: &Clock) -> Result<Limiter, String> {
-    Ok(match sessions {
-        StoreKind::Memory => Limiter::with_counters(
-            PER_USER,
-            PER_IP,
-            LOCKOUT,
-            Arc::new(MemoryCounters::with_clock(clock.clone())),
-        ),
-        StoreKind::Redis(url) => Limiter::with_counters(
-            PER_USER,
-            PER_IP,
-            LOCKOUT,
-            Arc::new(RedisCounters::new(url).map_err(|e| e.to_string())?),
-        ),
-    })
+/// The attempt limiter of password sign-in: in the session store's Redis (shared by replicas,
+/// over the process's one connection) when sessions are there, else in memory.
+pub fn limiter(
+    redis: Option<Arc<crate::session::redis_store::RedisConn>>,
+    clock: &Clock,
+) -> Limiter {
+    Limiter::with_counters(PER_USER, PER_IP, LOCKOUT, Limiter::counters(redis, clock))
 }
 
 /// Creates (or updates the password and groups of) the accounts of `directory.users_file`:

@@ -191,11 +191,11 @@ impl Service {
     pub fn new(
         cfg: MfaConfig,
         db: Db,
-        sessions: &crate::config::auth_model::StoreKind,
+        redis: Option<std::sync::Arc<crate::session::redis_store::RedisConn>>,
         audit: crate::audit::Audit,
         clock: Clock,
     ) -> Result<Self, String> {
-        let limiter = codes::limiter(&cfg, sessions, &clock)?;
+        let limiter = codes::limiter(&cfg, redis, &clock);
         let channels = codes::channels(&cfg)?;
         let rp = cfg
             .webauthn
@@ -224,7 +224,7 @@ impl Service {
         cfg: MfaConfig,
         db: Db,
         store_url: &StoreUrl,
-        sessions: &crate::config::auth_model::StoreKind,
+        redis: Option<std::sync::Arc<crate::session::redis_store::RedisConn>>,
         audit: crate::audit::Audit,
         clock: Clock,
     ) -> Result<Self, String> {
@@ -242,7 +242,7 @@ impl Service {
             ));
         }
         tracing::info!(store = %store_url.redacted(), totp = cfg.totp_issuer.is_some(), webauthn = cfg.webauthn.is_some(), email = cfg.email.is_some(), sms = cfg.sms.is_some(), remember_device_days = cfg.remember_device_days, "mfa enabled");
-        let svc = Self::new(cfg, db, sessions, audit, clock)?;
+        let svc = Self::new(cfg, db, redis, audit, clock)?;
         if svc
             .rp
             .as_ref()
@@ -717,7 +717,7 @@ mod clock_tests {
         let svc = Service::new(
             cfg.mfa.clone().expect("mfa"),
             db,
-            &cfg.session.store,
+            None,
             crate::audit::Audit::disabled(),
             m.clock(),
         )

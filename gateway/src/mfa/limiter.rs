@@ -74,6 +74,18 @@ impl Limiter {
         )
     }
 
+    /// The counters for a process: in the session store's Redis when there is one (shared by
+    /// every replica, over the process's one connection), else in memory on `clock`.
+    pub fn counters(
+        redis: Option<Arc<RedisConn>>,
+        clock: &crate::clock::Clock,
+    ) -> Arc<dyn Counters> {
+        match redis {
+            Some(conn) => Arc::new(RedisCounters::over(conn)),
+            None => Arc::new(MemoryCounters::with_clock(clock.clone())),
+        }
+    }
+
     /// Limits from the config over the given counters.
     pub fn with_counters(
         per_user: u32,
@@ -337,16 +349,22 @@ impl Counters for MemoryCounters {
 /// script (INCR, and PEXPIRE on the first hit), so a count never lives without its expiry.
 #[derive(Debug)]
 pub struct RedisCounters {
-    conn: RedisConn,
+    conn: std::sync::Arc<RedisConn>,
     hit: redis::Script,
     unhit: redis::Script,
 }
 
 impl RedisCounters {
-    /// Over the session store's Redis URL; connects on first use.
+    /// Over its own connection to `url`; connects on first use.
     pub fn new(url: &str) -> Result<Self, CounterError> {
-        Ok(Self {
-            conn: RedisConn::new(url).map_err(|e| CounterError(e.to_string()))?,
+        let conn = RedisConn::new(url).map_err(|e| CounterError(e.to_string()))?;
+        Ok(Self::over(std::sync::Arc::new(conn)))
+    }
+
+    /// Over the process's shared connection (the session store's).
+    pub fn over(conn: std::sync::Arc<RedisConn>) -> Self {
+        Self {
+            conn,
             hit: redis::Script::new(
                 "local n = redis.call('INCR', KEYS[1]) \
                  if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end \
@@ -357,7 +375,7 @@ impl RedisCounters {
                 "local n = tonumber(redis.call('GET', KEYS[1])) \
                  if n and n > 0 then return redis.call('DECR', KEYS[1]) end return 0",
             ),
-        })
+        }
     }
 }
 

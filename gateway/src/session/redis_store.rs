@@ -98,7 +98,7 @@ impl RedisConn {
 /// A Redis-backed store.
 #[derive(Debug)]
 pub struct RedisStore {
-    conn: RedisConn,
+    conn: Arc<RedisConn>,
     /// Notices heard on [`ENDED_CHANNEL`], for this process's tunnels.
     notices: Arc<Notices>,
     /// Whether the one subscriber task of this store runs.
@@ -112,11 +112,19 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 impl RedisStore {
     /// A store for `url` (`redis://host:port/db`); connects on first use.
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        Ok(Self {
-            conn: RedisConn::new(url).map_err(unavailable)?,
+        Ok(Self::over(Arc::new(
+            RedisConn::new(url).map_err(unavailable)?,
+        )))
+    }
+
+    /// A store over a connection the process shares with its other Redis users (the MFA and
+    /// password attempt limiters): one client, one connection manager per process.
+    pub fn over(conn: Arc<RedisConn>) -> Self {
+        Self {
+            conn,
             notices: Arc::default(),
             listening: AtomicBool::new(false),
-        })
+        }
     }
 
     /// Starts the subscriber task once, from the first caller inside a tokio runtime (the

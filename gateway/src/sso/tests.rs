@@ -294,3 +294,21 @@ async fn revoke_user_ends_the_users_sessions_and_is_audited() {
     assert_eq!(event.data["sessions"], 2);
     assert_eq!(event.data["sub"], "alice");
 }
+
+/// With Redis sessions the process has one Redis connection, which the attempt limiters are
+/// given (`server.rs` passes `Sso::redis` to MFA and local accounts); with memory sessions none.
+#[test]
+fn one_redis_connection_is_offered_to_the_limiters() {
+    let text = "session:\n  keys: [\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\"]\n  store: \"redis://127.0.0.1:1/0\"\nroutes: []\n";
+    let cfg = crate::config::load_str(text, "t", &HashMap::<String, String>::new()).unwrap();
+    let s = Sso::new(
+        &cfg,
+        crate::audit::Audit::disabled(),
+        crate::clock::Clock::system(),
+    )
+    .unwrap();
+    let a = s.redis().expect("shared connection");
+    let b = s.redis().expect("shared connection");
+    assert!(Arc::ptr_eq(&a, &b), "the same connection every time");
+    assert!(sso("").redis().is_none(), "memory sessions: no Redis");
+}

@@ -6,10 +6,9 @@
 //! with a valid remembered device for the route's factors elevates the session at once.
 
 use super::{html, map_err, owner, Page, Request, Service};
-use crate::config::auth_model::StoreKind;
 use crate::errors::{GatewayError, Reply};
 use crate::mfa::config::MfaConfig;
-use crate::mfa::limiter::{Attempt, Limiter, RedisCounters, RESEND_INTERVAL};
+use crate::mfa::limiter::{Attempt, Limiter, RESEND_INTERVAL};
 use crate::mfa::otp::{self, Channel, Check, Pending};
 use crate::mfa::pages::{code_form_with, error_p, esc};
 use crate::mfa::{email, remember, sms};
@@ -22,25 +21,15 @@ use std::sync::Arc;
 /// The limiter: in Redis when sessions are (so replicas share lockouts), else in memory.
 pub(super) fn limiter(
     cfg: &MfaConfig,
-    sessions: &StoreKind,
+    redis: Option<Arc<crate::session::redis_store::RedisConn>>,
     clock: &crate::clock::Clock,
-) -> Result<Limiter, String> {
-    Ok(match sessions {
-        StoreKind::Memory => Limiter::with_counters(
-            cfg.per_user,
-            cfg.per_ip,
-            cfg.lockout,
-            Arc::new(crate::mfa::limiter::MemoryCounters::with_clock(
-                clock.clone(),
-            )),
-        ),
-        StoreKind::Redis(url) => Limiter::with_counters(
-            cfg.per_user,
-            cfg.per_ip,
-            cfg.lockout,
-            Arc::new(RedisCounters::new(url).map_err(|e| e.to_string())?),
-        ),
-    })
+) -> Limiter {
+    Limiter::with_counters(
+        cfg.per_user,
+        cfg.per_ip,
+        cfg.lockout,
+        Limiter::counters(redis, clock),
+    )
 }
 
 /// The configured channels, senders built (a bad SMTP URL or sender fails the start).
