@@ -17,7 +17,7 @@
 
 use super::deprovision::{user_event, Change};
 use super::model::{Contact, User};
-use super::store::{Attr, DirectoryError, DirectoryStore, Filter, Op, Query, Value};
+use super::store::{DirectoryError, DirectoryStore};
 use crate::audit::Audit;
 use portcullis_policy::input::Identity;
 
@@ -106,20 +106,9 @@ async fn unlinked_by_name(
     if identity.user.is_empty() {
         return Ok(None);
     }
-    let q = Query {
-        filter: Some(Filter::Cmp(
-            Attr::UserName,
-            Op::Eq,
-            Value::Str(identity.user.clone()),
-        )),
-        ..Query::default()
-    };
     let Some(u) = store
-        .list_users(tenant_of(identity), &q)
+        .user_by_name(tenant_of(identity), &identity.user)
         .await?
-        .items
-        .into_iter()
-        .next()
     else {
         return Ok(None);
     };

@@ -473,6 +473,20 @@ impl DirectoryStore {
             .unwrap_or(Err(DirectoryError::NotFound))
     }
 
+    /// The tenant's user whose userName is `name` (compared case-insensitively), if any.
+    pub async fn user_by_name(&self, tenant: &str, name: &str) -> Result<Option<User>> {
+        let q = Query {
+            filter: Some(Filter::Cmp(
+                Attr::UserName,
+                Op::Eq,
+                Value::Str(name.to_string()),
+            )),
+            start_index: 1,
+            count: 1,
+        };
+        Ok(self.list_users(tenant, &q).await?.items.into_iter().next())
+    }
+
     /// Replaces every attribute of user `user.id` in `tenant` (SCIM PUT, and PATCH after the
     /// caller applied its operations to [`Self::get_user`]'s result). `id`, `tenant`, `created`
     /// and `source` are kept; `expected`: the version the caller read (ETag `If-Match`), or

@@ -10,9 +10,21 @@
 use super::credentials::Credentials;
 use crate::auth_endpoints::html_escape;
 use crate::directory::model::User;
-use crate::directory::store::{Attr, DirectoryStore, Filter, Op, Query, Value};
+use crate::directory::store::DirectoryStore;
 use crate::mfa::limiter::Limiter;
 use std::sync::Arc;
+
+/// Longest user name looked up (bytes).
+pub const MAX_USER_NAME: usize = 256;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 /// Why a sign-in was refused. Only [`Refusal::Locked`] and [`Refusal::Unavailable`] are shown
 /// differently; the others all read "invalid username or password".
@@ -62,21 +74,10 @@ impl LocalAccounts {
 
     /// The tenant's user with this name (case-insensitive), if any.
     pub async fn find(&self, tenant: &str, user_name: &str) -> Result<Option<User>, Refusal> {
-        let q = Query {
-            filter: Some(Filter::Cmp(
-                Attr::UserName,
-                Op::Eq,
-                Value::Str(user_name.to_string()),
-            )),
-            start_index: 1,
-            count: 1,
-        };
-        let page = self
-            .directory
-            .list_users(tenant, &q)
+        self.directory
+            .user_by_name(tenant, user_name)
             .await
-            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-        Ok(page.items.into_iter().next())
+            .map_err(|e| Refusal::Unavailable(e.to_string()))
     }
 
     /// Checks a user name and password; the directory user on success.
@@ -87,17 +88,22 @@ impl LocalAccounts {
         password: &str,
         client_ip: &str,
     ) -> Result<User, Refusal> {
-        let key = format!(
-            "local:{}:{tenant}:{}",
-            self.provider,
-            user_name.to_lowercase()
-        );
+        // A name longer than any account's is nobody's: it is not looked up, and only its
+        // first MAX_USER_NAME bytes reach the counter key, so a 64 KiB "name" cannot make
+        // 64 KiB Redis keys (it still costs the dummy hash and counts as a failure).
+        let oversized = user_name.len() > MAX_USER_NAME;
+        let keyed = truncate(user_name, MAX_USER_NAME);
+        let key = format!("local:{}:{tenant}:{}", self.provider, keyed.to_lowercase());
         let attempt = self
             .limiter
             .begin(&key, client_ip)
             .await
             .map_err(|_| Refusal::Locked)?;
-        let user = self.find(tenant, user_name).await?;
+        let user = if oversized {
+            None
+        } else {
+            self.find(tenant, user_name).await?
+        };
         let hash = match &user {
             Some(u) => self
                 .credentials
@@ -214,6 +220,13 @@ mod tests {
                 acc.authenticate("", "nobody", "x", "10.0.0.2").await,
                 Err(Refusal::UnknownUser)
             );
+            let huge = "é".repeat(40_000);
+            assert_eq!(
+                acc.authenticate("", &huge, "x", "10.0.0.2").await,
+                Err(Refusal::UnknownUser),
+                "an oversized name is nobody's"
+            );
+            assert_eq!(truncate(&huge, 5), "éé", "cut on a character boundary");
             assert_eq!(
                 acc.authenticate("other", "alice", "correct horse battery", "10.0.0.2")
                     .await,

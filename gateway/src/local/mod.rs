@@ -41,20 +41,11 @@ pub async fn seed(
     now: i64,
 ) -> Result<usize, String> {
     for s in users {
-        let by_name = Query {
-            filter: Some(Filter::Cmp(
-                Attr::UserName,
-                Op::Eq,
-                Value::Str(s.user_name.clone()),
-            )),
-            start_index: 1,
-            count: 1,
-        };
         let found = store
-            .list_users(&s.tenant, &by_name)
+            .user_by_name(&s.tenant, &s.user_name)
             .await
             .map_err(|e| e.to_string())?;
-        let user = match found.items.into_iter().next() {
+        let user = match found {
             Some(u) => u,
             None => store
                 .create_user(

@@ -10,7 +10,7 @@
 
 use super::login::{PreAuth, PRE_AUTH_TTL};
 use super::*;
-use crate::local::login::{form, LocalAccounts, Refusal};
+use crate::local::login::{form, truncate, LocalAccounts, Refusal};
 use crate::session::{cookie_name, cookie_values};
 use std::collections::HashMap;
 
@@ -129,7 +129,8 @@ impl Sso {
             Ok(u) => u,
             Err(Refusal::Unavailable(e)) => return Err(AuthError::Directory(e)),
             Err(r) => {
-                refuse(&format!("{r} ({user_name:?})"));
+                // The audit reason names the user, bounded: the name is the client's.
+                refuse(&format!("{r} ({:?})", truncate(user_name, 64)));
                 let (status, msg) = match r {
                     Refusal::Locked => (429, "Too many attempts. Try again later."),
                     _ => (401, "Invalid username or password."),
