@@ -1,29 +1,12 @@
 //! The reserved endpoints under `/.portcullis/`: `login` (start or chooser), `callback`,
 //! `logout` (GET shows a form, POST with CSRF token destroys the session), `jwks.json`, and
-//! `backchannel-logout`. (Forward-auth, which needs the route table, is in `proxy.rs` with
-//! [`crate::forward_auth`].) Each returns a [`Reply`] or a [`GatewayError`]; nothing here writes
-//! to the socket except through `errors.rs`.
+//! `backchannel-logout`. (Forward-auth, which needs the route table, is in `request/forward_auth.rs`
+//! with [`crate::forward_auth`].) Each takes the dispatcher's [`LocalRequest`] and returns a
+//! [`Reply`] or a [`GatewayError`]; nothing here reads or writes the socket.
 
 use crate::errors::{GatewayError, Reply};
+use crate::local_request::LocalRequest;
 use crate::sso::{AuthError, Sso};
-use pingora::proxy::Session;
-use std::collections::HashMap;
-
-/// Largest request body read by an auth endpoint.
-const MAX_BODY: usize = 64 * 1024;
-
-/// Facts about the request an endpoint needs.
-#[derive(Debug)]
-pub struct Request<'a> {
-    /// Decoded, normalised path.
-    pub path: &'a str,
-    /// `scheme://host[:port]` of this request.
-    pub origin: String,
-    /// Over TLS.
-    pub tls: bool,
-    /// The client's address (for audit events).
-    pub client_ip: std::net::IpAddr,
-}
 
 /// Whether `path` is one of the endpoints served here.
 pub fn is_endpoint(path: &str) -> bool {
@@ -38,51 +21,6 @@ pub fn is_endpoint(path: &str) -> bool {
         )
 }
 
-/// Why a request body was not read.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum BodyError {
-    /// Longer than the endpoint accepts (announced or while reading).
-    TooLarge,
-    /// The connection failed mid-body.
-    Unreadable,
-}
-
-/// Reads a request body of at most `max` bytes; stops reading as soon as it is over (a
-/// `Content-Length` above `max` is refused before reading anything).
-pub(crate) async fn body_capped(session: &mut Session, max: usize) -> Result<Vec<u8>, BodyError> {
-    let announced = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > max as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut buf = Vec::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                buf.extend_from_slice(&chunk);
-                if buf.len() > max {
-                    return Err(BodyError::TooLarge);
-                }
-            }
-            Ok(None) => return Ok(buf),
-            Err(_) => return Err(BodyError::Unreadable),
-        }
-    }
-}
-
-/// A form or JSON body of a sign-in or MFA endpoint (64 KiB at most, UTF-8).
-pub(crate) async fn body(session: &mut Session) -> Result<String, GatewayError> {
-    let buf = body_capped(session, MAX_BODY).await.map_err(|e| match e {
-        BodyError::TooLarge => AuthError::BadRequest("body too large"),
-        BodyError::Unreadable => AuthError::BadRequest("unreadable body"),
-    })?;
-    String::from_utf8(buf).map_err(|_| AuthError::BadRequest("body is not UTF-8").into())
-}
-
 pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -92,17 +30,9 @@ pub(crate) fn html_escape(s: &str) -> String {
 }
 
 /// Serves one reserved endpoint.
-pub async fn serve(
-    sso: &Sso,
-    session: &mut Session,
-    req: &Request<'_>,
-) -> Result<Reply, GatewayError> {
-    let method = session.req_header().method.clone();
-    let query = session.req_header().uri.query().unwrap_or("").to_string();
-    let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    match (req.path, method.as_str()) {
+pub async fn serve(sso: &Sso, req: &LocalRequest) -> Result<Reply, GatewayError> {
+    let params = &req.params;
+    match (req.path.as_str(), req.method.as_str()) {
         ("/.portcullis/jwks.json", "GET" | "HEAD") => {
             Ok(Reply::json(200, sso.assertions.jwks().to_string()))
         }
@@ -133,10 +63,11 @@ pub async fn serve(
             }
         }
         ("/.portcullis/login", "POST") => {
-            let headers = session.req_header().headers.clone();
-            let form = body(session).await?;
             let ip = req.client_ip.to_string();
-            match sso.local_login(&form, &headers, req.tls, &ip).await {
+            match sso
+                .local_login(req.text()?, &req.headers, req.tls, &ip)
+                .await
+            {
                 Ok(crate::sso::LocalOutcome::SignedIn(r)) => Ok(Reply::redirect(r)),
                 Ok(crate::sso::LocalOutcome::Form {
                     status,
@@ -149,18 +80,19 @@ pub async fn serve(
         (path, "GET")
             if path == "/.portcullis/callback" || path.starts_with(crate::sso::CALLBACK_PREFIX) =>
         {
-            let headers = session.req_header().headers.clone();
             let ip = req.client_ip.to_string();
-            match sso.callback(path, &query, &headers, req.tls, &ip).await {
+            match sso
+                .callback(path, &req.query, &req.headers, req.tls, &ip)
+                .await
+            {
                 Ok(r) => Ok(Reply::redirect(r)),
                 // The refusal was recorded (`auth.login_failed`) where it was decided.
                 Err((err, clear)) => Err(GatewayError::Auth { err, clear }),
             }
         }
         ("/.portcullis/logout", "GET") => {
-            let headers = session.req_header().headers.clone();
             let csrf = sso
-                .identify(&headers, req.tls)
+                .identify(&req.headers, req.tls)
                 .await?
                 .map(|a| a.record.csrf)
                 .unwrap_or_default();
@@ -173,23 +105,18 @@ pub async fn serve(
                 ),
             ))
         }
-        ("/.portcullis/logout", "POST") => {
-            let headers = session.req_header().headers.clone();
-            let form = body(session).await?;
-            Ok(Reply::redirect(
-                sso.logout(
-                    &form,
-                    &headers,
-                    &req.origin,
-                    req.tls,
-                    &req.client_ip.to_string(),
-                )
-                .await?,
-            ))
-        }
+        ("/.portcullis/logout", "POST") => Ok(Reply::redirect(
+            sso.logout(
+                req.text()?,
+                &req.headers,
+                &req.origin,
+                req.tls,
+                &req.client_ip.to_string(),
+            )
+            .await?,
+        )),
         ("/.portcullis/backchannel-logout", "POST") => {
-            let form = body(session).await?;
-            sso.backchannel_logout(&form, &req.client_ip.to_string())
+            sso.backchannel_logout(req.text()?, &req.client_ip.to_string())
                 .await?;
             Ok(Reply::json(200, "{}".to_string()))
         }

@@ -18,6 +18,7 @@ pub mod health;
 pub mod identity;
 pub mod idp;
 pub mod local;
+pub mod local_request;
 pub mod logging;
 pub mod metrics;
 pub mod mfa;

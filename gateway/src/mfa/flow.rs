@@ -13,6 +13,7 @@ use super::webauthn::{RelyingParty, KIND};
 use super::{otp, totp, Mfa, MfaError};
 use crate::clock::Clock;
 use crate::errors::{GatewayError, Reply};
+use crate::local_request::LocalRequest;
 use crate::session;
 use crate::sso::{same, AuthError, Authenticated, Sso};
 use crate::store::{Db, StoreUrl};
@@ -44,36 +45,6 @@ pub struct Service {
     audit: crate::audit::Audit,
     /// Code, enrolment, ceremony and step-up times read this clock (the gateway's).
     pub clock: Clock,
-}
-
-/// One request to an MFA endpoint, as the proxy hands it over.
-#[derive(Debug)]
-pub struct Request<'a> {
-    /// Request headers (cookies, content type, user agent).
-    pub headers: &'a http::HeaderMap,
-    /// `GET` or `POST`.
-    pub method: &'a str,
-    /// Normalised path.
-    pub path: &'a str,
-    /// Decoded query.
-    pub query: &'a HashMap<String, String>,
-    /// Raw body (forms are URL-encoded, WebAuthn ceremonies JSON).
-    pub body: &'a str,
-    /// `https://host[:port]` of this request.
-    pub origin: &'a str,
-    /// Over TLS.
-    pub tls: bool,
-    /// Client address.
-    pub client_ip: IpAddr,
-}
-
-impl Request<'_> {
-    /// The URL-encoded form in the body (code, recovery and device endpoints).
-    fn form(&self) -> HashMap<String, String> {
-        url::form_urlencoded::parse(self.body.as_bytes())
-            .into_owned()
-            .collect()
-    }
 }
 
 /// The route's factors, from the `methods` hint the proxy puts in the step-up page URL
@@ -294,26 +265,26 @@ impl Service {
     }
 
     /// Serves one MFA endpoint.
-    pub async fn serve(&self, sso: &Sso, req: &Request<'_>) -> Result<Reply, GatewayError> {
+    pub async fn serve(&self, sso: &Sso, req: &LocalRequest) -> Result<Reply, GatewayError> {
         let a = sso
-            .identify(req.headers, req.tls)
+            .identify(&req.headers, req.tls)
             .await?
             .ok_or(GatewayError::Unauthenticated)?;
-        let mut reply = match (req.path, req.method) {
+        let mut reply = match (req.path.as_str(), req.method.as_str()) {
             // GET changes nothing: a remembered device is offered as a form to POST (L11).
             ("/.portcullis/mfa", "GET") => {
-                let ret = req.query.get("return").map_or("/", String::as_str);
-                let methods = accepted(req.query);
+                let ret = req.params.get("return").map_or("/", String::as_str);
+                let methods = accepted(&req.params);
                 // Only on a step-up (a `methods` hint) whose factors a remembered device of this
                 // browser would re-assert; the check only reads.
                 let offer = match methods.as_deref() {
-                    Some(m) if req.query.get("device").is_none_or(|d| d != "0") => {
+                    Some(m) if req.params.get("device").is_none_or(|d| d != "0") => {
                         self.remembered_applies(&a, req, m).await?
                     }
                     _ => false,
                 };
                 if offer {
-                    self.remembered_offer(&a, ret, req.query.get("methods"))
+                    self.remembered_offer(&a, ret, req.params.get("methods"))
                 } else {
                     let page = Page {
                         methods: methods.unwrap_or_default(),
@@ -323,7 +294,7 @@ impl Service {
                 }
             }
             (REMEMBERED_ENDPOINT, "POST") => {
-                let form = req.form();
+                let form = req.form()?;
                 self.check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
                 let ret = form.get("return").map_or("/", String::as_str);
                 let methods = accepted(&form);
@@ -343,7 +314,7 @@ impl Service {
             }
             (manage::REMOVE, "POST") => self.remove_factor(&a, req).await?,
             (p, "POST") if codes::is_endpoint(p) => {
-                let form = req.form();
+                let form = req.form()?;
                 self.check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
                 self.serve_codes(sso, &a, req, &form).await?
             }
@@ -351,7 +322,7 @@ impl Service {
                 "/.portcullis/mfa/verify" | "/.portcullis/mfa/enrol" | "/.portcullis/mfa/recovery",
                 "POST",
             ) => {
-                let form = req.form();
+                let form = req.form()?;
                 self.check_csrf(&a, form.get("csrf").map_or("", String::as_str))?;
                 let ret = form.get("return").map_or("/", String::as_str);
                 let code = form.get("code").map_or("", String::as_str);
@@ -510,13 +481,18 @@ impl Service {
         &self,
         sso: &Sso,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
         ret: &str,
         code: &str,
         remember: bool,
     ) -> Result<Reply, GatewayError> {
-        let (path, headers, origin, tls, ip) =
-            (req.path, req.headers, req.origin, req.tls, req.client_ip);
+        let (path, headers, origin, tls, ip) = (
+            req.path.as_str(),
+            &req.headers,
+            req.origin.as_str(),
+            req.tls,
+            req.client_ip,
+        );
         let user = &owner(a);
         let ip_s = ip.to_string();
         let factor = if path == "/.portcullis/mfa/recovery" {

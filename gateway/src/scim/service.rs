@@ -1,7 +1,7 @@
 //! The SCIM 2.0 service provider at `/.portcullis/scim/v2` (RFC 7644): discovery, Users and
 //! Groups (list with filter and paging, get, create, replace, patch, delete), ETags, the error
-//! schema. A plain async function over a request value ([`ScimService::handle`]) so it is
-//! tested without the proxy; the gateway only copies the request in and the response out.
+//! schema. A plain async function over the dispatcher's [`LocalRequest`]
+//! ([`ScimService::handle`]) so it is tested without the proxy.
 //!
 //! Every call needs a bearer token from `directory.scim.tokens`; only their SHA-256 is kept and
 //! a presented token is compared with each in constant time. A token belongs to one tenant and
@@ -18,28 +18,28 @@ use super::resource::{self, etag};
 use crate::directory::config::ScimConfig;
 use crate::directory::store::{self as dstore, DirectoryError, Query};
 use crate::directory::{Lifecycle, Mode};
+use crate::local_request::{BodyError, LocalRequest};
 use serde_json::Value;
 
 /// Where the SCIM service is mounted.
 pub const PREFIX: &str = "/.portcullis/scim/v2";
 
-/// One SCIM request as the gateway hands it over.
+/// The parts of a [`LocalRequest`] the SCIM routes read, taken out once by
+/// [`ScimService::handle`].
 #[derive(Debug)]
-pub struct ScimRequest<'a> {
+struct ScimRequest<'a> {
     /// HTTP method.
-    pub method: &'a str,
+    method: &'a str,
     /// Path below [`PREFIX`] (`/Users/123`).
-    pub path: &'a str,
+    path: &'a str,
     /// Raw query string.
-    pub query: &'a str,
-    /// `Authorization` header.
-    pub authorization: Option<&'a str>,
+    query: &'a str,
     /// `If-Match` header.
-    pub if_match: Option<&'a str>,
-    /// Body (at most [`MAX_PAYLOAD`]; the caller refuses larger with 413).
-    pub body: &'a [u8],
+    if_match: Option<&'a str>,
+    /// Body (at most [`MAX_PAYLOAD`]).
+    body: &'a [u8],
     /// Absolute URL of [`PREFIX`] on this gateway (for `location` and `$ref`).
-    pub base: &'a str,
+    base: &'a str,
 }
 
 /// The answer.
@@ -134,12 +134,33 @@ impl ScimService {
         self.config.tenant_for(presented).map(str::to_string)
     }
 
-    /// Serves one request.
-    pub async fn handle(&self, req: &ScimRequest<'_>) -> ScimResponse {
-        let Some(tenant) = self.tenant(req.authorization) else {
+    /// Serves one request: over HTTPS only (bearer tokens never travel in clear; `tls` is
+    /// also true behind a trusted proxy that terminated TLS), with a valid token, and a body
+    /// the dispatcher read within [`MAX_PAYLOAD`].
+    pub async fn handle(&self, req: &LocalRequest) -> ScimResponse {
+        if !req.tls {
+            return ScimError::status(403, "SCIM is served over HTTPS only").into();
+        }
+        let Some(tenant) = self.tenant(req.header(http::header::AUTHORIZATION)) else {
             return ScimError::status(401, "a valid bearer token is required").into();
         };
-        match self.route(req, &tenant).await {
+        let body = match req.bytes() {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                return ScimError::status(413, "request body too large").into()
+            }
+            Err(e) => return ScimError::bad("invalidSyntax", e.message()).into(),
+        };
+        let base = format!("{}{PREFIX}", req.origin);
+        let call = ScimRequest {
+            method: req.method.as_str(),
+            path: req.path.strip_prefix(PREFIX).unwrap_or(""),
+            query: &req.query,
+            if_match: req.header(http::header::IF_MATCH),
+            body,
+            base: &base,
+        };
+        match self.route(&call, &tenant).await {
             Ok(r) => r,
             Err(e) => e.into(),
         }

@@ -212,6 +212,54 @@ async fn logout_needs_the_csrf_token_and_same_origin() {
     assert!(s.store.load("live").await.unwrap().is_none());
 }
 
+/// The sign-in endpoints are a plain function over the dispatcher's one `LocalRequest`: the
+/// logout form and its POST run here without pingora, and a body the dispatcher could not read
+/// is refused before anything changes.
+#[tokio::test]
+async fn sign_in_endpoints_serve_a_local_request_without_the_proxy() {
+    use crate::auth_endpoints::serve;
+    use crate::errors::GatewayError;
+    use crate::local_request::{BodyError, LocalRequest};
+    let s = sso(CORP);
+    s.store.save("live", &record(10, 5), 600).await.unwrap();
+    let mut get = LocalRequest::new(http::Method::GET, "/.portcullis/logout");
+    get.headers = headers_with(&s, "live", true);
+    let page = serve(&s, &get).await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8(page.body)
+        .unwrap()
+        .contains("value=\"tok\""));
+
+    let mut post = get.clone();
+    post.method = http::Method::POST;
+    post.body = Err(BodyError::TooLarge);
+    assert!(matches!(
+        serve(&s, &post).await,
+        Err(GatewayError::Auth {
+            err: AuthError::BadRequest("body too large"),
+            ..
+        })
+    ));
+    post.body = Ok(vec![0xff]);
+    assert!(matches!(
+        serve(&s, &post).await,
+        Err(GatewayError::Auth {
+            err: AuthError::BadRequest("body is not UTF-8"),
+            ..
+        })
+    ));
+    assert!(s.store.load("live").await.unwrap().is_some());
+    post.body = Ok(b"csrf=tok".to_vec());
+    assert_eq!(serve(&s, &post).await.unwrap().status, 302);
+    assert!(s.store.load("live").await.unwrap().is_none());
+
+    let unknown = LocalRequest::new(http::Method::DELETE, "/.portcullis/logout");
+    assert!(matches!(
+        serve(&s, &unknown).await,
+        Err(GatewayError::NoRoute)
+    ));
+}
+
 #[test]
 fn redis_store_without_configured_keys_is_refused() {
     let text = "session:\n  store: redis://127.0.0.1:6379/0\nroutes: []\n";

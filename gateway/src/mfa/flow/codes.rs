@@ -5,8 +5,9 @@
 //! `POST /.portcullis/mfa/devices/revoke` forgets a remembered device. A step-up page reached
 //! with a valid remembered device for the route's factors elevates the session at once.
 
-use super::{html, map_err, owner, Page, Request, Service};
+use super::{html, map_err, owner, Page, Service};
 use crate::errors::{GatewayError, Reply};
+use crate::local_request::LocalRequest;
 use crate::mfa::config::MfaConfig;
 use crate::mfa::limiter::{Attempt, Limiter, RESEND_INTERVAL};
 use crate::mfa::otp::{self, Channel, Check, Pending};
@@ -165,11 +166,12 @@ impl Service {
         &self,
         sso: &Sso,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
         ret: &str,
         methods: Option<&[String]>,
     ) -> Result<Option<Reply>, GatewayError> {
-        let (headers, origin, tls, ip) = (req.headers, req.origin, req.tls, req.client_ip);
+        let (headers, origin, tls, ip) =
+            (&req.headers, req.origin.as_str(), req.tls, req.client_ip);
         let (Some(methods), true) = (methods, self.cfg.remember_device_days > 0) else {
             return Ok(None);
         };
@@ -205,13 +207,13 @@ impl Service {
     pub(super) async fn remembered_applies(
         &self,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
         methods: &[String],
     ) -> Result<bool, GatewayError> {
         if self.cfg.remember_device_days == 0 {
             return Ok(false);
         }
-        let tokens = session::cookie_values(req.headers, remember::cookie_name(req.tls));
+        let tokens = session::cookie_values(&req.headers, remember::cookie_name(req.tls));
         if tokens.is_empty() {
             return Ok(false);
         }
@@ -309,11 +311,16 @@ impl Service {
         &self,
         sso: &Sso,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
         form: &HashMap<String, String>,
     ) -> Result<Reply, GatewayError> {
-        let (path, headers, origin, tls, ip) =
-            (req.path, req.headers, req.origin, req.tls, req.client_ip);
+        let (path, headers, origin, tls, ip) = (
+            req.path.as_str(),
+            &req.headers,
+            req.origin.as_str(),
+            req.tls,
+            req.client_ip,
+        );
         let ret = form.get("return").map_or("/", String::as_str);
         if path == "/.portcullis/mfa/devices/revoke" {
             let user = &owner(a);

@@ -4,8 +4,9 @@
 //! factor cannot be removed: a user with none is "first-time" again, and anyone holding only
 //! their password could then enrol a factor of their own.
 
-use super::{first_time, html, map_err, owner, recently_verified, Request, Service};
+use super::{first_time, html, map_err, owner, recently_verified, Service};
 use crate::errors::{GatewayError, Reply};
+use crate::local_request::LocalRequest;
 use crate::mfa::pages::esc;
 use crate::mfa::FactorInfo;
 use crate::sso::Authenticated;
@@ -59,9 +60,9 @@ impl Service {
     pub(super) async fn remove_factor(
         &self,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
     ) -> Result<Reply, GatewayError> {
-        let form = req.form();
+        let form = req.form()?;
         self.check_csrf(a, form.get("csrf").map_or("", String::as_str))?;
         let user = &owner(a);
         let ip = req.client_ip.to_string();

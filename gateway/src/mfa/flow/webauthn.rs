@@ -4,8 +4,9 @@
 //! script. `begin` seals the ceremony into a cookie; `finish` opens it, verifies, and on success
 //! records `webauthn` in the session under a new id (which also retires the ceremony).
 
-use super::{first_time, map_err, owner, Request, Service};
+use super::{first_time, map_err, owner, Service};
 use crate::errors::{GatewayError, Reply};
+use crate::local_request::LocalRequest;
 use crate::mfa::limiter::Attempt;
 use crate::mfa::pages::{WEBAUTHN_JS, WEBAUTHN_JS_PATH};
 use crate::mfa::webauthn::{Ceremony, CeremonyError, Step, KIND, MAX_CREDENTIALS};
@@ -62,7 +63,7 @@ struct Finish<C> {
 }
 
 /// Parses a JSON body; only `application/json` is accepted.
-fn json_body<T: DeserializeOwned>(req: &Request<'_>) -> Result<T, GatewayError> {
+fn json_body<T: DeserializeOwned>(req: &LocalRequest) -> Result<T, GatewayError> {
     let json = req
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -71,7 +72,7 @@ fn json_body<T: DeserializeOwned>(req: &Request<'_>) -> Result<T, GatewayError> 
     if !json {
         return Err(AuthError::BadRequest("expected application/json").into());
     }
-    serde_json::from_str(req.body).map_err(|_| AuthError::BadRequest("malformed request").into())
+    serde_json::from_str(req.text()?).map_err(|_| AuthError::BadRequest("malformed request").into())
 }
 
 /// A label as given, trimmed to 64 characters without control characters.
@@ -101,12 +102,12 @@ impl Service {
         &self,
         sso: &Sso,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
     ) -> Result<Reply, GatewayError> {
         if self.rp.is_none() {
             return Err(GatewayError::NoRoute);
         }
-        match (req.path, req.method) {
+        match (req.path.as_str(), req.method.as_str()) {
             (WEBAUTHN_JS_PATH, "GET") => Ok(Reply {
                 status: 200,
                 content_type: "text/javascript; charset=utf-8",
@@ -138,7 +139,7 @@ impl Service {
     async fn admit<T: DeserializeOwned>(
         &self,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
     ) -> Result<T, GatewayError> {
         let signed: Signed<T> = json_body(req)?;
         self.check_csrf(a, &signed.csrf)?;
@@ -154,7 +155,7 @@ impl Service {
     async fn attempt<'s>(
         &'s self,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
     ) -> Result<Attempt<'s>, GatewayError> {
         let (user, ip) = (&owner(a), req.client_ip.to_string());
         self.limiter.begin(user, &ip).await.map_err(|_| {
@@ -168,7 +169,7 @@ impl Service {
     async fn settle(
         &self,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
         attempt: Attempt<'_>,
         r: Result<Reply, GatewayError>,
     ) -> Result<Reply, GatewayError> {
@@ -190,7 +191,7 @@ impl Service {
         &self,
         sso: &Sso,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
         label: Option<&str>,
     ) -> Result<Reply, GatewayError> {
         let rp = self.rp.as_ref().ok_or(GatewayError::NoRoute)?;
@@ -265,10 +266,10 @@ impl Service {
         &self,
         sso: &Sso,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
     ) -> Result<Ceremony, GatewayError> {
         let name = ceremony_cookie(req.tls);
-        let values = session::cookie_values(req.headers, name);
+        let values = session::cookie_values(&req.headers, name);
         let user = &owner(a);
         match Ceremony::open(&sso.codec, &values, user, &a.sid, self.clock.unix()) {
             Ok(c) => Ok(c),
@@ -286,14 +287,14 @@ impl Service {
 
     /// Audits a refused ceremony; the attempt was counted before it ([`Self::settle`] keeps it
     /// counted).
-    async fn refuse(&self, a: &Authenticated, req: &Request<'_>, outcome: &str) -> GatewayError {
+    async fn refuse(&self, a: &Authenticated, req: &LocalRequest, outcome: &str) -> GatewayError {
         let (user, ip) = (&owner(a), req.client_ip.to_string());
         crate::mfa::event(&self.audit, KIND, outcome, user, &ip);
         GatewayError::MfaRefused
     }
 
     /// Maps a verification error: refusals are counted, store trouble fails closed.
-    async fn refusal(&self, a: &Authenticated, req: &Request<'_>, e: MfaError) -> GatewayError {
+    async fn refusal(&self, a: &Authenticated, req: &LocalRequest, e: MfaError) -> GatewayError {
         let outcome = match &e {
             MfaError::CounterRegressed => "clone",
             MfaError::Replayed => "replay",
@@ -309,7 +310,7 @@ impl Service {
     async fn checked<T>(
         &self,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
         r: Result<T, MfaError>,
     ) -> Result<T, GatewayError> {
         match r {
@@ -322,7 +323,7 @@ impl Service {
         &self,
         sso: &Sso,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
         f: &Finish<RegisterPublicKeyCredential>,
     ) -> Result<Reply, GatewayError> {
         let rp = self.rp.as_ref().ok_or(GatewayError::NoRoute)?;
@@ -347,7 +348,7 @@ impl Service {
         &self,
         sso: &Sso,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
         f: &Finish<PublicKeyCredential>,
     ) -> Result<Reply, GatewayError> {
         let rp = self.rp.as_ref().ok_or(GatewayError::NoRoute)?;
@@ -369,7 +370,7 @@ impl Service {
         &self,
         sso: &Sso,
         a: &Authenticated,
-        req: &Request<'_>,
+        req: &LocalRequest,
         ret: Option<&str>,
         outcome: &str,
         first_time: bool,
@@ -388,7 +389,7 @@ impl Service {
             crate::mfa::event(&self.audit, "recovery", "issued", user, &ip);
         }
         let mut r = json_reply(&serde_json::json!({
-            "redirect": sso.return_to(ret, req.origin),
+            "redirect": sso.return_to(ret, &req.origin),
             "recovery_codes": codes,
         }))?;
         r.headers.push(("set-cookie".into(), cookie));

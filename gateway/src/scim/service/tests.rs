@@ -20,6 +20,7 @@ impl crate::directory::SessionRevoker for Revoker {
 
 const A: &str = "token-of-tenant-a-0123456789";
 const B: &str = "token-of-tenant-b-0123456789";
+const ORIGIN: &str = "https://gw.test";
 const BASE: &str = "https://gw.test/.portcullis/scim/v2";
 
 struct Fixture {
@@ -85,23 +86,29 @@ async fn call_with(
     body: Value,
     if_match: Option<&str>,
 ) -> ScimResponse {
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let bytes = if body.is_null() {
         Vec::new()
     } else {
         body.to_string().into_bytes()
     };
-    let auth = format!("Bearer {token}");
-    svc.handle(&ScimRequest {
-        method,
-        path,
-        query,
-        authorization: Some(&auth),
-        if_match,
-        body: &bytes,
-        base: BASE,
-    })
-    .await
+    let mut req = request(method, path, Some(&format!("Bearer {token}")), bytes);
+    if let Some(m) = if_match {
+        req.headers
+            .insert(http::header::IF_MATCH, m.parse().unwrap());
+    }
+    svc.handle(&req).await
+}
+
+/// A SCIM request for `path` (below [`PREFIX`], with its query) as the dispatcher builds it.
+fn request(method: &str, path: &str, auth: Option<&str>, body: Vec<u8>) -> LocalRequest {
+    let mut req = LocalRequest::new(method.parse().unwrap(), &format!("{PREFIX}{path}"));
+    req.origin = ORIGIN.to_string();
+    if let Some(a) = auth {
+        req.headers
+            .insert(http::header::AUTHORIZATION, a.parse().unwrap());
+    }
+    req.body = Ok(body);
+    req
 }
 
 fn user(name: &str) -> Value {
@@ -234,7 +241,7 @@ async fn hostile_requests_get_scim_errors_and_change_nothing() {
         // No token, a wrong token, another scheme.
         for auth in [None, Some("Bearer nope"), Some("Basic dG9rZW4="), Some("Bearer ")] {
             let r = svc
-                .handle(&ScimRequest { method: "GET", path: "/Users", query: "", authorization: auth, if_match: None, body: b"", base: BASE })
+                .handle(&request("GET", "/Users", auth, Vec::new()))
                 .await;
             assert_eq!(r.status, 401, "{auth:?}");
         }
@@ -275,9 +282,21 @@ async fn hostile_requests_get_scim_errors_and_change_nothing() {
         let big = vec![b'a'; MAX_PAYLOAD + 1];
         let auth = format!("Bearer {A}");
         let r = svc
-            .handle(&ScimRequest { method: "POST", path: "/Users", query: "", authorization: Some(&auth), if_match: None, body: &big, base: BASE })
+            .handle(&request("POST", "/Users", Some(&auth), big))
             .await;
         assert_eq!(r.status, 413);
+        // What the dispatcher could not read is refused the same way, before any route runs.
+        for (err, status) in [(BodyError::TooLarge, 413), (BodyError::Unreadable, 400)] {
+            let mut req = request("POST", "/Users", Some(&auth), Vec::new());
+            req.body = Err(err);
+            assert_eq!(svc.handle(&req).await.status, status, "{err:?}");
+        }
+        // A valid token over plain HTTP is refused: it has already travelled in clear.
+        let mut req = request("GET", "/Users", Some(&auth), Vec::new());
+        req.tls = false;
+        let r = svc.handle(&req).await;
+        assert_eq!(r.status, 403);
+        assert!(r.body.unwrap()["detail"].as_str().unwrap().contains("HTTPS"));
     })
     .await;
 }
