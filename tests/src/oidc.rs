@@ -195,6 +195,20 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
+
+    /// `CLIENT LIST` without the asking `redis-cli` itself: one line per connection.
+    pub fn clients(&self) -> Vec<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "CLIENT", "LIST"])
+            .output()
+            .expect("redis-cli (Debian redis-tools, installed with redis-server)");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.contains("cmd=client|list"))
+            .map(str::to_string)
+            .collect()
+    }
 }
 
 /// One hop of a redirect chain.

@@ -257,6 +257,101 @@ mod tests {
         }
     }
 
+    /// The README's limits, on the limiter `run` builds: five wrong passwords per user name or
+    /// fifty per client address lock for 15 minutes, and concurrent guesses are counted before
+    /// any is checked, so twenty at once get at most five evaluations.
+    #[tokio::test]
+    async fn the_documented_lockout_holds_for_names_addresses_time_and_races() {
+        let features = [
+            &crate::directory::MIGRATIONS,
+            &super::super::credentials::MIGRATIONS,
+        ];
+        let mut dbs = crate::store::test_databases("locallimits", &features).await;
+        let (_, db, _dir) = dbs.remove(0);
+        let manual = crate::clock::ManualClock::at_now();
+        let limiter = Arc::new(super::super::limiter(None, &manual.clock()));
+        let dir = Arc::new(DirectoryStore::new(db.clone(), manual.clock()));
+        let acc = LocalAccounts::new("staff", dir.clone(), Credentials::new(db), limiter);
+        let h = crate::password::hash("correct horse battery").unwrap();
+        for name in ["alice", "bob", "carol"] {
+            let u = User {
+                user_name: name.into(),
+                active: true,
+                source: "local".into(),
+                ..User::default()
+            };
+            let u = dir.create_user("", &u).await.unwrap();
+            acc.credentials.set(&u.id, &h, 0).await.unwrap();
+        }
+        let right = "correct horse battery";
+
+        // Per user name: five wrong (from five addresses), then even the right one is refused
+        // until 15 minutes have passed.
+        for i in 0..5 {
+            let ip = format!("10.1.0.{i}");
+            assert_eq!(
+                acc.authenticate("", "alice", "guess", &ip).await,
+                Err(Refusal::WrongPassword)
+            );
+        }
+        assert_eq!(
+            acc.authenticate("", "alice", right, "10.1.1.1").await,
+            Err(Refusal::Locked)
+        );
+        manual.advance(std::time::Duration::from_secs(15 * 60 - 1));
+        assert_eq!(
+            acc.authenticate("", "alice", right, "10.1.1.1").await,
+            Err(Refusal::Locked),
+            "still locked one second before the 15 minutes end"
+        );
+        manual.advance(std::time::Duration::from_secs(2));
+        assert!(acc
+            .authenticate("", "alice", right, "10.1.1.1")
+            .await
+            .is_ok());
+
+        // Per address: fifty wrong guesses over fifty names lock the address, not the users.
+        for i in 0..50 {
+            assert_eq!(
+                acc.authenticate("", &format!("nobody{i}"), "guess", "10.2.0.1")
+                    .await,
+                Err(Refusal::UnknownUser)
+            );
+        }
+        assert_eq!(
+            acc.authenticate("", "bob", right, "10.2.0.1").await,
+            Err(Refusal::Locked)
+        );
+        assert!(acc.authenticate("", "bob", right, "10.2.0.2").await.is_ok());
+
+        // A race: twenty guesses at once for carol are counted before any is checked.
+        let guesses = (0..20).map(|i| {
+            let acc = &acc;
+            async move {
+                acc.authenticate("", "carol", &format!("guess{i}"), &format!("10.3.0.{i}"))
+                    .await
+            }
+        });
+        let results = futures_util::future::join_all(guesses).await;
+        let evaluated = results
+            .iter()
+            .filter(|r| **r == Err(Refusal::WrongPassword))
+            .count();
+        let locked = results
+            .iter()
+            .filter(|r| **r == Err(Refusal::Locked))
+            .count();
+        assert!(
+            evaluated <= 5,
+            "{evaluated} guesses were checked: {results:?}"
+        );
+        assert_eq!(evaluated + locked, 20, "{results:?}");
+        assert_eq!(
+            acc.authenticate("", "carol", right, "10.3.1.1").await,
+            Err(Refusal::Locked)
+        );
+    }
+
     #[test]
     fn the_form_escapes_what_it_echoes() {
         let f = form(

@@ -346,7 +346,9 @@ async fn revoke_user_ends_the_users_sessions_and_is_audited() {
 /// With Redis sessions the process has one Redis connection, which the attempt limiters are
 /// given (`server.rs` passes `Sso::redis` to MFA and local accounts); with memory sessions none.
 #[test]
-fn one_redis_connection_is_offered_to_the_limiters() {
+/// Only whether a connection is offered is checked here; that sessions and limiters really
+/// share it is counted at a real Redis (`tests/tests/mfa_limits.rs`, `CLIENT LIST`).
+fn a_redis_session_store_offers_its_connection_to_the_limiters() {
     let text = "session:\n  keys: [\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\"]\n  store: \"redis://127.0.0.1:1/0\"\nroutes: []\n";
     let cfg = crate::config::load_str(text, "t", &HashMap::<String, String>::new()).unwrap();
     let s = Sso::new(
@@ -355,8 +357,6 @@ fn one_redis_connection_is_offered_to_the_limiters() {
         crate::clock::Clock::system(),
     )
     .unwrap();
-    let a = s.redis().expect("shared connection");
-    let b = s.redis().expect("shared connection");
-    assert!(Arc::ptr_eq(&a, &b), "the same connection every time");
+    assert!(s.redis().is_some(), "a Redis store offers its connection");
     assert!(sso("").redis().is_none(), "memory sessions: no Redis");
 }

@@ -323,3 +323,68 @@ async fn discovery_documents_are_served() {
     })
     .await;
 }
+
+/// The README's limits, each at its boundary: 200 results a page (asked for more or not),
+/// 4 KiB filters, 1000 PATCH operations, 10 000 members a request.
+#[tokio::test]
+async fn documented_limits_hold_at_their_boundaries() {
+    each_db(async |fx: Fixture| {
+        let svc = &fx.svc;
+        for i in 0..201 {
+            let r = call(svc, A, "POST", "/Users", user(&format!("u{i:03}"))).await;
+            assert_eq!(r.status, 201);
+        }
+        for q in ["/Users", "/Users?count=1000"] {
+            let b = call(svc, A, "GET", q, Value::Null).await.body.unwrap();
+            assert_eq!(b["totalResults"], 201, "{q}");
+            assert_eq!(b["itemsPerPage"], 200, "{q}");
+            assert_eq!(b["Resources"].as_array().unwrap().len(), 200, "{q}");
+        }
+        let b = call(svc, A, "GET", "/Users?startIndex=201&count=1000", Value::Null)
+            .await
+            .body
+            .unwrap();
+        assert_eq!(b["Resources"].as_array().unwrap().len(), 1);
+
+        let filter = |len: usize| {
+            let name = "a".repeat(len - "userName eq \"\"".len());
+            let f: String =
+                url::form_urlencoded::byte_serialize(format!("userName eq \"{name}\"").as_bytes())
+                    .collect();
+            format!("/Users?filter={f}")
+        };
+        let r = call(svc, A, "GET", &filter(4096), Value::Null).await;
+        assert_eq!(r.status, 200, "a 4 KiB filter is evaluated");
+        assert_eq!(r.body.unwrap()["totalResults"], 0);
+        let r = call(svc, A, "GET", &filter(4097), Value::Null).await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.body.unwrap()["scimType"], "invalidFilter");
+
+        let id = call(svc, A, "GET", "/Users?filter=userName%20eq%20%22u000%22", Value::Null)
+            .await
+            .body
+            .unwrap()["Resources"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let ops = |n: usize| {
+            let op = json!({"op": "replace", "path": "displayName", "value": "D"});
+            json!({"schemas": [patch::PATCH_SCHEMA], "Operations": vec![op; n]})
+        };
+        let path = format!("/Users/{id}");
+        assert_eq!(call(svc, A, "PATCH", &path, ops(1000)).await.status, 200);
+        let r = call(svc, A, "PATCH", &path, ops(1001)).await;
+        assert_eq!(r.status, 400);
+
+        let group = |n: usize| {
+            let members: Vec<Value> = (0..n).map(|_| json!({"value": id})).collect();
+            json!({"schemas": [resource::GROUP_SCHEMA], "displayName": format!("g{n}"), "members": members})
+        };
+        let r = call(svc, A, "POST", "/Groups", group(10_001)).await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.body.unwrap()["scimType"], "tooMany");
+        let r = call(svc, A, "POST", "/Groups", group(10_000)).await;
+        assert_eq!(r.status, 201, "10 000 members (one user, repeated) are accepted");
+    })
+    .await;
+}
