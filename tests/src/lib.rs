@@ -352,6 +352,14 @@ impl Gateway {
         gw
     }
 
+    /// Starts a second process on the same config with `--upgrade`: it waits on
+    /// `server.upgrade_sock` for this one's listening sockets (sent on SIGQUIT).
+    pub fn start_upgrade(&self) -> Proc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = self.config.display().to_string();
+        Proc::spawn(&["run", "--config", &cfg, "--upgrade"], dir)
+    }
+
     /// Rewrites the config file (placeholders filled).
     pub fn write_config(&self, template: &str) {
         let tmp = self.config.with_extension("tmp");

@@ -150,6 +150,93 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
+/// README "Zero-downtime upgrade": a new process started with `--upgrade` takes the listening
+/// sockets when the old one gets SIGQUIT. Under steady load no request fails, the admin port
+/// (bound with `SO_REUSEPORT` by both processes) never refuses a probe, and the new process
+/// serves after the old one has exited.
+#[test]
+fn an_upgrade_hands_the_listeners_over_without_failing_a_request() {
+    let up = Whoami::start("u");
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("upgrade.sock");
+    let template = format!(
+        "{SERVER}  upgrade_sock: \"{}\"\nroutes:\n  - {{ id: app, path: /, upstream: \"{}\", policy: public }}\n",
+        sock.display(),
+        up.url()
+    );
+    let mut old = Gateway::start(&template);
+    let (http, admin) = (old.ports.http, old.ports.admin);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed, refused) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let load = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match raw_request(http, "GET /x HTTP/1.1", &[]) {
+                    Ok((200, _, _)) => ok.fetch_add(1, Ordering::SeqCst),
+                    other => {
+                        eprintln!("failed: {other:?}");
+                        failed.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+            }
+        })
+    };
+    let probes = {
+        let (stop, refused) = (stop.clone(), refused.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if raw_request(admin, "GET /healthz HTTP/1.1", &[]).is_err() {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    wait_until("load is flowing", Duration::from_secs(5), || {
+        ok.load(Ordering::SeqCst) > 20
+    });
+    let new = old.start_upgrade();
+    wait_until(
+        "the new process waits on the upgrade socket",
+        Duration::from_secs(20),
+        || sock.exists(),
+    );
+    old.proc.signal("QUIT");
+    assert!(
+        old.proc.wait_exit(Duration::from_secs(15)).is_some(),
+        "the old process hands over and exits; logs:\n{}",
+        old.proc.logs()
+    );
+    let served_before = ok.load(Ordering::SeqCst);
+    wait_until("the new process serves", Duration::from_secs(5), || {
+        ok.load(Ordering::SeqCst) > served_before + 20
+    });
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    probes.join().unwrap();
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "no request failed across the upgrade; new process logs:\n{}",
+        new.logs()
+    );
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        0,
+        "the admin port never refused"
+    );
+    assert_eq!(
+        raw_request(admin, "GET /readyz HTTP/1.1", &[]).unwrap().0,
+        200,
+        "the new process is ready"
+    );
+}
+
 #[test]
 fn admin_endpoints_and_metric_names() {
     let up = Whoami::start("u");
