@@ -69,6 +69,24 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     panic!("nothing listens on port {port} after {timeout:?}");
 }
 
+/// An Argon2id PHC string for `password`, from `portcullis hash-password` (password on stdin).
+pub fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn portcullis hash-password");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write password");
+    let out = child.wait_with_output().expect("hash-password output");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_string()
+}
+
 /// A child process killed on drop, with its stderr kept in a file.
 pub struct Proc {
     child: Child,
