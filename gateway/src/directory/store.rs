@@ -916,6 +916,26 @@ impl DirectoryStore {
             .collect()
     }
 
+    /// The groups of `tenant` that `user_id` is a direct member of, as `(id, display name)`
+    /// sorted by name (SCIM's read-only `User.groups`).
+    pub async fn direct_groups(
+        &self,
+        tenant: &str,
+        user_id: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT g.id, g.display_name FROM directory_group_members m JOIN directory_groups g ON g.id = m.group_id WHERE g.tenant = $1 AND m.member_kind = $2 AND m.member_id = $3 ORDER BY g.display_name, g.id",
+        )
+        .bind(tenant.to_string())
+        .bind(kind_str(MemberKind::User))
+        .bind(user_id.to_string())
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("display_name")?)))
+            .collect()
+    }
+
     /// What the directory says about a user at sign-in: active, and every group (nested
     /// groups resolved) with their roles. Breadth-first over the membership graph, one query
     /// per level, each group visited once (a cycle ends), at most [`MAX_GROUP_DEPTH`] levels.

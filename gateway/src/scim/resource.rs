@@ -41,6 +41,26 @@ const USER_ATTRS: &[&str] = &[
     "password",
 ];
 
+/// RFC 7643 core User attributes this directory does not keep. Provisioning clients send some
+/// of them by default (Entra ID `roles: []`, Okta `locale`), so they are accepted and not
+/// stored (nor returned, nor listed in `/Schemas`) rather than failing the whole request.
+/// Roles come from the directory's group→role mapping, never from a client's `roles`.
+const IGNORED_USER_ATTRS: &[&str] = &[
+    "nickname",
+    "profileurl",
+    "title",
+    "usertype",
+    "preferredlanguage",
+    "locale",
+    "timezone",
+    "addresses",
+    "ims",
+    "photos",
+    "entitlements",
+    "roles",
+    "x509certificates",
+];
+
 /// The ETag of a record version.
 pub fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
@@ -220,7 +240,10 @@ pub fn user_from(v: &Value) -> Result<User, ScimError> {
         .ok_or_else(|| ScimError::bad("invalidSyntax", "a User must be a JSON object"))?;
     for k in obj.keys() {
         let lk = k.to_ascii_lowercase();
-        if !USER_ATTRS.contains(&lk.as_str()) && !k.eq_ignore_ascii_case(ENTERPRISE) {
+        if !USER_ATTRS.contains(&lk.as_str())
+            && !IGNORED_USER_ATTRS.contains(&lk.as_str())
+            && !k.eq_ignore_ascii_case(ENTERPRISE)
+        {
             return Err(ScimError::bad(
                 "invalidValue",
                 format!("unknown or unsupported attribute {k:?}"),
@@ -362,10 +385,24 @@ mod tests {
         assert_eq!(again.user_name, u.user_name);
         assert_eq!(again.enterprise, u.enterprise);
 
+        // Core attributes the directory does not keep are accepted and dropped, not stored.
+        let sent = json!({"userName": "a", "roles": [], "locale": "en-US", "nickName": "x"});
+        let kept = user_json(
+            &user_from(&sent).unwrap(),
+            "https://gw/.portcullis/scim/v2",
+            &[],
+        );
+        for k in ["roles", "locale", "nickName"] {
+            assert!(kept.get(k).is_none(), "{k} is not stored");
+        }
+
         let refused = [
             (json!({"userName": ""}), "userName is required"),
             (json!({"emails": []}), "userName is required"),
-            (json!({"userName": "a", "nickName": "x"}), "nickName"),
+            (
+                json!({"userName": "a", "favouriteColour": "x"}),
+                "favouriteColour",
+            ),
             (json!({"userName": "a", "password": "x"}), "passwords"),
             (json!({"userName": 5}), "must be a string"),
             (json!({"userName": "a\u{0}b"}), "control"),

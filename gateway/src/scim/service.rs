@@ -286,7 +286,13 @@ impl ScimService {
                     .get_user(tenant, id)
                     .await
                     .map_err(|e| store_error(e, &format!("User {id}")))?;
-                Ok(resource::user_json(&u, base, &[]))
+                let groups = self
+                    .lifecycle
+                    .store
+                    .direct_groups(tenant, id)
+                    .await
+                    .map_err(|e| store_error(e, &format!("User {id}")))?;
+                Ok(resource::user_json(&u, base, &groups))
             }
             Kind::Groups => {
                 let g = self
