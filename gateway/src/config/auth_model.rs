@@ -103,6 +103,8 @@ pub struct IdpConfig {
     pub auth_params: BTreeMap<String, String>,
     /// Just-in-time directory users at first sign-in (only with `directory:`).
     pub jit: bool,
+    /// Entra ID groups overage resolution through Microsoft Graph.
+    pub entra: Option<crate::idp::entra::EntraConfig>,
 }
 
 /// Validated `assertion:`.
@@ -448,6 +450,10 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
                 }
             }
         }
+        let entra = s
+            .entra
+            .as_ref()
+            .and_then(|e| build_entra(e, &format!("{base}.entra"), p));
         let clock_skew = dur(
             s.clock_skew.as_deref(),
             Duration::from_secs(60),
@@ -479,9 +485,39 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
             post_logout_redirect_uri: s.post_logout_redirect_uri,
             auth_params: s.auth_params,
             jit: s.jit,
+            entra,
         });
     }
     Idps { oidc: out, local }
+}
+
+/// Validates `entra:`: Graph is reached with users' tokens, so only over HTTPS (plain HTTP
+/// only to this machine, for tests).
+fn build_entra(
+    s: &super::auth_schema::EntraSpec,
+    key: &str,
+    p: &mut Problems,
+) -> Option<crate::idp::entra::EntraConfig> {
+    let raw = s
+        .graph_url
+        .as_deref()
+        .unwrap_or("https://graph.microsoft.com");
+    let Ok(url) = url::Url::parse(raw) else {
+        p.add(
+            format!("{key}.graph_url"),
+            format!("{raw:?} is not an absolute URL"),
+        );
+        return None;
+    };
+    let local = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if url.scheme() != "https" && !(url.scheme() == "http" && local) {
+        p.add(
+            format!("{key}.graph_url"),
+            "must be https:// (users' access tokens are sent to it)",
+        );
+        return None;
+    }
+    Some(crate::idp::entra::EntraConfig { graph_url: url })
 }
 
 /// Builds `assertion:`.

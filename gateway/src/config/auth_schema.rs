@@ -93,6 +93,18 @@ pub struct IdpSpec {
     /// already in the directory (SCIM, sync, admin) may sign in through this provider.
     #[serde(default)]
     pub jit: bool,
+    /// Entra ID: resolve a groups overage through Microsoft Graph at sign-in and refresh.
+    #[serde(default)]
+    pub entra: Option<EntraSpec>,
+}
+
+/// `identity_providers[].entra:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntraSpec {
+    /// Microsoft Graph's base URL (default `https://graph.microsoft.com`).
+    #[serde(default)]
+    pub graph_url: Option<String>,
 }
 
 /// `assertion:`: the signed JWT sent to upstreams.

@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod client_key;
+pub mod entra;
 pub mod http;
 pub mod jws;
 pub mod oidc;

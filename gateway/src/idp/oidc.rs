@@ -48,6 +48,9 @@ pub enum OidcError {
     /// UserInfo failed or its `sub` differs from the ID token's.
     #[error("userinfo rejected: {0}")]
     UserInfo(String),
+    /// The groups overage could not be resolved through Microsoft Graph.
+    #[error("groups overage not resolved: {0}")]
+    Groups(String),
     /// A back-channel logout token failed a check.
     #[error("logout_token rejected: {0}")]
     LogoutToken(String),
@@ -443,6 +446,8 @@ impl OidcProvider {
             self.merge_userinfo(&d, tokens.access_token(), &mut claims)
                 .await?;
         }
+        self.resolve_overage(tokens.access_token(), &mut claims)
+            .await?;
         // Without `auth_time`, the login time is the factor's time only when this request
         // made the provider authenticate the user again (M8).
         let missing = if self.forces_authentication() {
@@ -544,6 +549,27 @@ impl OidcProvider {
         Ok(())
     }
 
+    /// With `entra:` configured and the overage form in the claims, the user's groups from
+    /// Microsoft Graph replace it ([`crate::idp::entra`]); any failure refuses (fail closed).
+    async fn resolve_overage(
+        &self,
+        token: &AccessToken,
+        claims: &mut Map<String, Value>,
+    ) -> Result<(), OidcError> {
+        let Some(entra) = &self.cfg.entra else {
+            return Ok(());
+        };
+        let name = &self.cfg.claims.groups;
+        if !crate::idp::entra::overage(claims, name) {
+            return Ok(());
+        }
+        let ids = crate::idp::entra::groups(&self.http, entra, token.secret())
+            .await
+            .map_err(|e| OidcError::Groups(e.to_string()))?;
+        crate::idp::entra::apply(claims, name, ids);
+        Ok(())
+    }
+
     /// Uses a refresh token. A new ID token must keep `iss` and `sub`.
     pub async fn refresh(
         &self,
@@ -572,13 +598,15 @@ impl OidcProvider {
             return Ok(None);
         };
         let raw = id.to_string();
-        let claims = self.verify_id_token(&raw, None).await?;
+        let mut claims = self.verify_id_token(&raw, None).await?;
         if claims.get("iss").and_then(Value::as_str) != Some(self.cfg.issuer.as_str()) {
             return Err(OidcError::SubjectChanged("iss"));
         }
         if claims.get("sub").and_then(Value::as_str) != Some(sub) {
             return Err(OidcError::SubjectChanged("sub"));
         }
+        self.resolve_overage(tokens.access_token(), &mut claims)
+            .await?;
         // A refresh is not an authentication: without `auth_time` the factors' age is
         // unknown here, and `sso::apply` keeps the time recorded at login (M8).
         Ok(Some(self.result(
