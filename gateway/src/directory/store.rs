@@ -1181,6 +1181,9 @@ async fn write_roles(
     Ok(())
 }
 
+#[path = "browse.rs"]
+pub mod browse;
+
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
