@@ -381,7 +381,7 @@ async fn admin_api_guarded_audited_and_tenant_scoped() {
             .status,
         401
     );
-    let (s, _, _) = call(
+    let (s, v, h) = call(
         &root,
         &gw,
         "POST",
@@ -390,7 +390,9 @@ async fn admin_api_guarded_audited_and_tenant_scoped() {
         "{}",
     )
     .await;
-    assert_eq!(s, 200);
+    assert_eq!((s, v["user"]["active"].as_bool()), (200, Some(true)));
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(!signed_in(&carol, &gw).await, "ended sessions stay ended");
 
     // Password reset: a generated password, shown once, works; the old one does not.
     let (s, v, _) = call(
@@ -426,6 +428,13 @@ async fn admin_api_guarded_audited_and_tenant_scoped() {
     assert_eq!(oidc_sign_in(&tina, &gw, "tina").await.last().status, 200);
     enrol_totp(&tina, &gw).await;
     let tina_csrf = csrf_of(&tina, &gw).await;
+    let r = tina
+        .client
+        .get(format!("{}/.portcullis/password", gw.https()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a provider's user has no password here");
     let (s, v, _) = call(&tina, &gw, "GET", "users", None, "").await;
     assert_eq!(s, 200, "{v}");
     let listed = v["users"].as_array().unwrap();
@@ -505,6 +514,10 @@ async fn admin_api_guarded_audited_and_tenant_scoped() {
     assert!(
         !logs.contains(&fresh),
         "the generated password is never logged"
+    );
+    assert!(
+        logs.contains(r#""reason":"deny: allow[0].all[0].roles: want [portcullis-admin]"#),
+        "the engine's reason is recorded: {logs}"
     );
 }
 

@@ -154,6 +154,12 @@ async fn five_wrong_passwords_lock_the_account() {
     let dir = tempfile::tempdir().unwrap();
     let up = Whoami::start("app");
     let gw = Gateway::start(&config(dir.path(), &up.url()));
+    // Signed in before the attack: the password change shares the lockout.
+    let before = Browser::new();
+    assert_eq!(
+        sign_in(&before, &gw, "alice", PASSWORD).await.last().status,
+        200
+    );
     let b = Browser::new();
     for _ in 0..5 {
         assert_eq!(sign_in(&b, &gw, "alice", "guess").await.last().status, 401);
@@ -161,6 +167,14 @@ async fn five_wrong_passwords_lock_the_account() {
     let w = sign_in(&b, &gw, "alice", PASSWORD).await;
     assert_eq!(w.last().status, 429, "locked even with the right password");
     assert!(w.body.contains("Too many attempts"));
+    let form = password_form(&before, &gw).await;
+    let right = [
+        ("current", PASSWORD),
+        ("new", NEW_PASSWORD),
+        ("confirm", NEW_PASSWORD),
+    ];
+    let (s, body) = change(&before, &form, &right, None).await;
+    assert_eq!(s, 429, "the password change is locked too: {body}");
 }
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
