@@ -488,12 +488,8 @@ fn demo_account(
 ) -> Result<(), StartError> {
     let password = match std::env::var("PORTCULLIS_DEMO_PASSWORD") {
         Ok(p) if p.len() >= crate::password::MIN_PASSWORD => p,
-        _ => {
-            let mut b = [0u8; 12];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-                .map_err(|_| StartError::Local("no system randomness".into()))?;
-            data_encoding::BASE32_NOPAD.encode(&b).to_ascii_lowercase()
-        }
+        _ => crate::password::generate()
+            .ok_or_else(|| StartError::Local("no system randomness".into()))?,
     };
     let hash = crate::password::hash(&password)
         .ok_or_else(|| StartError::Local("cannot hash the demo password".into()))?;

@@ -16,19 +16,6 @@ const ROOT_PW: &str = "root's long password";
 const CAROL_PW: &str = "carol's long password";
 const API: &str = "/.portcullis/console/api";
 
-fn hash(password: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(bin())
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn config(dir: &Path, issuer: &str, up: &str, console: &str) -> String {
     let users = dir.join("users.yaml");
     std::fs::write(
@@ -40,8 +27,8 @@ fn config(dir: &Path, issuer: &str, up: &str, console: &str) -> String {
 groups:
   - {{ name: admins, roles: [portcullis-admin] }}
 ",
-            hash(ROOT_PW),
-            hash(CAROL_PW)
+            hash_password(ROOT_PW),
+            hash_password(CAROL_PW)
         ),
     )
     .unwrap();
@@ -290,47 +277,32 @@ async fn admin_api_guarded_audited_and_tenant_scoped() {
     assert_eq!((s, v["error"].as_str()), (403, Some("csrf")));
     let (s, _, _) = call(&root, &gw, "POST", &revoke, Some("forged-token"), "{}").await;
     assert_eq!(s, 403);
-    // What a plain HTML form on another site would send.
-    let r = root
-        .client
-        .post(&url)
-        .header("origin", "https://evil.example")
-        .form(&[("x-csrf-token", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 415);
-    let r = root
-        .client
-        .post(&url)
-        .header("content-type", "text/plain")
-        .header("x-csrf-token", &csrf)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 415);
-    let r = root
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("origin", "https://evil.example")
-        .header("x-csrf-token", &csrf)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = root
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("x-csrf-token", &csrf)
-        .body(vec![b' '; 64 * 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
+    // What a plain HTML form on another site would send, a foreign Origin, an oversized body.
+    let form_ct = "application/x-www-form-urlencoded";
+    let json_ct = "application/json";
+    let evil = Some("https://evil.example");
+    let small = b"{}".to_vec();
+    for (content_type, origin, body, status) in [
+        (form_ct, evil, b"x-csrf-token=t".to_vec(), 415),
+        ("text/plain", None, small.clone(), 415),
+        (json_ct, evil, small.clone(), 403),
+        (json_ct, None, vec![b' '; 64 * 1024], 413),
+    ] {
+        let mut req = root
+            .client
+            .post(&url)
+            .header("content-type", content_type)
+            .header("x-csrf-token", &csrf)
+            .body(body);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        assert_eq!(
+            req.send().await.unwrap().status(),
+            status,
+            "{content_type} {origin:?}"
+        );
+    }
     let r = root.client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert!(signed_in(&carol, &gw).await, "nothing was revoked");

@@ -9,26 +9,13 @@ use portcullis_e2e::*;
 const SCIM_TOKEN: &str = "scim-token-local-accounts-0123";
 const PASSWORD: &str = "correct horse battery staple";
 
-fn hash(password: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(bin())
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn config(dir: &std::path::Path, up: &str) -> String {
     let users = dir.join("users.yaml");
     std::fs::write(
         &users,
         format!(
             "users:\n  - {{ user_name: alice, password_hash: \"{}\", email: alice@example.com, groups: [admins] }}\n",
-            hash(PASSWORD)
+            hash_password(PASSWORD)
         ),
     )
     .unwrap();

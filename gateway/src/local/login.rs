@@ -194,6 +194,19 @@ impl LocalAccounts {
     }
 }
 
+/// The message shown above a local-account form (sign-in, password change), escaped; empty
+/// without one.
+pub fn alert(error: Option<&str>) -> String {
+    error
+        .map(|e| {
+            format!(
+                "<p role=\"alert\" style=\"color:#a00\">{}</p>",
+                html_escape(e)
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// The sign-in form. `state` is the login's CSRF token (also sealed in the pre-auth cookie);
 /// `error` a message shown above the form.
 pub fn form(
@@ -203,14 +216,7 @@ pub fn form(
     user_name: &str,
     error: Option<&str>,
 ) -> String {
-    let error = error
-        .map(|e| {
-            format!(
-                "<p role=\"alert\" style=\"color:#a00\">{}</p>",
-                html_escape(e)
-            )
-        })
-        .unwrap_or_default();
+    let error = alert(error);
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title></head>\
 <body style=\"font-family:sans-serif;max-width:24rem;margin:4rem auto\"><h1>{t}</h1>{error}\

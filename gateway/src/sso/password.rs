@@ -35,14 +35,7 @@ fn page(status: u16, body: &str) -> PasswordPage {
 
 /// The form, with `error` above it.
 fn form(status: u16, csrf: &str, error: Option<&str>) -> PasswordPage {
-    let error = error
-        .map(|e| {
-            format!(
-                "<p role=\"alert\" style=\"color:#a00\">{}</p>",
-                html_escape(e)
-            )
-        })
-        .unwrap_or_default();
+    let error = crate::local::login::alert(error);
     page(
         status,
         &format!(

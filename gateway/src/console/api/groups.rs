@@ -2,8 +2,7 @@
 
 use super::error::ApiError;
 use super::guard::scope;
-use super::paging::{encode, page};
-use super::users::MAX_QUERY;
+use super::paging::{encode, page, search_term};
 use super::{Admin, Api};
 use crate::directory::model::{Group, MemberKind};
 use crate::directory::store::browse::Browse;
@@ -31,19 +30,8 @@ impl Api {
         req: &LocalRequest,
     ) -> Result<Json, ApiError> {
         let tenant = scope(admin, req.param("tenant"))?;
-        let filter = match req.param("q").map(str::trim).filter(|q| !q.is_empty()) {
-            Some(q) if q.len() > MAX_QUERY => {
-                return Err(ApiError::BadRequest(format!(
-                    "q is longer than {MAX_QUERY} bytes"
-                )))
-            }
-            Some(q) => Some(Filter::Cmp(
-                Attr::DisplayName,
-                Op::Sw,
-                Value::Str(q.to_string()),
-            )),
-            None => None,
-        };
+        let filter = search_term(&req.params)?
+            .map(|q| Filter::Cmp(Attr::DisplayName, Op::Sw, Value::Str(q.to_string())));
         let (limit, after) = page(&req.params)?;
         let p = self
             .directory

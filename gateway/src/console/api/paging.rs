@@ -1,4 +1,4 @@
-//! Paging of list endpoints: `limit` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]) and an
+//! Paging and searching of list endpoints: `q`, at most [`MAX_QUERY`] bytes; `limit` (1 to [`MAX_LIMIT`], default [`DEFAULT_LIMIT`]) and an
 //! opaque `cursor` that names where the next page starts ([`After`]: creation time and id of
 //! the previous page's last record). The cursor grants nothing: a forged one only moves the
 //! start within the admin's own scope, which every query applies anew.
@@ -13,6 +13,20 @@ pub const MAX_LIMIT: usize = 200;
 pub const DEFAULT_LIMIT: usize = 50;
 /// Longest cursor accepted (bytes).
 const MAX_CURSOR: usize = 512;
+/// Longest search string `q` (bytes).
+pub const MAX_QUERY: usize = 256;
+
+/// The search string `q` of a list request (trimmed; `None` when absent or blank).
+pub fn search_term(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<Option<&str>, ApiError> {
+    match params.get("q").map(|q| q.trim()).filter(|q| !q.is_empty()) {
+        Some(q) if q.len() > MAX_QUERY => Err(ApiError::BadRequest(format!(
+            "q is longer than {MAX_QUERY} bytes"
+        ))),
+        q => Ok(q),
+    }
+}
 
 /// `limit` and `cursor` of a list request.
 pub fn page(

@@ -302,7 +302,7 @@ async fn lists_search_page_and_stay_in_the_admins_tenant() {
             v["users"].as_array().unwrap().is_empty(),
             "% is a character"
         );
-        let long = "a".repeat(super::users::MAX_QUERY + 1);
+        let long = "a".repeat(super::paging::MAX_QUERY + 1);
         let (s, _) = call(&f.api, &root, &get(&format!("users?q={long}"))).await;
         assert_eq!(s, 400);
         let (s, _) = call(&f.api, &root, &get("users?active=maybe")).await;

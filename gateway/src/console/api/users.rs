@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::guard::scope;
-use super::paging::{encode, page};
+use super::paging::{encode, page, search_term};
 use super::{Admin, Api};
 use crate::directory::model::User;
 use crate::directory::store::browse::Browse;
@@ -12,9 +12,6 @@ use crate::directory::Mode;
 use crate::local_request::LocalRequest;
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
-
-/// Longest search string (bytes).
-pub const MAX_QUERY: usize = 256;
 
 /// How a session is named to admins: a prefix of the SHA-256 of its id, enough to tell
 /// sessions apart, useless to ride one.
@@ -52,12 +49,7 @@ fn search(q: &str) -> Filter {
 /// The `q` and `active` filters of a user list.
 fn user_filter(req: &LocalRequest) -> Result<Option<Filter>, ApiError> {
     let mut parts = Vec::new();
-    if let Some(q) = req.param("q").map(str::trim).filter(|q| !q.is_empty()) {
-        if q.len() > MAX_QUERY {
-            return Err(ApiError::BadRequest(format!(
-                "q is longer than {MAX_QUERY} bytes"
-            )));
-        }
+    if let Some(q) = search_term(&req.params)? {
         parts.push(search(q));
     }
     match req.param("active") {
