@@ -164,7 +164,8 @@ pub enum AuditEvent {
         client_ip: String,
     },
     /// `console.denied`: a call of the admin API refused by the console policy (no session, no
-    /// admin role, no recent second factor). Anonymous callers can cause it in bulk: counted.
+    /// admin role, no recent second factor) or because the session is no active admin's.
+    /// Anyone can cause it in bulk: repeats per address are counted.
     ConsoleDenied {
         /// Session user, when signed in.
         user: Option<String>,
@@ -320,11 +321,8 @@ impl AuditEvent {
             Self::PolicyDenied {
                 route, client_ip, ..
             } => Some((route, client_ip)),
-            Self::ConsoleDenied {
-                user: None,
-                client_ip,
-                ..
-            } => Some(("console", client_ip)),
+            // Like `policy.denied`: a non-admin's session can be made to repeat it too.
+            Self::ConsoleDenied { client_ip, .. } => Some(("console", client_ip)),
             _ => None,
         }
     }
@@ -561,5 +559,57 @@ mod tests {
             e.data.get("code").is_none(),
             "an MFA event never carries a code"
         );
+    }
+
+    #[test]
+    fn console_and_password_events() {
+        let call = |outcome: &str| AuditEvent::Console {
+            actor: "root".into(),
+            action: "user_disabled",
+            target: Some("u1".into()),
+            tenant: "*".into(),
+            outcome: outcome.into(),
+            client_ip: "10.0.0.1".into(),
+        };
+        assert_eq!(call("ok").kind(), "console.user_disabled");
+        assert_eq!(call("ok").actor(), Some("root"));
+        assert_eq!(
+            call("ok").repeat_key(),
+            None,
+            "an admin's calls are all kept"
+        );
+        assert!(!call("ok").is_refusal());
+        assert!(call("refused: csrf").is_refusal());
+        assert_eq!(call("ok").data()["target"], "u1");
+        let denied = AuditEvent::ConsoleDenied {
+            user: Some("carol".into()),
+            reason: "deny: no role".into(),
+            method: "GET".into(),
+            path: "/.portcullis/console/api/users".into(),
+            client_ip: "10.0.0.2".into(),
+        };
+        assert_eq!(denied.kind(), "console.denied");
+        assert_eq!(denied.actor(), Some("carol"));
+        assert_eq!(denied.repeat_key(), Some(("console", "10.0.0.2")));
+        assert!(denied.is_refusal());
+        let changed = AuditEvent::PasswordChanged {
+            idp: "staff".into(),
+            user: "alice".into(),
+            user_id: "u2".into(),
+            sessions_ended: 2,
+            client_ip: "10.0.0.3".into(),
+        };
+        assert_eq!(changed.kind(), "auth.password_changed");
+        assert!(!changed.is_refusal());
+        assert_eq!(changed.data()["sessions_ended"], 2);
+        let failed = AuditEvent::PasswordChangeFailed {
+            idp: "staff".into(),
+            user: "alice".into(),
+            reason: "wrong current password".into(),
+            client_ip: "10.0.0.3".into(),
+        };
+        assert_eq!(failed.kind(), "auth.password_change_failed");
+        assert!(failed.is_refusal());
+        assert_eq!(failed.actor(), Some("alice"));
     }
 }

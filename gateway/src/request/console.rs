@@ -61,17 +61,19 @@ impl Gateway {
         };
         let admin = match api.admin_of(&identity, &csrf).await {
             Ok(a) => a,
-            Err(ApiError::Unauthenticated) => {
+            Err(e) => {
                 self.audit.record(AuditEvent::ConsoleDenied {
                     user: Some(identity.user.clone()),
-                    reason: "login: not an active directory user".into(),
+                    reason: format!("{}: not an active admin of the directory", e.code()),
                     method: session.req_header().method.as_str().to_string(),
                     path,
                     client_ip: ctx.client_ip.to_string(),
                 });
-                return Err(GatewayError::Unauthenticated);
+                return match e {
+                    ApiError::Unauthenticated => Err(GatewayError::Unauthenticated),
+                    other => Ok(Some(other.reply())),
+                };
             }
-            Err(e) => return Ok(Some(e.reply())),
         };
         let req = self
             .local_request(session, ctx, path, Endpoint::Console)
