@@ -1,8 +1,8 @@
 //! The one dispatcher for `/.portcullis/*`: it names the endpoint, reads the request once into
 //! a [`LocalRequest`] (query decoded, body bounded for that endpoint) and hands it to the
 //! handler — MFA pages, SCIM, the console API, or the sign-in, callback, logout, password and
-//! key endpoints of [`crate::auth_endpoints`]. Forward-auth, which judges another URL against the route table,
-//! is served from the pipeline's context instead.
+//! key endpoints of [`crate::auth_endpoints`]. Forward-auth, which judges another URL against
+//! the route table, is served from the pipeline's context instead.
 
 use super::decide::Judged;
 use super::facts::{client_cert_ca, query_param};
