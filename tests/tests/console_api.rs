@@ -52,19 +52,8 @@ audit: {{ checkpoint_interval: 1h }}
 
 /// Signs in with a local account through the real form.
 async fn local_sign_in(b: &Browser, gw: &Gateway, user: &str, password: &str) -> Walk {
-    let w = b
-        .walk(&format!(
-            "{}/.portcullis/login?idp=staff&rd=%2Fapp%2F",
-            gw.https()
-        ))
-        .await;
-    assert_eq!(w.last().status, 200, "the sign-in form: {w:#?}");
-    let form = Form::parse(&w.last().url, &w.body);
-    let mut fields = form.fields;
-    fields.push(("username".into(), user.into()));
-    fields.push(("password".into(), password.into()));
-    b.walk_from(b.client.post(&form.action).form(&fields), |_| false)
-        .await
+    let url = format!("{}/.portcullis/login?idp=staff&rd=%2Fapp%2F", gw.https());
+    b.password_sign_in(&url, user, password).await
 }
 
 /// Signs in at the OpenID Provider as `user`.

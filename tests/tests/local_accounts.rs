@@ -36,14 +36,7 @@ routes:
 }
 
 async fn sign_in(b: &Browser, gw: &Gateway, user: &str, password: &str) -> Walk {
-    let w = b.walk(&format!("{}/app/x", gw.https())).await;
-    assert_eq!(w.last().status, 200, "the sign-in form: {w:#?}");
-    assert!(w.body.contains("name=\"password\""), "{}", w.body);
-    let form = Form::parse(&w.last().url, &w.body);
-    let mut fields = form.fields;
-    fields.push(("username".into(), user.into()));
-    fields.push(("password".into(), password.into()));
-    b.walk_from(b.client.post(&form.action).form(&fields), |_| false)
+    b.password_sign_in(&format!("{}/app/x", gw.https()), user, password)
         .await
 }
 
