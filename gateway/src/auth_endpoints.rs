@@ -1,6 +1,6 @@
 //! The reserved endpoints under `/.portcullis/`: `login` (start or chooser), `callback`,
-//! `logout` (GET shows a form, POST with CSRF token destroys the session), `jwks.json`, and
-//! `backchannel-logout`. (Forward-auth, which needs the route table, is in `request/forward_auth.rs`
+//! `logout` (GET shows a form, POST with CSRF token destroys the session), `password` (a local
+//! account's password change), `jwks.json`, and `backchannel-logout`. (Forward-auth, which needs the route table, is in `request/forward_auth.rs`
 //! with [`crate::forward_auth`].) Each takes the dispatcher's [`LocalRequest`] and returns a
 //! [`Reply`] or a [`GatewayError`]; nothing here reads or writes the socket.
 
@@ -18,6 +18,7 @@ pub fn is_endpoint(path: &str) -> bool {
                 | "/.portcullis/logout"
                 | "/.portcullis/jwks.json"
                 | "/.portcullis/backchannel-logout"
+                | crate::sso::PASSWORD_PATH
         )
 }
 
@@ -115,6 +116,31 @@ pub async fn serve(sso: &Sso, req: &LocalRequest) -> Result<Reply, GatewayError>
             )
             .await?,
         )),
+        (crate::sso::PASSWORD_PATH, "GET") => {
+            let p = match sso.password_form(&req.headers, req.tls).await {
+                // Not signed in: sign in first, then come back here.
+                Err(AuthError::SessionEnded) => {
+                    return Err(crate::request::decide::login_page(
+                        &req.origin,
+                        crate::sso::PASSWORD_PATH,
+                    ))
+                }
+                other => other?,
+            };
+            Ok(Reply::html(p.status, p.html))
+        }
+        (crate::sso::PASSWORD_PATH, "POST") => {
+            let p = sso
+                .change_password(
+                    req.text()?,
+                    &req.headers,
+                    &req.origin,
+                    req.tls,
+                    &req.client_ip.to_string(),
+                )
+                .await?;
+            Ok(Reply::html(p.status, p.html))
+        }
         ("/.portcullis/backchannel-logout", "POST") => {
             sso.backchannel_logout(req.text()?, &req.client_ip.to_string())
                 .await?;

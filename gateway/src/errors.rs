@@ -272,6 +272,8 @@ impl GatewayError {
             max_age_secs,
         } = self
         {
+            // What is missing, by name: a client need not know the code to act on it.
+            json["required"] = serde_json::json!("mfa");
             json["methods"] = serde_json::json!(methods);
             json["max_age"] = serde_json::json!(max_age_secs);
         }
@@ -452,6 +454,9 @@ mod tests {
             );
             let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(json["error"], code);
+            if matches!(err, GatewayError::StepUp { .. }) {
+                assert_eq!(json["required"], "mfa", "a step-up names what is missing");
+            }
             if matches!(err, GatewayError::Auth { .. }) {
                 assert_eq!(
                     json["message"],

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth_endpoints;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod decisionlog;
 pub mod directory;
 pub mod errors;

@@ -51,6 +51,38 @@ pub fn verify(secret: &str, phc: Option<&str>) -> bool {
     }
 }
 
+/// Whether `new` may become the password of the account named `user_name` (a local account's
+/// change or an admin's reset): [`MIN_PASSWORD`] to [`MAX_PASSWORD`] bytes, and not the user
+/// name (in any case). The reason when not.
+pub fn acceptable(new: &str, user_name: &str) -> Result<(), &'static str> {
+    if new.len() < MIN_PASSWORD {
+        return Err("the new password must be at least 12 bytes long");
+    }
+    if new.len() > MAX_PASSWORD {
+        return Err("the new password must be at most 1024 bytes long");
+    }
+    if new.trim().eq_ignore_ascii_case(user_name.trim()) {
+        return Err("the new password must not be the user name");
+    }
+    Ok(())
+}
+
+/// A random password for an admin's reset, shown once: 120 bits as 24 base32 letters and
+/// digits (within the rules of [`acceptable`] for any user name of another length).
+pub fn generate() -> Option<String> {
+    let mut b = [0u8; 15];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).ok()?;
+    Some(data_encoding::BASE32_NOPAD.encode(&b).to_ascii_lowercase())
+}
+
+/// [`hash`] off the async workers (an Argon2id evaluation takes tens of milliseconds).
+pub async fn hash_blocking(secret: String) -> Option<String> {
+    tokio::task::spawn_blocking(move || hash(&secret))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Whether `phc` is an Argon2id PHC string this build can verify (checked when accounts are
 /// seeded from a file, so a typo is a start-up error, not a user who can never sign in).
 pub fn is_argon2id(phc: &str) -> bool {
@@ -73,5 +105,18 @@ mod tests {
         let long = "a".repeat(MAX_PASSWORD + 1);
         assert_eq!(hash(&long), None);
         assert!(!verify(&long, Some(&h)));
+    }
+
+    #[test]
+    fn new_password_rules_and_generated_passwords() {
+        assert!(acceptable("twelve bytes", "alice").is_ok());
+        assert!(acceptable("eleven byte", "alice").is_err());
+        assert!(acceptable(&"a".repeat(MAX_PASSWORD), "alice").is_ok());
+        assert!(acceptable(&"a".repeat(MAX_PASSWORD + 1), "alice").is_err());
+        assert!(acceptable("Alice.Example", "alice.example").is_err());
+        let g = generate().unwrap();
+        assert_eq!(g.len(), 24);
+        assert!(acceptable(&g, "alice").is_ok());
+        assert_ne!(g, generate().unwrap());
     }
 }

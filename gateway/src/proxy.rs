@@ -39,6 +39,8 @@ pub struct Gateway {
     pub audit: crate::audit::Audit,
     /// The SCIM service provider, when `directory.scim` is configured.
     pub scim: Option<Arc<crate::scim::service::ScimService>>,
+    /// The admin API, when `console:` and the directory are configured at start.
+    pub console: Option<Arc<crate::console::api::Api>>,
 }
 
 /// Per-request state.
@@ -76,6 +78,8 @@ pub struct Ctx {
     pub(crate) set_cookie: Option<String>,
     /// Session id of the signed-in user, if any.
     pub(crate) sid: Option<String>,
+    /// That session's CSRF token (the console API compares `X-CSRF-Token` with it).
+    pub(crate) csrf: Option<String>,
     /// For an upgraded connection on a route that needs a user: set once the session ends,
     /// which tears the tunnel down (see [`crate::tunnel`]).
     pub(crate) tunnel_ended: Option<Arc<std::sync::atomic::AtomicBool>>,
@@ -126,6 +130,7 @@ impl ProxyHttp for Gateway {
             set_cookie: None,
             decision: None,
             sid: None,
+            csrf: None,
             tunnel_ended: None,
         }
     }

@@ -307,29 +307,49 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         )),
         _ => None,
     };
-    // User writes and deprovisioning (SCIM now; sync and the admin API later) end sessions
-    // through single sign-on and, when configured, MFA enrolments.
-    let scim = match (&runtime.load().config.directory, &directory, &db) {
-        (Some(d), Some(store), Some(db)) => d.scim.clone().map(|scim| {
-            let lifecycle = crate::directory::Lifecycle {
-                store: store.clone(),
-                audit: audit.clone(),
-                revoker: Some(sso.clone() as Arc<dyn crate::directory::SessionRevoker>),
-                mfa: runtime
-                    .load()
-                    .config
-                    .mfa
-                    .is_some()
-                    .then(|| crate::mfa::store::over(db)),
-                settings: d.deprovision,
-            };
+    // User writes and deprovisioning (SCIM, the admin API; sync later) end sessions through
+    // single sign-on and, when configured, MFA enrolments.
+    let mfa_store = match (&runtime.load().config.mfa, &db) {
+        (Some(_), Some(db)) => Some(crate::mfa::store::over(db)),
+        _ => None,
+    };
+    let lifecycle = match (&runtime.load().config.directory, &directory) {
+        (Some(d), Some(store)) => Some(crate::directory::Lifecycle {
+            store: store.clone(),
+            audit: audit.clone(),
+            revoker: Some(sso.clone() as Arc<dyn crate::directory::SessionRevoker>),
+            mfa: mfa_store.clone(),
+            settings: d.deprovision,
+        }),
+        _ => None,
+    };
+    let scim = match (&runtime.load().config.directory, &lifecycle) {
+        (Some(d), Some(lifecycle)) => d.scim.clone().map(|scim| {
             tracing::info!(
                 tokens = scim.tokens.len(),
                 "SCIM 2.0 at {}",
                 crate::scim::service::PREFIX
             );
-            Arc::new(crate::scim::service::ScimService::new(lifecycle, scim))
+            Arc::new(crate::scim::service::ScimService::new(
+                lifecycle.clone(),
+                scim,
+            ))
         }),
+        _ => None,
+    };
+    let console = match (&lifecycle, &db) {
+        (Some(lifecycle), Some(db)) if runtime.load().config.console.is_some() => {
+            tracing::info!("admin API at {}", crate::console::api::PREFIX);
+            Some(Arc::new(crate::console::api::Api {
+                directory: lifecycle.store.clone(),
+                lifecycle: lifecycle.clone(),
+                sso: sso.clone(),
+                mfa: mfa_store.clone(),
+                credentials: crate::local::credentials::Credentials::new(db.clone()),
+                audit: audit.clone(),
+                clock: clock.clone(),
+            }))
+        }
         _ => None,
     };
     let readiness = Arc::new(crate::health::Readiness::default());
@@ -347,6 +367,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         decision_log,
         audit: audit.clone(),
         scim,
+        console,
     };
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
@@ -419,7 +440,7 @@ fn local_accounts(
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| StartError::Local(format!("directory.users_file {shown}: {e}")))?;
-        let users = crate::local::seed::parse(&text, &shown).map_err(|p| {
+        let file = crate::local::seed::parse(&text, &shown).map_err(|p| {
             let lines: Vec<String> =
                 p.0.iter()
                     .map(|x| format!("  {}: {}", x.path, x.message))
@@ -432,7 +453,8 @@ fn local_accounts(
         let n = crate::store::Db::block_on(crate::local::seed(
             store,
             &credentials,
-            &users,
+            &file.users,
+            &file.groups,
             clock.unix(),
         ))
         .map_err(|e| StartError::Local(e.to_string()))?
@@ -466,12 +488,8 @@ fn demo_account(
 ) -> Result<(), StartError> {
     let password = match std::env::var("PORTCULLIS_DEMO_PASSWORD") {
         Ok(p) if p.len() >= crate::password::MIN_PASSWORD => p,
-        _ => {
-            let mut b = [0u8; 12];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-                .map_err(|_| StartError::Local("no system randomness".into()))?;
-            data_encoding::BASE32_NOPAD.encode(&b).to_ascii_lowercase()
-        }
+        _ => crate::password::generate()
+            .ok_or_else(|| StartError::Local("no system randomness".into()))?,
     };
     let hash = crate::password::hash(&password)
         .ok_or_else(|| StartError::Local("cannot hash the demo password".into()))?;
@@ -488,6 +506,7 @@ fn demo_account(
         store,
         &credentials,
         &[demo],
+        &[],
         clock.unix(),
     ))
     .map_err(|e| StartError::Local(e.to_string()))?

@@ -265,11 +265,13 @@ fn secs(d: std::time::Duration) -> i64 {
 mod local;
 mod login;
 mod logout;
+mod password;
 mod providers;
 mod sessions;
 
 pub use local::LocalOutcome;
 pub use login::callback_path;
+pub use password::{PasswordPage, PASSWORD_PATH};
 use providers::build_providers;
 use sessions::{apply, RefreshGate};
 

@@ -424,6 +424,20 @@ impl Browser {
             .await
     }
 
+    /// Opens `url`, which shows the gateway's local-account password form (directly or after
+    /// redirects), signs in as `user` with `password`, and follows redirects.
+    pub async fn password_sign_in(&self, url: &str, user: &str, password: &str) -> Walk {
+        let w = self.walk(url).await;
+        assert_eq!(w.last().status, 200, "the sign-in form: {w:#?}");
+        assert!(w.body.contains("name=\"password\""), "{}", w.body);
+        let form = Form::parse(&w.last().url, &w.body);
+        let mut fields = form.fields;
+        fields.push(("username".into(), user.into()));
+        fields.push(("password".into(), password.into()));
+        self.walk_from(self.client.post(&form.action).form(&fields), |_| false)
+            .await
+    }
+
     /// Full login: open `app_url`, sign in as `user`, come back. Returns the walk to the app.
     pub async fn login(&self, app_url: &str, user: &str) -> Walk {
         let w = self.walk(app_url).await;

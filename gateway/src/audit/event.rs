@@ -146,6 +146,64 @@ pub enum AuditEvent {
         /// Its userName.
         user_name: String,
     },
+    /// `console.<action>`: one call of the admin API by an admin who passed the console policy
+    /// (reads included), with its target and outcome.
+    Console {
+        /// The acting admin (session user).
+        actor: String,
+        /// `users_listed`, `user_viewed`, `user_disabled`, `user_enabled`, `sessions_revoked`,
+        /// `user_password_reset`, `groups_listed`, `group_viewed`, `me`, `refused`.
+        action: &'static str,
+        /// The user or group id acted on (or the search), when there is one.
+        target: Option<String>,
+        /// The tenant acted in (`*`: every tenant).
+        tenant: String,
+        /// `ok`, `not_found`, `refused: <why>`, `failed: <why>`.
+        outcome: String,
+        /// Client address.
+        client_ip: String,
+    },
+    /// `console.denied`: a call of the admin API refused by the console policy (no session, no
+    /// admin role, no recent second factor) or because the session is no active admin's.
+    /// Anyone can cause it in bulk: repeats per address are counted.
+    ConsoleDenied {
+        /// Session user, when signed in.
+        user: Option<String>,
+        /// The decision (`login`, `step_up`, `deny`) and the engine's reason.
+        reason: String,
+        /// Request method.
+        method: String,
+        /// Normalised path.
+        path: String,
+        /// Client address.
+        client_ip: String,
+    },
+    /// `auth.password_changed`: a local account's password was replaced by its owner; every
+    /// other session of theirs ended.
+    PasswordChanged {
+        /// Local provider id.
+        idp: String,
+        /// The user.
+        user: String,
+        /// Directory user id.
+        user_id: String,
+        /// Other sessions ended.
+        sessions_ended: u64,
+        /// Client address.
+        client_ip: String,
+    },
+    /// `auth.password_change_failed`: a password change was refused (wrong current password,
+    /// rules not met, locked out). Never carries a password.
+    PasswordChangeFailed {
+        /// Local provider id.
+        idp: String,
+        /// The user.
+        user: String,
+        /// Why.
+        reason: String,
+        /// Client address.
+        client_ip: String,
+    },
     /// `policy.denied`: a request to a privileged route was refused (anyone can cause it: counted).
     PolicyDenied {
         /// Route id.
@@ -213,6 +271,10 @@ impl AuditEvent {
             Self::DeviceRemembered { .. } => "mfa.device_remembered".into(),
             Self::DeviceRevoked { .. } => "mfa.device_revoked".into(),
             Self::PolicyDenied { .. } => "policy.denied".into(),
+            Self::Console { action, .. } => format!("console.{action}"),
+            Self::ConsoleDenied { .. } => "console.denied".into(),
+            Self::PasswordChanged { .. } => "auth.password_changed".into(),
+            Self::PasswordChangeFailed { .. } => "auth.password_change_failed".into(),
             Self::DirectoryUserCreated { .. } => "directory.user_created".into(),
             Self::DirectoryUserUpdated { .. } => "directory.user_updated".into(),
             Self::DirectoryUserDeprovisioned { .. } => "directory.user_deprovisioned".into(),
@@ -231,7 +293,11 @@ impl AuditEvent {
             | Self::MfaRefused { user, .. }
             | Self::DeviceRemembered { user, .. }
             | Self::DeviceRevoked { user, .. }
-            | Self::ProviderMismatch { user, .. } => Some(user),
+            | Self::ProviderMismatch { user, .. }
+            | Self::PasswordChanged { user, .. }
+            | Self::PasswordChangeFailed { user, .. } => Some(user),
+            Self::Console { actor, .. } => Some(actor),
+            Self::ConsoleDenied { user, .. } => user.as_deref(),
             Self::DirectoryUserCreated { actor, .. }
             | Self::DirectoryUserUpdated { actor, .. }
             | Self::DirectoryUserDeprovisioned { actor, .. } => Some(actor),
@@ -255,6 +321,8 @@ impl AuditEvent {
             Self::PolicyDenied {
                 route, client_ip, ..
             } => Some((route, client_ip)),
+            // Like `policy.denied`: a non-admin's session can be made to repeat it too.
+            Self::ConsoleDenied { client_ip, .. } => Some(("console", client_ip)),
             _ => None,
         }
     }
@@ -340,6 +408,37 @@ impl AuditEvent {
                 pinned,
                 ..
             } => json!({"route": route, "provider": provider, "pinned": pinned}),
+            Self::Console {
+                target,
+                tenant,
+                outcome,
+                client_ip,
+                ..
+            } => {
+                json!({"target": target, "tenant": tenant, "outcome": outcome, "client_ip": client_ip})
+            }
+            Self::ConsoleDenied {
+                reason,
+                method,
+                path,
+                client_ip,
+                ..
+            } => json!({"reason": reason, "method": method, "path": path, "client_ip": client_ip}),
+            Self::PasswordChanged {
+                idp,
+                user_id,
+                sessions_ended,
+                client_ip,
+                ..
+            } => {
+                json!({"idp": idp, "user_id": user_id, "sessions_ended": sessions_ended, "client_ip": client_ip})
+            }
+            Self::PasswordChangeFailed {
+                idp,
+                reason,
+                client_ip,
+                ..
+            } => json!({"idp": idp, "reason": reason, "client_ip": client_ip}),
             Self::ConfigLoaded {
                 source,
                 sha256,
@@ -370,7 +469,9 @@ impl AuditEvent {
                     | "delivery_failed"
             ),
             Self::SessionEnded { reason, .. } => !is_routine_end(reason),
+            Self::Console { outcome, .. } => outcome != "ok",
             Self::Login { .. }
+            | Self::PasswordChanged { .. }
             | Self::Logout { .. }
             | Self::DeviceRemembered { .. }
             | Self::DeviceRevoked { .. }
@@ -458,5 +559,57 @@ mod tests {
             e.data.get("code").is_none(),
             "an MFA event never carries a code"
         );
+    }
+
+    #[test]
+    fn console_and_password_events() {
+        let call = |outcome: &str| AuditEvent::Console {
+            actor: "root".into(),
+            action: "user_disabled",
+            target: Some("u1".into()),
+            tenant: "*".into(),
+            outcome: outcome.into(),
+            client_ip: "10.0.0.1".into(),
+        };
+        assert_eq!(call("ok").kind(), "console.user_disabled");
+        assert_eq!(call("ok").actor(), Some("root"));
+        assert_eq!(
+            call("ok").repeat_key(),
+            None,
+            "an admin's calls are all kept"
+        );
+        assert!(!call("ok").is_refusal());
+        assert!(call("refused: csrf").is_refusal());
+        assert_eq!(call("ok").data()["target"], "u1");
+        let denied = AuditEvent::ConsoleDenied {
+            user: Some("carol".into()),
+            reason: "deny: no role".into(),
+            method: "GET".into(),
+            path: "/.portcullis/console/api/users".into(),
+            client_ip: "10.0.0.2".into(),
+        };
+        assert_eq!(denied.kind(), "console.denied");
+        assert_eq!(denied.actor(), Some("carol"));
+        assert_eq!(denied.repeat_key(), Some(("console", "10.0.0.2")));
+        assert!(denied.is_refusal());
+        let changed = AuditEvent::PasswordChanged {
+            idp: "staff".into(),
+            user: "alice".into(),
+            user_id: "u2".into(),
+            sessions_ended: 2,
+            client_ip: "10.0.0.3".into(),
+        };
+        assert_eq!(changed.kind(), "auth.password_changed");
+        assert!(!changed.is_refusal());
+        assert_eq!(changed.data()["sessions_ended"], 2);
+        let failed = AuditEvent::PasswordChangeFailed {
+            idp: "staff".into(),
+            user: "alice".into(),
+            reason: "wrong current password".into(),
+            client_ip: "10.0.0.3".into(),
+        };
+        assert_eq!(failed.kind(), "auth.password_change_failed");
+        assert!(failed.is_refusal());
+        assert_eq!(failed.actor(), Some("alice"));
     }
 }

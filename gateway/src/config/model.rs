@@ -51,6 +51,8 @@ pub struct Config {
     pub forward_auth: Option<crate::forward_auth::ForwardAuthConfig>,
     /// The directory, when configured.
     pub directory: Option<crate::directory::config::DirectoryConfig>,
+    /// The admin console and its API, when configured.
+    pub console: Option<crate::console::config::ConsoleConfig>,
 }
 
 /// Output format of the logs.
@@ -254,9 +256,15 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
         .chain(local_providers.iter().map(|l| l.id.clone()))
         .collect();
     let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
+    let mut roles = file.roles;
+    if file.console.is_some() {
+        roles
+            .entry(crate::console::config::ADMIN_ROLE.to_string())
+            .or_default();
+    }
     let mut compiler = Compiler::with_options(
         &LibrarySpec {
-            roles: file.roles,
+            roles,
             sod: file.sod,
             policies: file.policies,
         },
@@ -303,6 +311,15 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             routes.push(r);
         }
     }
+    let console = file.console.and_then(|c| {
+        crate::console::config::build(
+            c,
+            &mut compiler,
+            directory.is_some(),
+            mfa.is_some(),
+            problems,
+        )
+    });
     let library = match compiler.finish() {
         Ok(lib) => Some(lib),
         Err(policy_problems) => {
@@ -343,6 +360,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             mfa,
             forward_auth,
             directory,
+            console,
         })
     } else {
         None

@@ -58,6 +58,9 @@ pub struct ConfigFile {
     /// provider tokens alone, as before.
     #[serde(default)]
     pub directory: Option<crate::directory::config::DirectorySpec>,
+    /// The admin console and its JSON API; absent: neither exists.
+    #[serde(default)]
+    pub console: Option<crate::console::config::ConsoleSpec>,
 }
 
 /// `tenants:`

@@ -112,6 +112,20 @@ impl Lifecycle {
         self.end_access(user, actor, mode).await
     }
 
+    /// Reactivates user `user_id` of `tenant` (an admin's action): sign-in works again, the
+    /// sessions ended at deprovisioning stay ended. Only the active flag is written, so a
+    /// concurrent change to other attributes is kept; records `directory.user_updated`.
+    pub async fn reactivate(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        actor: &str,
+    ) -> Result<User, DirectoryError> {
+        let u = self.store.set_user_active(tenant, user_id, true).await?;
+        self.audit.record(user_event(Change::Updated, actor, &u));
+        Ok(u)
+    }
+
     /// After the user is inactive: ends sessions, removes MFA (as configured), deletes the
     /// record in [`Mode::Delete`], and records the deprovisioning.
     async fn end_access(

@@ -1201,6 +1201,9 @@ async fn write_roles(
     Ok(())
 }
 
+#[path = "browse.rs"]
+pub mod browse;
+
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;

@@ -92,11 +92,9 @@ impl LocalAccounts {
         // first MAX_USER_NAME bytes reach the counter key, so a 64 KiB "name" cannot make
         // 64 KiB Redis keys (it still costs the dummy hash and counts as a failure).
         let oversized = user_name.len() > MAX_USER_NAME;
-        let keyed = truncate(user_name, MAX_USER_NAME);
-        let key = format!("local:{}:{tenant}:{}", self.provider, keyed.to_lowercase());
         let attempt = self
             .limiter
-            .begin(&key, client_ip)
+            .begin(&self.limiter_key(tenant, user_name), client_ip)
             .await
             .map_err(|_| Refusal::Locked)?;
         let user = if oversized {
@@ -138,6 +136,77 @@ impl LocalAccounts {
     }
 }
 
+impl LocalAccounts {
+    /// The attempt-counter key of a user name: the sign-in form and the password change count
+    /// wrong passwords under the same key, so neither can be used to guess past the other's
+    /// lockout. Only the first [`MAX_USER_NAME`] bytes of a client's name reach the key.
+    fn limiter_key(&self, tenant: &str, user_name: &str) -> String {
+        let keyed = truncate(user_name, MAX_USER_NAME);
+        format!("local:{}:{tenant}:{}", self.provider, keyed.to_lowercase())
+    }
+
+    /// The directory user of a local session (its subject is the directory user id).
+    pub async fn user(&self, id: &str) -> Result<User, Refusal> {
+        self.directory
+            .get_user_any_tenant(id)
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))
+    }
+
+    /// Checks `user`'s current password for a password change, counted in the sign-in
+    /// form's limiter (same key, same limits): a locked account stays locked here too.
+    pub async fn check_current(
+        &self,
+        user: &User,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<(), Refusal> {
+        let attempt = self
+            .limiter
+            .begin(&self.limiter_key(&user.tenant, &user.user_name), client_ip)
+            .await
+            .map_err(|_| Refusal::Locked)?;
+        let hash = self
+            .credentials
+            .hash_of(&user.id)
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        let secret = password.to_string();
+        let matched =
+            tokio::task::spawn_blocking(move || crate::password::verify(&secret, hash.as_deref()))
+                .await
+                .unwrap_or(false);
+        if matched && user.active {
+            attempt.succeeded().await;
+            Ok(())
+        } else {
+            attempt.failed().await;
+            Err(Refusal::WrongPassword)
+        }
+    }
+
+    /// Replaces `user_id`'s password hash.
+    pub async fn set_password(&self, user_id: &str, phc: &str, now: i64) -> Result<(), Refusal> {
+        self.credentials
+            .set(user_id, phc, now)
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))
+    }
+}
+
+/// The message shown above a local-account form (sign-in, password change), escaped; empty
+/// without one.
+pub fn alert(error: Option<&str>) -> String {
+    error
+        .map(|e| {
+            format!(
+                "<p role=\"alert\" style=\"color:#a00\">{}</p>",
+                html_escape(e)
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// The sign-in form. `state` is the login's CSRF token (also sealed in the pre-auth cookie);
 /// `error` a message shown above the form.
 pub fn form(
@@ -147,14 +216,7 @@ pub fn form(
     user_name: &str,
     error: Option<&str>,
 ) -> String {
-    let error = error
-        .map(|e| {
-            format!(
-                "<p role=\"alert\" style=\"color:#a00\">{}</p>",
-                html_escape(e)
-            )
-        })
-        .unwrap_or_default();
+    let error = alert(error);
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title></head>\
 <body style=\"font-family:sans-serif;max-width:24rem;margin:4rem auto\"><h1>{t}</h1>{error}\

@@ -33,11 +33,13 @@ pub fn limiter(
 
 /// Creates (or updates the password and groups of) the accounts of `directory.users_file`:
 /// a user missing from the directory is created with `source: local`; an existing one keeps
-/// its record and gets the file's password. Returns how many accounts were seeded.
+/// its record and gets the file's password. Then sets the roles of the file's `groups`.
+/// Returns how many accounts were seeded.
 pub async fn seed(
     store: &DirectoryStore,
     credentials: &credentials::Credentials,
     users: &[seed::SeedUser],
+    groups: &[seed::SeedGroup],
     now: i64,
 ) -> Result<usize, String> {
     for s in users {
@@ -75,33 +77,7 @@ pub async fn seed(
             .await
             .map_err(|e| e.to_string())?;
         for g in &s.groups {
-            let by_name = Query {
-                filter: Some(Filter::Cmp(
-                    Attr::DisplayName,
-                    Op::Eq,
-                    Value::Str(g.clone()),
-                )),
-                start_index: 1,
-                count: 1,
-            };
-            let found = store
-                .list_groups(&s.tenant, &by_name)
-                .await
-                .map_err(|e| e.to_string())?;
-            let group = match found.items.into_iter().next() {
-                Some(g) => g,
-                None => store
-                    .create_group(
-                        &s.tenant,
-                        &Group {
-                            display_name: g.clone(),
-                            source: "local".into(),
-                            ..Group::default()
-                        },
-                    )
-                    .await
-                    .map_err(|e| format!("users_file: group {g}: {e}"))?,
-            };
+            let group = group_named(store, &s.tenant, g).await?;
             if !group.members.iter().any(|m| m.id == user.id) {
                 let member = Member {
                     id: user.id.clone(),
@@ -114,5 +90,43 @@ pub async fn seed(
             }
         }
     }
+    for g in groups {
+        let group = group_named(store, &g.tenant, &g.name).await?;
+        store
+            .set_group_roles(&g.tenant, &group.id, &g.roles)
+            .await
+            .map_err(|e| format!("users_file: group {}: {e}", g.name))?;
+    }
     Ok(users.len())
+}
+
+/// The tenant's group named `name`, created (source `local`) when missing.
+async fn group_named(store: &DirectoryStore, tenant: &str, name: &str) -> Result<Group, String> {
+    let by_name = Query {
+        filter: Some(Filter::Cmp(
+            Attr::DisplayName,
+            Op::Eq,
+            Value::Str(name.to_string()),
+        )),
+        start_index: 1,
+        count: 1,
+    };
+    let found = store
+        .list_groups(tenant, &by_name)
+        .await
+        .map_err(|e| e.to_string())?;
+    match found.items.into_iter().next() {
+        Some(g) => Ok(g),
+        None => store
+            .create_group(
+                tenant,
+                &Group {
+                    display_name: name.to_string(),
+                    source: "local".into(),
+                    ..Group::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("users_file: group {name}: {e}")),
+    }
 }

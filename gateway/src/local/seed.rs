@@ -11,7 +11,12 @@
 //!     display_name: Alice Example
 //!     groups: [admins]
 //!     tenant: ""            # optional
+//! groups:                   # optional: roles the file's groups grant
+//!   - { name: admins, roles: [portcullis-admin] }
 //! ```
+//!
+//! `groups:` is how the first console administrator is made without any other software: the
+//! directory's group roles are otherwise written only by the directory's own writers.
 
 use crate::config::problems::Problems;
 use serde::Deserialize;
@@ -22,6 +27,24 @@ use serde::Deserialize;
 pub struct UsersFile {
     /// Accounts.
     pub users: Vec<SeedUser>,
+    /// Roles of groups (created when missing); the roles a listed group grants are replaced
+    /// by the file's at every start.
+    #[serde(default)]
+    pub groups: Vec<SeedGroup>,
+}
+
+/// One group's roles.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SeedGroup {
+    /// Group display name (unique per tenant, case-insensitive).
+    pub name: String,
+    /// Roles every member holds.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Tenant (`""` by default).
+    #[serde(default)]
+    pub tenant: String,
 }
 
 /// One account.
@@ -47,7 +70,7 @@ pub struct SeedUser {
 }
 
 /// Parses and checks the file's text; `Err` lists every problem (`users[2].password_hash: …`).
-pub fn parse(text: &str, file: &str) -> Result<Vec<SeedUser>, Problems> {
+pub fn parse(text: &str, file: &str) -> Result<UsersFile, Problems> {
     let mut p = Problems::default();
     let parsed: UsersFile = match serde_yaml::from_str(text) {
         Ok(f) => f,
@@ -83,8 +106,18 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<SeedUser>, Problems> {
             }
         }
     }
+    for (i, g) in parsed.groups.iter().enumerate() {
+        if g.name.trim().is_empty() {
+            p.add(format!("groups[{i}].name"), "must not be empty");
+        }
+        for (j, r) in g.roles.iter().enumerate() {
+            if r.trim().is_empty() {
+                p.add(format!("groups[{i}].roles[{j}]"), "must not be empty");
+            }
+        }
+    }
     if p.0.is_empty() {
-        Ok(parsed.users)
+        Ok(parsed)
     } else {
         Err(p)
     }
@@ -98,7 +131,7 @@ mod tests {
     fn every_problem_is_named() {
         let good = crate::password::hash("a long enough password").unwrap();
         let text = format!(
-            "users:\n  - {{ user_name: alice, password_hash: \"{good}\", groups: [admins] }}\n  - {{ user_name: ALICE, password_hash: \"{good}\" }}\n  - {{ user_name: \"\", password_hash: \"plain\" }}\n  - {{ user_name: bob, password_hash: \"{good}\", groups: [\"\"] }}\n"
+            "users:\n  - {{ user_name: alice, password_hash: \"{good}\", groups: [admins] }}\n  - {{ user_name: ALICE, password_hash: \"{good}\" }}\n  - {{ user_name: \"\", password_hash: \"plain\" }}\n  - {{ user_name: bob, password_hash: \"{good}\", groups: [\"\"] }}\ngroups:\n  - {{ name: \"\", roles: [a, \"\"] }}\n"
         );
         let p = parse(&text, "users.yaml").unwrap_err();
         let paths: Vec<&str> = p.0.iter().map(|x| x.path.as_str()).collect();
@@ -108,12 +141,14 @@ mod tests {
                 "users[1].user_name",
                 "users[2].user_name",
                 "users[2].password_hash",
-                "users[3].groups[0]"
+                "users[3].groups[0]",
+                "groups[0].name",
+                "groups[0].roles[1]"
             ],
             "{p:?}"
         );
         let ok = format!("users:\n  - {{ user_name: alice, password_hash: \"{good}\" }}\n");
-        assert_eq!(parse(&ok, "f").unwrap()[0].user_name, "alice");
+        assert_eq!(parse(&ok, "f").unwrap().users[0].user_name, "alice");
         assert!(
             parse("users: [ { user_name: a, password: x } ]", "f").is_err(),
             "unknown key"

@@ -8,6 +8,7 @@ use crate::policy_input::{self, RequestContext};
 use crate::proxy::{Ctx, Gateway};
 use pingora::proxy::Session;
 use pingora_http::RequestHeader;
+use portcullis_policy::compile::CompiledPolicy;
 use portcullis_policy::engine::{evaluate, Challenge, Outcome};
 
 /// The request a policy decision is about: the one received, or for forward-auth the original
@@ -52,6 +53,20 @@ impl Gateway {
             self.audit.record(*mismatch);
             return Err(GatewayError::Unauthenticated);
         }
+        self.judge(ctx, judged, &route.policy, &route.id)
+    }
+
+    /// Evaluates `policy` (a route's, or the console's, named `label` in logs) against the
+    /// request and `ctx.identity` with the engine, and turns the decision into the answer a
+    /// protected route gives; records the decision in `ctx`.
+    pub(crate) fn judge(
+        &self,
+        ctx: &mut Ctx,
+        judged: &Judged<'_>,
+        policy: &CompiledPolicy,
+        label: &str,
+    ) -> Result<(), GatewayError> {
+        let rt = ctx.rt.clone();
         let canonical = portcullis_policy::routing::canonical_host(judged.host).into_owned();
         let input = policy_input::build(
             &rt.config,
@@ -66,7 +81,7 @@ impl Gateway {
             },
             ctx.identity.clone(),
         );
-        let decision = evaluate(&route.policy, &input);
+        let decision = evaluate(policy, &input);
         if self.decision_log.is_some() {
             ctx.facts = Some(Box::new((
                 input.network.clone(),
@@ -76,10 +91,10 @@ impl Gateway {
         }
         let explanation = &decision.explanation;
         if !explanation.sod_violations.is_empty() {
-            tracing::warn!(route = %route.id, user = input.identity.as_ref().map(|i| i.user.as_str()), reason = %explanation.reason(), "segregation-of-duties violation: identity holds conflicting roles");
+            tracing::warn!(route = %label, user = input.identity.as_ref().map(|i| i.user.as_str()), reason = %explanation.reason(), "segregation-of-duties violation: identity holds conflicting roles");
         }
         if explanation.cross_tenant {
-            tracing::warn!(route = %route.id, user = input.identity.as_ref().map(|i| i.user.as_str()), tenant = input.request.tenant.as_deref(), "cross-tenant access by operator role");
+            tracing::warn!(route = %label, user = input.identity.as_ref().map(|i| i.user.as_str()), tenant = input.request.tenant.as_deref(), "cross-tenant access by operator role");
         }
         let result = match &decision.outcome {
             Outcome::Allow => Ok(()),

@@ -1,8 +1,8 @@
 //! The one dispatcher for `/.portcullis/*`: it names the endpoint, reads the request once into
 //! a [`LocalRequest`] (query decoded, body bounded for that endpoint) and hands it to the
-//! handler — MFA pages, SCIM, or the sign-in, callback, logout and key endpoints of
-//! [`crate::auth_endpoints`]. Forward-auth, which judges another URL against the route table,
-//! is served from the pipeline's context instead.
+//! handler — MFA pages, SCIM, the console API, or the sign-in, callback, logout, password and
+//! key endpoints of [`crate::auth_endpoints`]. Forward-auth, which judges another URL against
+//! the route table, is served from the pipeline's context instead.
 
 use super::decide::Judged;
 use super::facts::{client_cert_ca, query_param};
@@ -16,11 +16,12 @@ use portcullis_policy::path::normalise_with;
 
 /// Which handler a reserved path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
+pub(crate) enum Endpoint {
     Mfa,
     Scim,
     ForwardAuth,
     SignIn,
+    Console,
 }
 
 impl Endpoint {
@@ -33,6 +34,8 @@ impl Endpoint {
             Some(Self::ForwardAuth)
         } else if auth_endpoints::is_endpoint(path) {
             Some(Self::SignIn)
+        } else if crate::console::is_console(path) {
+            Some(Self::Console)
         } else {
             None
         }
@@ -45,6 +48,7 @@ impl Endpoint {
             Self::Scim if !tls => None,
             Self::Scim => Some(MAX_PAYLOAD),
             Self::Mfa | Self::SignIn => Some(MAX_BODY),
+            Self::Console => Some(crate::console::api::MAX_BODY),
             Self::ForwardAuth => None,
         }
     }
@@ -110,6 +114,7 @@ impl Gateway {
                 let req = self.local_request(session, ctx, path, endpoint).await;
                 Ok(Some(super::scim::reply(scim.handle(&req).await)))
             }
+            Endpoint::Console => self.console(session, ctx, path).await,
             Endpoint::SignIn => {
                 if path == "/.portcullis/login" {
                     self.identify(session, ctx).await?;
@@ -122,7 +127,7 @@ impl Gateway {
     }
 
     /// The one [`LocalRequest`] of this request, its body read within `endpoint`'s bound.
-    async fn local_request(
+    pub(crate) async fn local_request(
         &self,
         session: &mut Session,
         ctx: &Ctx,

@@ -8,9 +8,11 @@
 //! - `facts`: peer, host, client address and browser detection, read once.
 //! - `decide`: route policy evaluation and the answers for sign-in and step-up.
 //! - `endpoints`: the one dispatcher for `/.portcullis/*`.
+//! - `console`: the console policy in front of the admin API.
 //! - `forward_auth`: `/.portcullis/auth`, judged on the original request.
 //! - `record`: the decision record and audit event of each request.
 
+pub(crate) mod console;
 pub(crate) mod decide;
 pub(crate) mod endpoints;
 pub(crate) mod facts;
@@ -178,6 +180,7 @@ impl Gateway {
         {
             ctx.set_cookie = a.set_cookie;
             ctx.identity = Some(a.record.identity);
+            ctx.csrf = Some(a.record.csrf);
             ctx.sid = Some(a.sid);
         }
         Ok(())

@@ -35,6 +35,7 @@ fn gateway_with_clock(yaml: &str, clock: crate::clock::Clock) -> Gateway {
         mfa: None,
         audit: crate::audit::Audit::disabled(),
         scim: None,
+        console: None,
     }
 }
 

@@ -47,6 +47,15 @@ pub trait SessionStore: Send + Sync {
         sub: Option<&str>,
         idp_sid: Option<&str>,
     ) -> Result<usize, StoreError>;
+    /// The live sessions of subject `sub` at provider `idp`, with their ids (the admin API
+    /// shows them; a password change ends all but the current one). Read through the same
+    /// index revocation uses, so the cost follows that user's sessions, not everyone's; the
+    /// index expires with the sessions it lists.
+    async fn sessions_of(
+        &self,
+        idp: &str,
+        sub: &str,
+    ) -> Result<Vec<(String, SessionRecord)>, StoreError>;
     /// Number of live sessions (for the gauge).
     async fn count(&self) -> Result<usize, StoreError>;
     /// Whether `key` (e.g. a back-channel logout token id) was recorded and has not expired.
@@ -301,6 +310,28 @@ impl SessionStore for MemoryStore {
         Ok(ended.len())
     }
 
+    async fn sessions_of(
+        &self,
+        idp: &str,
+        sub: &str,
+    ) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+        let t = self.now();
+        let map = self.lock()?;
+        let mut found: Vec<(String, SessionRecord)> = revocation_index_keys(idp, Some(sub), None)
+            .iter()
+            .filter_map(|k| map.index.get(k))
+            .flatten()
+            .filter_map(|sid| {
+                map.records
+                    .get(sid)
+                    .filter(|(r, exp)| *exp > t && revocation_matches(r, idp, Some(sub), None))
+                    .map(|(r, _)| (sid.clone(), r.clone()))
+            })
+            .collect();
+        found.sort_by(|a, b| a.1.created.cmp(&b.1.created).then_with(|| a.0.cmp(&b.0)));
+        Ok(found)
+    }
+
     async fn count(&self) -> Result<usize, StoreError> {
         let t = self.now();
         Ok(self
@@ -480,6 +511,51 @@ pub(crate) mod tests {
         assert_eq!(s.revoke("partner", Some("alice"), None).await.unwrap(), 1);
         expect_ended(rx, &["p1"]).await;
         assert!(s.load("b1").await.unwrap().is_some());
+    }
+
+    /// A user's sessions are listed through the index: only theirs, only live ones, oldest
+    /// first, and a session that ended is no longer listed.
+    pub(crate) async fn sessions_of_lists_one_users_live_sessions(s: &dyn SessionStore) {
+        let mut old = record("corp", "alice", Some("s1"));
+        old.created -= 100;
+        s.save("a1", &old, 60).await.unwrap();
+        s.save("a2", &record("corp", "alice", None), 60)
+            .await
+            .unwrap();
+        s.save("p1", &record("partner", "alice", None), 60)
+            .await
+            .unwrap();
+        s.save("b1", &record("corp", "bob", None), 60)
+            .await
+            .unwrap();
+        s.save("gone", &record("corp", "alice", None), 60)
+            .await
+            .unwrap();
+        assert!(s.remove("gone").await.unwrap());
+        let listed: Vec<String> = s
+            .sessions_of("corp", "alice")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(sid, r)| {
+                assert_eq!((r.idp.as_str(), r.sub.as_str()), ("corp", "alice"));
+                sid
+            })
+            .collect();
+        assert_eq!(listed, ["a1", "a2"]);
+        assert!(s.sessions_of("corp", "nobody").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn memory_sessions_of_lists_one_users_live_sessions() {
+        let m = crate::clock::ManualClock::at_now();
+        let s = MemoryStore::with_clock(m.clock());
+        sessions_of_lists_one_users_live_sessions(&s).await;
+        m.advance(std::time::Duration::from_secs(61));
+        assert!(
+            s.sessions_of("corp", "alice").await.unwrap().is_empty(),
+            "expired sessions are not listed"
+        );
     }
 
     #[tokio::test]
