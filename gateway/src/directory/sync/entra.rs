@@ -58,13 +58,12 @@ impl Entra {
     /// From validated config (the required keys are present).
     pub fn new(c: &SyncConfig, http: Http) -> Result<Self, SyncError> {
         let tenant = c.tenant_id.as_deref().unwrap_or_default();
-        let token_url = c
-            .login_url
-            .join(&format!(
-                "{}/oauth2/v2.0/token",
-                percent_encoding::utf8_percent_encode(tenant, percent_encoding::NON_ALPHANUMERIC)
-            ))
-            .map_err(|e| SyncError::Setup(format!("login_url: {e}")))?;
+        let mut token_url = c.login_url.clone();
+        token_url
+            .path_segments_mut()
+            .map_err(|()| SyncError::Setup("login_url cannot be a base".into()))?
+            .pop_if_empty()
+            .extend([tenant, "oauth2", "v2.0", "token"]);
         Ok(Self {
             token_url,
             graph: c.graph_url.clone(),
@@ -220,12 +219,12 @@ impl Entra {
     }
 
     fn endpoint(&self, path: &str) -> Result<url::Url, SyncError> {
-        let mut base = self.graph.clone();
-        if !base.path().ends_with('/') {
-            base.set_path(&format!("{}/", base.path()));
-        }
-        base.join(path)
-            .map_err(|e| SyncError::Setup(format!("graph_url: {e}")))
+        let mut u = self.graph.clone();
+        u.path_segments_mut()
+            .map_err(|()| SyncError::Setup("graph_url cannot be a base".into()))?
+            .pop_if_empty()
+            .extend(path.split('/'));
+        Ok(u)
     }
 
     /// Every page from `start` on, following `@odata.nextLink`; returns the objects and the
@@ -302,5 +301,29 @@ impl Entra {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_keep_the_tenant_and_base_paths() {
+        let mut p = crate::config::problems::Problems::default();
+        let spec: crate::directory::config::DirectorySpec = serde_yaml::from_str(
+            "sync: [ { id: e, type: entra_id, tenant_id: contoso-tenant.onmicrosoft.com, client_id: C, client_secret: S, graph_url: \"https://graph.example.com/proxy\" } ]",
+        )
+        .unwrap();
+        let c = crate::directory::config::build(spec, &mut p).unwrap();
+        let e = Entra::new(&c.sync[0], Http::new(Default::default()).unwrap()).unwrap();
+        assert_eq!(
+            e.token_url.as_str(),
+            "https://login.microsoftonline.com/contoso-tenant.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            e.endpoint("v1.0/users/delta").unwrap().as_str(),
+            "https://graph.example.com/proxy/v1.0/users/delta"
+        );
     }
 }

@@ -118,7 +118,7 @@ pub enum Connector {
     /// Microsoft Graph.
     Entra(entra::Entra),
     /// Google Workspace.
-    Google(google::Google),
+    Google(Box<google::Google>),
     /// AWS IAM Identity Center.
     Aws(aws::Aws),
 }
@@ -133,7 +133,9 @@ impl Connector {
         let http = http::Http::new(http::Retry::default())?;
         Ok(match c.kind {
             SyncKind::EntraId => Self::Entra(entra::Entra::new(c, http)?),
-            SyncKind::GoogleWorkspace => Self::Google(google::Google::new(c, http, clock)?),
+            SyncKind::GoogleWorkspace => {
+                Self::Google(Box::new(google::Google::new(c, http, clock)?))
+            }
             SyncKind::AwsIdentityCenter => Self::Aws(aws::Aws::new(c, http, env)?),
         })
     }
