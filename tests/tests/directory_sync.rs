@@ -684,4 +684,40 @@ fn check_names_bad_sync_endpoints() {
         "{err}"
     );
     assert!(err.contains("directory.sync[1].api_url"), "{err}");
+    // Without a directory section there is nothing to sync: exit 2.
+    let plain = tmp.path().join("plain.yaml");
+    std::fs::write(&plain, Ports::fresh().fill(&format!("{SERVER}routes:\n  - {{ id: a, path: /, upstream: \"http://127.0.0.1:9\", policy: public }}\n"))).unwrap();
+    let r = sync(&plain, &[], &[]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no directory: section"), "{r:?}");
+}
+
+/// A connector that fails inside `run` is logged and counted; the gateway keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_scheduled_sync_is_counted_and_the_gateway_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = graph::Graph::start(four_users()).await;
+    let gw = Gateway::start(&config_text(
+        tmp.path(),
+        &g.connector("entra", "wrong-secret"),
+        "",
+    ));
+    let series = "portcullis_directory_sync_total{connector=\"entra\",outcome=\"error\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gw.metric(series) != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "no failed run counted; logs:\n{}",
+            gw.proc.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gw.proc.logs().contains("directory sync failed"));
+    assert_eq!(
+        raw_request(gw.ports.admin, "GET /healthz HTTP/1.1", &[])
+            .unwrap()
+            .0,
+        200
+    );
+    assert!(directory(tmp.path()).await.0.is_empty());
 }

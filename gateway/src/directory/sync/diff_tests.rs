@@ -318,3 +318,15 @@ fn json_names_the_changes() {
     assert_eq!(v["deactivate"][0]["reason"], "removed upstream");
     assert_eq!(v["complete"], true);
 }
+
+#[test]
+fn a_rename_upstream_renames_the_linked_user() {
+    let d = diff(
+        "e",
+        &full(vec![remote("1", "alice2")]),
+        &local(&[("1", "alice")]),
+    );
+    assert!(d.create.is_empty() && d.deactivate.is_empty(), "{d:?}");
+    assert_eq!(d.update[0].changes, ["userName", "displayName", "emails"]);
+    assert_eq!(d.update[0].record.id, "dir-1");
+}

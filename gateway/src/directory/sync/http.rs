@@ -251,6 +251,48 @@ mod tests {
         assert_eq!(retry_after("soon", now), None);
     }
 
+    /// A server that answers every request 429 without `Retry-After`; counts requests.
+    async fn always_throttled() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = n.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        (url, n)
+    }
+
+    #[tokio::test]
+    async fn throttling_backs_off_exponentially_and_gives_up() {
+        let (url, n) = always_throttled().await;
+        let http = Http::new(Retry {
+            attempts: 4,
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(50),
+        })
+        .unwrap();
+        let started = std::time::Instant::now();
+        let r = http
+            .send("page", || Ok(http.client().get(&url).build()?))
+            .await;
+        assert!(
+            matches!(r, Err(SyncError::Throttled { attempts: 4, .. })),
+            "{r:?}"
+        );
+        assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 4);
+        // 20 + 40 + 50 (capped) ms of backoff.
+        assert!(started.elapsed() >= Duration::from_millis(110));
+    }
+
     #[test]
     fn throttling_answers() {
         assert!(throttled(429, b""));
