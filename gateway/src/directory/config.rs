@@ -377,12 +377,7 @@ pub fn endpoint_url(value: &str, path: &str, p: &mut Problems) -> Option<url::Ur
 }
 
 fn build_sync(s: SyncSpec, key: &str, p: &mut Problems) -> Option<SyncConfig> {
-    if s.id.is_empty()
-        || !s
-            .id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !crate::config::problems::is_id(&s.id) {
         p.add(
             format!("{key}.id"),
             "must use only letters, digits, '-', '_'",

@@ -5,7 +5,7 @@
 //! environment variables. Every run is a full listing (the API has no delta); a user absent
 //! from a complete one was removed upstream.
 
-use super::http::{Http, Pages};
+use super::http::{token_pages, Http};
 use super::remote::{Fetched, Members, RemoteGroup, RemoteMember, RemoteUser};
 use super::SyncError;
 use crate::config::env::EnvLookup;
@@ -139,10 +139,10 @@ impl Aws {
         field: &str,
         out: &mut Fetched,
     ) -> Vec<Value> {
-        let mut items = Vec::new();
-        let mut guard = Pages::tokens();
-        let mut next: Option<String> = None;
-        loop {
+        let amz_target = format!("AWSIdentityStore.{target}");
+        let label = format!("AWS {target} page");
+        let (params, amz_target, label) = (&params, amz_target.as_str(), label.as_str());
+        token_pages(out, target, |next| async move {
             let mut body = params.clone();
             body["IdentityStoreId"] = json!(self.store_id);
             body["MaxResults"] = json!(PAGE);
@@ -150,60 +150,36 @@ impl Aws {
                 body["NextToken"] = json!(t);
             }
             let body = body.to_string().into_bytes();
-            let amz_target = format!("AWSIdentityStore.{target}");
-            let label = format!("AWS {target} page");
-            let page = async {
-                let a = self
-                    .http
-                    .ok(&label, || {
-                        let headers = [
-                            ("content-type", "application/x-amz-json-1.1"),
-                            ("x-amz-target", amz_target.as_str()),
-                        ];
-                        let signed = sign(
-                            &self.creds,
-                            &self.region,
-                            self.endpoint.as_str(),
-                            &headers,
-                            &body,
-                            SystemTime::now(),
-                        )?;
-                        let mut r = self.http.client().post(self.endpoint.clone());
-                        for (k, v) in headers {
-                            r = r.header(k, v);
-                        }
-                        for (k, v) in signed {
-                            r = r.header(k, v);
-                        }
-                        Ok(r.body(body.clone()).build()?)
-                    })
-                    .await?;
-                a.json::<Value>(&label)
-            }
-            .await;
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    out.complete = false;
-                    out.problems.push(format!("{target}: {e}"));
-                    return items;
-                }
-            };
-            if let Some(v) = page.get(field).and_then(Value::as_array) {
-                items.extend(v.iter().cloned());
-            }
-            match s(&page, "NextToken").filter(|t| !t.is_empty()) {
-                Some(t) => {
-                    if let Err(e) = guard.next(&t) {
-                        out.complete = false;
-                        out.problems.push(format!("{target}: {e}"));
-                        return items;
+            let a = self
+                .http
+                .ok(label, || {
+                    let headers = [
+                        ("content-type", "application/x-amz-json-1.1"),
+                        ("x-amz-target", amz_target),
+                    ];
+                    let signed = sign(
+                        &self.creds,
+                        &self.region,
+                        self.endpoint.as_str(),
+                        &headers,
+                        &body,
+                        SystemTime::now(),
+                    )?;
+                    let mut r = self.http.client().post(self.endpoint.clone());
+                    for (k, v) in headers
+                        .into_iter()
+                        .chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    {
+                        r = r.header(k, v);
                     }
-                    next = Some(t);
-                }
-                None => return items,
-            }
-        }
+                    Ok(r.body(body.clone()).build()?)
+                })
+                .await?;
+            let page: Value = a.json(label)?;
+            let items = page.get(field).and_then(Value::as_array).cloned();
+            Ok((items.unwrap_or_default(), s(&page, "NextToken")))
+        })
+        .await
     }
 
     /// A full listing of users, groups and memberships.

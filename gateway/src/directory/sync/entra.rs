@@ -241,8 +241,7 @@ impl Entra {
         let mut guard = Pages::links(&self.graph);
         // The stored cursor is ours, but it too must point at the configured Graph.
         if let Err(e) = guard.next(start) {
-            out.complete = false;
-            out.problems.push(format!("{what}: {e}"));
+            out.fail(what, &e);
             return Ok((Vec::new(), None));
         }
         let mut next = start.to_string();
@@ -269,8 +268,7 @@ impl Entra {
                 Ok(p) => p,
                 Err(e @ SyncError::Status { status: 410, .. }) if first => return Err(e),
                 Err(e) => {
-                    out.complete = false;
-                    out.problems.push(format!("{what}: {e}"));
+                    out.fail(what, &e);
                     return Ok((objects, None));
                 }
             };
@@ -279,24 +277,20 @@ impl Entra {
             match (page.next, page.delta) {
                 (Some(n), _) => {
                     if let Err(e) = guard.next(&n) {
-                        out.complete = false;
-                        out.problems.push(format!("{what}: {e}"));
+                        out.fail(what, &e);
                         return Ok((objects, None));
                     }
                     next = n;
                 }
                 (None, Some(d)) => {
                     if let Err(e) = Pages::links(&self.graph).next(&d) {
-                        out.complete = false;
-                        out.problems.push(format!("{what}: delta link: {e}"));
+                        out.fail(&format!("{what} delta link"), &e);
                         return Ok((objects, None));
                     }
                     return Ok((objects, Some(d)));
                 }
                 (None, None) => {
-                    out.complete = false;
-                    out.problems
-                        .push(format!("{what}: last page has no @odata.deltaLink"));
+                    out.fail(what, &"last page has no @odata.deltaLink");
                     return Ok((objects, None));
                 }
             }

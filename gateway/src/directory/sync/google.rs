@@ -5,7 +5,7 @@
 //! deactivates. Groups are named by their email address (unique, what admins write in
 //! policies).
 
-use super::http::{Http, Pages};
+use super::http::{token_pages, Http};
 use super::jwt::{KeyFile, ServiceAccount};
 use super::remote::{Fetched, Members, RemoteGroup, RemoteMember, RemoteUser};
 use super::{bearer, SyncError};
@@ -123,10 +123,10 @@ impl Google {
         field: &str,
         out: &mut Fetched,
     ) -> Vec<Value> {
-        let mut items = Vec::new();
-        let mut guard = Pages::tokens();
-        let mut page_token: Option<String> = None;
-        loop {
+        let url = &url;
+        let label = format!("Google {field} page");
+        let label = label.as_str();
+        token_pages(out, field, |page_token| async move {
             let mut u = url.clone();
             {
                 let mut q = u.query_pairs_mut();
@@ -137,45 +137,22 @@ impl Google {
                     q.append_pair("pageToken", t);
                 }
             }
-            let label = format!("Google {field} page");
-            let page = async {
-                let a = self
-                    .http
-                    .ok(&label, || {
-                        Ok(self
-                            .http
-                            .client()
-                            .get(u.clone())
-                            .bearer_auth(token)
-                            .build()?)
-                    })
-                    .await?;
-                a.json::<Value>(&label)
-            }
-            .await;
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    out.complete = false;
-                    out.problems.push(format!("{field}: {e}"));
-                    return items;
-                }
-            };
-            if let Some(v) = page.get(field).and_then(Value::as_array) {
-                items.extend(v.iter().cloned());
-            }
-            match s(&page, "nextPageToken").filter(|t| !t.is_empty()) {
-                Some(t) => {
-                    if let Err(e) = guard.next(&t) {
-                        out.complete = false;
-                        out.problems.push(format!("{field}: {e}"));
-                        return items;
-                    }
-                    page_token = Some(t);
-                }
-                None => return items,
-            }
-        }
+            let a = self
+                .http
+                .ok(label, || {
+                    Ok(self
+                        .http
+                        .client()
+                        .get(u.clone())
+                        .bearer_auth(token)
+                        .build()?)
+                })
+                .await?;
+            let page: Value = a.json(label)?;
+            let items = page.get(field).and_then(Value::as_array).cloned();
+            Ok((items.unwrap_or_default(), s(&page, "nextPageToken")))
+        })
+        .await
     }
 
     /// A full listing of users, groups and their members.

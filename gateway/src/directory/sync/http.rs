@@ -8,6 +8,7 @@
 //!   with (a hostile `@odata.nextLink` elsewhere would receive the bearer token), a link or
 //!   token seen before ends the listing as a loop, and at most [`MAX_PAGES`] pages are read.
 
+use super::remote::Fetched;
 use super::SyncError;
 use crate::idp::http::{read_capped, HttpClient};
 use std::collections::HashSet;
@@ -227,6 +228,40 @@ impl Pages {
             ));
         }
         Ok(())
+    }
+}
+
+/// One page of a token-paged listing: its items and the next page's token, if any.
+pub type TokenPage = (Vec<serde_json::Value>, Option<String>);
+
+/// Reads every page of a token-paged listing (Google `pageToken`, AWS `NextToken`), asking
+/// `fetch` for the page of each token (`None`: the first). A page that fails, or a token seen
+/// before or past [`MAX_PAGES`], makes `out` incomplete and ends the listing with what was read.
+pub async fn token_pages<F, Fut>(out: &mut Fetched, what: &str, fetch: F) -> Vec<serde_json::Value>
+where
+    F: Fn(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<TokenPage, SyncError>>,
+{
+    let mut items = Vec::new();
+    let mut guard = Pages::tokens();
+    let mut token = None;
+    loop {
+        let (page, next) = match fetch(token.take()).await {
+            Ok(p) => p,
+            Err(e) => {
+                out.fail(what, &e);
+                return items;
+            }
+        };
+        items.extend(page);
+        let Some(t) = next.filter(|t| !t.is_empty()) else {
+            return items;
+        };
+        if let Err(e) = guard.next(&t) {
+            out.fail(what, &e);
+            return items;
+        }
+        token = Some(t);
     }
 }
 

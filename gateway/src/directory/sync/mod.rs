@@ -268,3 +268,6 @@ pub async fn run_once(
         outcome,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -80,3 +80,11 @@ pub struct Fetched {
     /// Why the listing is incomplete (for the log and the report).
     pub problems: Vec<String>,
 }
+
+impl Fetched {
+    /// Records that part of the listing (`what`) could not be read: the run is incomplete.
+    pub fn fail(&mut self, what: &str, why: &dyn std::fmt::Display) {
+        self.complete = false;
+        self.problems.push(format!("{what}: {why}"));
+    }
+}
