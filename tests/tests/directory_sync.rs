@@ -721,3 +721,46 @@ async fn a_failing_scheduled_sync_is_counted_and_the_gateway_keeps_serving() {
     );
     assert!(directory(tmp.path()).await.0.is_empty());
 }
+
+/// Two replicas sharing Redis and the store: while one syncs a connector, the other's run of
+/// the same connector finds the lock held and does not read the upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_sharing_redis_sync_one_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = graph::Graph::start(four_users()).await;
+    // Each users page takes 2 s: a run lasts over 4 s, longer than the replicas' start gap.
+    g.set_slow(Duration::from_secs(2));
+    let redis = Redis::start();
+    let sso = format!("session:\n  keys: [\"{SESSION_KEY}\"]\n  store: \"{}\"\n", redis.url());
+    let text = config_text(tmp.path(), &g.connector("entra", graph::SECRET), &sso);
+    let a = Gateway::start(&text);
+    let b = Gateway::start(&text);
+    let count = |gw: &Gateway, outcome: &str| {
+        gw.metric(&format!(
+            "portcullis_directory_sync_total{{connector=\"entra\",outcome=\"{outcome}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (sa, sb) = (count(&a, "success"), count(&b, "success"));
+        let (la, lb) = (count(&a, "locked"), count(&b, "locked"));
+        if sa + sb >= 1.0 && la + lb >= 1.0 {
+            assert_eq!((sa + sb, la + lb), (1.0, 1.0));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A: {sa} ok {la} locked, B: {sb} ok {lb} locked\n{}\n{}",
+            a.proc.logs(),
+            b.proc.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        g.server.requests("/contoso-tenant/oauth2").len(),
+        1,
+        "only the lock holder asked for a token"
+    );
+    assert_eq!(directory(tmp.path()).await.0.len(), 4);
+}

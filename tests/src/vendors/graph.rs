@@ -32,6 +32,7 @@ struct State {
     base: String,
     foreign: String,
     expired_before: usize,
+    slow: std::time::Duration,
 }
 
 /// A running Graph stand-in.
@@ -138,6 +139,7 @@ impl Graph {
             base: String::new(),
             foreign: String::new(),
             expired_before: 0,
+            slow: std::time::Duration::ZERO,
         }));
         let s = state.clone();
         let server = Server::start(move |r| handle(&mut s.lock().unwrap(), r)).await;
@@ -162,6 +164,11 @@ impl Graph {
     pub fn expire_delta_links(&self) {
         let mut s = self.state.lock().unwrap();
         s.expired_before = s.snapshots.len();
+    }
+
+    /// Every users page takes `d` to answer (a run lasts a while).
+    pub fn set_slow(&self, d: std::time::Duration) {
+        self.state.lock().unwrap().slow = d;
     }
 
     /// Where [`Fault::ForeignNextLink`] points.
@@ -290,5 +297,9 @@ fn handle(s: &mut State, r: &Req) -> Resp {
     } else {
         page["@odata.deltaLink"] = json!(rd.delta);
     }
-    Resp::json(200, &page)
+    let mut resp = Resp::json(200, &page);
+    if kind == "users" {
+        resp.delay = s.slow;
+    }
+    resp
 }

@@ -82,6 +82,8 @@ pub struct Resp {
     pub headers: Vec<(String, String)>,
     /// Body.
     pub body: Vec<u8>,
+    /// How long to wait before answering (a slow server).
+    pub delay: std::time::Duration,
 }
 
 impl Resp {
@@ -91,6 +93,7 @@ impl Resp {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: v.to_string().into_bytes(),
+            delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -154,6 +157,9 @@ impl Server {
                                 };
                                 log.lock().unwrap().push(req.clone());
                                 let out = handler(&req);
+                            if !out.delay.is_zero() {
+                                tokio::time::sleep(out.delay).await;
+                            }
                                 let mut b = hyper::Response::builder().status(out.status);
                                 for (k, v) in &out.headers {
                                     b = b.header(k, v);
