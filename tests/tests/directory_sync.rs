@@ -731,7 +731,10 @@ async fn replicas_sharing_redis_sync_one_at_a_time() {
     // Each users page takes 2 s: a run lasts over 4 s, longer than the replicas' start gap.
     g.set_slow(Duration::from_secs(2));
     let redis = Redis::start();
-    let sso = format!("session:\n  keys: [\"{SESSION_KEY}\"]\n  store: \"{}\"\n", redis.url());
+    let sso = format!(
+        "session:\n  keys: [\"{SESSION_KEY}\"]\n  store: \"{}\"\n",
+        redis.url()
+    );
     let text = config_text(tmp.path(), &g.connector("entra", graph::SECRET), &sso);
     let a = Gateway::start(&text);
     let b = Gateway::start(&text);

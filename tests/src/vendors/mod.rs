@@ -157,9 +157,9 @@ impl Server {
                                 };
                                 log.lock().unwrap().push(req.clone());
                                 let out = handler(&req);
-                            if !out.delay.is_zero() {
-                                tokio::time::sleep(out.delay).await;
-                            }
+                                if !out.delay.is_zero() {
+                                    tokio::time::sleep(out.delay).await;
+                                }
                                 let mut b = hyper::Response::builder().status(out.status);
                                 for (k, v) in &out.headers {
                                     b = b.header(k, v);
