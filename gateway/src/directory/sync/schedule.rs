@@ -154,44 +154,63 @@ pub struct Job {
 }
 
 impl Job {
-    /// One run under the lock; logs and counts its outcome, never fails.
+    /// One run under the lock (a dry run changes nothing and takes no lock); logs and counts
+    /// its outcome, never fails.
     pub async fn run(&self, dry_run: bool) -> (Outcome, Option<Report>) {
         let id = self.cfg.id.as_str();
-        let (outcome, report) = match self.lock.acquire(id).await {
-            Ok(None) => {
-                tracing::info!(
-                    connector = id,
-                    "directory sync: another run holds the lock; skipped"
-                );
-                (Outcome::Locked, None)
-            }
-            Err(e) => {
-                tracing::error!(connector = id, error = %e, "directory sync: cannot take the lock; not run");
-                (Outcome::Error, None)
-            }
-            Ok(Some(guard)) => {
-                let r = match &self.connector {
-                    Ok(c) => run_once(&self.cfg, c, &self.lifecycle, &self.state, dry_run)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.clone()),
-                };
-                guard.release().await;
-                match r {
-                    Ok(report) => {
-                        log(&report);
-                        (report.outcome, Some(report))
-                    }
-                    Err(e) => {
-                        tracing::error!(connector = id, error = %e, "directory sync failed");
-                        (Outcome::Error, None)
-                    }
+        let guard = if dry_run {
+            None
+        } else {
+            match self.lock.acquire(id).await {
+                Ok(Some(g)) => Some(g),
+                Ok(None) => {
+                    tracing::info!(
+                        connector = id,
+                        "directory sync: another run holds the lock; skipped"
+                    );
+                    return self.count(Outcome::Locked, None);
+                }
+                Err(e) => {
+                    tracing::error!(connector = id, error = %e, "directory sync: cannot take the lock; not run");
+                    return self.count(Outcome::Error, None);
                 }
             }
         };
-        if !dry_run {
-            crate::metrics::directory_sync(id, outcome.label(), chrono::Utc::now().timestamp());
+        let r = match &self.connector {
+            Ok(c) => run_once(&self.cfg, c, &self.lifecycle, &self.state, dry_run)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        if let Some(g) = guard {
+            g.release().await;
         }
+        match r {
+            Ok(report) => {
+                log(&report);
+                let outcome = report.outcome;
+                if dry_run {
+                    return (outcome, Some(report));
+                }
+                self.count(outcome, Some(report))
+            }
+            Err(e) => {
+                tracing::error!(connector = id, error = %e, "directory sync failed");
+                if dry_run {
+                    return (Outcome::Error, None);
+                }
+                self.count(Outcome::Error, None)
+            }
+        }
+    }
+
+    /// Counts a (non-dry) run in the metrics and returns its result.
+    fn count(&self, outcome: Outcome, report: Option<Report>) -> (Outcome, Option<Report>) {
+        crate::metrics::directory_sync(
+            &self.cfg.id,
+            outcome.label(),
+            chrono::Utc::now().timestamp(),
+        );
         (outcome, report)
     }
 }
