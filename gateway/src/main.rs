@@ -62,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         action: AuditCommand,
     },
+    /// The directory of users and groups.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
     /// Print the Argon2id hash of a password read from stdin (one line), for
     /// `directory.users_file`. The password never appears in arguments or the process list.
     HashPassword,
@@ -106,6 +111,27 @@ enum AuditCommand {
         /// Output file (default stdout).
         #[arg(long, short)]
         out: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Run each directory.sync connector once: read the upstream directory and apply the
+    /// changes (exit 0 if every connector ran completely, 1 if not, 2 on a config or store
+    /// problem).
+    Sync {
+        /// Config file.
+        #[arg(long, short)]
+        config: String,
+        /// Print the changes (create/update/deactivate, group changes) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Only the connector with this id.
+        #[arg(long)]
+        connector: Option<String>,
     },
 }
 
@@ -217,6 +243,22 @@ fn main() -> ExitCode {
         },
         Command::Policy { command } => policy(command),
         Command::HashPassword => hash_password(),
+        Command::Directory {
+            command:
+                DirectoryCommand::Sync {
+                    config,
+                    dry_run,
+                    json,
+                    connector,
+                },
+        } => ExitCode::from(portcullis::directory::sync::cli::run(
+            &portcullis::directory::sync::cli::Options {
+                config,
+                dry_run,
+                json,
+                connector,
+            },
+        )),
         Command::Whoami {
             listen,
             name,

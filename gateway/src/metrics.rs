@@ -27,6 +27,10 @@ pub struct Metrics {
     pub sessions_active: IntGauge,
     /// `portcullis_mfa_events_total{factor,outcome}`
     pub mfa_events: IntCounterVec,
+    /// `portcullis_directory_sync_total{connector,outcome}`
+    pub directory_sync: IntCounterVec,
+    /// `portcullis_directory_sync_last_success_timestamp_seconds{connector}`
+    pub directory_sync_last_success: IntGaugeVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -94,6 +98,22 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["factor", "outcome"],
     )?;
+    let directory_sync = IntCounterVec::new(
+        Opts::new(
+            "portcullis_directory_sync_total",
+            "Directory sync runs by connector and outcome (success, partial, error, locked)",
+        ),
+        &["connector", "outcome"],
+    )?;
+    let directory_sync_last_success = IntGaugeVec::new(
+        Opts::new(
+            "portcullis_directory_sync_last_success_timestamp_seconds",
+            "Unix time of the last successful (complete) directory sync run, by connector",
+        ),
+        &["connector"],
+    )?;
+    registry.register(Box::new(directory_sync.clone()))?;
+    registry.register(Box::new(directory_sync_last_success.clone()))?;
     registry.register(Box::new(mfa_events.clone()))?;
     registry.register(Box::new(auth_events.clone()))?;
     registry.register(Box::new(sessions_active.clone()))?;
@@ -120,6 +140,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         auth_events,
         sessions_active,
         mfa_events,
+        directory_sync,
+        directory_sync_last_success,
     })
 }
 
@@ -185,4 +207,18 @@ pub fn mfa_event(factor: &str, outcome: &str) {
         .mfa_events
         .with_label_values(&[factor, outcome])
         .inc();
+}
+
+/// Counts one directory sync run; a success also sets the connector's last-success time.
+pub fn directory_sync(connector: &str, outcome: &str, now: i64) {
+    METRICS
+        .directory_sync
+        .with_label_values(&[connector, outcome])
+        .inc();
+    if outcome == "success" {
+        METRICS
+            .directory_sync_last_success
+            .with_label_values(&[connector])
+            .set(now);
+    }
 }

@@ -226,6 +226,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             &crate::mfa::store::MIGRATIONS,
             &crate::directory::MIGRATIONS,
             &crate::local::credentials::MIGRATIONS,
+            &crate::directory::sync::state::MIGRATIONS,
         ];
         Some(
             crate::store::Db::open_blocking(&cfg.store, &features)
@@ -307,8 +308,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         )),
         _ => None,
     };
-    // User writes and deprovisioning (SCIM, the admin API; sync later) end sessions through
-    // single sign-on and, when configured, MFA enrolments.
+    // User writes and deprovisioning (SCIM, directory sync, the admin API) end sessions
+    // through single sign-on and, when configured, MFA enrolments.
     let mfa_store = match (&runtime.load().config.mfa, &db) {
         (Some(_), Some(db)) => Some(crate::mfa::store::over(db)),
         _ => None,
@@ -321,6 +322,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             mfa: mfa_store.clone(),
             settings: d.deprovision,
         }),
+        _ => None,
+    };
+    let sync_service = match (&runtime.load().config.directory, &lifecycle, &db) {
+        (Some(d), Some(l), Some(db)) if !d.sync.is_empty() => {
+            Some(sync_jobs(&d.sync, l, db, sso.redis(), &clock))
+        }
         _ => None,
     };
     let scim = match (&runtime.load().config.directory, &lifecycle) {
@@ -402,6 +409,9 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     if let Some(svc) = audit_service {
         server.add_service(background_service("audit log", svc));
     }
+    if let Some(svc) = sync_service {
+        server.add_service(background_service("directory sync", svc));
+    }
     match opts.config {
         Some(path) => {
             let reloader = Reloader {
@@ -424,6 +434,38 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     server.run(pingora::server::RunArgs::default());
     tracing::info!("portcullis stopped");
     Ok(())
+}
+
+/// The scheduled directory sync connectors (fixed at start: a reload does not change them). A
+/// connector that cannot be built (an unreadable key file, missing AWS credentials) is logged
+/// and counted as failed at each run rather than stopping the gateway.
+fn sync_jobs(
+    syncs: &[crate::directory::config::SyncConfig],
+    lifecycle: &crate::directory::Lifecycle,
+    db: &crate::store::Db,
+    redis: Option<Arc<crate::session::redis_store::RedisConn>>,
+    clock: &crate::clock::Clock,
+) -> crate::directory::sync::schedule::SyncService {
+    use crate::directory::sync::{schedule, state::SyncState, Connector};
+    let lock = schedule::Lock::new(redis);
+    let jobs = syncs
+        .iter()
+        .map(|c| {
+            let connector = Connector::new(c, &ProcessEnv, clock.clone()).map_err(|e| {
+                tracing::error!(connector = %c.id, error = %e, "directory sync connector cannot be set up");
+                e.to_string()
+            });
+            tracing::info!(connector = %c.id, interval = ?c.interval, "directory sync scheduled");
+            Arc::new(schedule::Job {
+                cfg: c.clone(),
+                connector,
+                lifecycle: lifecycle.clone(),
+                state: SyncState::new(db.clone()),
+                lock: lock.clone(),
+            })
+        })
+        .collect();
+    schedule::SyncService { jobs }
 }
 
 /// The local-account providers, after seeding `directory.users_file` (read and checked here:

@@ -16,6 +16,7 @@ pub mod pki;
 pub mod smtp;
 pub mod syslogd;
 pub mod totp;
+pub mod vendors;
 
 /// A port that was free a moment ago, never handed out before by this test process, and below
 /// Linux's ephemeral range (32768–60999): a port the kernel picked with `bind(:0)` is also a
@@ -328,13 +329,19 @@ impl Gateway {
 
     /// Like [`Gateway::start`] on ports chosen beforehand (a peer must know them first).
     pub fn start_on(ports: Ports, template: &str) -> Self {
-        Self::start_inner(ports, template, false)
+        Self::start_inner(ports, template, false, &[])
+    }
+
+    /// Like [`Gateway::start`] with extra environment variables (credentials read from the
+    /// environment, such as AWS's).
+    pub fn start_env(template: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_inner(Ports::fresh(), template, false, env)
     }
 
     /// Like [`Gateway::start_on`] with a clock the test moves ([`Gateway::clock`]). Needs a
     /// debug build of the gateway: a release build ignores the clock file, which this checks.
     pub fn start_with_clock(ports: Ports, template: &str) -> Self {
-        let gw = Self::start_inner(ports, template, true);
+        let gw = Self::start_inner(ports, template, true, &[]);
         assert!(
             gw.proc.logs().contains("test clock in use"),
             "the gateway ignored PORTCULLIS_TEST_CLOCK_FILE (a release build?); logs:\n{}",
@@ -348,7 +355,7 @@ impl Gateway {
         self.clock.as_ref().expect("started with start_with_clock")
     }
 
-    fn start_inner(ports: Ports, template: &str, with_clock: bool) -> Self {
+    fn start_inner(ports: Ports, template: &str, with_clock: bool, extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("portcullis.yaml");
         std::fs::write(&config, ports.fill(template)).expect("write config");
@@ -357,6 +364,7 @@ impl Gateway {
         let env: Vec<(&str, &Path)> = clock
             .iter()
             .map(|c| ("PORTCULLIS_TEST_CLOCK_FILE", c.path.as_path()))
+            .chain(extra.iter().map(|(k, v)| (*k, Path::new(*v))))
             .collect();
         let proc = Proc::spawn_env(&["run", "--config", &cfg], dir, &env);
         let gw = Self {

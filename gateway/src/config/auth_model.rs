@@ -298,12 +298,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
         if !ids.insert(s.id.clone()) {
             p.add(format!("{base}.id"), format!("{:?} is used twice", s.id));
         }
-        if s.id.is_empty()
-            || !s
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !crate::config::problems::is_id(&s.id) {
             p.add(
                 format!("{base}.id"),
                 "must use only letters, digits, '-', '_'",

@@ -27,6 +27,15 @@ impl Problems {
     }
 }
 
+/// Whether `id` is a usable identifier: non-empty, only ASCII letters, digits, `-` and `_`.
+/// Ids end up in metric labels, link sources (`sync:<id>`) and URLs, so none has `:` or `/`.
+pub fn is_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Parses an optional duration at `path`, recording a problem (and using `default`) when it
 /// is not one; shared by every config section so the message reads the same everywhere.
 pub fn duration(

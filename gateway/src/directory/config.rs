@@ -105,6 +105,22 @@ pub struct SyncSpec {
     /// AWS: region.
     #[serde(default)]
     pub region: Option<String>,
+    /// Entra: Microsoft Graph base URL (default `https://graph.microsoft.com`).
+    #[serde(default)]
+    pub graph_url: Option<String>,
+    /// Entra: Microsoft identity platform base URL (default `https://login.microsoftonline.com`).
+    #[serde(default)]
+    pub login_url: Option<String>,
+    /// Google: Admin SDK base URL (default `https://admin.googleapis.com`).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Google: token endpoint (default: the key file's `token_uri`, else
+    /// `https://oauth2.googleapis.com/token`).
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// AWS: identity store endpoint (default `https://identitystore.{region}.amazonaws.com/`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 /// `directory.deprovision:`
@@ -202,7 +218,26 @@ pub struct SyncConfig {
     pub identity_store_id: Option<String>,
     /// AWS region.
     pub region: Option<String>,
+    /// Entra: Graph base URL.
+    pub graph_url: url::Url,
+    /// Entra: login base URL.
+    pub login_url: url::Url,
+    /// Google: Admin SDK base URL.
+    pub api_url: url::Url,
+    /// Google: token endpoint override (else the key file's `token_uri`).
+    pub token_url: Option<url::Url>,
+    /// AWS: identity store endpoint.
+    pub endpoint: Option<url::Url>,
 }
+
+/// Default Microsoft Graph base URL.
+pub const GRAPH_URL: &str = "https://graph.microsoft.com";
+/// Default Microsoft identity platform base URL.
+pub const LOGIN_URL: &str = "https://login.microsoftonline.com";
+/// Default Google Admin SDK base URL.
+pub const GOOGLE_API_URL: &str = "https://admin.googleapis.com";
+/// Default Google token endpoint (when the key file names none).
+pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 
 /// Which upstream directory a sync reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +251,15 @@ pub enum SyncKind {
 }
 
 impl SyncKind {
+    /// The endpoint keys that apply to this type (the others are mistakes to report).
+    fn endpoint_keys(self) -> &'static [&'static str] {
+        match self {
+            Self::EntraId => &["graph_url", "login_url"],
+            Self::GoogleWorkspace => &["api_url", "token_url"],
+            Self::AwsIdentityCenter => &["endpoint"],
+        }
+    }
+
     /// The keys a connector of this type cannot work without.
     fn required(self) -> &'static [&'static str] {
         match self {
@@ -303,7 +347,43 @@ fn build_scim(s: ScimSpec, p: &mut Problems) -> ScimConfig {
     ScimConfig { tokens }
 }
 
+/// Parses an endpoint override: https, or plain http on a loopback address only (the tests'
+/// stand-in servers). Security-relevant: the connector sends client secrets, signed
+/// assertions and bearer tokens to these URLs.
+pub fn endpoint_url(value: &str, path: &str, p: &mut Problems) -> Option<url::Url> {
+    match url::Url::parse(value) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("");
+            let ok = u.scheme() == "https"
+                || (u.scheme() == "http" && crate::config::auth_model::is_loopback(host));
+            if !ok || host.is_empty() {
+                p.add(
+                    path,
+                    "must be an https:// URL (plain http only on 127.0.0.1 or localhost)",
+                );
+                return None;
+            }
+            if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+                p.add(path, "must not have a query, fragment or credentials");
+                return None;
+            }
+            Some(u)
+        }
+        Err(e) => {
+            p.add(path, format!("{value:?} is not a URL ({e})"));
+            None
+        }
+    }
+}
+
 fn build_sync(s: SyncSpec, key: &str, p: &mut Problems) -> Option<SyncConfig> {
+    if !crate::config::problems::is_id(&s.id) {
+        p.add(
+            format!("{key}.id"),
+            "must use only letters, digits, '-', '_'",
+        );
+        return None;
+    }
     let kind = match s.kind.as_str() {
         "entra_id" => SyncKind::EntraId,
         "google_workspace" => SyncKind::GoogleWorkspace,
@@ -358,6 +438,32 @@ fn build_sync(s: SyncSpec, key: &str, p: &mut Problems) -> Option<SyncConfig> {
     if !missing.is_empty() {
         return None;
     }
+    let before = p.0.len();
+    let set = [
+        ("graph_url", s.graph_url.as_deref()),
+        ("login_url", s.login_url.as_deref()),
+        ("api_url", s.api_url.as_deref()),
+        ("token_url", s.token_url.as_deref()),
+        ("endpoint", s.endpoint.as_deref()),
+    ];
+    let mut urls = std::collections::HashMap::new();
+    for (k, v) in set {
+        let Some(v) = v else { continue };
+        if !kind.endpoint_keys().contains(&k) {
+            p.add(
+                format!("{key}.{k}"),
+                format!("does not apply to type {}", s.kind),
+            );
+            continue;
+        }
+        if let Some(u) = endpoint_url(v, &format!("{key}.{k}"), p) {
+            urls.insert(k, u);
+        }
+    }
+    if p.0.len() != before {
+        return None;
+    }
+    let default = |k: &str, d: &str| urls.get(k).cloned().or_else(|| url::Url::parse(d).ok());
     Some(SyncConfig {
         id: s.id,
         kind,
@@ -371,6 +477,11 @@ fn build_sync(s: SyncSpec, key: &str, p: &mut Problems) -> Option<SyncConfig> {
         admin_email: s.admin_email,
         identity_store_id: s.identity_store_id,
         region: s.region,
+        graph_url: default("graph_url", GRAPH_URL)?,
+        login_url: default("login_url", LOGIN_URL)?,
+        api_url: default("api_url", GOOGLE_API_URL)?,
+        token_url: urls.get("token_url").cloned(),
+        endpoint: urls.get("endpoint").cloned(),
     })
 }
 
@@ -430,6 +541,47 @@ mod tests {
                 "directory.sync[1].id",
                 "directory.sync[1].type",
                 "directory.sync[2].credentials_file",
+            ]
+        );
+    }
+
+    #[test]
+    fn endpoints_default_to_the_vendors_and_must_be_https_off_loopback() {
+        let (c, p) = parse(
+            "sync:\n\
+             - { id: e, type: entra_id, tenant_id: T, client_id: C, client_secret: S }\n\
+             - { id: g, type: google_workspace, credentials_file: sa.json, admin_email: a@x, api_url: \"http://127.0.0.1:9/\" }\n\
+             - { id: a, type: aws_identity_center, identity_store_id: d-1, region: eu-west-1, endpoint: \"http://localhost:8/\" }",
+        );
+        assert!(p.0.is_empty(), "{:?}", p.0);
+        let c = c.unwrap();
+        assert_eq!(c.sync[0].graph_url.as_str(), "https://graph.microsoft.com/");
+        assert_eq!(
+            c.sync[0].login_url.as_str(),
+            "https://login.microsoftonline.com/"
+        );
+        assert_eq!(c.sync[1].api_url.as_str(), "http://127.0.0.1:9/");
+        assert_eq!(c.sync[1].token_url, None);
+        assert_eq!(
+            c.sync[2].endpoint.as_ref().unwrap().as_str(),
+            "http://localhost:8/"
+        );
+        let (c, p) = parse(
+            "sync:\n\
+             - { id: e, type: entra_id, tenant_id: T, client_id: C, client_secret: S, graph_url: \"http://graph.example.com\", login_url: \"https://u:p@login.example.com\" }\n\
+             - { id: g, type: google_workspace, credentials_file: f, admin_email: a, token_url: \"ftp://x\", endpoint: \"https://x\" }\n\
+             - { id: \"a b\", type: aws_identity_center, identity_store_id: d, region: r }",
+        );
+        assert!(c.is_none());
+        let paths: Vec<&str> = p.0.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "directory.sync[0].graph_url",
+                "directory.sync[0].login_url",
+                "directory.sync[1].token_url",
+                "directory.sync[1].endpoint",
+                "directory.sync[2].id",
             ]
         );
     }

@@ -8,6 +8,7 @@ pub mod deprovision;
 pub mod model;
 pub mod signin;
 pub mod store;
+pub mod sync;
 
 pub use deprovision::{Lifecycle, Mode, Outcome, SessionRevoker};
 pub use store::{DirectoryError, DirectoryStore, MIGRATIONS};

@@ -66,7 +66,7 @@ pub struct Member {
 }
 
 /// What a member is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum MemberKind {
     /// A user.
     User,

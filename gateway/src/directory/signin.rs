@@ -6,9 +6,10 @@
 //! token says and never removes any (a provider that still grants a role keeps granting it);
 //! a deactivated user is refused whatever the token says. Matching, in order:
 //! 1. a link `(provider, subject)` → that user;
-//! 2. otherwise a user of the identity's tenant with no link at all whose userName is the
+//! 2. otherwise a user of the identity's tenant with no sign-in link whose userName is the
 //!    identity's `user` (case-insensitive) — the usual case of a user provisioned by SCIM or
-//!    sync before their first sign-in — which is then linked. Only never-linked users match,
+//!    sync before their first sign-in — which is then linked. Only users never linked to a
+//!    sign-in provider match (a sync connector's `sync:<id>` link does not count),
 //!    so once bob has signed in through one provider, another provider's "bob" (perhaps
 //!    another person: two providers may both have a bob) cannot claim him by name; an admin
 //!    links further providers explicitly ([`DirectoryStore::link`]);
@@ -39,6 +40,10 @@ impl Refusal {
         }
     }
 }
+
+/// Provider of the links a directory sync connector writes (`sync:<id>`). Provider ids cannot
+/// contain `:`, so no sign-in provider's link is mistaken for one.
+pub const SYNC_LINK_PREFIX: &str = "sync:";
 
 /// Claim under which the session identity carries its directory user id (the admin API and
 /// deprovisioning find sessions by it).
@@ -98,7 +103,7 @@ fn tenant_of(identity: &Identity) -> &str {
     identity.tenant.as_deref().unwrap_or("")
 }
 
-/// A never-linked user of the identity's tenant named like it.
+/// A user of the identity's tenant named like it that no sign-in provider is linked to yet.
 async fn unlinked_by_name(
     store: &DirectoryStore,
     identity: &Identity,
@@ -112,7 +117,14 @@ async fn unlinked_by_name(
     else {
         return Ok(None);
     };
-    Ok(store.links_of(&u.id).await?.is_empty().then_some(u))
+    // Links of sync connectors record where the user came from, not a sign-in: a user synced
+    // from Entra ID still signs in for the first time by name.
+    let signed_in = store
+        .links_of(&u.id)
+        .await?
+        .iter()
+        .any(|(provider, _)| !provider.starts_with(SYNC_LINK_PREFIX));
+    Ok((!signed_in).then_some(u))
 }
 
 /// The user just-in-time creation makes from a verified identity.

@@ -905,6 +905,37 @@ impl DirectoryStore {
         row.as_ref().map(user_row).transpose()
     }
 
+    /// Every user linked from `provider` with the link's subject: what a sync connector
+    /// (`sync:<id>`) manages, keyed by the upstream's id.
+    pub async fn users_linked_from(&self, provider: &str) -> Result<Vec<(String, User)>> {
+        let sql = format!("SELECT l.subject AS link_subject, {} FROM directory_users u JOIN directory_links l ON l.user_id = u.id WHERE l.provider = $1 ORDER BY l.subject", prefixed_user_columns());
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(provider)
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("link_subject")?, user_row(r)?)))
+            .collect()
+    }
+
+    /// The tenant's groups whose source is `source`, with members and roles (what a sync
+    /// connector manages).
+    pub async fn groups_with_source(&self, tenant: &str, source: &str) -> Result<Vec<Group>> {
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM directory_groups WHERE tenant = $1 AND source = $2 ORDER BY created, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
+            .bind(source)
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut g = group_row(r)?;
+            self.fill_group(&mut g).await?;
+            out.push(g);
+        }
+        Ok(out)
+    }
+
     /// Every `(provider, subject)` linked to a user: the sessions deprovisioning must end.
     pub async fn links_of(&self, user_id: &str) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query("SELECT provider, subject FROM directory_links WHERE user_id = $1 ORDER BY provider, subject")
