@@ -58,23 +58,6 @@ pub fn bin() -> PathBuf {
     p
 }
 
-/// The Argon2id PHC hash of `password`, from `portcullis hash-password` (for users files).
-pub fn hash_password(password: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(bin())
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run hash-password");
-    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write password");
-    let out = child.wait_with_output().expect("hash-password output");
-    String::from_utf8(out.stdout)
-        .expect("UTF-8")
-        .trim()
-        .to_string()
-}
-
 /// Waits until something accepts TCP connections on `port`.
 pub fn wait_for_port(port: u16, timeout: Duration) {
     let deadline = Instant::now() + timeout;
