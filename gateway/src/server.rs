@@ -297,7 +297,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let mfa = match (&runtime.load().config.mfa, &db) {
         (Some(m), Some(db)) => Some(Arc::new(
             crate::mfa::flow::Service::check_and_new(
-                m.clone(),
+                with_key(m.clone())?,
                 db.clone(),
                 &runtime.load().config.store,
                 sso.redis(),
@@ -519,6 +519,16 @@ fn local_accounts(
             ))
         })
         .collect())
+}
+
+/// `mfa:` with its key: a configured one, or `<data_dir>/mfa.key`, created on first start.
+fn with_key(
+    mut m: crate::mfa::config::MfaConfig,
+) -> Result<crate::mfa::config::MfaConfig, StartError> {
+    if let (true, Some(path)) = (m.encryption_key.is_empty(), &m.generated_key) {
+        m.encryption_key = crate::mfa::config::load_or_create_key(path).map_err(StartError::Mfa)?;
+    }
+    Ok(m)
 }
 
 /// The quick start's account (embedded config only): `demo` in group `admins`, with the

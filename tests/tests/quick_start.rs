@@ -1,9 +1,10 @@
 //! The quick start: `portcullis run` with no config serves the embedded `config.example.yaml`
 //! (demo upstream in-process, a local account `demo` created at start) and a browser signs in
-//! with the printed password. Uses the example's fixed ports (8443, 8080, 9090, 9000), which no
+//! with the printed password, then enrols an authenticator app on the way to `/admin`. Uses the example's fixed ports (8443, 8080, 9090, 9000), which no
 //! other test uses.
 
 use portcullis_e2e::oidc::{Browser, Form};
+use portcullis_e2e::totp::{base32_decode, field, fresh_step, now, totp};
 use portcullis_e2e::*;
 use std::time::Duration;
 
@@ -54,6 +55,27 @@ async fn the_embedded_config_signs_in_the_demo_user() {
     let w = b
         .walk_from(b.client.post(&form.action).form(&fields), |_| false)
         .await;
+    // `/admin` needs an authenticator app: the first visit enrols one (the key that seals it
+    // was created under portcullis-data at start).
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    assert!(
+        dir.path().join("portcullis-data/mfa.key").exists(),
+        "MFA key created under data_dir"
+    );
+    let secret = base32_decode(field(&w.body, "totp-secret"));
+    fresh_step(5).await;
+    let w = b
+        .post_code(&w.last().url, &w.body, &totp(&secret, now()))
+        .await;
+    assert!(w.body.contains("id=\"recovery-codes\""), "{w:#?}");
+    let next = w
+        .body
+        .split("<a href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a Continue link")
+        .replace("&amp;", "&");
+    let w = b.walk(&next).await;
     assert_eq!(w.last().status, 200, "{w:#?}");
     let seen: serde_json::Value = serde_json::from_str(&w.body).expect("whoami JSON");
     assert_eq!(seen["headers"]["x-portcullis-user"][0], "demo", "{seen}");

@@ -220,7 +220,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
         .and_then(|a| crate::audit::config::build(a, &data_dir, problems));
     let mfa = file
         .mfa
-        .and_then(|m| crate::mfa::config::build(m, problems));
+        .and_then(|m| crate::mfa::config::build(m, &data_dir, problems));
     let directory = file
         .directory
         .and_then(|d| crate::directory::config::build(d, problems));

@@ -192,8 +192,12 @@ pub struct BrandingSpec {
 /// Validated `mfa:`.
 #[derive(Debug, Clone)]
 pub struct MfaConfig {
-    /// 32-byte sealing key.
+    /// 32-byte sealing key. Empty when neither `encryption_key` nor `encryption_key_file` is
+    /// set and `generated_key` does not exist yet: `run` creates it ([`load_or_create_key`]).
     pub encryption_key: Vec<u8>,
+    /// `<data_dir>/mfa.key`, used when no key is configured (one machine, no secret to
+    /// manage); replicas must share a configured key instead.
+    pub generated_key: Option<std::path::PathBuf>,
     /// TOTP issuer, when TOTP is enabled.
     pub totp_issuer: Option<String>,
     /// WebAuthn relying party, when enabled.
@@ -369,15 +373,60 @@ fn verified_only(v: Option<bool>, key: &str) -> bool {
 
 const TEN_MINUTES: Duration = Duration::from_secs(600);
 
-/// Validates `mfa:`.
-pub fn build(spec: MfaSpec, p: &mut Problems) -> Option<MfaConfig> {
+/// The key file used when `mfa:` names no key.
+pub const GENERATED_KEY_FILE: &str = "mfa.key";
+
+/// Reads `path` (base64 of 32 bytes), or creates it with a fresh random key (mode 0600) when
+/// it does not exist. The key seals every factor secret: losing the file loses the factors.
+pub fn load_or_create_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match std::fs::read_to_string(path) {
+        Ok(text) => match b64.decode(text.trim()) {
+            Ok(k) if k.len() == 32 => Ok(k),
+            _ => Err(format!(
+                "{}: not base64 of exactly 32 bytes",
+                path.display()
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = vec![0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+                .map_err(|_| "no system randomness".to_string())?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts
+                .open(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            std::io::Write::write_all(&mut f, format!("{}\n", b64.encode(&key)).as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            tracing::warn!(file = %path.display(), "mfa: generated the factor encryption key; back it up (losing it loses every enrolled factor) and give replicas one shared mfa.encryption_key instead");
+            Ok(key)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Validates `mfa:`; without a configured key, the key is `<data_dir>/mfa.key`.
+pub fn build(spec: MfaSpec, data_dir: &std::path::Path, p: &mut Problems) -> Option<MfaConfig> {
     let before = p.0.len();
+    let generated_key = (spec.encryption_key.is_none() && spec.encryption_key_file.is_none())
+        .then(|| data_dir.join(GENERATED_KEY_FILE));
+    let key_file = match &generated_key {
+        Some(path) if path.exists() => Some(path.display().to_string()),
+        _ => spec.encryption_key_file.clone(),
+    };
     let key = secret::resolve(
         spec.encryption_key.as_deref(),
-        spec.encryption_key_file.as_deref(),
+        key_file.as_deref(),
         "mfa",
         "encryption_key",
-        true,
+        false,
         p,
     );
     let encryption_key =
@@ -617,6 +666,7 @@ pub fn build(spec: MfaSpec, p: &mut Problems) -> Option<MfaConfig> {
     }
     (p.0.len() == before).then_some(MfaConfig {
         encryption_key,
+        generated_key,
         totp_issuer,
         webauthn,
         email,
@@ -635,6 +685,42 @@ mod tests {
     use std::collections::HashMap;
 
     const KEY: &str = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=";
+
+    /// No key configured: `<data_dir>/mfa.key`, created once (0600) and read back after.
+    #[test]
+    fn without_a_key_the_data_dir_key_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "server: {{ data_dir: \"{}\" }}\nroutes:\n  - {{ id: a, upstream: \"http://127.0.0.1:9\", policy: public }}\nmfa: {{ totp: {{ issuer: Acme }} }}\n",
+            dir.path().display()
+        );
+        let load =
+            || crate::config::load_str(&text, "c.yaml", &HashMap::<String, String>::new()).unwrap();
+        let m = load().mfa.unwrap();
+        let path = dir.path().join(GENERATED_KEY_FILE);
+        assert_eq!(m.generated_key.as_deref(), Some(path.as_path()));
+        assert!(m.encryption_key.is_empty(), "not created by validation");
+        let k1 = load_or_create_key(&path).unwrap();
+        assert_eq!(k1.len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(
+            load_or_create_key(&path).unwrap(),
+            k1,
+            "the same key after a restart"
+        );
+        assert_eq!(
+            load().mfa.unwrap().encryption_key,
+            k1,
+            "validation reads it once it exists"
+        );
+        std::fs::write(&path, "short").unwrap();
+        assert!(load_or_create_key(&path).unwrap_err().contains("32 bytes"));
+    }
 
     fn load(mfa: &str) -> Result<crate::config::Config, String> {
         let text = format!(
