@@ -697,10 +697,10 @@ mod tests {
         let load =
             || crate::config::load_str(&text, "c.yaml", &HashMap::<String, String>::new()).unwrap();
         let m = load().mfa.unwrap();
-        let path = dir.path().join(GENERATED_KEY_FILE);
+        let path = dir.path().join(super::GENERATED_KEY_FILE);
         assert_eq!(m.generated_key.as_deref(), Some(path.as_path()));
         assert!(m.encryption_key.is_empty(), "not created by validation");
-        let k1 = load_or_create_key(&path).unwrap();
+        let k1 = super::load_or_create_key(&path).unwrap();
         assert_eq!(k1.len(), 32);
         #[cfg(unix)]
         {
@@ -709,7 +709,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert_eq!(
-            load_or_create_key(&path).unwrap(),
+            super::load_or_create_key(&path).unwrap(),
             k1,
             "the same key after a restart"
         );
@@ -719,7 +719,9 @@ mod tests {
             "validation reads it once it exists"
         );
         std::fs::write(&path, "short").unwrap();
-        assert!(load_or_create_key(&path).unwrap_err().contains("32 bytes"));
+        assert!(super::load_or_create_key(&path)
+            .unwrap_err()
+            .contains("32 bytes"));
     }
 
     fn load(mfa: &str) -> Result<crate::config::Config, String> {
