@@ -73,6 +73,11 @@ pub enum Mode {
     OtherSubject,
     /// A valid token for a user in 400 groups (an Entra ID tenant's heavy user).
     ManyGroups,
+    /// Entra ID's groups overage: `_claim_names.groups` instead of the list; the groups are at
+    /// this server's Microsoft Graph stand-in (`g-1`, `g-2` on page one, `g-3` on page two).
+    GroupsOverage,
+    /// The same token, and Graph answers 503.
+    GroupsOverageGraphDown,
 }
 
 struct State {
@@ -325,6 +330,18 @@ fn handle(st: &Mutex<State>, target: &str, body: &str) -> (u16, Vec<(String, Str
                 },
             )
         }
+        "/v1.0/me/transitiveMemberOf/microsoft.graph.group" => {
+            if s.mode == Mode::GroupsOverageGraphDown {
+                return (503, json_ct, String::new());
+            }
+            let page = if q.contains_key("$skiptoken") {
+                json!({"value": [{"id": "g-3"}]})
+            } else {
+                json!({"value": [{"id": "g-1"}, {"id": "g-2"}],
+                    "@odata.nextLink": format!("{}/v1.0/me/transitiveMemberOf/microsoft.graph.group?$skiptoken=2", s.issuer)})
+            };
+            (200, json_ct, page.to_string())
+        }
         _ => (404, Vec::new(), String::new()),
     }
 }
@@ -377,6 +394,14 @@ fn id_token(s: &State) -> String {
         }
         Mode::OtherSubject => {
             o.insert("sub".into(), json!("mallory"));
+        }
+        Mode::GroupsOverage | Mode::GroupsOverageGraphDown => {
+            o.remove("groups");
+            o.insert("_claim_names".into(), json!({"groups": "src1"}));
+            o.insert(
+                "_claim_sources".into(),
+                json!({"src1": {"endpoint": "https://graph.windows.net/t/users/alice/getMemberObjects"}}),
+            );
         }
         Mode::IdpMfa => {
             o.insert("amr".into(), json!(["pwd", "mfa", "sms"]));

@@ -798,3 +798,61 @@ async fn provider_claims_cannot_forge_log_lines() {
         "escaped in place:\n{logs}"
     );
 }
+
+/// Entra ID's groups overage (`_claim_names.groups`, no list): with `entra:` the gateway reads
+/// the groups from Microsoft Graph (both pages) with the user's token, and a group rule sees
+/// them; without `entra:` the session says `groups_overage` and a group rule denies; with Graph
+/// down the sign-in is refused (a partial list could slip past a rule that denies a group).
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_groups_overage_is_resolved_through_graph_or_refused() {
+    let op = HostileProvider::start("portcullis", "").await;
+    let up = Whoami::start("app");
+    let cfg = |entra: &str| {
+        format!(
+            "{SERVER}session:
+  keys: [\"{SESSION_KEY}\"]
+identity_providers:
+  - {{ id: evil, type: oidc, issuer: \"{i}\", client_id: portcullis, client_secret: s{entra} }}
+routes:
+  - {{ id: team, path: /team, upstream: \"{u}\", policy: {{ allow: [ {{ groups: [g-3] }} ] }} }}
+  - {{ id: app, path: /app, upstream: \"{u}\", policy: authenticated }}
+",
+            i = op.issuer,
+            u = up.url()
+        )
+    };
+    let resolved = Gateway::start(&cfg(&format!(
+        ", entra: {{ graph_url: \"{}\" }}",
+        op.issuer
+    )));
+    let recorded = Gateway::start(&cfg(""));
+    op.set_mode(Mode::GroupsOverage);
+
+    let b = Browser::new();
+    let w = b.walk(&format!("{}/team/", resolved.https())).await;
+    assert_eq!(w.last().status, 200, "{w:#?}\n{}", resolved.proc.logs());
+    let j = whoami_json(&w.body);
+    assert_eq!(j["headers"]["x-portcullis-groups"][0], "g-1,g-2,g-3");
+    let token = j["headers"]["x-portcullis-assertion"][0].as_str().unwrap();
+    assert!(jwt_claims(token).get("groups_overage").is_none());
+
+    let b = Browser::new();
+    let w = b.walk(&format!("{}/app/", recorded.https())).await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    let token = whoami_json(&w.body)["headers"]["x-portcullis-assertion"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(jwt_claims(&token)["groups_overage"], true);
+    let r = b.api_get(&format!("{}/team/", recorded.https())).await;
+    assert_eq!(r.status(), 403, "no group list: a group rule denies");
+
+    op.set_mode(Mode::GroupsOverageGraphDown);
+    let w = Browser::new()
+        .walk(&format!("{}/app/", resolved.https()))
+        .await;
+    assert_eq!(w.last().status, 401, "{w:#?}");
+    assert!(w.session_set_cookie().is_none());
+    let logs = resolved.proc.logs();
+    assert!(logs.contains("groups overage not resolved"), "{logs}");
+}
