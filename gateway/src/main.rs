@@ -132,6 +132,9 @@ enum DirectoryCommand {
         /// Only the connector with this id.
         #[arg(long)]
         connector: Option<String>,
+        /// Apply deactivations over the connector's deletion_threshold (this run only).
+        #[arg(long)]
+        allow_deletions: bool,
     },
 }
 
@@ -250,6 +253,7 @@ fn main() -> ExitCode {
                     dry_run,
                     json,
                     connector,
+                    allow_deletions,
                 },
         } => ExitCode::from(portcullis::directory::sync::cli::run(
             &portcullis::directory::sync::cli::Options {
@@ -257,6 +261,7 @@ fn main() -> ExitCode {
                 dry_run,
                 json,
                 connector,
+                allow_deletions,
             },
         )),
         Command::Whoami {

@@ -485,6 +485,39 @@ async fn aws_identity_center_hostile_servers() {
 
 /// A Graph next link to another host would hand it the bearer token: refused before any
 /// request goes there.
+/// The accidental-deletion guard: with `deletion_threshold: 1`, a listing from which two users
+/// vanished deactivates nobody (partial, exit 1, held again on the next run) until an operator
+/// runs the CLI with `--allow-deletions`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mass_removal_waits_for_allow_deletions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = Vendor::start("entra", four_users(), tmp.path()).await;
+    let connector = v.connector().replacen("{ ", "{ deletion_threshold: 1, ", 1);
+    let cfg = config(tmp.path(), &connector, "");
+    let env = v.env();
+    assert_eq!(sync(&cfg, &[], &env).code, 0);
+    v.edit(|d| {
+        d.remove("u-carol");
+        d.remove("u-dave");
+    });
+    for _ in 0..2 {
+        let r = sync(&cfg, &[], &env);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stdout
+                .contains("2 users to deactivate exceed deletion_threshold 1"),
+            "{r:?}"
+        );
+        assert!(active(tmp.path(), "carol@example.com").await);
+        assert!(active(tmp.path(), "dave@example.com").await);
+    }
+    let r = sync(&cfg, &["--allow-deletions"], &env);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!active(tmp.path(), "carol@example.com").await);
+    assert!(!active(tmp.path(), "dave@example.com").await);
+    assert!(active(tmp.path(), "alice@example.com").await);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_graph_next_link_to_another_host_gets_no_token() {
     let tmp = tempfile::tempdir().unwrap();

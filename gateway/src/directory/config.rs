@@ -78,6 +78,10 @@ pub struct SyncSpec {
     /// How often `run` syncs (default 15m).
     #[serde(default)]
     pub interval: Option<String>,
+    /// Accidental-deletion guard: a run that would deactivate more users than this applies
+    /// no removal at all (default 500; 0 turns the guard off).
+    #[serde(default)]
+    pub deletion_threshold: Option<u32>,
     /// Tenant the synced users belong to (default `""`).
     #[serde(default)]
     pub tenant: Option<String>,
@@ -191,6 +195,10 @@ impl ScimConfig {
     }
 }
 
+/// Deactivations one sync run may apply unless `deletion_threshold` says otherwise (Entra ID's
+/// provisioning service uses the same default for its accidental-deletions prevention).
+pub const DEFAULT_DELETION_THRESHOLD: u32 = 500;
+
 /// Validated `directory.sync[]` entry (connectors read the keys of their type).
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -200,6 +208,8 @@ pub struct SyncConfig {
     pub kind: SyncKind,
     /// Schedule inside `run`.
     pub interval: Duration,
+    /// Most deactivations one run applies (0: no limit).
+    pub deletion_threshold: u32,
     /// Tenant of synced records.
     pub tenant: String,
     /// Entra tenant id.
@@ -468,6 +478,7 @@ fn build_sync(s: SyncSpec, key: &str, p: &mut Problems) -> Option<SyncConfig> {
         id: s.id,
         kind,
         interval,
+        deletion_threshold: s.deletion_threshold.unwrap_or(DEFAULT_DELETION_THRESHOLD),
         tenant: s.tenant.unwrap_or_default(),
         tenant_id: s.tenant_id,
         client_id: s.client_id,

@@ -812,8 +812,10 @@ mod tests {
             e.contains("mfa.email.from: must be an email address"),
             "{e}"
         );
-        let e = load("  totp: {}\n").unwrap_err();
-        assert!(e.contains("mfa.encryption_key: missing"), "{e}");
+        // No key at all is valid (the data_dir key is used); a named key file must exist.
+        assert!(load("  totp: {}\n").is_ok());
+        let e = load("  encryption_key_file: /nonexistent/mfa.key\n  totp: {}\n").unwrap_err();
+        assert!(e.contains("mfa.encryption_key_file"), "{e}");
         for (origin, problem) in [
             ("https://127.0.0.1:8443", "must use a domain name"),
             ("http://app.example.com", "must be https"),

@@ -27,6 +27,8 @@ pub struct Options {
     pub json: bool,
     /// Only this connector.
     pub connector: Option<String>,
+    /// Apply deactivations over `deletion_threshold` this once (after checking the upstream).
+    pub allow_deletions: bool,
 }
 
 /// Runs the command; returns the exit status.
@@ -49,6 +51,12 @@ pub fn run(opts: &Options) -> u8 {
         .iter()
         .filter(|s| opts.connector.as_deref().is_none_or(|c| c == s.id))
         .cloned()
+        .map(|mut s| {
+            if opts.allow_deletions {
+                s.deletion_threshold = 0;
+            }
+            s
+        })
         .collect();
     if syncs.is_empty() {
         eprintln!(

@@ -520,6 +520,33 @@ impl std::fmt::Display for Diff {
     }
 }
 
+/// The accidental-deletion guard: why `d` must not be applied as it is, when it deactivates
+/// more users than `threshold` (0: no limit). A directory that suddenly lists nobody — an
+/// emptied scope, a wrong filter upstream, a mis-set tenant — looks like everyone left.
+pub fn over_threshold(d: &Diff, threshold: u32) -> Option<String> {
+    let n = d.deactivate.len();
+    (threshold > 0 && n > threshold as usize).then(|| {
+        format!(
+            "{n} users to deactivate exceed deletion_threshold {threshold}: no removal applied \
+             (check the upstream, then run `portcullis directory sync --connector {} --allow-deletions`)",
+            d.connector
+        )
+    })
+}
+
+/// [`diff`] under the accidental-deletion guard: over `threshold`, the run is held like an
+/// incomplete listing (upserts apply, no removal, the cursor is not advanced) and says why.
+pub fn guarded(connector: &str, fetched: &Fetched, local: &Local, threshold: u32) -> Diff {
+    let d = diff(connector, fetched, local);
+    let Some(why) = over_threshold(&d, threshold) else {
+        return d;
+    };
+    tracing::warn!(connector, "directory sync: {why}");
+    let mut held = fetched.clone();
+    held.fail("deletion threshold", &why);
+    diff(connector, &held, local)
+}
+
 #[cfg(test)]
 #[path = "diff_tests.rs"]
 mod tests;

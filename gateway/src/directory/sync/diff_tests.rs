@@ -108,6 +108,42 @@ fn an_incomplete_listing_removes_and_deactivates_nothing() {
     assert!(d.to_string().contains("listing incomplete"));
 }
 
+/// An upstream that suddenly lists almost nobody: over `deletion_threshold` no one is
+/// deactivated (the run is held like an incomplete one and says why); at the threshold, or
+/// with the guard off (`--allow-deletions`), the removals apply.
+#[test]
+fn the_deletion_threshold_holds_a_mass_removal() {
+    let held_local = local(&[("1", "alice"), ("2", "bob"), ("3", "carol"), ("4", "dan")]);
+    let f = full(vec![
+        remote("1", "alice"),
+        remote("2", "bob"),
+        remote("5", "erin"),
+    ]);
+    let d = guarded("e", &f, &held_local, 2);
+    assert_eq!(
+        d.deactivate.len(),
+        2,
+        "two absent users are at the threshold: {d:?}"
+    );
+    assert!(d.complete);
+    let f = full(vec![remote("5", "erin")]);
+    let d = guarded("e", &f, &held_local, 2);
+    assert!(d.deactivate.is_empty(), "{d:?}");
+    assert!(!d.complete, "held: the run is not complete");
+    assert_eq!(
+        names(&d.create, |o| &o.user_name),
+        ["erin"],
+        "upserts still apply"
+    );
+    assert!(d.problems[0].contains("4 users to deactivate exceed deletion_threshold 2"));
+    assert!(d.to_string().contains("--allow-deletions"), "{d}");
+    assert_eq!(
+        guarded("e", &f, &held_local, 0).deactivate.len(),
+        4,
+        "guard off"
+    );
+}
+
 #[test]
 fn disabled_upstream_deactivates_and_enabled_again_reactivates() {
     let mut off = remote("1", "alice");

@@ -234,9 +234,10 @@ pub async fn run_once(
     let cursor = state.cursor(&c.id).await?;
     let fetched = connector.fetch(cursor.as_deref()).await?;
     let local = load_local(lifecycle, c, &fetched).await?;
-    let diff = diff::diff(&c.id, &fetched, &local);
+    let diff = diff::guarded(&c.id, &fetched, &local, c.deletion_threshold);
+    let complete = diff.complete;
     if dry_run {
-        let outcome = if fetched.complete {
+        let outcome = if complete {
             Outcome::Success
         } else {
             Outcome::Partial
@@ -249,7 +250,7 @@ pub async fn run_once(
         });
     }
     let errors = apply::apply(&diff, lifecycle, c, &local).await;
-    let outcome = if fetched.complete && errors.is_empty() {
+    let outcome = if complete && errors.is_empty() {
         state
             .save(
                 &c.id,
