@@ -146,6 +146,22 @@ pub enum AuditEvent {
         /// Its userName.
         user_name: String,
     },
+    /// `directory.group_<change>`: a directory group was created, renamed or deleted, or its
+    /// members changed (group membership grants roles), by a directory sync.
+    DirectoryGroupChanged {
+        /// Who did it (`sync:<id>`).
+        actor: String,
+        /// Tenant of the group.
+        tenant: String,
+        /// Directory group id.
+        group_id: String,
+        /// Its display name.
+        display_name: String,
+        /// `created`, `renamed`, `members_added`, `members_removed` or `deleted`.
+        change: &'static str,
+        /// Members added or removed (0 for the other changes).
+        members: usize,
+    },
     /// `console.<action>`: one call of the admin API by an admin who passed the console policy
     /// (reads included), with its target and outcome.
     Console {
@@ -278,6 +294,7 @@ impl AuditEvent {
             Self::DirectoryUserCreated { .. } => "directory.user_created".into(),
             Self::DirectoryUserUpdated { .. } => "directory.user_updated".into(),
             Self::DirectoryUserDeprovisioned { .. } => "directory.user_deprovisioned".into(),
+            Self::DirectoryGroupChanged { change, .. } => format!("directory.group_{change}"),
             Self::ProviderMismatch { .. } => "policy.provider_mismatch".into(),
             Self::ConfigLoaded { .. } => "config.loaded".into(),
             Self::ConfigRejected { .. } => "config.rejected".into(),
@@ -300,7 +317,8 @@ impl AuditEvent {
             Self::ConsoleDenied { user, .. } => user.as_deref(),
             Self::DirectoryUserCreated { actor, .. }
             | Self::DirectoryUserUpdated { actor, .. }
-            | Self::DirectoryUserDeprovisioned { actor, .. } => Some(actor),
+            | Self::DirectoryUserDeprovisioned { actor, .. }
+            | Self::DirectoryGroupChanged { actor, .. } => Some(actor),
             Self::SessionEnded { user, sub, .. } => user.as_deref().or(sub.as_deref()),
             Self::ConfigLoaded { .. } | Self::ConfigRejected { .. } => Some(SYSTEM),
             Self::LoginFailed { .. }
@@ -389,6 +407,15 @@ impl AuditEvent {
                 user_name,
                 ..
             } => json!({"tenant": tenant, "user_id": user_id, "user_name": user_name}),
+            Self::DirectoryGroupChanged {
+                tenant,
+                group_id,
+                display_name,
+                members,
+                ..
+            } => {
+                json!({"tenant": tenant, "group_id": group_id, "display_name": display_name, "members": members})
+            }
             Self::DeviceRemembered { factor, days, .. } => json!({"factor": factor, "days": days}),
             Self::DeviceRevoked { device, .. } => json!({"device": device}),
             Self::PolicyDenied {
@@ -478,6 +505,7 @@ impl AuditEvent {
             | Self::DirectoryUserCreated { .. }
             | Self::DirectoryUserUpdated { .. }
             | Self::DirectoryUserDeprovisioned { .. }
+            | Self::DirectoryGroupChanged { .. }
             | Self::ConfigLoaded { .. } => false,
             _ => true,
         }

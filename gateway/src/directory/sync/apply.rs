@@ -56,6 +56,14 @@ pub async fn apply(d: &Diff, l: &Lifecycle, c: &SyncConfig, local: &Local) -> Ve
                 };
                 match l.store.create_group(&c.tenant, &g).await {
                     Ok(g) => {
+                        l.audit.record(group_event(
+                            &actor,
+                            &c.tenant,
+                            &g.id,
+                            &g.display_name,
+                            "created",
+                            0,
+                        ));
                         group_ids.insert(op.upstream_id.clone(), g.id);
                     }
                     Err(e) => errors.push(format!("create group {}: {e}", op.display_name)),
@@ -69,8 +77,16 @@ pub async fn apply(d: &Diff, l: &Lifecycle, c: &SyncConfig, local: &Local) -> Ve
                     }
                     Err(e) => Err(e),
                 };
-                if let Err(e) = renamed {
-                    errors.push(format!("rename group {}: {e}", op.display_name));
+                match renamed {
+                    Ok(_) => l.audit.record(group_event(
+                        &actor,
+                        &c.tenant,
+                        id,
+                        &op.display_name,
+                        "renamed",
+                        0,
+                    )),
+                    Err(e) => errors.push(format!("rename group {}: {e}", op.display_name)),
                 }
             }
             (Some(_), None) => {}
@@ -92,14 +108,30 @@ pub async fn apply(d: &Diff, l: &Lifecycle, c: &SyncConfig, local: &Local) -> Ve
         };
         let add: Vec<Member> = op.add.iter().filter_map(resolve).collect();
         if !add.is_empty() {
-            if let Err(e) = l.store.add_members(&c.tenant, gid, &add, None).await {
-                errors.push(format!("add members to {}: {e}", op.display_name));
+            match l.store.add_members(&c.tenant, gid, &add, None).await {
+                Ok(_) => l.audit.record(group_event(
+                    &actor,
+                    &c.tenant,
+                    gid,
+                    &op.display_name,
+                    "members_added",
+                    add.len(),
+                )),
+                Err(e) => errors.push(format!("add members to {}: {e}", op.display_name)),
             }
         }
         let remove: Vec<String> = op.remove.iter().filter_map(resolve).map(|m| m.id).collect();
         if !remove.is_empty() {
-            if let Err(e) = l.store.remove_members(&c.tenant, gid, &remove, None).await {
-                errors.push(format!("remove members from {}: {e}", op.display_name));
+            match l.store.remove_members(&c.tenant, gid, &remove, None).await {
+                Ok(_) => l.audit.record(group_event(
+                    &actor,
+                    &c.tenant,
+                    gid,
+                    &op.display_name,
+                    "members_removed",
+                    remove.len(),
+                )),
+                Err(e) => errors.push(format!("remove members from {}: {e}", op.display_name)),
             }
         }
     }
@@ -124,9 +156,36 @@ pub async fn apply(d: &Diff, l: &Lifecycle, c: &SyncConfig, local: &Local) -> Ve
         }
     }
     for g in &d.delete_groups {
-        if let Err(e) = l.store.delete_group(&c.tenant, &g.directory_id).await {
-            errors.push(format!("delete group {}: {e}", g.display_name));
+        match l.store.delete_group(&c.tenant, &g.directory_id).await {
+            Ok(_) => l.audit.record(group_event(
+                &actor,
+                &c.tenant,
+                &g.directory_id,
+                &g.display_name,
+                "deleted",
+                0,
+            )),
+            Err(e) => errors.push(format!("delete group {}: {e}", g.display_name)),
         }
     }
     errors
+}
+
+/// The audit event of one group change made by this sync.
+fn group_event(
+    actor: &str,
+    tenant: &str,
+    group_id: &str,
+    display_name: &str,
+    change: &'static str,
+    members: usize,
+) -> crate::audit::event::AuditEvent {
+    crate::audit::event::AuditEvent::DirectoryGroupChanged {
+        actor: actor.to_string(),
+        tenant: tenant.to_string(),
+        group_id: group_id.to_string(),
+        display_name: display_name.to_string(),
+        change,
+        members,
+    }
 }

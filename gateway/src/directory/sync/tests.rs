@@ -166,6 +166,9 @@ async fn create_link_group_remove_and_leave_others_alone_on_both_databases() {
             [
                 "directory.user_created",
                 "directory.user_created",
+                "directory.group_created",
+                "directory.group_members_added",
+                "directory.group_members_removed",
                 "directory.user_deprovisioned"
             ],
             "{db_name}"
