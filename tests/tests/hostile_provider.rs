@@ -69,6 +69,16 @@ async fn every_hostile_token_or_response_is_refused_and_rotation_is_accepted() {
         .proc
         .logs()
         .contains("unknown signing key id: JWKS refetched"));
+    // The two logins above reached the app; their requests are counted after the answers are
+    // sent, so wait for both before the cases compare the count (else the first case could see
+    // a late count as its own upstream hit).
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || upstream_hits(&gw)
+            >= 2.0)
+        .await,
+        "{}",
+        gw.metrics()
+    );
 
     let cases = [
         (Mode::BadSignature, "Signature"),
