@@ -811,8 +811,8 @@ async fn provider_claims_cannot_forge_log_lines() {
 
 /// Entra ID's groups overage (`_claim_names.groups`, no list): with `entra:` the gateway reads
 /// the groups from Microsoft Graph (both pages) with the user's token, and a group rule sees
-/// them; without `entra:` the session says `groups_overage` and a group rule denies; with Graph
-/// down the sign-in is refused (a partial list could slip past a rule that denies a group).
+/// them, again at every refresh; without `entra:` the session says `groups_overage` and a group
+/// rule denies; with Graph down the refresh and the sign-in are refused (a partial list could slip past a rule that denies a group).
 #[tokio::test(flavor = "multi_thread")]
 async fn entra_groups_overage_is_resolved_through_graph_or_refused() {
     let op = HostileProvider::start("portcullis", "").await;
@@ -831,10 +831,12 @@ routes:
             u = up.url()
         )
     };
-    let resolved = Gateway::start(&cfg(&format!(
-        ", entra: {{ graph_url: \"{}\" }}",
-        op.issuer
-    )));
+    // On a test clock: the 1 s access token expires by moving it, so refreshes resolve again.
+    let resolved = Gateway::start_with_clock(
+        Ports::fresh(),
+        &cfg(&format!(", entra: {{ graph_url: \"{}\" }}", op.issuer)),
+    );
+    op.set_expires_in(1);
     let recorded = Gateway::start(&cfg(""));
     op.set_mode(Mode::GroupsOverage);
 
@@ -845,6 +847,20 @@ routes:
     assert_eq!(j["headers"]["x-portcullis-groups"][0], "g-1,g-2,g-3");
     let token = j["headers"]["x-portcullis-assertion"][0].as_str().unwrap();
     assert!(jwt_claims(token).get("groups_overage").is_none());
+
+    // A refresh resolves the groups again; with Graph down it ends the session.
+    let team = format!("{}/team/", resolved.https());
+    let before = op.refreshes();
+    resolved.clock().advance(3);
+    let r = b.api_get(&team).await;
+    assert_eq!(r.status(), 200);
+    assert!(op.refreshes() > before, "the session was refreshed");
+    let j = whoami_json(&r.text().await.unwrap());
+    assert_eq!(j["headers"]["x-portcullis-groups"][0], "g-1,g-2,g-3");
+    op.set_mode(Mode::GroupsOverageGraphDown);
+    resolved.clock().advance(3);
+    assert_eq!(b.api_get(&team).await.status(), 401, "refresh refused");
+    op.set_mode(Mode::GroupsOverage);
 
     let b = Browser::new();
     let w = b.walk(&format!("{}/app/", recorded.https())).await;

@@ -37,11 +37,6 @@ pub enum GraphError {
     TooManyPages,
 }
 
-/// Whether the claims carry the overage form for `groups_claim` instead of a list.
-pub fn overage(claims: &Map<String, Value>, groups_claim: &str) -> bool {
-    super::claims::groups_overage(claims, groups_claim)
-}
-
 /// The ids of every group the access token's user is in (transitively).
 pub async fn groups(
     http: &HttpClient,

@@ -560,7 +560,7 @@ impl OidcProvider {
             return Ok(());
         };
         let name = &self.cfg.claims.groups;
-        if !crate::idp::entra::overage(claims, name) {
+        if !claims::groups_overage(claims, name) {
             return Ok(());
         }
         let ids = crate::idp::entra::groups(&self.http, entra, token.secret())

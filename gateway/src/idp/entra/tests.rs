@@ -145,13 +145,13 @@ fn the_resolved_list_replaces_the_overage_form() {
         "sub": "s", "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "x"}}
     }))
     .unwrap();
-    assert!(overage(&c, "groups"));
+    assert!(crate::idp::claims::groups_overage(&c, "groups"));
     apply(&mut c, "groups", vec!["g1".into()]);
-    assert!(!overage(&c, "groups"));
+    assert!(!crate::idp::claims::groups_overage(&c, "groups"));
     assert_eq!(c["groups"], serde_json::json!(["g1"]));
     let mut c: Map<String, Value> =
         serde_json::from_value(serde_json::json!({"sub": "s", "hasgroups": true})).unwrap();
-    assert!(overage(&c, "groups"));
+    assert!(crate::idp::claims::groups_overage(&c, "groups"));
     apply(&mut c, "groups", Vec::new());
-    assert!(!overage(&c, "groups"));
+    assert!(!crate::idp::claims::groups_overage(&c, "groups"));
 }
