@@ -296,6 +296,32 @@ routes: []
     assert!(crate::config::load_str(ok, "t", &HashMap::<String, String>::new()).is_ok());
 }
 
+/// Users' access tokens go to `entra.graph_url`: only over HTTPS (plain HTTP to this machine
+/// only, for tests), and the default is Microsoft Graph.
+#[test]
+fn entra_graph_url_must_be_https() {
+    let load = |entra: &str| {
+        let text = format!(
+            "identity_providers:\n  - {{ id: corp, type: oidc, issuer: \"https://op.example\", client_id: c, client_secret: s, entra: {entra} }}\nroutes: []\n"
+        );
+        crate::config::load_str(&text, "t", &HashMap::<String, String>::new())
+    };
+    for bad in [
+        "{ graph_url: \"http://graph.example.com\" }",
+        "{ graph_url: \"not a url\" }",
+    ] {
+        let e = load(bad).unwrap_err().to_string();
+        assert!(
+            e.contains("identity_providers[0].entra.graph_url"),
+            "{bad}: {e}"
+        );
+    }
+    let cfg = load("{}").unwrap();
+    let graph = cfg.identity_providers[0].entra.as_ref().unwrap();
+    assert_eq!(graph.graph_url.as_str(), "https://graph.microsoft.com/");
+    assert!(load("{ graph_url: \"http://127.0.0.1:9\" }").is_ok());
+}
+
 #[tokio::test]
 async fn sessions_of_a_removed_provider_end_at_their_next_request() {
     let s = sso(CORP);
