@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics`, `/healthz` (the process serves), `/readyz` (503 naming the
+//! The admin listener: `/metrics` (behind a bearer token when `server.admin.metrics_token` is
+//! set), `/healthz` (the process serves), `/readyz` (503 naming the
 //! dependency while one that protected routes need is down, see [`crate::health`], and 503
 //! `draining` from SIGTERM until exit), `/audit/keys`. Bind it to loopback or a private network.
 //!
@@ -41,11 +42,39 @@ fn reply(status: u16, ctype: &str, body: String) -> Response<Vec<u8>> {
         .unwrap_or_else(|_| Response::new(Vec::new()))
 }
 
+/// Whether `authorization` carries the bearer token whose SHA-256 is `want` (compared in
+/// constant time over the digests).
+fn bearer_matches(authorization: Option<&str>, want: &[u8; 32]) -> bool {
+    use sha2::Digest;
+    use subtle::ConstantTimeEq;
+    let Some(token) = authorization.and_then(|h| {
+        let (scheme, rest) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    }) else {
+        return false;
+    };
+    let got: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    got.ct_eq(want).into()
+}
+
 impl AdminApp {
-    /// The answer to a request for `path`.
-    pub fn answer(&self, path: &str) -> Response<Vec<u8>> {
+    /// The answer to a request for `path` with this `Authorization` header.
+    pub fn answer(&self, path: &str, authorization: Option<&str>) -> Response<Vec<u8>> {
         match path {
-            "/metrics" => reply(200, "text/plain; version=0.0.4", crate::metrics::render()),
+            "/metrics" => {
+                let want = self.runtime.load().config.server.metrics_token_sha256;
+                match want {
+                    Some(want) if !bearer_matches(authorization, &want) => {
+                        let mut r = reply(401, "text/plain", "metrics need a bearer token\n".into());
+                        r.headers_mut().insert(
+                            http::header::WWW_AUTHENTICATE,
+                            http::HeaderValue::from_static("Bearer realm=\"portcullis-metrics\""),
+                        );
+                        r
+                    }
+                    _ => reply(200, "text/plain; version=0.0.4", crate::metrics::render()),
+                }
+            }
             "/healthz" => reply(200, "text/plain", "ok\n".into()),
             "/audit/keys" => reply(200, "application/json", self.audit.published_keys_json()),
             "/readyz" => {
@@ -97,8 +126,12 @@ fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 async fn serve(stream: tokio::net::TcpStream, app: Arc<AdminApp>) {
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let authorization = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let resp = app
-            .answer(req.uri().path())
+            .answer(req.uri().path(), authorization)
             .map(|b| Full::new(Bytes::from(b)));
         async move { Ok::<_, std::convert::Infallible>(resp) }
     });
@@ -165,14 +198,55 @@ mod tests {
             audit: crate::audit::Audit::disabled(),
         };
         let body = |r: Response<Vec<u8>>| (r.status().as_u16(), String::from_utf8(r.into_body()));
-        let (status, text) = body(app.answer("/readyz"));
+        let (status, text) = body(app.answer("/readyz", None));
         assert_eq!(status, 503);
         assert!(text.unwrap().contains("\"starting\""));
         app.readiness.set_draining();
-        let (status, text) = body(app.answer("/readyz"));
+        let (status, text) = body(app.answer("/readyz", None));
         assert_eq!(status, 503);
         assert!(text.unwrap().contains("\"draining\""));
-        assert_eq!(app.answer("/healthz").status(), 200, "alive while draining");
-        assert_eq!(app.answer("/nope").status(), 404);
+        assert_eq!(app.answer("/healthz", None).status(), 200, "alive while draining");
+        assert_eq!(app.answer("/nope", None).status(), 404);
+        assert_eq!(app.answer("/metrics", None).status(), 200, "no token configured");
+    }
+
+    #[test]
+    fn metrics_need_the_bearer_token_when_one_is_configured_and_probes_do_not() {
+        let cfg = crate::config::load_str(
+            "server: { admin: { listen: \"127.0.0.1:0\", metrics_token: \"${T}\" } }\nroutes: []\n",
+            "t.yaml",
+            &std::collections::HashMap::from([("T".to_string(), "s3cret-token-0123456789".to_string())]),
+        )
+        .expect("config");
+        let app = AdminApp {
+            runtime: Arc::new(arc_swap::ArcSwap::from_pointee(
+                crate::routes::Runtime::new(cfg, ""),
+            )),
+            readiness: Arc::default(),
+            audit: crate::audit::Audit::disabled(),
+        };
+        let status = |auth: Option<&str>| app.answer("/metrics", auth).status().as_u16();
+        assert_eq!(status(None), 401);
+        assert_eq!(status(Some("Bearer wrong-token-0123456789")), 401);
+        assert_eq!(status(Some("Basic czNjcmV0LXRva2VuLTAxMjM0NTY3ODk=")), 401);
+        assert_eq!(status(Some("Bearer s3cret-token-0123456789x")), 401, "a longer token");
+        assert_eq!(status(Some("Bearer s3cret-token-0123456789")), 200);
+        assert_eq!(status(Some("bearer s3cret-token-0123456789")), 200, "scheme is case-insensitive");
+        let r = app.answer("/metrics", None);
+        assert!(r.headers().get("www-authenticate").is_some());
+        assert!(!String::from_utf8_lossy(r.body()).contains("portcullis_"), "nothing leaks");
+        assert_eq!(app.answer("/healthz", None).status(), 200);
+        assert_eq!(app.answer("/readyz", None).status(), 503, "starting, not 401");
+    }
+
+    #[test]
+    fn a_short_metrics_token_is_a_config_error() {
+        let errs = crate::config::load_str(
+            "server: { admin: { metrics_token: short } }\nroutes: []\n",
+            "t.yaml",
+            &std::collections::HashMap::<String, String>::new(),
+        )
+        .expect_err("too short");
+        assert!(errs.to_string().contains("server.admin.metrics_token"), "{errs}");
     }
 }

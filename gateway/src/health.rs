@@ -1,6 +1,6 @@
 //! Readiness that tells the truth: `/readyz` answers 503, naming what is down, while a
-//! dependency that protected routes need cannot be reached — the session store, an identity
-//! provider's discovery, the decision log (requests refused since the last round because its
+//! dependency that protected routes need cannot be reached — the session store, the SQL store,
+//! an identity provider's discovery, the decision log (requests refused since the last round because its
 //! queue and spool are full). A background service probes them every
 //! [`INTERVAL`] (each probe bounded by [`PROBE_TIMEOUT`]); the admin listener only reads the
 //! latest result, so a slow dependency never makes the probe endpoint itself slow.
@@ -70,6 +70,21 @@ pub struct Prober {
     pub decision_log: Option<Arc<DecisionLog>>,
     /// The decision log's refusal count at the previous round.
     pub last_refused: std::sync::atomic::AtomicU64,
+    /// The SQL store (directory, MFA enrolments, audit), when one is open.
+    pub db: Option<crate::store::Db>,
+}
+
+/// One round trip to the SQL store, timed into `portcullis_store_duration_seconds{store="sql"}`.
+async fn probe_sql(db: &crate::store::Db) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    let out = tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(db.pool())).await;
+    let result = match out {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_string()),
+    };
+    crate::metrics::store_op("sql", "probe", start.elapsed(), result.is_ok());
+    result
 }
 
 impl Prober {
@@ -98,6 +113,11 @@ impl Prober {
                         down.insert(key, "timed out".to_string());
                     }
                 }
+            }
+        }
+        if let Some(db) = &self.db {
+            if let Err(e) = probe_sql(db).await {
+                down.insert("sql_store".to_string(), e);
             }
         }
         if let Some(log) = &self.decision_log {

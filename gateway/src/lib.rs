@@ -17,6 +17,7 @@ pub mod forwarded;
 pub mod geoip;
 pub mod health;
 pub mod identity;
+pub mod inject;
 pub mod idp;
 pub mod local;
 pub mod local_request;

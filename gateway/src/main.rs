@@ -70,6 +70,28 @@ enum Command {
     /// Print the Argon2id hash of a password read from stdin (one line), for
     /// `directory.users_file`. The password never appears in arguments or the process list.
     HashPassword,
+    /// Read Kubernetes manifests on stdin and write them with Portcullis added as a native
+    /// sidecar in front of the app's port (like `linkerd inject`); idempotent.
+    Inject {
+        /// Sidecar image.
+        #[arg(long, default_value = concat!("portcullis:", env!("CARGO_PKG_VERSION")))]
+        image: String,
+        /// ConfigMap with the Portcullis `config.yaml` (mounted at /etc/portcullis/config).
+        #[arg(long, default_value = "portcullis")]
+        config_map: String,
+        /// Port the gateway listens on (its `server.http.listen`).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Admin port (probes, metrics; its `server.admin.listen`).
+        #[arg(long, default_value_t = 9090)]
+        admin_port: u16,
+        /// The app port to guard (number or name), when the app declares several.
+        #[arg(long)]
+        app_port: Option<String>,
+        /// The app container, when the pod has several.
+        #[arg(long)]
+        container: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -246,6 +268,21 @@ fn main() -> ExitCode {
         },
         Command::Policy { command } => policy(command),
         Command::HashPassword => hash_password(),
+        Command::Inject {
+            image,
+            config_map,
+            port,
+            admin_port,
+            app_port,
+            container,
+        } => inject(portcullis::inject::Options {
+            image,
+            config_map,
+            port,
+            admin_port,
+            app_port,
+            container,
+        }),
         Command::Directory {
             command:
                 DirectoryCommand::Sync {
@@ -294,6 +331,25 @@ fn main() -> ExitCode {
 }
 
 /// `portcullis hash-password`: reads one line from stdin, prints its Argon2id PHC string.
+fn inject(opts: portcullis::inject::Options) -> ExitCode {
+    use std::io::Read;
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("cannot read manifests from stdin: {e}");
+        return ExitCode::from(2);
+    }
+    match portcullis::inject::inject(&input, &opts) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis inject: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn hash_password() -> ExitCode {
     let mut line = String::new();
     if std::io::stdin().read_line(&mut line).is_err() {

@@ -31,6 +31,18 @@ pub struct Metrics {
     pub directory_sync: IntCounterVec,
     /// `portcullis_directory_sync_last_success_timestamp_seconds{connector}`
     pub directory_sync_last_success: IntGaugeVec,
+    /// `portcullis_tls_certificate_expiry_timestamp_seconds{name}`: notAfter per served name.
+    pub tls_cert_expiry: IntGaugeVec,
+    /// `portcullis_idp_keys_fetched_timestamp_seconds{idp}`: when discovery and keys were last
+    /// fetched (their age is `time() - this`).
+    pub idp_keys_fetched: IntGaugeVec,
+    /// `portcullis_idp_refresh_errors_total{idp,what}`: failed discovery or JWKS fetches.
+    pub idp_refresh_errors: IntCounterVec,
+    /// `portcullis_store_duration_seconds{store,op}`: session store (`session`) operations and
+    /// SQL store (`sql`) probes.
+    pub store_duration: HistogramVec,
+    /// `portcullis_store_errors_total{store,op}`.
+    pub store_errors: IntCounterVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -112,6 +124,52 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["connector"],
     )?;
+    let tls_cert_expiry = IntGaugeVec::new(
+        Opts::new(
+            "portcullis_tls_certificate_expiry_timestamp_seconds",
+            "Unix time at which the certificate served for each TLS name (SNI) expires",
+        ),
+        &["name"],
+    )?;
+    let idp_keys_fetched = IntGaugeVec::new(
+        Opts::new(
+            "portcullis_idp_keys_fetched_timestamp_seconds",
+            "Unix time of the last successful discovery or JWKS fetch, by OIDC provider",
+        ),
+        &["idp"],
+    )?;
+    let idp_refresh_errors = IntCounterVec::new(
+        Opts::new(
+            "portcullis_idp_refresh_errors_total",
+            "Failed provider metadata fetches by provider and what (discovery, jwks)",
+        ),
+        &["idp", "what"],
+    )?;
+    let store_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "portcullis_store_duration_seconds",
+            "Session store operations and SQL store probes, by store and operation",
+        )
+        .buckets(BUCKETS.to_vec()),
+        &["store", "op"],
+    )?;
+    let store_errors = IntCounterVec::new(
+        Opts::new(
+            "portcullis_store_errors_total",
+            "Failed session store operations and SQL store probes, by store and operation",
+        ),
+        &["store", "op"],
+    )?;
+    registry.register(Box::new(tls_cert_expiry.clone()))?;
+    registry.register(Box::new(idp_keys_fetched.clone()))?;
+    registry.register(Box::new(idp_refresh_errors.clone()))?;
+    registry.register(Box::new(store_duration.clone()))?;
+    registry.register(Box::new(store_errors.clone()))?;
+    // CPU, memory, open files and start time of this process (`process_*`).
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
     registry.register(Box::new(directory_sync.clone()))?;
     registry.register(Box::new(directory_sync_last_success.clone()))?;
     registry.register(Box::new(mfa_events.clone()))?;
@@ -142,6 +200,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         mfa_events,
         directory_sync,
         directory_sync_last_success,
+        tls_cert_expiry,
+        idp_keys_fetched,
+        idp_refresh_errors,
+        store_duration,
+        store_errors,
     })
 }
 
@@ -220,5 +283,29 @@ pub fn directory_sync(connector: &str, outcome: &str, now: i64) {
             .directory_sync_last_success
             .with_label_values(&[connector])
             .set(now);
+    }
+}
+
+/// Records one store operation: its duration, and an error when it failed.
+pub fn store_op(store: &str, op: &str, elapsed: std::time::Duration, ok: bool) {
+    METRICS
+        .store_duration
+        .with_label_values(&[store, op])
+        .observe(elapsed.as_secs_f64());
+    let errors = METRICS.store_errors.with_label_values(&[store, op]);
+    if !ok {
+        errors.inc();
+    }
+}
+
+/// Replaces the certificate expiry series with `names` → notAfter (unix seconds), so a name
+/// dropped by a reload stops being reported.
+pub fn set_certificate_expiry<'a>(names: impl IntoIterator<Item = (&'a str, i64)>) {
+    METRICS.tls_cert_expiry.reset();
+    for (name, not_after) in names {
+        METRICS
+            .tls_cert_expiry
+            .with_label_values(&[name])
+            .set(not_after);
     }
 }

@@ -194,8 +194,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 let names: Vec<String> = cfg.routes.iter().filter_map(|r| r.host.clone()).collect();
                 let bundle = tls::self_signed(&names).map_err(StartError::SelfSigned)?;
                 tracing::warn!(names = ?bundle.names, "server.https has no cert/key: serving a self-signed certificate generated at start; browsers will warn");
-                CertSet::new(&[Arc::new(bundle)])
+                let bundles = [Arc::new(bundle)];
+                tls::publish_expiry(&bundles);
+                CertSet::new(&bundles)
             } else {
+                tls::publish_expiry(&h.certs);
                 CertSet::new(&h.certs)
             };
             set.map(|s| Arc::new(SniResolver::new(s)))
@@ -365,6 +368,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         sso: sso.clone(),
         decision_log: decision_log.clone(),
         last_refused: Default::default(),
+        db: db.clone(),
     };
     let gateway = Gateway {
         mfa,

@@ -135,6 +135,8 @@ impl Sso {
                 Arc::new(session::redis_store::RedisStore::over(conn))
             }
         };
+        let store: Arc<dyn SessionStore> =
+            Arc::new(session::instrumented::Instrumented::new(store));
         let http = HttpClient::new().ok_or("cannot build the HTTP client for providers")?;
         let providers = build_providers(&cfg.identity_providers, &http, &clock);
         let assertions = Assertions::with_clock(&cfg.assertion, clock.clone())

@@ -54,6 +54,8 @@ pub struct CertBundle {
     pub certified: Arc<CertifiedKey>,
     /// Lower-case DNS names from the leaf's subjectAltName (and CN when there is no SAN).
     pub names: Vec<String>,
+    /// The leaf's notAfter, unix seconds (published as a metric so expiry can be alerted on).
+    pub not_after: i64,
 }
 
 fn read_pem_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -81,7 +83,7 @@ pub fn load_cert_bundle(cert_path: &str, key_path: &str) -> Result<CertBundle, C
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_data.as_slice())
         .map_err(|e| key_err(format!("bad PEM: {e}")))?
         .ok_or_else(|| key_err("no PEM private key found".to_string()))?;
-    let names = dns_names(&chain[0]).map_err(|reason| CertError::Cert {
+    let (names, not_after) = leaf_facts(&chain[0]).map_err(|reason| CertError::Cert {
         path: cert_path.to_string(),
         reason,
     })?;
@@ -95,10 +97,12 @@ pub fn load_cert_bundle(cert_path: &str, key_path: &str) -> Result<CertBundle, C
     Ok(CertBundle {
         certified: Arc::new(certified),
         names,
+        not_after,
     })
 }
 
-fn dns_names(leaf: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+/// The leaf's DNS names and its notAfter (unix seconds).
+fn leaf_facts(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
     use x509_parser::prelude::*;
     let (_, cert) =
         X509Certificate::from_der(leaf.as_ref()).map_err(|e| format!("bad certificate: {e}"))?;
@@ -117,7 +121,19 @@ fn dns_names(leaf: &CertificateDer<'_>) -> Result<Vec<String>, String> {
             }
         }
     }
-    Ok(names)
+    Ok((names, cert.validity().not_after.timestamp()))
+}
+
+/// Publishes each served name's certificate expiry (`portcullis_tls_certificate_expiry_*`);
+/// the bundle that serves a name (the first that lists it) is the one reported.
+pub fn publish_expiry(bundles: &[Arc<CertBundle>]) {
+    let mut by_name = std::collections::BTreeMap::new();
+    for b in bundles {
+        for n in &b.names {
+            by_name.entry(n.as_str()).or_insert(b.not_after);
+        }
+    }
+    crate::metrics::set_certificate_expiry(by_name);
 }
 
 /// Reads a PEM CA bundle as DER certificates.
@@ -139,11 +155,13 @@ pub fn self_signed(names: &[String]) -> Result<CertBundle, String> {
         rcgen::generate_simple_self_signed(all.clone()).map_err(|e| e.to_string())?;
     let key = PrivateKeyDer::try_from(key_pair.serialize_der()).map_err(|e| e.to_string())?;
     let provider = rustls::crypto::ring::default_provider();
+    let (_, not_after) = leaf_facts(cert.der())?;
     let certified = CertifiedKey::from_der(vec![cert.der().clone()], key, &provider)
         .map_err(|e| e.to_string())?;
     Ok(CertBundle {
         certified: Arc::new(certified),
         names: all,
+        not_after,
     })
 }
 

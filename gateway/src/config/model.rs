@@ -16,6 +16,9 @@ use std::time::Duration;
 
 pub use super::problems::{duration, Problem, Problems};
 
+/// Shortest `server.admin.metrics_token` accepted (a guessable token protects nothing).
+const MIN_METRICS_TOKEN: usize = 16;
+
 /// The whole validated config.
 #[derive(Debug)]
 pub struct Config {
@@ -73,6 +76,8 @@ pub struct Server {
     pub http: Option<Http>,
     /// Admin listener.
     pub admin_listen: SocketAddr,
+    /// SHA-256 of the bearer token `/metrics` requires (`server.admin.metrics_token`).
+    pub metrics_token_sha256: Option<[u8; 32]>,
     /// Worker threads.
     pub threads: usize,
     /// Proxies whose forwarding headers are trusted.
@@ -413,6 +418,17 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         );
     }
     let admin_listen = socket_addr(&s.admin.listen, "server.admin.listen", problems);
+    let metrics_token_sha256 = match s.admin.metrics_token.as_deref() {
+        Some(t) if t.len() < MIN_METRICS_TOKEN => {
+            problems.add(
+                "server.admin.metrics_token",
+                format!("too short: use at least {MIN_METRICS_TOKEN} characters (openssl rand -hex 32)"),
+            );
+            None
+        }
+        Some(t) => Some(<sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()).into()),
+        None => None,
+    };
     let threads = s.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -508,6 +524,7 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         https,
         http,
         admin_listen: admin_listen?,
+        metrics_token_sha256,
         threads,
         trusted_proxies,
         grace_period,

@@ -73,6 +73,7 @@ impl Reloader {
                 warn_about_fixed_settings(&current.config, &config);
                 if let (Some(resolver), Some(https)) = (&self.resolver, &config.server.https) {
                     if let Some(set) = CertSet::new(&https.certs) {
+                        crate::tls::publish_expiry(&https.certs);
                         resolver.replace(set);
                     }
                 }

@@ -258,12 +258,17 @@ pub struct AdminSpec {
     /// Socket address; keep it on loopback or a private network.
     #[serde(default = "default_admin_listen")]
     pub listen: String,
+    /// A bearer token `/metrics` requires (`Authorization: Bearer …`); probes never need it.
+    /// For an admin listener on a pod or private network address (Kubernetes probes).
+    #[serde(default)]
+    pub metrics_token: Option<String>,
 }
 
 impl Default for AdminSpec {
     fn default() -> Self {
         Self {
             listen: default_admin_listen(),
+            metrics_token: None,
         }
     }
 }

@@ -2,11 +2,12 @@
 //! `portcullis_decision_log_queue_depth` (records in memory), `_sent_total` (records delivered),
 //! `_retried_total` (delivery attempts that were retries), `_spooled_total` (records written to
 //! the spool), `_spool_bytes` (undelivered bytes on disk), `_dropped_total` (records lost under
-//! `when_full: drop`; must stay 0), `_sink_errors_total` (failed deliveries), and, unlabelled,
+//! `when_full: drop`; must stay 0), `_sink_errors_total` (failed deliveries), `_sink_duration_seconds`
+//! (time per delivery), and, unlabelled,
 //! `portcullis_decision_log_refused_total` (requests answered 503 under `when_full: block`).
 
 use once_cell::sync::Lazy;
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
 /// The decision-log metric families.
 pub struct LogMetrics {
@@ -26,6 +27,8 @@ pub struct LogMetrics {
     pub errors: IntCounterVec,
     /// Requests refused because the log could not take their record.
     pub refused: IntCounter,
+    /// Time one delivery to a sink took, by sink.
+    pub sink_duration: HistogramVec,
 }
 
 fn build() -> Result<LogMetrics, prometheus::Error> {
@@ -45,6 +48,15 @@ fn build() -> Result<LogMetrics, prometheus::Error> {
         "Requests answered 503 because the decision log was full (when_full: block)",
     )?;
     reg.register(Box::new(refused.clone()))?;
+    let sink_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "portcullis_decision_log_sink_duration_seconds",
+            "Time one delivery (a batch) to a sink took, by sink",
+        )
+        .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        &["sink"],
+    )?;
+    reg.register(Box::new(sink_duration.clone()))?;
     Ok(LogMetrics {
         queue_depth: gv(
             "portcullis_decision_log_queue_depth",
@@ -75,6 +87,7 @@ fn build() -> Result<LogMetrics, prometheus::Error> {
             "Failed deliveries, by sink",
         )?,
         refused,
+        sink_duration,
     })
 }
 

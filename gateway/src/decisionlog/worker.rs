@@ -170,7 +170,7 @@ impl Worker {
                 tokio::time::sleep(wait).await;
                 wait *= 3;
             }
-            match self.sink.send(&self.pending).await {
+            match timed_send(self.sink.as_ref(), &self.name, &self.pending).await {
                 Ok(()) => {
                     let n = self.pending.len();
                     self.pending.clear();
@@ -248,7 +248,7 @@ impl Worker {
                 tokio::time::sleep(BACKOFF_MIN).await;
                 continue;
             }
-            match self.sink.send(&batch.records).await {
+            match timed_send(self.sink.as_ref(), &self.name, &batch.records).await {
                 Ok(()) => {
                     if let Err(e) = self.spool.commit(batch.end) {
                         tracing::error!(sink = %self.name, error = %e, "cannot move the spool cursor; records may be sent twice");
@@ -302,4 +302,20 @@ impl Drop for Worker {
             self.spill(&rest);
         }
     }
+}
+
+/// One delivery, timed into `portcullis_decision_log_sink_duration_seconds{sink}` (success or not:
+/// a sink that times out is the slow one an SRE looks for).
+async fn timed_send(
+    sink: &dyn super::sinks::Sink,
+    name: &str,
+    records: &[bytes::Bytes],
+) -> Result<(), super::sinks::SinkError> {
+    let start = std::time::Instant::now();
+    let out = sink.send(records).await;
+    metrics::get()
+        .sink_duration
+        .with_label_values(&[name])
+        .observe(start.elapsed().as_secs_f64());
+    out
 }

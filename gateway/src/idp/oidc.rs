@@ -167,6 +167,12 @@ impl OidcProvider {
     /// moves token expiry with sessions).
     pub fn with_clock(cfg: IdpConfig, http: HttpClient, clock: Clock) -> Self {
         let algs = parse_algs(&cfg.algorithms);
+        // The error series exist from the start, at zero, so alerts and dashboards see them.
+        for what in ["discovery", "jwks"] {
+            crate::metrics::get()
+                .idp_refresh_errors
+                .with_label_values(&[&cfg.id, what]);
+        }
         Self {
             cfg,
             http,
@@ -199,7 +205,10 @@ impl OidcProvider {
             .map_err(|e| OidcError::Discovery(e.to_string()))?;
         let metadata = Metadata::discover_async(issuer, &self.http)
             .await
-            .map_err(|e| OidcError::Discovery(error_chain(&e)))?;
+            .map_err(|e| {
+                self.refresh_failed("discovery");
+                OidcError::Discovery(error_chain(&e))
+            })?;
         // Security-relevant: the crate compares too; this makes the exact-string rule explicit.
         if metadata.issuer().as_str() != self.cfg.issuer {
             return Err(OidcError::Discovery(format!(
@@ -213,6 +222,7 @@ impl OidcProvider {
             at: Instant::now(),
         });
         *slot = Some(d.clone());
+        self.keys_fetched();
         tracing::info!(idp = %self.cfg.id, issuer = %self.cfg.issuer, "provider metadata discovered");
         Ok(d)
     }
@@ -235,14 +245,32 @@ impl OidcProvider {
             Ok(jwks) => {
                 let metadata = d.metadata.clone().set_jwks(jwks);
                 *self.disc.write().await = Some(Arc::new(Discovered { metadata, at: d.at }));
+                self.keys_fetched();
                 tracing::info!(idp = %self.cfg.id, "unknown signing key id: JWKS refetched");
                 true
             }
             Err(e) => {
+                self.refresh_failed("jwks");
                 tracing::warn!(idp = %self.cfg.id, error = %error_chain(&e), "JWKS refetch failed");
                 false
             }
         }
+    }
+
+    /// Publishes when discovery and keys were fetched (`portcullis_idp_keys_fetched_*`).
+    fn keys_fetched(&self) {
+        crate::metrics::get()
+            .idp_keys_fetched
+            .with_label_values(&[&self.cfg.id])
+            .set(self.clock.unix());
+    }
+
+    /// Counts a failed fetch of `what` (`discovery`, `jwks`).
+    fn refresh_failed(&self, what: &str) {
+        crate::metrics::get()
+            .idp_refresh_errors
+            .with_label_values(&[&self.cfg.id, what])
+            .inc();
     }
 
     fn client(&self, d: &Discovered, redirect_uri: &str) -> Result<Client, OidcError> {

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod cookies;
+pub mod instrumented;
 pub mod redis_store;
 pub mod store;
 
