@@ -65,7 +65,8 @@ impl AdminApp {
                 let want = self.runtime.load().config.server.metrics_token_sha256;
                 match want {
                     Some(want) if !bearer_matches(authorization, &want) => {
-                        let mut r = reply(401, "text/plain", "metrics need a bearer token\n".into());
+                        let mut r =
+                            reply(401, "text/plain", "metrics need a bearer token\n".into());
                         r.headers_mut().insert(
                             http::header::WWW_AUTHENTICATE,
                             http::HeaderValue::from_static("Bearer realm=\"portcullis-metrics\""),
@@ -205,9 +206,17 @@ mod tests {
         let (status, text) = body(app.answer("/readyz", None));
         assert_eq!(status, 503);
         assert!(text.unwrap().contains("\"draining\""));
-        assert_eq!(app.answer("/healthz", None).status(), 200, "alive while draining");
+        assert_eq!(
+            app.answer("/healthz", None).status(),
+            200,
+            "alive while draining"
+        );
         assert_eq!(app.answer("/nope", None).status(), 404);
-        assert_eq!(app.answer("/metrics", None).status(), 200, "no token configured");
+        assert_eq!(
+            app.answer("/metrics", None).status(),
+            200,
+            "no token configured"
+        );
     }
 
     #[test]
@@ -215,7 +224,10 @@ mod tests {
         let cfg = crate::config::load_str(
             "server: { admin: { listen: \"127.0.0.1:0\", metrics_token: \"${T}\" } }\nroutes: []\n",
             "t.yaml",
-            &std::collections::HashMap::from([("T".to_string(), "s3cret-token-0123456789".to_string())]),
+            &std::collections::HashMap::from([(
+                "T".to_string(),
+                "s3cret-token-0123456789".to_string(),
+            )]),
         )
         .expect("config");
         let app = AdminApp {
@@ -229,14 +241,29 @@ mod tests {
         assert_eq!(status(None), 401);
         assert_eq!(status(Some("Bearer wrong-token-0123456789")), 401);
         assert_eq!(status(Some("Basic czNjcmV0LXRva2VuLTAxMjM0NTY3ODk=")), 401);
-        assert_eq!(status(Some("Bearer s3cret-token-0123456789x")), 401, "a longer token");
+        assert_eq!(
+            status(Some("Bearer s3cret-token-0123456789x")),
+            401,
+            "a longer token"
+        );
         assert_eq!(status(Some("Bearer s3cret-token-0123456789")), 200);
-        assert_eq!(status(Some("bearer s3cret-token-0123456789")), 200, "scheme is case-insensitive");
+        assert_eq!(
+            status(Some("bearer s3cret-token-0123456789")),
+            200,
+            "scheme is case-insensitive"
+        );
         let r = app.answer("/metrics", None);
         assert!(r.headers().get("www-authenticate").is_some());
-        assert!(!String::from_utf8_lossy(r.body()).contains("portcullis_"), "nothing leaks");
+        assert!(
+            !String::from_utf8_lossy(r.body()).contains("portcullis_"),
+            "nothing leaks"
+        );
         assert_eq!(app.answer("/healthz", None).status(), 200);
-        assert_eq!(app.answer("/readyz", None).status(), 503, "starting, not 401");
+        assert_eq!(
+            app.answer("/readyz", None).status(),
+            503,
+            "starting, not 401"
+        );
     }
 
     #[test]
@@ -247,6 +274,9 @@ mod tests {
             &std::collections::HashMap::<String, String>::new(),
         )
         .expect_err("too short");
-        assert!(errs.to_string().contains("server.admin.metrics_token"), "{errs}");
+        assert!(
+            errs.to_string().contains("server.admin.metrics_token"),
+            "{errs}"
+        );
     }
 }

@@ -57,8 +57,8 @@ pub enum InjectError {
 pub fn inject(input: &str, opts: &Options) -> Result<String, InjectError> {
     let mut out = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(input) {
-        let mut v: Value = serde::Deserialize::deserialize(doc)
-            .map_err(|e| InjectError::Yaml(e.to_string()))?;
+        let mut v: Value =
+            serde::Deserialize::deserialize(doc).map_err(|e| InjectError::Yaml(e.to_string()))?;
         if v.is_null() {
             continue;
         }
@@ -102,7 +102,11 @@ fn inject_object(obj: &mut Value, opts: &Options) -> Result<(), InjectError> {
     if !obj.is_mapping() || obj.get("kind").and_then(Value::as_str).is_none() {
         return Err(refuse(obj, "not a Kubernetes object (no kind)"));
     }
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if kind == "List" || kind.ends_with("List") {
         if let Some(items) = obj.get_mut("items").and_then(Value::as_sequence_mut) {
             for item in items {
@@ -117,12 +121,10 @@ fn inject_object(obj: &mut Value, opts: &Options) -> Result<(), InjectError> {
     let what = describe(obj);
     let mut spec = &mut *obj;
     for p in path {
-        spec = spec
-            .get_mut(*p)
-            .ok_or_else(|| InjectError::Refused {
-                what: what.clone(),
-                why: format!("no {} (not a valid {kind})", path.join(".")),
-            })?;
+        spec = spec.get_mut(*p).ok_or_else(|| InjectError::Refused {
+            what: what.clone(),
+            why: format!("no {} (not a valid {kind})", path.join(".")),
+        })?;
     }
     inject_pod(spec, opts).map_err(|why| InjectError::Refused { what, why })
 }
@@ -148,7 +150,11 @@ fn port_number(p: &Value) -> Option<u16> {
 fn inject_pod(spec: &mut Value, opts: &Options) -> Result<(), String> {
     let inits = containers(spec, "initContainers");
     let apps = containers(spec, "containers");
-    if inits.iter().chain(&apps).any(|c| name_of(c) == Some(SIDECAR)) {
+    if inits
+        .iter()
+        .chain(&apps)
+        .any(|c| name_of(c) == Some(SIDECAR))
+    {
         return Ok(()); // already injected
     }
     if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
@@ -184,15 +190,20 @@ fn inject_pod(spec: &mut Value, opts: &Options) -> Result<(), String> {
             _ => return Err("the app container declares several ports: say which one the gateway guards with --app-port".into()),
         },
     };
-    let app_port = port_number(&ports[port_index])
-        .ok_or("the app port has no numeric containerPort")?;
+    let app_port =
+        port_number(&ports[port_index]).ok_or("the app port has no numeric containerPort")?;
     let port_name = ports[port_index]
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or("http")
         .to_string();
     for c in inits.iter().chain(&apps) {
-        for p in c.get("ports").and_then(Value::as_sequence).into_iter().flatten() {
+        for p in c
+            .get("ports")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
             if let Some(n) = port_number(p) {
                 if n == opts.port || n == opts.admin_port {
                     return Err(format!(
@@ -247,7 +258,10 @@ fn inject_pod(spec: &mut Value, opts: &Options) -> Result<(), String> {
         .unwrap_or_default();
     for v in volumes_for(opts) {
         let name = name_of(&v).map(str::to_string);
-        if !volumes.iter().any(|x| name_of(x).map(str::to_string) == name) {
+        if !volumes
+            .iter()
+            .any(|x| name_of(x).map(str::to_string) == name)
+        {
             volumes.push(v);
         }
     }

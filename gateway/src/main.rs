@@ -36,6 +36,10 @@ enum Command {
         /// Config file (YAML).
         #[arg(long, short)]
         config: String,
+        /// Do not resolve upstream host names (validate a config meant for another network,
+        /// such as Kubernetes Service names rendered by the Helm chart).
+        #[arg(long)]
+        no_resolve: bool,
     },
     /// Test and explain policies.
     Policy {
@@ -229,7 +233,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Check { config } => match config::load_file(&config, &ProcessEnv) {
+        Command::Check { config, no_resolve } => match if no_resolve {
+            config::without_resolving(|| config::load_file(&config, &ProcessEnv))
+        } else {
+            config::load_file(&config, &ProcessEnv)
+        } {
             Ok((cfg, _)) => {
                 println!("{config}: OK ({} routes)", cfg.routes.len());
                 ExitCode::SUCCESS

@@ -309,3 +309,35 @@ pub fn set_certificate_expiry<'a>(names: impl IntoIterator<Item = (&'a str, i64)
             .set(not_after);
     }
 }
+
+/// Creates, at zero, the sign-in and second-factor series of the configured providers and
+/// factors, so alerts and dashboard panels over them have data before the first event (a
+/// lockout alert must not wait for a series that appears only with the first lockout).
+pub fn init_series(cfg: &crate::config::Config) {
+    let ids = cfg
+        .identity_providers
+        .iter()
+        .map(|p| p.id.as_str())
+        .chain(cfg.local_providers.iter().map(|p| p.id.as_str()));
+    for id in ids {
+        for outcome in ["success", "failure", "lockout"] {
+            METRICS
+                .auth_events
+                .with_label_values(&[id, "login", outcome]);
+        }
+    }
+    if let Some(mfa) = &cfg.mfa {
+        let factors = [
+            Some("totp"),
+            mfa.webauthn.as_ref().map(|_| "webauthn"),
+            mfa.email.as_ref().map(|_| "email"),
+            mfa.sms.as_ref().map(|_| "sms"),
+            (mfa.recovery_codes > 0).then_some("recovery"),
+        ];
+        for factor in factors.into_iter().flatten() {
+            for outcome in ["success", "failure", "lockout"] {
+                METRICS.mfa_events.with_label_values(&[factor, outcome]);
+            }
+        }
+    }
+}

@@ -188,6 +188,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         tracing::warn!(route = %r.id, "upstream_tls.dangerous_skip_verify is set: upstream certificates are NOT verified");
     }
 
+    crate::metrics::init_series(&cfg);
     let resolver = match &cfg.server.https {
         Some(h) => {
             let set = if h.certs.is_empty() {

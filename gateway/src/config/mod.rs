@@ -12,7 +12,7 @@ pub mod schema;
 pub mod schema_pass;
 pub mod secret;
 
-pub use model::Config;
+pub use model::{without_resolving, Config};
 
 use env::EnvLookup;
 use locate::LineIndex;

@@ -422,7 +422,9 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         Some(t) if t.len() < MIN_METRICS_TOKEN => {
             problems.add(
                 "server.admin.metrics_token",
-                format!("too short: use at least {MIN_METRICS_TOKEN} characters (openssl rand -hex 32)"),
+                format!(
+                    "too short: use at least {MIN_METRICS_TOKEN} characters (openssl rand -hex 32)"
+                ),
             );
             None
         }
@@ -702,6 +704,21 @@ fn build_route(
     })
 }
 
+thread_local! {
+    /// Whether upstream host names are resolved while loading (see [`without_resolving`]).
+    static RESOLVE_UPSTREAMS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Runs `load` (a config load on this thread) without resolving upstream host names: each
+/// gets the unspecified address. Only for validating a config meant for another network
+/// (`portcullis check --no-resolve`); a config loaded this way is never served.
+pub fn without_resolving<T>(load: impl FnOnce() -> T) -> T {
+    let before = RESOLVE_UPSTREAMS.with(|r| r.replace(false));
+    let out = load();
+    RESOLVE_UPSTREAMS.with(|r| r.set(before));
+    out
+}
+
 fn parse_endpoint(u: &str) -> Result<Endpoint, String> {
     let url = url::Url::parse(u).map_err(|e| format!("is not a valid URL ({e})"))?;
     let tls = match url.scheme() {
@@ -724,11 +741,15 @@ fn parse_endpoint(u: &str) -> Result<Endpoint, String> {
     let port = url
         .port_or_known_default()
         .ok_or_else(|| "has no port".to_string())?;
-    let addr = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| format!("does not resolve ({e})"))?
-        .next()
-        .ok_or_else(|| "resolves to no address".to_string())?;
+    let addr = if RESOLVE_UPSTREAMS.with(std::cell::Cell::get) {
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("does not resolve ({e})"))?
+            .next()
+            .ok_or_else(|| "resolves to no address".to_string())?
+    } else {
+        SocketAddr::from(([0, 0, 0, 0], port))
+    };
     let authority = match url.port() {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
         None => url.host_str().unwrap_or(&host).to_string(),

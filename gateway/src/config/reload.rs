@@ -80,6 +80,7 @@ impl Reloader {
                 if let Some(sso) = &self.sso {
                     sso.set_providers(&config.identity_providers);
                 }
+                crate::metrics::init_series(&config);
                 let routes = config.routes.len();
                 self.runtime.store(Arc::new(Runtime::new(config, &text)));
                 metrics::get().reloads.with_label_values(&["success"]).inc();

@@ -255,3 +255,19 @@ fn directory_section_and_jit_need_each_other() {
     assert!(c.identity_providers[0].jit);
     assert!(c.directory.unwrap().deprovision.remove_mfa);
 }
+
+#[test]
+fn without_resolving_validates_a_config_for_another_network_and_nothing_else() {
+    let text = "routes:\n  - { id: app, upstream: \"http://app.apps.svc.cluster.invalid:8080\", policy: public }\n";
+    let errs = errors(text);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("routes[0].upstream") && e.contains("does not resolve")),
+        "{errs:?}"
+    );
+    let c = without_resolving(|| load_str(text, "c.yaml", &env())).unwrap();
+    assert_eq!(c.routes[0].endpoints[0].addr.to_string(), "0.0.0.0:8080");
+    // Other problems are still reported, and the next load on this thread resolves again.
+    assert!(without_resolving(|| load_str("routes: [ { id: app } ]\n", "c.yaml", &env())).is_err());
+    assert!(load_str(text, "c.yaml", &env()).is_err());
+}

@@ -53,7 +53,9 @@ fn build() -> Result<LogMetrics, prometheus::Error> {
             "portcullis_decision_log_sink_duration_seconds",
             "Time one delivery (a batch) to a sink took, by sink",
         )
-        .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        .buckets(vec![
+            0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ]),
         &["sink"],
     )?;
     reg.register(Box::new(sink_duration.clone()))?;

@@ -48,21 +48,42 @@ fn adds_a_native_sidecar_that_takes_the_app_ports_name() {
     let side = &spec["initContainers"][0];
     assert_eq!(side["name"], "portcullis");
     assert_eq!(side["restartPolicy"], "Always");
-    assert_eq!(side["ports"][0]["name"], "web", "the Service's named targetPort now reaches the gateway");
+    assert_eq!(
+        side["ports"][0]["name"], "web",
+        "the Service's named targetPort now reaches the gateway"
+    );
     assert_eq!(side["ports"][0]["containerPort"], 8080);
     assert_eq!(side["env"][0]["value"], "http://127.0.0.1:3000");
     assert_eq!(side["securityContext"]["readOnlyRootFilesystem"], true);
     let app = &spec["containers"][0];
-    assert!(app["ports"][0].get("name").is_none(), "the app port lost its name");
-    assert_eq!(app["readinessProbe"]["httpGet"]["port"], 3000, "probe by number now");
+    assert!(
+        app["ports"][0].get("name").is_none(),
+        "the app port lost its name"
+    );
+    assert_eq!(
+        app["readinessProbe"]["httpGet"]["port"], 3000,
+        "probe by number now"
+    );
     let vols: Vec<&str> = spec["volumes"]
         .as_sequence()
         .unwrap()
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(vols, ["cache", "portcullis-config", "portcullis-data", "portcullis-tmp"]);
-    assert_eq!(d[1], docs(DEPLOYMENT)[1], "the Service passes through unchanged");
+    assert_eq!(
+        vols,
+        [
+            "cache",
+            "portcullis-config",
+            "portcullis-data",
+            "portcullis-tmp"
+        ]
+    );
+    assert_eq!(
+        d[1],
+        docs(DEPLOYMENT)[1],
+        "the Service passes through unchanged"
+    );
 }
 
 #[test]
@@ -92,10 +113,16 @@ fn handles_every_workload_kind_and_lists() {
     }
     let cron = format!("{{ kind: CronJob, apiVersion: batch/v1, metadata: {{ name: c }}, spec: {{ schedule: '* * * * *', jobTemplate: {{ spec: {{ template: {tmpl} }} }} }} }}");
     let out = docs(&inject(&cron, &opts()).unwrap());
-    assert_eq!(out[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"][0]["name"], "portcullis");
+    assert_eq!(
+        out[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"][0]["name"],
+        "portcullis"
+    );
     let list = format!("{{ kind: List, apiVersion: v1, items: [ {pod} ] }}");
     let out = docs(&inject(&list, &opts()).unwrap());
-    assert_eq!(out[0]["items"][0]["spec"]["initContainers"][0]["name"], "portcullis");
+    assert_eq!(
+        out[0]["items"][0]["spec"]["initContainers"][0]["name"],
+        "portcullis"
+    );
 }
 
 #[test]
@@ -105,7 +132,9 @@ fn refuses_what_it_cannot_handle_naming_the_resource() {
         other => panic!("expected a refusal, got {other:?}"),
     };
     let two_ports = "{ kind: Pod, metadata: { name: p }, spec: { containers: [ { name: a, ports: [ { containerPort: 80 }, { containerPort: 81 } ] } ] } }";
-    assert!(refused(two_ports, opts()).starts_with("Pod/p: the app container declares several ports"));
+    assert!(
+        refused(two_ports, opts()).starts_with("Pod/p: the app container declares several ports")
+    );
     let mut o = opts();
     o.app_port = Some("81".into());
     assert!(inject(two_ports, &o).is_ok(), "--app-port chooses");
@@ -118,6 +147,9 @@ fn refuses_what_it_cannot_handle_naming_the_resource() {
     let no_port = "{ kind: Pod, metadata: { name: p }, spec: { containers: [ { name: a } ] } }";
     assert!(refused(no_port, opts()).contains("--app-port"));
     assert!(refused("just a string", opts()).contains("not a Kubernetes object"));
-    assert!(refused("{ kind: Deployment, metadata: { name: d } }", opts()).starts_with("Deployment/d: no spec.template.spec"));
+    assert!(
+        refused("{ kind: Deployment, metadata: { name: d } }", opts())
+            .starts_with("Deployment/d: no spec.template.spec")
+    );
     assert!(matches!(inject("a: [", &opts()), Err(InjectError::Yaml(_))));
 }

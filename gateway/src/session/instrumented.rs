@@ -31,7 +31,15 @@ pub struct Instrumented(pub Arc<dyn SessionStore>);
 impl Instrumented {
     /// Wraps `inner`, creating its error series at zero.
     pub fn new(inner: Arc<dyn SessionStore>) -> Self {
-        for op in ["load", "save", "update", "remove", "revoke", "sessions_of", "count"] {
+        for op in [
+            "load",
+            "save",
+            "update",
+            "remove",
+            "revoke",
+            "sessions_of",
+            "count",
+        ] {
             crate::metrics::get()
                 .store_errors
                 .with_label_values(&[STORE, op]);
@@ -102,7 +110,10 @@ mod tests {
             .get_sample_count();
         assert!(!s.remove("nope").await.unwrap(), "nothing to remove");
         assert!(s.record_once("k", 60).await.unwrap());
-        assert!(!s.record_once("k", 60).await.unwrap(), "second record refused");
+        assert!(
+            !s.record_once("k", 60).await.unwrap(),
+            "second record refused"
+        );
         let after = crate::metrics::get()
             .store_duration
             .with_label_values(&[STORE, "remove"])
