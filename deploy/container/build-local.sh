@@ -21,7 +21,8 @@ chroot "$mnt" sh -c 'groupadd --system --gid 10001 portcullis &&
   useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/portcullis --shell /usr/sbin/nologin portcullis &&
   install -d -o 10001 -g 10001 -m 0750 /var/lib/portcullis /etc/portcullis &&
   rm -rf /var/lib/apt/lists/* /var/cache/apt/*'
-install -m 0755 target/release/portcullis "$mnt/usr/local/bin/portcullis"
+# Debug info stays on the build machine (the release profile keeps it for profiling).
+install -s -m 0755 target/release/portcullis "$mnt/usr/local/bin/portcullis"
 buildah umount "$base"
 buildah config --user 10001:10001 --volume /var/lib/portcullis --port 8080 --port 8443 --port 9090 \
   --entrypoint '["/usr/local/bin/portcullis"]' --cmd 'run --config /etc/portcullis/config/config.yaml' \

@@ -155,3 +155,39 @@ impl pingora::services::background::BackgroundService for Prober {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Db, StoreUrl};
+
+    #[tokio::test]
+    async fn the_sql_probe_times_a_round_trip_and_fails_when_the_store_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&StoreUrl::Sqlite(dir.path().join("h.db")), &[])
+            .await
+            .unwrap();
+        let count = || {
+            crate::metrics::get()
+                .store_duration
+                .with_label_values(&["sql", "probe"])
+                .get_sample_count()
+        };
+        let before = count();
+        assert_eq!(probe_sql(&db).await, Ok(()));
+        assert!(count() > before, "the round trip is timed");
+        db.pool().close().await;
+        let errors_before = crate::metrics::get()
+            .store_errors
+            .with_label_values(&["sql", "probe"])
+            .get();
+        assert!(probe_sql(&db).await.is_err(), "a closed store is down");
+        assert!(
+            crate::metrics::get()
+                .store_errors
+                .with_label_values(&["sql", "probe"])
+                .get()
+                > errors_before
+        );
+    }
+}
