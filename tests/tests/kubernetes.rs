@@ -649,7 +649,7 @@ scrape_configs:
         ),
     )
     .unwrap();
-    let mut prom = portcullis_e2e::oidc::Peer::spawn(Command::new(&prometheus).args([
+    let prom = portcullis_e2e::oidc::Peer::spawn(Command::new(&prometheus).args([
         &format!("--config.file={}", prom_cfg.display()),
         &format!("--storage.tsdb.path={}", prom_dir.join("tsdb").display()),
         &format!("--web.listen-address=127.0.0.1:{prom_port}"),
