@@ -20,7 +20,7 @@ tar -C "$mnt" -xf "$work/rootfs.tar"
 chroot "$mnt" sh -c 'groupadd --system --gid 10001 portcullis &&
   useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/portcullis --shell /usr/sbin/nologin portcullis &&
   install -d -o 10001 -g 10001 -m 0750 /var/lib/portcullis /etc/portcullis &&
-  rm -rf /var/lib/apt/lists/* /var/cache/apt/*'
+  rm -rf /var/lib/apt/lists/* /var/cache/apt/* /usr/share/doc/* /usr/share/locale/* /usr/share/man/* /usr/share/info/*'
 # Debug info stays on the build machine (the release profile keeps it for profiling).
 install -s -m 0755 target/release/portcullis "$mnt/usr/local/bin/portcullis"
 buildah umount "$base"

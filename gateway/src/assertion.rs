@@ -179,6 +179,18 @@ impl Assertions {
     }
 }
 
+/// Every identity header the gateway may set, and the assertion's. Forward-auth answers
+/// carry all of them (empty when not vouched for) so a front proxy that copies or overwrites
+/// them never lets a client-sent one through to the app.
+pub const ALL_IDENTITY_HEADERS: [&str; 6] = [
+    "x-portcullis-user",
+    "x-portcullis-email",
+    "x-portcullis-groups",
+    "x-portcullis-roles",
+    "x-portcullis-tenant",
+    "x-portcullis-assertion",
+];
+
 /// Header values the upstream gets, derived from the session identity. Values are cleaned of
 /// control characters so a claim can never split or forge a header.
 pub fn identity_headers(identity: &Identity) -> Vec<(&'static str, String)> {

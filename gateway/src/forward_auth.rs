@@ -145,6 +145,12 @@ impl Original {
         self.path_and_query.split_once('?').map(|(_, q)| q)
     }
 
+    /// `proto://host` when the scheme is known: where the browser is, so where it signs in (the
+    /// session cookie belongs to this host; the proxy routes `/.portcullis/` to the gateway).
+    pub fn origin(&self) -> Option<String> {
+        self.proto.as_ref().map(|p| format!("{p}://{}", self.host))
+    }
+
     /// `proto://host/path?query` when the scheme is known (for return URLs).
     pub fn url(&self) -> Option<String> {
         self.proto

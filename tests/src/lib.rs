@@ -59,6 +59,16 @@ pub fn bin() -> PathBuf {
     p
 }
 
+/// The identity headers the gateway vouches for (and forward-auth answers always carry).
+pub const IDENTITY_HEADERS: [&str; 6] = [
+    "x-portcullis-user",
+    "x-portcullis-email",
+    "x-portcullis-groups",
+    "x-portcullis-roles",
+    "x-portcullis-tenant",
+    "x-portcullis-assertion",
+];
+
 /// Waits until something accepts TCP connections on `port`.
 pub fn wait_for_port(port: u16, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -445,7 +455,32 @@ pub fn raw_request(
     request_line: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<RawResponse> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    raw_request_on(
+        TcpStream::connect(("127.0.0.1", port))?,
+        request_line,
+        headers,
+    )
+}
+
+/// [`raw_request`] from a chosen loopback source address (e.g. 127.0.0.3: a client that is
+/// neither the test's default address nor a trusted proxy).
+pub fn raw_request_from(
+    port: u16,
+    from: std::net::IpAddr,
+    request_line: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<RawResponse> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&std::net::SocketAddr::new(from, 0).into())?;
+    sock.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    raw_request_on(sock.into(), request_line, headers)
+}
+
+fn raw_request_on(
+    mut s: TcpStream,
+    request_line: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<RawResponse> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut req = format!("{request_line}\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {

@@ -150,6 +150,11 @@ impl Gateway {
     /// The MFA page URL that returns to `ret`, with the factors the step-up `err` accepts
     /// (a hint for what the page offers: the policy decides again when the browser comes back).
     pub(crate) fn mfa_page(&self, ctx: &Ctx, ret: &str, err: &GatewayError) -> String {
+        self.mfa_page_at(&self.origin(ctx), ret, err)
+    }
+
+    /// [`Self::mfa_page`] at `origin` (forward-auth: the original request's host).
+    pub(crate) fn mfa_page_at(&self, origin: &str, ret: &str, err: &GatewayError) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         q.append_pair("return", ret);
         if let GatewayError::StepUp { methods, .. } = err {
@@ -157,7 +162,7 @@ impl Gateway {
                 q.append_pair("methods", &methods.join(","));
             }
         }
-        format!("{}/.portcullis/mfa?{}", self.origin(ctx), q.finish())
+        format!("{origin}/.portcullis/mfa?{}", q.finish())
     }
 
     /// An upgrade (WebSocket) on a route that needs a user: refuse a foreign `Origin`, and

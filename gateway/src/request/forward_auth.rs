@@ -116,6 +116,13 @@ impl Gateway {
                     .push(("x-portcullis-assertion".to_string(), t));
             }
         }
+        // The names not vouched for, empty: a proxy that copies (Caddy, Traefik) or overwrites
+        // (Envoy, nginx) them then blanks a client's copy instead of passing it to the app.
+        for name in crate::assertion::ALL_IDENTITY_HEADERS {
+            if !reply.headers.iter().any(|(k, _)| k == name) {
+                reply.headers.push((name.to_string(), String::new()));
+            }
+        }
         if let Some(c) = ctx.set_cookie.take() {
             reply.headers.push(("set-cookie".to_string(), c));
         }
@@ -123,8 +130,10 @@ impl Gateway {
     }
 
     /// Not signed in at forward-auth: 401 (nginx `auth_request` maps it with `error_page`),
-    /// or, for a browser when a Traefik/Caddy-style proxy gave the full original URL, a 302
-    /// to sign in and come back there (the return URL is still checked at login).
+    /// or, for a browser when a Traefik/Caddy/Envoy-style proxy gave the full original URL, a
+    /// 302 to sign in *at the original host* (the proxy routes `/.portcullis/` there to the
+    /// gateway, so the session cookie is that host's) and come back (the return URL is still
+    /// checked at login). The gateway's own address as the proxy calls it is often internal.
     pub(crate) fn forward_auth_challenge(
         &self,
         session: &Session,
@@ -133,7 +142,8 @@ impl Gateway {
     ) -> GatewayError {
         match original.url() {
             Some(rd) if self.sso.enabled() && is_browser(session.req_header()) => {
-                login_page(&self.origin(ctx), &rd)
+                let origin = original.origin().unwrap_or_else(|| self.origin(ctx));
+                login_page(&origin, &rd)
             }
             _ => GatewayError::Unauthenticated,
         }
@@ -152,7 +162,8 @@ impl Gateway {
     ) -> GatewayError {
         match original.url() {
             Some(ret) if self.mfa.is_some() && is_browser(session.req_header()) => {
-                GatewayError::StepUpRedirect(self.mfa_page(ctx, &ret, &err))
+                let origin = original.origin().unwrap_or_else(|| self.origin(ctx));
+                GatewayError::StepUpRedirect(self.mfa_page_at(&origin, &ret, &err))
             }
             _ => err,
         }
