@@ -29,6 +29,7 @@ pub fn find(tool: &str) -> Option<PathBuf> {
     let p = match tool {
         "helm" => tools.join("helm"),
         "kubernetes-validate" | "checkov" => tools.join("venv/bin").join(tool),
+        "oteltap" => repo().join("target/otlp-venv/bin/oteltap"),
         other => return on_path(other),
     };
     p.is_file().then_some(p)

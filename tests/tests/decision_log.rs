@@ -372,7 +372,7 @@ fn file_and_otlp_sinks_at_once() {
     let data = tempfile::tempdir().unwrap();
     let file = data.path().join("out/decisions.ndjson");
     let sinks = format!(
-        "    - {{ type: otlp, url: \"{}/v1/logs\" }}\n    - {{ type: file, path: \"{}\" }}",
+        "    - {{ type: otlp, url: \"{}/v1/logs\", encoding: json }}\n    - {{ type: file, path: \"{}\" }}",
         col.url(),
         file.display()
     );
@@ -501,4 +501,71 @@ fn invalid_decision_log_config_is_reported_with_key_paths() {
     ] {
         assert!(err.contains(key), "missing {key} in:\n{err}");
     }
+}
+
+/// The OTLP sink's default encoding is protobuf (the protocol's default), gzip-compressed, and a
+/// real OTLP/HTTP receiver that is not ours — PyPI `oteltap` — accepts and decodes it.
+#[test]
+fn otlp_protobuf_by_default_reaches_a_real_receiver() {
+    let Some(tap) = portcullis_e2e::k8s::require("oteltap") else {
+        return;
+    };
+    let up = Whoami::start("u");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("oteltap.ndjson");
+    let mut receiver = std::process::Command::new(tap)
+        .args(["--port", &port.to_string()])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, Duration::from_secs(20));
+    let data = tempfile::tempdir().unwrap();
+    // oteltap does not take gzip bodies (400); the collector test covers gzip.
+    let sinks = format!(
+        "    - {{ type: otlp, url: \"http://127.0.0.1:{port}/v1/logs\", compression: none }}"
+    );
+    let gw = Gateway::start(&config(&up, data.path(), &sinks, "{ when_full: block }"));
+    assert_eq!(get(&gw, "/proto-one"), 200);
+    assert_eq!(get(&gw, "/admin"), 401);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let logs = loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let logs: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let seen = |needle: &str| logs.iter().any(|l| l.to_string().contains(needle));
+        if seen("/proto-one") && seen("/admin") {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "oteltap received:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = logs
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    // oteltap prints the log records (not their resource): severity, body, attributes.
+    for needle in [
+        "\"severityText\":\"WARN\"",
+        "\"severityText\":\"INFO\"",
+        "portcullis.decision",
+        "http.response.status_code",
+        "gw-test",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} not in what oteltap decoded:\n{text}"
+        );
+    }
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    assert_eq!(
+        gw.metric("portcullis_decision_log_sink_errors_total{sink=\"otlp\"}"),
+        Some(0.0)
+    );
 }

@@ -48,13 +48,19 @@ pub enum SinkSpec {
         #[serde(default)]
         timeout: Option<String>,
     },
-    /// OTLP/HTTP logs, JSON encoding.
+    /// OTLP/HTTP logs, protobuf (default) or JSON encoding, gzip.
     Otlp {
         /// Metric label and spool directory name.
         #[serde(default)]
         name: Option<String>,
         /// e.g. `http://otel-collector:4318/v1/logs`.
         url: String,
+        /// `protobuf` (default: the protocol's default, which every receiver accepts) or `json`.
+        #[serde(default)]
+        encoding: Option<String>,
+        /// `gzip` (default) or `none`.
+        #[serde(default)]
+        compression: Option<String>,
         /// Extra request headers.
         #[serde(default)]
         headers: std::collections::BTreeMap<String, String>,
@@ -128,10 +134,14 @@ pub enum SinkKind {
         /// Timeout.
         timeout: Duration,
     },
-    /// OTLP/HTTP JSON.
+    /// OTLP/HTTP.
     Otlp {
         /// URL.
         url: String,
+        /// Protobuf or JSON.
+        encoding: crate::decisionlog::sinks::otlp::Encoding,
+        /// Gzip the body.
+        gzip: bool,
         /// Headers.
         headers: Vec<(String, String)>,
         /// Timeout.
@@ -291,10 +301,34 @@ pub fn build(
             SinkSpec::Otlp {
                 name,
                 url,
+                encoding,
+                compression,
                 headers,
                 timeout,
             } => {
                 http_url(&url, &format!("{base}.url"), p);
+                let gzip = match compression.as_deref() {
+                    None | Some("gzip") => true,
+                    Some("none") => false,
+                    Some(other) => {
+                        p.add(
+                            format!("{base}.compression"),
+                            format!("unknown compression {other:?}: expected gzip or none"),
+                        );
+                        true
+                    }
+                };
+                let encoding = match encoding.as_deref() {
+                    None | Some("protobuf") => crate::decisionlog::sinks::otlp::Encoding::Protobuf,
+                    Some("json") => crate::decisionlog::sinks::otlp::Encoding::Json,
+                    Some(other) => {
+                        p.add(
+                            format!("{base}.encoding"),
+                            format!("unknown encoding {other:?}: expected protobuf or json"),
+                        );
+                        crate::decisionlog::sinks::otlp::Encoding::Protobuf
+                    }
+                };
                 let timeout = dur(
                     timeout.as_deref(),
                     Duration::from_secs(10),
@@ -305,6 +339,8 @@ pub fn build(
                     name.unwrap_or_else(|| "otlp".into()),
                     SinkKind::Otlp {
                         url,
+                        encoding,
+                        gzip,
                         headers: hdrs(headers),
                         timeout,
                     },

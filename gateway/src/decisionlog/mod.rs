@@ -139,11 +139,20 @@ fn build_sink(
         ),
         SinkKind::Otlp {
             url,
+            encoding,
+            gzip,
             headers,
             timeout,
         } => Box::new(
-            sinks::otlp::OtlpSink::new(url.clone(), headers.clone(), *timeout, gateway_id.into())
-                .map_err(|e| err(e.to_string()))?,
+            sinks::otlp::OtlpSink::new(
+                url.clone(),
+                *encoding,
+                *gzip,
+                headers.clone(),
+                *timeout,
+                gateway_id.into(),
+            )
+            .map_err(|e| err(e.to_string()))?,
         ),
         SinkKind::Syslog {
             address,

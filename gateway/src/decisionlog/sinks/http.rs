@@ -52,19 +52,21 @@ impl HttpSink {
     }
 }
 
-/// Sends one POST and maps the outcome.
+/// Sends one POST (gzip-compressed when `compress`) and maps the outcome.
 pub async fn post(
     client: &reqwest::Client,
     url: &str,
     headers: &[(String, String)],
     content_type: &str,
     body: Vec<u8>,
+    compress: bool,
 ) -> Result<(), SinkError> {
-    let mut req = client
-        .post(url)
-        .header("content-type", content_type)
-        .header("content-encoding", "gzip")
-        .body(gzip(&body));
+    let mut req = client.post(url).header("content-type", content_type);
+    req = if compress {
+        req.header("content-encoding", "gzip").body(gzip(&body))
+    } else {
+        req.body(body)
+    };
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());
     }
@@ -96,6 +98,7 @@ impl Sink for HttpSink {
             &self.headers,
             "application/x-ndjson",
             body,
+            true,
         )
         .await
     }
