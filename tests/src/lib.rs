@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub mod collector;
 pub mod geo;
 pub mod hostile;
+pub mod ldap;
 pub mod oidc;
 pub mod pki;
 pub mod smtp;

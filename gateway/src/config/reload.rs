@@ -78,6 +78,7 @@ impl Reloader {
                 }
                 if let Some(sso) = &self.sso {
                     sso.set_providers(&config.identity_providers);
+                    sso.set_realms(&config.login_domains);
                 }
                 let routes = config.routes.len();
                 self.runtime.store(Arc::new(Runtime::new(config, &text)));
