@@ -8,9 +8,9 @@
 //! slapd is a required peer: when it is missing the harness panics (with or without `CI=1`),
 //! it never skips.
 
+use crate::free_port;
 use crate::oidc::Peer;
 use crate::pki::TestCa;
-use crate::{free_port, wait_for_port};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -79,7 +79,6 @@ impl Slapd {
         let certs = ca.issue(d, "server", &["127.0.0.1", "localhost"]);
         let ca_file = ca.write(d);
         std::fs::create_dir_all(d.join("db")).unwrap();
-        std::fs::create_dir_all(d.join("slapd.d")).unwrap();
         std::fs::write(d.join("ad.schema"), AD_SCHEMA).unwrap();
         let conf = format!(
             "include /etc/ldap/schema/core.schema
@@ -108,13 +107,13 @@ access to * by users read by * none
             key = certs.key,
         );
         std::fs::write(d.join("slapd.conf"), conf).unwrap();
-        // -u: check and convert only (the database is created when slapd starts).
+        // Checked first (-u: without opening the database, which slapd creates at start), so
+        // a bad config fails here with slaptest's message. slapd then reads the file itself
+        // (`slaptest -F` would not convert it before the database exists).
         let out = Command::new(&slaptest)
             .arg("-u")
             .arg("-f")
             .arg(d.join("slapd.conf"))
-            .arg("-F")
-            .arg(d.join("slapd.d"))
             .output()
             .expect("slaptest");
         assert!(
@@ -129,12 +128,22 @@ access to * by users read by * none
                 .arg(format!(
                     "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
                 ))
-                .arg("-F")
-                .arg(d.join("slapd.d"))
-                .args(["-d", "0"]),
+                .arg("-f")
+                .arg(d.join("slapd.conf"))
+                // Stats logging (256): each BIND and SRCH with its DN and filter, which the tests read.
+                .args(["-d", "256"]),
         );
-        wait_for_port(port, Duration::from_secs(15));
-        wait_for_port(tls_port, Duration::from_secs(15));
+        for p in [port, tls_port] {
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "slapd does not listen on {p}: {}",
+                    peer.logs()
+                );
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        }
         let s = Self {
             peer,
             port,
