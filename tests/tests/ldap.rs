@@ -451,3 +451,142 @@ async fn home_realm_discovery_sends_an_address_to_its_provider() {
         w.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_group_base_groups_come_from_member_of_nested_too() {
+    let s = seeded();
+    let up = Whoami::start("app");
+    let p = provider(
+        "corp",
+        &s.ldaps_url(),
+        &format!("ca_file: \"{}\", nested_groups: recursive", s.ca_file),
+    )
+    .replace(&format!("group_base: \"{GROUPS}\", "), "");
+    let gw = Gateway::start(&config(&p, &up.url(), ""));
+    let w = sign_in(
+        &Browser::new(),
+        &format!("{}/app/x", gw.https()),
+        "alice",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(w.last().status, 200, "staff through devs' memberOf: {w:#?}");
+    let groups = seen(&w)["headers"]["x-portcullis-groups"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        groups.contains("devs") && groups.contains("staff"),
+        "{groups}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_the_lockout_through_redis() {
+    let s = seeded();
+    let up = Whoami::start("app");
+    let redis = portcullis_e2e::oidc::Redis::start();
+    let cfg = config(&ldaps(&s, "true"), &up.url(), "").replace(
+        "session: { keys: [\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\"] }",
+        &format!(
+            "session: {{ keys: [\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\"], store: \"{}\" }}",
+            redis.url()
+        ),
+    );
+    let (a, b) = (Gateway::start(&cfg), Gateway::start(&cfg));
+    // Three wrong passwords on one replica, two on the other: alice is locked on both.
+    for gw in [&a, &a, &a, &b, &b] {
+        let w = sign_in(
+            &Browser::new(),
+            &format!("{}/any/x", gw.https()),
+            "alice",
+            "guess",
+        )
+        .await;
+        assert_eq!(w.last().status, 401);
+    }
+    for gw in [&a, &b] {
+        let w = sign_in(
+            &Browser::new(),
+            &format!("{}/any/x", gw.https()),
+            "alice",
+            PASSWORD,
+        )
+        .await;
+        assert_eq!(w.last().status, 429, "{w:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_directory_admits_ldap_users_adds_its_groups_and_refuses_deactivated_ones() {
+    const SCIM_TOKEN: &str = "scim-token-ldap-admission-0123";
+    let s = seeded();
+    let up = Whoami::start("app");
+    let dir = tempfile::tempdir().unwrap();
+    let p = ldaps(&s, "true").replace("type: ldap,", "type: ldap, jit: true,");
+    let extra = format!(
+        "store: \"sqlite://{}/portcullis.db\"\ndirectory:\n  scim: {{ tokens: [\"{SCIM_TOKEN}\"] }}\n",
+        dir.path().display()
+    );
+    let gw = Gateway::start(&config(&p, &up.url(), &extra));
+    let url = format!("{}/any/x", gw.https());
+    // First sign-in: a directory user is created just in time.
+    let w = sign_in(&Browser::new(), &url, "alice", PASSWORD).await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    let c = client(None);
+    let scim = format!("{}/.portcullis/scim/v2", gw.https());
+    let found: serde_json::Value = c
+        .get(format!("{scim}/Users?filter=userName%20eq%20%22alice%22"))
+        .bearer_auth(SCIM_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = found["Resources"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("alice in the directory: {found}"))
+        .to_string();
+    // A directory group joins the identity at the next sign-in.
+    let r = c
+        .post(format!("{scim}/Groups"))
+        .bearer_auth(SCIM_TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "auditors",
+                "members": [{"value": id}]
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let w = sign_in(&Browser::new(), &url, "alice", PASSWORD).await;
+    assert_eq!(w.last().status, 200, "{w:#?}");
+    let groups = seen(&w)["headers"]["x-portcullis-groups"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        groups.contains("auditors") && groups.contains("staff"),
+        "{groups}"
+    );
+    // Deactivated in the directory: the right LDAP password no longer opens a session.
+    let r = c
+        .patch(format!("{scim}/Users/{id}"))
+        .bearer_auth(SCIM_TOKEN)
+        .header("content-type", "application/scim+json")
+        .body(r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Replace","path":"active","value":false}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let w = sign_in(&Browser::new(), &url, "alice", PASSWORD).await;
+    assert_eq!(w.last().status, 403, "{w:#?}");
+    assert!(w.session_cookie().is_none());
+    assert!(gw.proc.logs().contains("deactivated"));
+}
