@@ -94,6 +94,29 @@ async fn a_right_password_reaches_the_app_with_identity_and_nested_groups() {
     .await;
     assert_eq!(w.last().status, 403, "{w:#?}");
 
+    // At the server: both sign-ins searched over ONE pooled service connection (one service
+    // bind), and each user's bind ran on a connection of its own that never searched.
+    let logs = s.peer.logs();
+    let conns = |what: &str| -> std::collections::HashSet<String> {
+        logs.lines()
+            .filter(|l| l.contains(what))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("conn=")))
+            .map(str::to_string)
+            .collect()
+    };
+    let service = conns(&format!("BIND dn=\"{SERVICE_DN}\""));
+    assert_eq!(service.len(), 1, "one pooled service connection: {logs}");
+    let searches = conns(" SRCH base=");
+    for user in ["alice", "bob"] {
+        let binds = conns(&format!("BIND dn=\"uid={user},{PEOPLE}\""));
+        assert_eq!(binds.len(), 1, "{user}: {logs}");
+        assert!(
+            binds.is_disjoint(&searches),
+            "{user}'s connection searched: {logs}"
+        );
+        assert!(binds.is_disjoint(&service), "{logs}");
+    }
+
     // Without nested groups, alice is only in devs: the same route denies her.
     let gw2 = Gateway::start(&config(&ldaps(&s, "false"), &up.url(), ""));
     let b3 = Browser::new();
@@ -257,11 +280,24 @@ async fn active_directory_account_control_is_told_only_after_the_right_password(
 async fn the_directory_down_fails_closed_with_a_page_and_no_session() {
     let mut s = Some(seeded());
     let up = Whoami::start("app");
-    let gw = Gateway::start(&config(&ldaps(s.as_ref().unwrap(), "true"), &up.url(), ""));
+    let p = ldaps(s.as_ref().unwrap(), "true").replace(
+        "type: ldap,",
+        "type: ldap, timeout: 1s, connect_timeout: 1s,",
+    );
+    let gw = Gateway::start(&config(&p, &up.url(), ""));
     let url = format!("{}/app/x", gw.https());
-    // Once up (a pooled service connection now exists), then down.
+    // Once up (a pooled service connection now exists), then hanging: the timeouts answer.
     let w = sign_in(&Browser::new(), &url, "alice", PASSWORD).await;
     assert_eq!(w.last().status, 200, "{w:#?}");
+    s.as_ref().unwrap().peer.signal("STOP");
+    let t = Instant::now();
+    let w = sign_in(&Browser::new(), &url, "alice", PASSWORD).await;
+    let took = t.elapsed();
+    s.as_ref().unwrap().peer.signal("CONT");
+    assert_eq!(w.last().status, 503, "{w:#?}");
+    assert!(w.session_cookie().is_none(), "{w:#?}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    // Then down.
     drop(s.take());
     for _ in 0..2 {
         let w = sign_in(&Browser::new(), &url, "alice", PASSWORD).await;
