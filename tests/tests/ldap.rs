@@ -24,6 +24,14 @@ fn seeded() -> Slapd {
     s.add_user("erin", "erin's passphrase", Some(512));
     s.add_group("devs", &[Slapd::user_dn("alice")]);
     s.add_group("staff", &[Slapd::group_dn("devs")]);
+    // A cycle: bob ∈ loop1 ∈ loop2 ∈ loop1.
+    s.add_group("loop1", &[Slapd::user_dn("bob"), Slapd::group_dn("loop2")]);
+    s.add_group("loop2", &[Slapd::group_dn("loop1")]);
+    // An entry whose mail is "bobby": the name "bobby" then matches it and bobby's uid.
+    s.add(&format!(
+        "dn: uid=twin,{PEOPLE}\nobjectClass: inetOrgPerson\nuid: twin\ncn: twin\nsn: twin\nmail: bobby\nuserPassword: twin's passphrase\n"
+    ));
+    s.add_user("bobby", "bobby's passphrase", None);
     s
 }
 
@@ -83,7 +91,8 @@ async fn a_right_password_reaches_the_app_with_identity_and_nested_groups() {
     assert!(logs.contains("audit auth.login "), "{logs}");
     assert!(!logs.contains(PASSWORD), "the password is never logged");
 
-    // bob signs in, but is in no group: denied by the route's policy.
+    // bob signs in, but is not in staff: denied by the route's policy. (His groups form a
+    // cycle, which ends: see below.)
     let b2 = Browser::new();
     let w = sign_in(
         &b2,
@@ -132,6 +141,29 @@ async fn a_right_password_reaches_the_app_with_identity_and_nested_groups() {
         "devs",
         "{}",
         w.body
+    );
+    let w = b2.walk(&format!("{}/any/x", gw.https())).await;
+    let groups = seen(&w)["headers"]["x-portcullis-groups"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut groups: Vec<&str> = groups.split(',').collect();
+    groups.sort();
+    assert_eq!(groups, ["loop1", "loop2"], "{}", w.body);
+    // Recursive, but bounded to one level: alice stops at devs.
+    let bounded = ldaps(&s, "recursive").replace("type: ldap,", "type: ldap, max_group_depth: 1,");
+    let gw3 = Gateway::start(&config(&bounded, &up.url(), ""));
+    let w = sign_in(
+        &Browser::new(),
+        &format!("{}/app/x", gw3.https()),
+        "alice",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(
+        w.last().status,
+        403,
+        "max_group_depth 1 stops at devs: {w:#?}"
     );
 }
 
@@ -193,6 +225,9 @@ async fn wrong_empty_unknown_and_hostile_names_get_one_answer_and_never_sign_in(
         let w = sign_in(&Browser::new(), &url, name, PASSWORD).await;
         assert!(invalid(&w), "{name:?}: {w:#?}");
     }
+    // A name that matches two entries signs in nobody, even with one's password.
+    let w = sign_in(&Browser::new(), &url, "bobby", "bobby's passphrase").await;
+    assert!(invalid(&w), "ambiguous: {w:#?}");
     // At the server, the wildcard arrived as a literal.
     let logs = s.peer.logs();
     assert!(
@@ -331,11 +366,12 @@ async fn tls_with_the_private_ca_over_ldaps_and_starttls_and_a_wrong_ca_is_refus
             &s.url(),
             &format!("start_tls: true, ca_file: \"{wrong}\""),
         ),
+        provider("plain", &s.url(), "allow_insecure: true"),
     ]
     .concat();
     let gw = Gateway::start(&config(&providers, &up.url(), ""));
     let login = |idp: &str| format!("{}/.portcullis/login?idp={idp}&rd=/any/x", gw.https());
-    for idp in ["ldaps", "starttls"] {
+    for idp in ["ldaps", "starttls", "plain"] {
         let w = sign_in(&Browser::new(), &login(idp), "alice", PASSWORD).await;
         assert_eq!(w.last().status, 200, "{idp}: {w:#?}");
         assert_eq!(seen(&w)["headers"]["x-portcullis-user"][0], "alice");
@@ -345,6 +381,12 @@ async fn tls_with_the_private_ca_over_ldaps_and_starttls_and_a_wrong_ca_is_refus
         assert_eq!(w.last().status, 503, "{idp}: {w:#?}");
         assert!(w.session_cookie().is_none());
     }
+    // The opt-in is loud.
+    assert!(
+        gw.proc.logs().contains("DANGER: allow_insecure"),
+        "{}",
+        gw.proc.logs()
+    );
     // StartTLS really was used: slapd logged the extended operation.
     assert!(
         s.peer.logs().contains("1.3.6.1.4.1.1466.20037"),
