@@ -226,6 +226,22 @@ async fn wrong_empty_unknown_and_hostile_names_get_one_answer_and_never_sign_in(
         let w = sign_in(&Browser::new(), &url, name, PASSWORD).await;
         assert!(invalid(&w), "{name:?}: {w:#?}");
     }
+    // An oversized name is nobody's (same answer; not looked up).
+    let w = sign_in(&Browser::new(), &url, &"a".repeat(5000), PASSWORD).await;
+    assert!(invalid(&w), "oversized: {w:#?}");
+    // A POST without this browser's form (login CSRF) is refused before any check.
+    let r = Browser::new()
+        .client
+        .post(format!("{}/.portcullis/login", gw.https()))
+        .form(&[
+            ("state", "forged"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     // A name that matches two entries signs in nobody, even with one's password.
     let w = sign_in(&Browser::new(), &url, "bobby", "bobby's passphrase").await;
     assert!(invalid(&w), "ambiguous: {w:#?}");
