@@ -205,12 +205,12 @@ ou: groups
         );
     }
 
-    /// Adds a person under `ou=people` (uid, cn, mail, password), with AD attributes when
-    /// `uac` is given.
+    /// Adds a person under `ou=people` (uid, cn, mail, password), with AD attributes (and
+    /// organisation `acme`) when `uac` is given.
     pub fn add_user(&self, uid: &str, password: &str, uac: Option<u32>) {
         let ad = match uac {
             Some(v) => format!(
-                "objectClass: portcullisTestAdUser\nuserAccountControl: {v}\nsAMAccountName: {uid}\nuserPrincipalName: {uid}@corp.example.com\n"
+                "objectClass: portcullisTestAdUser\nuserAccountControl: {v}\nsAMAccountName: {uid}\nuserPrincipalName: {uid}@corp.example.com\no: acme\n"
             ),
             None => String::new(),
         };

@@ -295,7 +295,7 @@ async fn active_directory_account_control_is_told_only_after_the_right_password(
         "corp",
         &s.ldaps_url(),
         &format!(
-            "ca_file: \"{}\", claims: {{ user: sAMAccountName }}",
+            "ca_file: \"{}\", claims: {{ user: sAMAccountName, tenant: o }}",
             s.ca_file
         ),
     )
@@ -320,7 +320,12 @@ async fn active_directory_account_control_is_told_only_after_the_right_password(
     // A normal account (512) signs in, named by sAMAccountName.
     let w = sign_in(&Browser::new(), &url, "erin", "erin's passphrase").await;
     assert_eq!(w.last().status, 200, "{w:#?}");
-    assert_eq!(seen(&w)["headers"]["x-portcullis-user"][0], "erin");
+    let v = seen(&w);
+    assert_eq!(v["headers"]["x-portcullis-user"][0], "erin", "{v}");
+    assert_eq!(
+        v["headers"]["x-portcullis-tenant"][0], "acme",
+        "claims.tenant: {v}"
+    );
     let logs = gw.proc.logs();
     assert!(
         logs.contains("audit auth.login_failed") && logs.contains("account disabled"),
@@ -536,6 +541,18 @@ async fn home_realm_discovery_sends_an_address_to_its_provider() {
     let to = r.headers()["location"].to_str().unwrap().to_string();
     assert!(to.starts_with(&op.issuer), "{to}");
 
+    // The address is echoed escaped.
+    let w = Browser::new()
+        .walk(&format!(
+            "{}/.portcullis/login?email=%3Cscript%3E%40evil.net",
+            gw.https()
+        ))
+        .await;
+    assert!(
+        w.body.contains("&lt;script&gt;@evil.net") && !w.body.contains("<script>"),
+        "{}",
+        w.body
+    );
     // An unknown domain: the list of providers.
     let w = Browser::new().walk(&login("eve@elsewhere.net")).await;
     assert_eq!(w.last().status, 200);
