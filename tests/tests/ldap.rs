@@ -492,14 +492,13 @@ async fn home_realm_discovery_sends_an_address_to_its_provider() {
         .find(|l| l.contains("type: oidc"))
         .expect("the OIDC provider entry");
     let providers = format!("{}{oidc_entry}\n", ldaps(&s, "true"));
+    let cfg = |domains: &str| {
+        config(&providers, &up.url(), domains)
+            .replace("id: corp, type: oidc", "id: corp-oidc, type: oidc")
+    };
     let gw = Gateway::start_on(
         ports,
-        &config(
-            &providers,
-            &up.url(),
-            "login: { domains: { example.com: corp, partner.org: corp-oidc } }\n",
-        )
-        .replace("id: corp, type: oidc", "id: corp-oidc, type: oidc"),
+        &cfg("login: { domains: { example.com: corp, partner.org: corp-oidc } }\n"),
     );
 
     // Several providers: the chooser asks for an address first.
@@ -562,6 +561,24 @@ async fn home_realm_discovery_sends_an_address_to_its_provider() {
         "{}",
         w.body
     );
+
+    // login.domains follows a config reload.
+    gw.write_config(&cfg("login: { domains: { example.com: corp-oidc } }\n"));
+    assert!(
+        portcullis_e2e::oidc::eventually(std::time::Duration::from_secs(10), || gw
+            .metric("portcullis_config_reloads_total{result=\"success\"}")
+            .is_some_and(|n| n >= 1.0))
+        .await,
+        "{}",
+        gw.proc.logs()
+    );
+    let r = Browser::new()
+        .client
+        .get(login("alice@example.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "example.com now goes to the OIDC provider");
 }
 
 #[tokio::test(flavor = "multi_thread")]
