@@ -71,11 +71,6 @@ impl Directory {
         })
     }
 
-    /// Provider id.
-    pub fn id(&self) -> &str {
-        &self.cfg.id
-    }
-
     /// Checks `user_name` and `password` ([`crate::password_signin`] counts the attempt).
     /// `None` is a name that is nobody's (oversized): it costs the same dummy bind.
     pub async fn check(
