@@ -42,16 +42,30 @@ pub async fn serve(sso: &Sso, req: &LocalRequest) -> Result<Reply, GatewayError>
                 return Err(GatewayError::NoRoute);
             }
             let rd = sso.return_to(params.get("rd").map(String::as_str), &req.origin);
-            // A local provider (named, or the only provider there is) shows its form.
-            let local = match params.get("idp") {
-                Some(id) => sso.local_provider(id),
+            // Home-realm discovery: an email address typed on the chooser picks the provider
+            // of its domain (and is the name the password form starts with).
+            let email = params
+                .get("email")
+                .map(|e| crate::local::login::truncate(e.trim(), 256));
+            let (named, prefill) = match (params.get("idp"), email) {
+                (Some(id), _) => (Some(id.clone()), ""),
+                (None, Some(e)) => match sso.realm_of(e) {
+                    Some(id) => (Some(id), e),
+                    None => return Ok(chooser(sso, &rd, Some(e))),
+                },
+                (None, None) => (None, ""),
+            };
+            let named = named.as_deref();
+            // A password provider (named, or the only provider there is) shows its form.
+            let local = match named {
+                Some(id) => sso.password_provider(id),
                 None => sso.sole_local(),
             };
             if let Some(acc) = local {
-                let (html, cookies) = sso.local_form(&acc, rd, req.tls, "", None)?;
+                let (html, cookies) = sso.local_form(&acc.id, rd, req.tls, prefill, None)?;
                 return Ok(with_cookies(Reply::html(200, html), cookies));
             }
-            let idp = match params.get("idp") {
+            let idp = match named {
                 Some(id) => Some(sso.provider(id).ok_or(AuthError::UnknownProvider)?),
                 None => sso.provider_for(None),
             };
@@ -60,7 +74,7 @@ pub async fn serve(sso: &Sso, req: &LocalRequest) -> Result<Reply, GatewayError>
                     sso.start_login(&p, rd, &req.origin, req.tls, &req.client_ip.to_string())
                         .await?,
                 )),
-                None => Ok(chooser(sso, &rd)),
+                None => Ok(chooser(sso, &rd, None)),
             }
         }
         ("/.portcullis/login", "POST") => {
@@ -158,7 +172,24 @@ fn with_cookies(mut reply: Reply, cookies: Vec<String>) -> Reply {
     reply
 }
 
-fn chooser(sso: &Sso, rd: &str) -> Reply {
+/// The sign-in page when several providers exist: with `login.domains`, an email field first
+/// (home-realm discovery), then the list. `unknown`: an address whose domain is not mapped.
+fn chooser(sso: &Sso, rd: &str, unknown: Option<&str>) -> Reply {
+    let mut ask = String::new();
+    if let Some(e) = unknown {
+        ask.push_str(&format!(
+            "<p role=\"alert\">No sign-in is set up for {}: choose one below.</p>",
+            html_escape(e)
+        ));
+    }
+    if sso.has_realms() {
+        ask.push_str(&format!(
+            "<form method=\"get\" action=\"/.portcullis/login\"><input type=\"hidden\" name=\"rd\" value=\"{}\">\
+<p><label for=\"email\">Email address</label><br><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required></p>\
+<p><button type=\"submit\">Continue</button></p></form><p>Or sign in with:</p>",
+            html_escape(rd)
+        ));
+    }
     let mut items = String::new();
     let ids = sso
         .providers()
@@ -179,6 +210,6 @@ fn chooser(sso: &Sso, rd: &str) -> Reply {
     }
     Reply::html(
         200,
-        format!("<!doctype html><title>Sign in</title><h1>Sign in with</h1><ul>{items}</ul>"),
+        format!("<!doctype html><title>Sign in</title><h1>Sign in</h1>{ask}<ul>{items}</ul>"),
     )
 }

@@ -279,19 +279,17 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     if let Some(d) = &directory {
         sso = sso.with_directory(d.clone());
     }
+    // One attempt limiter for every password provider (local and LDAP), in Redis with sessions.
+    let limiter = Arc::new(crate::local::limiter(sso.redis(), &clock));
+    let mut password = Vec::new();
     if let (Some(store), Some(db)) = (&directory, &db) {
-        let redis = sso.redis();
-        sso = sso.with_local(local_accounts(
-            &runtime.load().config,
-            store,
-            db,
-            redis,
-            &clock,
-        )?);
+        password = local_accounts(&runtime.load().config, store, db, &limiter, &clock)?;
         if opts.config.is_none() && !runtime.load().config.local_providers.is_empty() {
             demo_account(store, db, &clock)?;
         }
     }
+    password.extend(ldap_directories(&runtime.load().config, &limiter)?);
+    sso = sso.with_password(password);
     let sso = Arc::new(sso);
     if sso.enabled() {
         let providers = sso.providers();
@@ -479,9 +477,9 @@ fn local_accounts(
     cfg: &crate::config::model::Config,
     store: &crate::directory::DirectoryStore,
     db: &crate::store::Db,
-    redis: Option<Arc<crate::session::redis_store::RedisConn>>,
+    limiter: &Arc<crate::mfa::limiter::Limiter>,
     clock: &crate::clock::Clock,
-) -> Result<Vec<Arc<crate::local::login::LocalAccounts>>, StartError> {
+) -> Result<Vec<Arc<crate::password_signin::PasswordProvider>>, StartError> {
     let credentials = crate::local::credentials::Credentials::new(db.clone());
     if let Some(path) = cfg.directory.as_ref().and_then(|d| d.users_file.as_ref()) {
         let shown = path.display().to_string();
@@ -511,19 +509,48 @@ fn local_accounts(
     if cfg.local_providers.is_empty() {
         return Ok(Vec::new());
     }
-    let limiter = Arc::new(crate::local::limiter(redis, clock));
     Ok(cfg
         .local_providers
         .iter()
         .map(|l| {
-            Arc::new(crate::local::login::LocalAccounts::new(
+            let acc = crate::local::login::LocalAccounts::new(
                 &l.id,
                 Arc::new(store.clone()),
                 credentials.clone(),
                 limiter.clone(),
+            );
+            Arc::new(crate::password_signin::PasswordProvider::new(
+                &l.id,
+                false,
+                crate::password_signin::Backend::Local(Arc::new(acc)),
+                limiter.clone(),
             ))
         })
         .collect())
+}
+
+/// The LDAP providers (connections are opened at first sign-in, so a directory that is down
+/// at start does not stop the gateway: its sign-ins fail closed until it is back).
+fn ldap_directories(
+    cfg: &crate::config::model::Config,
+    limiter: &Arc<crate::mfa::limiter::Limiter>,
+) -> Result<Vec<Arc<crate::password_signin::PasswordProvider>>, StartError> {
+    cfg.ldap_providers
+        .iter()
+        .map(|l| {
+            if l.transport == crate::ldap::config::Transport::Insecure {
+                tracing::warn!(idp = %l.id, url = %l.url, "DANGER: allow_insecure: LDAP passwords cross the network in clear");
+            }
+            let dir = crate::ldap::Directory::new(l.clone())
+                .map_err(|e| StartError::Local(format!("identity_providers[{}]: {e}", l.index)))?;
+            Ok(Arc::new(crate::password_signin::PasswordProvider::new(
+                &l.id,
+                l.jit,
+                crate::password_signin::Backend::Ldap(Arc::new(dir)),
+                limiter.clone(),
+            )))
+        })
+        .collect()
 }
 
 /// `mfa:` with its key: a configured one, or `<data_dir>/mfa.key`, created on first start.

@@ -104,11 +104,13 @@ pub struct Sso {
     pub clock: Clock,
     /// With `directory:`: sign-ins must belong to an active directory user ([`Self::admit`]).
     directory: Option<crate::directory::DirectoryStore>,
-    /// Local-account providers (`type: local`), fixed at start.
-    local: Vec<Arc<crate::local::login::LocalAccounts>>,
+    /// Password providers (`type: local` and `type: ldap`), fixed at start.
+    local: Vec<Arc<crate::password_signin::PasswordProvider>>,
     /// With `session.store: redis://…`: the process's one Redis connection, shared with the
     /// attempt limiters ([`Self::redis`]).
     redis: Option<Arc<session::redis_store::RedisConn>>,
+    /// Home-realm discovery (`login.domains`); swapped on a config reload.
+    realms: arc_swap::ArcSwap<std::collections::BTreeMap<String, String>>,
 }
 
 /// Constant-time string equality for secrets (state, CSRF tokens).
@@ -157,6 +159,7 @@ impl Sso {
             directory: None,
             local: Vec::new(),
             redis,
+            realms: arc_swap::ArcSwap::from_pointee(cfg.login_domains.clone()),
         })
     }
 
@@ -189,6 +192,21 @@ impl Sso {
         .await
         .map_err(|e| AuthError::Directory(e.to_string()))?;
         verdict.map_err(AuthError::Refused)
+    }
+
+    /// The provider id `login.domains` maps `email`'s domain to ([`crate::realm`]).
+    pub fn realm_of(&self, email: &str) -> Option<String> {
+        crate::realm::provider_for(&self.realms.load(), email).map(str::to_string)
+    }
+
+    /// Whether `login.domains` maps any domain (the chooser then asks for an address).
+    pub fn has_realms(&self) -> bool {
+        !self.realms.load().is_empty()
+    }
+
+    /// Replaces `login.domains` after a config reload.
+    pub fn set_realms(&self, domains: &std::collections::BTreeMap<String, String>) {
+        self.realms.store(Arc::new(domains.clone()));
     }
 
     /// Now in Unix seconds, on this state's clock.

@@ -12,6 +12,7 @@ pub mod collector;
 pub mod geo;
 pub mod hostile;
 pub mod k8s;
+pub mod ldap;
 pub mod oidc;
 pub mod pki;
 pub mod smtp;
@@ -585,4 +586,25 @@ pub fn client_resolving(ca_pem: &str, names: &[&str], port: u16) -> reqwest::Cli
 /// The JSON body whoami answered with.
 pub fn whoami_json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not whoami JSON ({e}): {body}"))
+}
+
+/// The directory id of the user named `user_name`, looked up through the gateway's SCIM API
+/// with `token` (panics when there is none).
+pub async fn scim_user_id(gw: &Gateway, token: &str, user_name: &str) -> String {
+    let found: serde_json::Value = client(None)
+        .get(format!(
+            "{}/.portcullis/scim/v2/Users?filter=userName%20eq%20%22{user_name}%22",
+            gw.https()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("SCIM request")
+        .json()
+        .await
+        .expect("SCIM JSON");
+    found["Resources"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{user_name} in the directory: {found}"))
+        .to_string()
 }

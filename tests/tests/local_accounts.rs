@@ -87,19 +87,7 @@ async fn seeded_user_signs_in_and_deprovisioning_ends_it() {
     // SCIM deactivates alice: her session ends at once and she cannot sign in again.
     let c = client(None);
     let scim = format!("{}/.portcullis/scim/v2", gw.https());
-    let found: serde_json::Value = c
-        .get(format!("{scim}/Users?filter=userName%20eq%20%22alice%22"))
-        .bearer_auth(SCIM_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = found["Resources"][0]["id"]
-        .as_str()
-        .expect("alice in the directory")
-        .to_string();
+    let id = scim_user_id(&gw, SCIM_TOKEN, "alice").await;
     let r = c
         .patch(format!("{scim}/Users/{id}"))
         .bearer_auth(SCIM_TOKEN)

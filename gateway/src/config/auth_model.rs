@@ -265,6 +265,8 @@ pub struct Idps {
     pub oidc: Vec<IdpConfig>,
     /// Local-account providers.
     pub local: Vec<LocalIdpConfig>,
+    /// LDAP / Active Directory providers.
+    pub ldap: Vec<crate::ldap::config::LdapConfig>,
 }
 
 /// A `local` provider takes only `id` and `type`: an OIDC key on it is a mistake to report.
@@ -291,6 +293,7 @@ fn check_local(s: &IdpSpec, base: &str, p: &mut Problems) {
 pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
     let mut out = Vec::new();
     let mut local = Vec::new();
+    let mut ldap = Vec::new();
     let mut ids = std::collections::HashSet::new();
     for (i, s) in specs.into_iter().enumerate() {
         let base = format!("identity_providers[{i}]");
@@ -304,6 +307,13 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
                 "must use only letters, digits, '-', '_'",
             );
         }
+        if s.kind == "ldap" {
+            ldap.extend(crate::ldap::config::build(&s, i, p));
+            continue;
+        }
+        for key in crate::ldap::config::ldap_keys_set(&s) {
+            p.add(format!("{base}.{key}"), "applies only to type: ldap");
+        }
         if s.kind == "local" {
             check_local(&s, &base, p);
             local.push(LocalIdpConfig {
@@ -315,7 +325,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
         if s.kind != "oidc" {
             p.add(
                 format!("{base}.type"),
-                format!("{:?} is not supported (oidc, local)", s.kind),
+                format!("{:?} is not supported (oidc, local, ldap)", s.kind),
             );
         }
         match url::Url::parse(&s.issuer) {
@@ -483,7 +493,11 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
             entra,
         });
     }
-    Idps { oidc: out, local }
+    Idps {
+        oidc: out,
+        local,
+        ldap,
+    }
 }
 
 /// Validates `entra:`: Graph is reached with users' tokens, so only over HTTPS (plain HTTP

@@ -34,7 +34,8 @@ pub struct SessionSpec {
 pub struct IdpSpec {
     /// Unique name, in routes, metrics and logs.
     pub id: String,
-    /// `oidc` or `local` (accounts in the directory, password form).
+    /// `oidc`, `local` (accounts in the directory, password form) or `ldap` (password form,
+    /// checked by a bind at an LDAP directory).
     #[serde(rename = "type")]
     pub kind: String,
     /// Issuer URL, exactly as the provider's metadata spells it (oidc).
@@ -88,6 +89,58 @@ pub struct IdpSpec {
     /// Extra query parameters on the authorization request (e.g. `prompt: login`).
     #[serde(default)]
     pub auth_params: BTreeMap<String, String>,
+    /// LDAP (`type: ldap`): `ldaps://host:636`, or `ldap://host:389` with `start_tls: true`
+    /// (plain `ldap://` only with `allow_insecure: true`). See [`crate::ldap::config`].
+    #[serde(default)]
+    pub url: Option<String>,
+    /// LDAP: upgrade an `ldap://` connection with StartTLS.
+    #[serde(default)]
+    pub start_tls: bool,
+    /// LDAP: accept a plain `ldap://` URL without TLS (passwords cross the network in clear).
+    #[serde(default)]
+    pub allow_insecure: bool,
+    /// LDAP: PEM CA certificates that sign the directory's certificate (default: system roots).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// LDAP: the service account's DN (searches users and groups).
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    /// LDAP: the service account's password (use `${ENV}`), or `bind_password_file`.
+    #[serde(default)]
+    pub bind_password: Option<String>,
+    /// LDAP: file holding the service account's password.
+    #[serde(default)]
+    pub bind_password_file: Option<String>,
+    /// LDAP: where users are searched (subtree).
+    #[serde(default)]
+    pub user_base: Option<String>,
+    /// LDAP: the user search filter; `{username}` is replaced by the escaped name.
+    #[serde(default)]
+    pub user_filter: Option<String>,
+    /// LDAP: where groups are searched (absent: the user's `memberOf` values).
+    #[serde(default)]
+    pub group_base: Option<String>,
+    /// LDAP: the group search filter; `{dn}` is replaced by the escaped user or group DN.
+    #[serde(default)]
+    pub group_filter: Option<String>,
+    /// LDAP: `false` (direct groups), `true`/`recursive`, or `in_chain` (Active Directory).
+    #[serde(default)]
+    pub nested_groups: Option<serde_yaml::Value>,
+    /// LDAP: how deep a recursive group resolution goes (default 8).
+    #[serde(default)]
+    pub max_group_depth: Option<u32>,
+    /// LDAP: TCP + TLS connect timeout (default 5s).
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    /// LDAP: timeout of each operation (default 10s).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// LDAP: service-account connections kept open (default 4).
+    #[serde(default)]
+    pub pool_size: Option<usize>,
+    /// LDAP: follow referrals (default and only supported value: false).
+    #[serde(default)]
+    pub referrals: bool,
     /// With `directory:` configured: create a directory user at the first sign-in of an
     /// unknown `(provider, subject)` (just-in-time provisioning). Off by default: only users
     /// already in the directory (SCIM, sync, admin) may sign in through this provider.

@@ -34,6 +34,10 @@ pub struct Config {
     pub identity_providers: Vec<super::auth_model::IdpConfig>,
     /// Local-account providers (`type: local`).
     pub local_providers: Vec<super::auth_model::LocalIdpConfig>,
+    /// LDAP / Active Directory providers (`type: ldap`).
+    pub ldap_providers: Vec<crate::ldap::config::LdapConfig>,
+    /// Home-realm discovery: email domain (lower case) → provider id (`login.domains`).
+    pub login_domains: std::collections::BTreeMap<String, String>,
     /// Upstream assertion settings.
     pub assertion: super::auth_model::AssertionConfig,
     /// Shared database.
@@ -235,7 +239,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     let server = build_server(file.server, problems);
     let session = super::auth_model::build_session(file.session, problems);
     let idps = super::auth_model::build_idps(file.identity_providers, problems);
-    let (identity_providers, local_providers) = (idps.oidc, idps.local);
+    let (identity_providers, local_providers, ldap_providers) = (idps.oidc, idps.local, idps.ldap);
     if directory.is_none() {
         for l in &local_providers {
             problems.add(
@@ -259,7 +263,17 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
         .iter()
         .map(|i| i.id.clone())
         .chain(local_providers.iter().map(|l| l.id.clone()))
+        .chain(ldap_providers.iter().map(|l| l.id.clone()))
         .collect();
+    if directory.is_none() {
+        for l in ldap_providers.iter().filter(|l| l.jit) {
+            problems.add(
+                format!("identity_providers[{}].jit", l.index),
+                "creates directory users: it needs a directory: section",
+            );
+        }
+    }
+    let login_domains = crate::realm::build(file.login, &idp_ids, problems);
     let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
     let mut roles = file.roles;
     if file.console.is_some() {
@@ -355,6 +369,8 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             session,
             identity_providers,
             local_providers,
+            ldap_providers,
+            login_domains,
             assertion,
             store: store?,
             decision_log,

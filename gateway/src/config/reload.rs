@@ -79,6 +79,7 @@ impl Reloader {
                 }
                 if let Some(sso) = &self.sso {
                     sso.set_providers(&config.identity_providers);
+                    sso.set_realms(&config.login_domains);
                 }
                 crate::metrics::init_series(&config);
                 let routes = config.routes.len();

@@ -61,6 +61,9 @@ pub struct ConfigFile {
     /// The admin console and its JSON API; absent: neither exists.
     #[serde(default)]
     pub console: Option<crate::console::config::ConsoleSpec>,
+    /// The sign-in page: home-realm discovery (`login.domains`).
+    #[serde(default)]
+    pub login: Option<crate::realm::LoginSpec>,
 }
 
 /// `tenants:`

@@ -1,11 +1,10 @@
-//! Password sign-in for local accounts: the form, and the check behind it.
+//! Password sign-in for local accounts: the form, and the check behind it (one backend of
+//! [`crate::password_signin`], which counts the attempts).
 //!
 //! The answer is the same for an unknown user, a wrong password and a deactivated user
 //! ("invalid username or password", same status, same Argon2id cost through the dummy hash), so
-//! the form does not tell an attacker which names exist. Failures count against the user name
-//! and the client address in the MFA attempt limiter ([`crate::mfa::limiter`]; shared through
-//! Redis when sessions are), counted before the password is checked, so parallel guesses cannot
-//! race past the limit. The hash is computed off the async workers.
+//! the form does not tell an attacker which names exist. The hash is computed off the async
+//! workers.
 
 use super::credentials::Credentials;
 use crate::auth_endpoints::html_escape;
@@ -14,8 +13,7 @@ use crate::directory::store::DirectoryStore;
 use crate::mfa::limiter::Limiter;
 use std::sync::Arc;
 
-/// Longest user name looked up (bytes).
-pub const MAX_USER_NAME: usize = 256;
+pub use crate::password_signin::{Refusal, MAX_USER_NAME};
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
 pub fn truncate(s: &str, max: usize) -> &str {
@@ -24,27 +22,6 @@ pub fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// Why a sign-in was refused. Only [`Refusal::Locked`] and [`Refusal::Unavailable`] are shown
-/// differently; the others all read "invalid username or password".
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// No such user in the tenant (audit reason only).
-    #[error("unknown user")]
-    UnknownUser,
-    /// The password did not match, or the user has none.
-    #[error("wrong password")]
-    WrongPassword,
-    /// The directory user is deactivated.
-    #[error("deactivated")]
-    Deactivated,
-    /// Too many failures for this user or address.
-    #[error("too many attempts")]
-    Locked,
-    /// The directory or the limiter could not be reached (fail closed).
-    #[error("unavailable: {0}")]
-    Unavailable(String),
 }
 
 /// The local accounts of one provider.
@@ -80,27 +57,19 @@ impl LocalAccounts {
             .map_err(|e| Refusal::Unavailable(e.to_string()))
     }
 
-    /// Checks a user name and password; the directory user on success.
-    pub async fn authenticate(
+    /// Checks a user name and password (the attempt is counted by the caller,
+    /// [`crate::password_signin::PasswordProvider::authenticate`]); the directory user on
+    /// success. `None` is a name that is nobody's (oversized): it is not looked up but costs
+    /// the same dummy hash, like every unknown name.
+    pub async fn check(
         &self,
         tenant: &str,
-        user_name: &str,
+        user_name: Option<&str>,
         password: &str,
-        client_ip: &str,
     ) -> Result<User, Refusal> {
-        // A name longer than any account's is nobody's: it is not looked up, and only its
-        // first MAX_USER_NAME bytes reach the counter key, so a 64 KiB "name" cannot make
-        // 64 KiB Redis keys (it still costs the dummy hash and counts as a failure).
-        let oversized = user_name.len() > MAX_USER_NAME;
-        let attempt = self
-            .limiter
-            .begin(&self.limiter_key(tenant, user_name), client_ip)
-            .await
-            .map_err(|_| Refusal::Locked)?;
-        let user = if oversized {
-            None
-        } else {
-            self.find(tenant, user_name).await?
+        let user = match user_name {
+            Some(n) => self.find(tenant, n).await?,
+            None => None,
         };
         let hash = match &user {
             Some(u) => self
@@ -116,33 +85,17 @@ impl LocalAccounts {
                 .await
                 .unwrap_or(false);
         match user {
-            Some(u) if matched && u.active => {
-                attempt.succeeded().await;
-                Ok(u)
-            }
-            Some(_) if matched => {
-                attempt.failed().await;
-                Err(Refusal::Deactivated)
-            }
-            Some(_) => {
-                attempt.failed().await;
-                Err(Refusal::WrongPassword)
-            }
-            None => {
-                attempt.failed().await;
-                Err(Refusal::UnknownUser)
-            }
+            Some(u) if matched && u.active => Ok(u),
+            Some(_) if matched => Err(Refusal::Deactivated),
+            Some(_) => Err(Refusal::WrongPassword),
+            None => Err(Refusal::UnknownUser),
         }
     }
 }
 
 impl LocalAccounts {
-    /// The attempt-counter key of a user name: the sign-in form and the password change count
-    /// wrong passwords under the same key, so neither can be used to guess past the other's
-    /// lockout. Only the first [`MAX_USER_NAME`] bytes of a client's name reach the key.
     fn limiter_key(&self, tenant: &str, user_name: &str) -> String {
-        let keyed = truncate(user_name, MAX_USER_NAME);
-        format!("local:{}:{tenant}:{}", self.provider, keyed.to_lowercase())
+        crate::password_signin::limiter_key(&self.provider, tenant, user_name)
     }
 
     /// The directory user of a local session (its subject is the directory user id).
@@ -236,14 +189,31 @@ mod tests {
     use super::*;
     use crate::directory::model::User;
 
-    async fn accounts(db: crate::store::Db) -> (LocalAccounts, Arc<DirectoryStore>) {
+    use crate::password_signin::{Backend, PasswordProvider};
+
+    /// The password provider over `acc`'s accounts and limiter (the sign-in form's path).
+    fn provider(acc: &Arc<LocalAccounts>) -> PasswordProvider {
+        PasswordProvider::new(
+            &acc.provider,
+            false,
+            Backend::Local(acc.clone()),
+            acc.limiter.clone(),
+        )
+    }
+
+    async fn accounts(db: crate::store::Db) -> (Arc<LocalAccounts>, Arc<DirectoryStore>) {
         let dir = Arc::new(DirectoryStore::new(
             db.clone(),
             crate::clock::Clock::system(),
         ));
         let limiter = Arc::new(Limiter::new(3, 100, std::time::Duration::from_secs(600)));
         (
-            LocalAccounts::new("staff", dir.clone(), Credentials::new(db), limiter),
+            Arc::new(LocalAccounts::new(
+                "staff",
+                dir.clone(),
+                Credentials::new(db),
+                limiter,
+            )),
             dir,
         )
     }
@@ -256,6 +226,7 @@ mod tests {
         ];
         for (_, db, _dir) in crate::store::test_databases("locallogin", &features).await {
             let (acc, dir) = accounts(db).await;
+            let p = provider(&acc);
             let u = dir
                 .create_user(
                     "",
@@ -270,49 +241,56 @@ mod tests {
                 .unwrap();
             let h = crate::password::hash("correct horse battery").unwrap();
             acc.credentials.set(&u.id, &h, 0).await.unwrap();
-            let ok = acc
-                .authenticate("", "alice", "correct horse battery", "10.0.0.1")
+            let ok = p
+                .authenticate("alice", "correct horse battery", "10.0.0.1")
                 .await;
             assert_eq!(
-                ok.map(|u| u.user_name),
+                ok.map(|u| u.user),
                 Ok("Alice".into()),
                 "names are case-insensitive"
             );
             assert_eq!(
-                acc.authenticate("", "nobody", "x", "10.0.0.2").await,
+                p.authenticate("nobody", "x", "10.0.0.2").await,
                 Err(Refusal::UnknownUser)
             );
             let huge = "é".repeat(40_000);
             assert_eq!(
-                acc.authenticate("", &huge, "x", "10.0.0.2").await,
+                p.authenticate(&huge, "x", "10.0.0.2").await,
                 Err(Refusal::UnknownUser),
                 "an oversized name is nobody's"
             );
             assert_eq!(truncate(&huge, 5), "éé", "cut on a character boundary");
             assert_eq!(
-                acc.authenticate("other", "alice", "correct horse battery", "10.0.0.2")
-                    .await,
+                acc.check("other", Some("alice"), "correct horse battery")
+                    .await
+                    .map(|u| u.user_name),
                 Err(Refusal::UnknownUser),
                 "another tenant"
             );
             // Three wrong passwords lock the user, even from other addresses and with the right one.
             for ip in ["10.0.0.3", "10.0.0.4", "10.0.0.5"] {
                 assert_eq!(
-                    acc.authenticate("", "alice", "guess", ip).await,
+                    p.authenticate("alice", "guess", ip).await,
                     Err(Refusal::WrongPassword)
                 );
             }
             assert_eq!(
-                acc.authenticate("", "alice", "correct horse battery", "10.0.0.6")
+                p.authenticate("alice", "correct horse battery", "10.0.0.6")
                     .await,
                 Err(Refusal::Locked)
             );
             // A deactivated user with the right password is refused (after the lock, on a fresh limiter).
             let limiter = Arc::new(Limiter::new(3, 100, std::time::Duration::from_secs(600)));
-            let acc2 = LocalAccounts::new("staff", dir.clone(), acc.credentials.clone(), limiter);
+            let acc2 = Arc::new(LocalAccounts::new(
+                "staff",
+                dir.clone(),
+                acc.credentials.clone(),
+                limiter,
+            ));
             dir.set_user_active("", &u.id, false).await.unwrap();
             assert_eq!(
-                acc2.authenticate("", "alice", "correct horse battery", "10.0.0.7")
+                provider(&acc2)
+                    .authenticate("alice", "correct horse battery", "10.0.0.7")
                     .await,
                 Err(Refusal::Deactivated)
             );
@@ -333,7 +311,13 @@ mod tests {
         let manual = crate::clock::ManualClock::at_now();
         let limiter = Arc::new(super::super::limiter(None, &manual.clock()));
         let dir = Arc::new(DirectoryStore::new(db.clone(), manual.clock()));
-        let acc = LocalAccounts::new("staff", dir.clone(), Credentials::new(db), limiter);
+        let acc = Arc::new(LocalAccounts::new(
+            "staff",
+            dir.clone(),
+            Credentials::new(db),
+            limiter,
+        ));
+        let p = provider(&acc);
         let h = crate::password::hash("correct horse battery").unwrap();
         for name in ["alice", "bob", "carol"] {
             let u = User {
@@ -352,45 +336,42 @@ mod tests {
         for i in 0..5 {
             let ip = format!("10.1.0.{i}");
             assert_eq!(
-                acc.authenticate("", "alice", "guess", &ip).await,
+                p.authenticate("alice", "guess", &ip).await,
                 Err(Refusal::WrongPassword)
             );
         }
         assert_eq!(
-            acc.authenticate("", "alice", right, "10.1.1.1").await,
+            p.authenticate("alice", right, "10.1.1.1").await,
             Err(Refusal::Locked)
         );
         manual.advance(std::time::Duration::from_secs(15 * 60 - 1));
         assert_eq!(
-            acc.authenticate("", "alice", right, "10.1.1.1").await,
+            p.authenticate("alice", right, "10.1.1.1").await,
             Err(Refusal::Locked),
             "still locked one second before the 15 minutes end"
         );
         manual.advance(std::time::Duration::from_secs(2));
-        assert!(acc
-            .authenticate("", "alice", right, "10.1.1.1")
-            .await
-            .is_ok());
+        assert!(p.authenticate("alice", right, "10.1.1.1").await.is_ok());
 
         // Per address: fifty wrong guesses over fifty names lock the address, not the users.
         for i in 0..50 {
             assert_eq!(
-                acc.authenticate("", &format!("nobody{i}"), "guess", "10.2.0.1")
+                p.authenticate(&format!("nobody{i}"), "guess", "10.2.0.1")
                     .await,
                 Err(Refusal::UnknownUser)
             );
         }
         assert_eq!(
-            acc.authenticate("", "bob", right, "10.2.0.1").await,
+            p.authenticate("bob", right, "10.2.0.1").await,
             Err(Refusal::Locked)
         );
-        assert!(acc.authenticate("", "bob", right, "10.2.0.2").await.is_ok());
+        assert!(p.authenticate("bob", right, "10.2.0.2").await.is_ok());
 
         // A race: twenty guesses at once for carol are counted before any is checked.
         let guesses = (0..20).map(|i| {
-            let acc = &acc;
+            let p = &p;
             async move {
-                acc.authenticate("", "carol", &format!("guess{i}"), &format!("10.3.0.{i}"))
+                p.authenticate("carol", &format!("guess{i}"), &format!("10.3.0.{i}"))
                     .await
             }
         });
@@ -409,7 +390,7 @@ mod tests {
         );
         assert_eq!(evaluated + locked, 20, "{results:?}");
         assert_eq!(
-            acc.authenticate("", "carol", right, "10.3.1.1").await,
+            p.authenticate("carol", right, "10.3.1.1").await,
             Err(Refusal::Locked)
         );
     }

@@ -1,7 +1,9 @@
-//! Sign-in with a local account: `GET /.portcullis/login?idp=<local id>` shows the password
-//! form, `POST /.portcullis/login` checks it ([`crate::local::login`]) and opens a session like
-//! any other provider's sign-in, through the directory's admission (so a deactivated user is
-//! refused and the directory's groups and roles apply).
+//! Password sign-in (local accounts and LDAP): `GET /.portcullis/login?idp=<id>` shows the
+//! password form, `POST /.portcullis/login` checks it through the provider's backend
+//! ([`crate::password_signin`]: local Argon2id hashes or an LDAP bind) and opens a session like
+//! any other provider's sign-in, through the directory's admission (so a deactivated directory
+//! user is refused and the directory's groups and roles apply). One form, one set of answers,
+//! one set of audit events for both backends.
 //!
 //! Login CSRF: the form carries a random `state` that is also sealed in the pre-auth cookie
 //! (the same cookie an OIDC login uses); a POST whose `state` does not match this browser's
@@ -10,7 +12,8 @@
 
 use super::login::{PreAuth, PRE_AUTH_TTL};
 use super::*;
-use crate::local::login::{form, truncate, LocalAccounts, Refusal};
+use crate::local::login::{form, truncate, LocalAccounts};
+use crate::password_signin::{PasswordProvider, Refusal};
 use crate::session::{cookie_name, cookie_values};
 use std::collections::HashMap;
 
@@ -33,34 +36,40 @@ pub enum LocalOutcome {
 }
 
 impl Sso {
-    /// With the local-account providers.
-    pub fn with_local(mut self, local: Vec<Arc<LocalAccounts>>) -> Self {
-        self.local = local;
+    /// With the password providers (local accounts, LDAP directories), fixed at start.
+    pub fn with_password(mut self, providers: Vec<Arc<PasswordProvider>>) -> Self {
+        self.local = providers;
         self
     }
 
-    /// The local provider `id`, if configured.
+    /// The password provider `id` (local or LDAP), if configured.
+    pub fn password_provider(&self, id: &str) -> Option<Arc<PasswordProvider>> {
+        self.local.iter().find(|l| l.id == id).cloned()
+    }
+
+    /// The local-account provider `id`, if configured (password change).
     pub fn local_provider(&self, id: &str) -> Option<Arc<LocalAccounts>> {
-        self.local.iter().find(|l| l.provider == id).cloned()
+        self.password_provider(id).and_then(|p| p.as_local())
     }
 
-    /// Ids of the local providers.
+    /// Ids of the password providers.
     pub fn local_ids(&self) -> Vec<String> {
-        self.local.iter().map(|l| l.provider.clone()).collect()
+        self.local.iter().map(|l| l.id.clone()).collect()
     }
 
-    /// The only local provider when it is the only provider at all (the form is shown at once).
-    pub fn sole_local(&self) -> Option<Arc<LocalAccounts>> {
+    /// The only password provider when it is the only provider at all (the form is shown at
+    /// once).
+    pub fn sole_local(&self) -> Option<Arc<PasswordProvider>> {
         match (self.local.as_slice(), self.providers.load().is_empty()) {
             ([only], true) => Some(only.clone()),
             _ => None,
         }
     }
 
-    /// The password form of `acc`, with a fresh state sealed in the pre-auth cookie.
+    /// The password form of provider `idp`, with a fresh state sealed in the pre-auth cookie.
     pub fn local_form(
         &self,
-        acc: &LocalAccounts,
+        idp: &str,
         return_to: String,
         tls: bool,
         user_name: &str,
@@ -68,7 +77,7 @@ impl Sso {
     ) -> Result<(String, Vec<String>), AuthError> {
         let state = self.new_id()?;
         let pre = PreAuth {
-            idp: acc.provider.clone(),
+            idp: idp.to_string(),
             state: state.clone(),
             nonce: String::new(),
             verifier: String::new(),
@@ -110,73 +119,84 @@ impl Sso {
             return Err(AuthError::Csrf);
         };
         let acc = self
-            .local_provider(&pre.idp)
+            .password_provider(&pre.idp)
             .ok_or(AuthError::UnknownProvider)?;
         let user_name = field("username").trim();
         let refuse = |why: &str| {
-            metrics::auth_event(&acc.provider, "login", "failure");
+            metrics::auth_event(&acc.id, "login", "failure");
             self.audit.record(AuditEvent::LoginFailed {
-                idp: acc.provider.clone(),
+                idp: acc.id.clone(),
                 reason: why.to_string(),
                 client_ip: client_ip.to_string(),
             });
         };
-        // The user's tenant is the default one; tenants sign in through their own provider.
+        let again = |status: u16, msg: &str| -> Result<LocalOutcome, AuthError> {
+            let (html, cookies) =
+                self.local_form(&acc.id, pre.return_to.clone(), tls, user_name, Some(msg))?;
+            Ok(LocalOutcome::Form {
+                status,
+                html,
+                cookies,
+            })
+        };
+        // The password is used for this one check and dropped; it is never logged or kept.
         let user = match acc
-            .authenticate("", user_name, field("password"), client_ip)
+            .authenticate(user_name, field("password"), client_ip)
             .await
         {
             Ok(u) => u,
-            Err(Refusal::Unavailable(e)) => return Err(AuthError::Directory(e)),
+            Err(Refusal::Unavailable(e)) => {
+                // Fail closed with a page that says why: no session, nothing guessed.
+                metrics::auth_event(&acc.id, "login", "failure");
+                self.audit.record(AuditEvent::LoginUnavailable {
+                    idp: acc.id.clone(),
+                    error: e,
+                    client_ip: client_ip.to_string(),
+                });
+                return again(
+                    503,
+                    "Directory unavailable: signing in is not possible right now. Try again later.",
+                );
+            }
             Err(r) => {
                 // The audit reason names the user, bounded: the name is the client's.
                 refuse(&format!("{r} ({:?})", truncate(user_name, 64)));
-                let (status, msg) = match r {
-                    Refusal::Locked => (429, "Too many attempts. Try again later."),
-                    _ => (401, "Invalid username or password."),
+                return match r {
+                    Refusal::Locked => again(429, "Too many attempts. Try again later."),
+                    // Only after a correct password (see `AccountProblem`).
+                    Refusal::Account(p) => again(403, p.message()),
+                    _ => again(401, "Invalid username or password."),
                 };
-                let (html, cookies) =
-                    self.local_form(&acc, pre.return_to, tls, user_name, Some(msg))?;
-                return Ok(LocalOutcome::Form {
-                    status,
-                    html,
-                    cookies,
-                });
             }
         };
-        let primary_email = user
-            .emails
-            .iter()
-            .find(|e| e.primary == Some(true))
-            .or_else(|| user.emails.first())
-            .map(|e| e.value.clone());
         let mut res = LoginResult {
             identity: portcullis_policy::input::Identity {
-                user: user.user_name.clone(),
-                provider: Some(acc.provider.clone()),
-                email: primary_email,
+                user: user.user,
+                provider: Some(acc.id.clone()),
+                email: user.email,
                 // The directory's addresses are the operator's: not verified by the user.
                 email_verified: false,
-                tenant: (!user.tenant.is_empty()).then(|| user.tenant.clone()),
+                groups: user.groups,
+                tenant: user.tenant,
                 auth_methods: vec![portcullis_policy::input::AuthEvent {
                     method: "pwd".into(),
                     at: self.clock.utc(),
                 }],
                 ..Default::default()
             },
-            sub: user.id.clone(),
+            sub: user.sub,
             idp_sid: None,
             refresh_token: None,
             refresh_at: None,
             id_token: None,
         };
-        if let Err(e) = self.admit(&acc.provider, false, &mut res).await {
+        if let Err(e) = self.admit(&acc.id, acc.jit, &mut res).await {
             if let AuthError::Refused(r) = &e {
                 refuse(r.reason());
             }
             return Err(e);
         }
-        let cookie = self.establish(&acc.provider, res, tls, client_ip).await?;
+        let cookie = self.establish(&acc.id, res, tls, client_ip).await?;
         Ok(LocalOutcome::SignedIn(Redirect {
             location: pre.return_to,
             cookies: vec![cookie, session::clear_cookie(name, tls)],
