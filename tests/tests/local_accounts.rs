@@ -135,6 +135,14 @@ async fn five_wrong_passwords_lock_the_account() {
     let w = sign_in(&b, &gw, "alice", PASSWORD).await;
     assert_eq!(w.last().status, 429, "locked even with the right password");
     assert!(w.body.contains("Too many attempts"));
+    // Counted apart from wrong passwords: the SRE lockout alert reads this series.
+    let series = |outcome: &str| {
+        gw.metric(&format!(
+            "portcullis_auth_events_total{{event=\"login\",idp=\"staff\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!(series("failure"), Some(5.0));
+    assert_eq!(series("lockout"), Some(1.0));
     let form = password_form(&before, &gw).await;
     let right = [
         ("current", PASSWORD),

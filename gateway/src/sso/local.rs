@@ -122,8 +122,8 @@ impl Sso {
             .password_provider(&pre.idp)
             .ok_or(AuthError::UnknownProvider)?;
         let user_name = field("username").trim();
-        let refuse = |why: &str| {
-            metrics::auth_event(&acc.id, "login", "failure");
+        let refuse = |why: &str, outcome: &str| {
+            metrics::auth_event(&acc.id, "login", outcome);
             self.audit.record(AuditEvent::LoginFailed {
                 idp: acc.id.clone(),
                 reason: why.to_string(),
@@ -160,7 +160,13 @@ impl Sso {
             }
             Err(r) => {
                 // The audit reason names the user, bounded: the name is the client's.
-                refuse(&format!("{r} ({:?})", truncate(user_name, 64)));
+                // `lockout` is its own outcome: the SRE alert on lockouts counts it.
+                let outcome = if r == Refusal::Locked {
+                    "lockout"
+                } else {
+                    "failure"
+                };
+                refuse(&format!("{r} ({:?})", truncate(user_name, 64)), outcome);
                 return match r {
                     Refusal::Locked => again(429, "Too many attempts. Try again later."),
                     // Only after a correct password (see `AccountProblem`).
@@ -192,7 +198,7 @@ impl Sso {
         };
         if let Err(e) = self.admit(&acc.id, acc.jit, &mut res).await {
             if let AuthError::Refused(r) = &e {
-                refuse(r.reason());
+                refuse(r.reason(), "failure");
             }
             return Err(e);
         }
