@@ -2,6 +2,7 @@
 //! Portcullis: an identity-aware access gateway on pingora. The binary (`main.rs`) is a thin
 //! CLI over this library; each module owns one concern (see ARCHITECTURE.md).
 
+pub mod adapter;
 pub mod admin;
 pub mod assertion;
 pub mod audit;

@@ -189,6 +189,13 @@ impl ProxyHttp for Gateway {
         upstream: &mut pingora_http::ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(a) = ctx
+            .route
+            .and_then(|i| ctx.rt.config.routes.get(i))
+            .and_then(|r| r.adapter.as_ref())
+        {
+            a.apply_response(upstream)?;
+        }
         if let Some(c) = ctx.set_cookie.take() {
             upstream.append_header("set-cookie", c)?;
         }
@@ -256,9 +263,17 @@ impl ProxyHttp for Gateway {
         let Some(path) = ctx.path.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "no normalised path");
         };
+        let adapter = ctx
+            .route
+            .and_then(|i| ctx.rt.config.routes.get(i))
+            .and_then(|r| r.adapter.as_ref());
+        let encoded = match adapter {
+            Some(a) => std::borrow::Cow::Owned(a.rewrite_path(path.encoded())),
+            None => std::borrow::Cow::Borrowed(path.encoded()),
+        };
         let target = match session.req_header().uri.query() {
-            Some(q) => format!("{}?{q}", path.encoded()),
-            None => path.encoded().to_string(),
+            Some(q) => format!("{encoded}?{q}"),
+            None => encoded.into_owned(),
         };
         let uri: http::Uri = target.parse().map_err(|_| {
             Error::explain(ErrorType::InternalError, "normalised path is not a URI")
@@ -288,6 +303,18 @@ impl ProxyHttp for Gateway {
         }
         identity::strip_session_cookies(upstream)?;
         let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
+        if let Some(a) = route.and_then(|r| r.adapter.as_ref()) {
+            let identity = ctx
+                .identity
+                .as_ref()
+                .filter(|_| route.is_some_and(|r| r.identity_headers));
+            let token = upstream
+                .headers
+                .get("x-portcullis-assertion")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            a.apply_request(upstream, identity, token.as_deref())?;
+        }
         let endpoint = route.zip(ctx.current).and_then(|(r, e)| r.endpoints.get(e));
         match (route, endpoint) {
             (Some(r), Some(ep)) if !r.preserve_host => {

@@ -144,6 +144,7 @@ mod tests {
             upstream_sni: None,
             dangerous_skip_verify: false,
             identity_headers: false,
+            adapter: None,
             preserve_host: true,
             identity_provider: None,
             assertion_audience: "r".into(),

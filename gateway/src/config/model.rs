@@ -197,6 +197,8 @@ pub struct Route {
     pub assertion_audience: String,
     /// Whether the upstream is told who the user is (see `RouteSpec::identity_headers`).
     pub identity_headers: bool,
+    /// Legacy-app adapter (`routes[].adapter`).
+    pub adapter: Option<crate::adapter::Adapter>,
 }
 
 fn socket_addr(value: &str, path: &str, problems: &mut Problems) -> Option<SocketAddr> {
@@ -697,12 +699,16 @@ fn build_route(
                 None
             }
         });
+    let adapter = spec
+        .adapter
+        .map(|a| crate::adapter::build(a, &format!("{base}.adapter"), problems));
     if problems.0.len() != before {
         return None;
     }
     let assertion_audience = spec.assertion_audience.unwrap_or_else(|| spec.id.clone());
     let identity_headers = spec.identity_headers.unwrap_or_else(|| !policy.is_public());
     Some(Route {
+        adapter,
         identity_headers,
         identity_provider: spec.identity_provider,
         assertion_audience,

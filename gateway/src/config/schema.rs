@@ -363,6 +363,10 @@ pub struct RouteSpec {
     /// who happens to be signed in); `true` opts a public route in.
     #[serde(default)]
     pub identity_headers: Option<bool>,
+    /// Legacy-app adapter: identity under other names, Basic credentials, path prefixes,
+    /// header operations ([`crate::adapter`]).
+    #[serde(default)]
+    pub adapter: Option<crate::adapter::AdapterSpec>,
 }
 
 fn default_path() -> String {
