@@ -30,6 +30,7 @@ pub mod provider_pin;
 pub mod proxy;
 pub mod request;
 pub mod routes;
+pub mod saml;
 pub mod scim;
 pub mod server;
 pub mod session;

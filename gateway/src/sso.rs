@@ -106,6 +106,8 @@ pub struct Sso {
     directory: Option<crate::directory::DirectoryStore>,
     /// Local-account providers (`type: local`), fixed at start.
     local: Vec<Arc<crate::local::login::LocalAccounts>>,
+    /// SAML providers (`type: saml`), fixed at start (a reload does not change them).
+    saml: Vec<Arc<crate::saml::Sp>>,
     /// With `session.store: redis://…`: the process's one Redis connection, shared with the
     /// attempt limiters ([`Self::redis`]).
     redis: Option<Arc<session::redis_store::RedisConn>>,
@@ -139,7 +141,9 @@ impl Sso {
         let providers = build_providers(&cfg.identity_providers, &http, &clock);
         let assertions = Assertions::with_clock(&cfg.assertion, clock.clone())
             .ok_or("cannot load or generate assertion keys")?;
-        if cfg.session.generated_key && !cfg.identity_providers.is_empty() {
+        if cfg.session.generated_key
+            && !(cfg.identity_providers.is_empty() && cfg.saml_providers.is_empty())
+        {
             tracing::warn!("session.keys is not set: using a random key; sessions end at restart");
         }
         Ok(Self {
@@ -154,6 +158,11 @@ impl Sso {
             clock,
             directory: None,
             local: Vec::new(),
+            saml: cfg
+                .saml_providers
+                .iter()
+                .map(|c| Arc::new(crate::saml::Sp::new(c.clone())))
+                .collect(),
             redis,
         })
     }
@@ -202,7 +211,7 @@ impl Sso {
 
     /// Whether any provider is configured.
     pub fn enabled(&self) -> bool {
-        !self.providers.load().is_empty() || !self.local.is_empty()
+        !self.providers.load().is_empty() || !self.local.is_empty() || !self.saml.is_empty()
     }
 
     /// A fresh random token (CSRF tokens, ids).
@@ -267,6 +276,7 @@ mod login;
 mod logout;
 mod password;
 mod providers;
+mod saml;
 mod sessions;
 
 pub use local::LocalOutcome;

@@ -265,6 +265,8 @@ pub struct Idps {
     pub oidc: Vec<IdpConfig>,
     /// Local-account providers.
     pub local: Vec<LocalIdpConfig>,
+    /// SAML 2.0 providers.
+    pub saml: Vec<crate::saml::config::SamlConfig>,
 }
 
 /// A `local` provider takes only `id` and `type`: an OIDC key on it is a mistake to report.
@@ -291,6 +293,7 @@ fn check_local(s: &IdpSpec, base: &str, p: &mut Problems) {
 pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
     let mut out = Vec::new();
     let mut local = Vec::new();
+    let mut saml = Vec::new();
     let mut ids = std::collections::HashSet::new();
     for (i, s) in specs.into_iter().enumerate() {
         let base = format!("identity_providers[{i}]");
@@ -304,6 +307,11 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
                 "must use only letters, digits, '-', '_'",
             );
         }
+        if s.kind == "saml" {
+            saml.extend(crate::saml::config::build(&s, &base, p));
+            continue;
+        }
+        crate::saml::config::refuse_saml_keys(&s, &base, &s.kind, p);
         if s.kind == "local" {
             check_local(&s, &base, p);
             local.push(LocalIdpConfig {
@@ -315,7 +323,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
         if s.kind != "oidc" {
             p.add(
                 format!("{base}.type"),
-                format!("{:?} is not supported (oidc, local)", s.kind),
+                format!("{:?} is not supported (oidc, local, saml)", s.kind),
             );
         }
         match url::Url::parse(&s.issuer) {
@@ -483,7 +491,11 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
             entra,
         });
     }
-    Idps { oidc: out, local }
+    Idps {
+        oidc: out,
+        local,
+        saml,
+    }
 }
 
 /// Validates `entra:`: Graph is reached with users' tokens, so only over HTTPS (plain HTTP

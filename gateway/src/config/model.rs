@@ -31,6 +31,8 @@ pub struct Config {
     pub identity_providers: Vec<super::auth_model::IdpConfig>,
     /// Local-account providers (`type: local`).
     pub local_providers: Vec<super::auth_model::LocalIdpConfig>,
+    /// SAML 2.0 providers (`type: saml`).
+    pub saml_providers: Vec<crate::saml::config::SamlConfig>,
     /// Upstream assertion settings.
     pub assertion: super::auth_model::AssertionConfig,
     /// Shared database.
@@ -230,7 +232,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     let server = build_server(file.server, problems);
     let session = super::auth_model::build_session(file.session, problems);
     let idps = super::auth_model::build_idps(file.identity_providers, problems);
-    let (identity_providers, local_providers) = (idps.oidc, idps.local);
+    let (identity_providers, local_providers, saml_providers) = (idps.oidc, idps.local, idps.saml);
     if directory.is_none() {
         for l in &local_providers {
             problems.add(
@@ -254,6 +256,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
         .iter()
         .map(|i| i.id.clone())
         .chain(local_providers.iter().map(|l| l.id.clone()))
+        .chain(saml_providers.iter().map(|s| s.id.clone()))
         .collect();
     let case_insensitive = server.as_ref().is_some_and(|s| s.case_insensitive_paths);
     let mut roles = file.roles;
@@ -350,6 +353,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             session,
             identity_providers,
             local_providers,
+            saml_providers,
             assertion,
             store: store?,
             decision_log,
