@@ -13,6 +13,7 @@ pub mod geo;
 pub mod hostile;
 pub mod oidc;
 pub mod pki;
+pub mod saml;
 pub mod smtp;
 pub mod syslogd;
 pub mod totp;
