@@ -6,11 +6,16 @@
 use portcullis_e2e::oidc::*;
 use portcullis_e2e::saml::*;
 use portcullis_e2e::*;
+use reqwest::cookie::CookieStore;
 
 const SP: &str = "https://gw.test/saml";
 const MFA: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor";
 
 fn config(idp: &SamlIdp, up: &str, store: &str) -> String {
+    config_with(idp, up, store, "")
+}
+
+fn config_with(idp: &SamlIdp, up: &str, store: &str, extra: &str) -> String {
     let d = idp.dir.path().display();
     format!(
         "{SERVER}session:
@@ -25,7 +30,7 @@ identity_providers:
     sp_cert_file: {d}/sp.crt
     sign_authn_requests: true
     claims: {{ user: NameID, email: mail, groups: memberOf, name: displayName }}
-routes:
+{extra}routes:
   - {{ id: app, path: /app, upstream: \"{up}\", policy: authenticated }}
   - {{ id: strong, path: /strong, upstream: \"{up}\", policy: {{ allow: [ {{ mfa: {{ methods: [\"idp:{MFA}\"] }} }} ] }} }}
 "
@@ -139,4 +144,361 @@ async fn sign_in_with_pysaml2_reaches_the_upstream_with_the_identity() {
         "{}",
         gw.proc.logs()
     );
+}
+
+/// A login started in a fresh browser: the browser, its AuthnRequest ID and RelayState.
+async fn begin(gw_origin: &str, idp: &SamlIdp) -> (Browser, String, String) {
+    let b = Browser::new();
+    let w = b
+        .walk_until(&format!("{gw_origin}/app/"), |u| u.starts_with(&idp.url()))
+        .await;
+    let to_idp = w.last().location.clone().expect("redirect to the IdP");
+    (b, request_id(&to_idp), relay_state(&to_idp))
+}
+
+/// Posts `xml` to the ACS of `origin` as the IdP's form would, from browser `b`.
+async fn post(b: &Browser, origin: &str, xml: &str, relay: &str) -> Walk {
+    let fields = [
+        ("SAMLResponse", b64(xml)),
+        ("RelayState", relay.to_string()),
+    ];
+    b.walk_from(
+        b.client
+            .post(format!("{origin}/.portcullis/saml/acs"))
+            .form(&fields),
+        |_| false,
+    )
+    .await
+}
+
+fn refusals(gw: &Gateway) -> usize {
+    gw.proc.logs().matches("audit auth.login_failed").count()
+}
+
+/// The walk opened no session, did not reach the app, and one more refusal naming `reason`
+/// was audited.
+async fn assert_refused(gw: &Gateway, case: &str, w: &Walk, before: usize, reason: &str) {
+    assert!(
+        w.session_set_cookie().is_none(),
+        "{case}: session opened: {w:#?}"
+    );
+    assert_eq!(w.hops.len(), 1, "{case}: went on to {w:#?}");
+    assert!(
+        matches!(w.last().status, 400 | 401 | 403),
+        "{case}: status {}",
+        w.last().status
+    );
+    let seen = eventually(std::time::Duration::from_secs(10), || refusals(gw) > before).await;
+    assert!(seen, "{case}: no auth.login_failed audit line");
+    let logs = gw.proc.logs();
+    let last = logs
+        .lines()
+        .rfind(|l| l.contains("audit auth.login_failed"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.contains(reason),
+        "{case}: refused for another reason than {reason:?}: {last}"
+    );
+}
+
+fn now() -> i64 {
+    i64::try_from(portcullis_e2e::totp::now()).expect("now")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_hostile_response_is_refused_without_a_session() {
+    let Some(py) = python() else { return };
+    let up = Whoami::start("app");
+    let redis = Redis::start();
+    let ports = Ports::fresh();
+    let idp_peer = SamlIdp::start(&py);
+    let idp = &idp_peer;
+    let origin = format!("https://127.0.0.1:{}", ports.https);
+    // Two replicas behind one external URL, sharing Redis (sessions and the replay cache).
+    let acs = format!("    acs_url: {origin}/.portcullis/saml/acs\n");
+    let gw = Gateway::start_on(ports, &config_with(idp, &up.url(), &redis.url(), &acs));
+    let gw2 = Gateway::start(&config_with(idp, &up.url(), &redis.url(), &acs));
+    let t = now();
+
+    // Control: a response the harness forges and signs with the IdP's key is accepted.
+    let (b, irt, relay) = begin(&origin, idp).await;
+    let good = Forged::new(idp, &origin, SP, &irt, t);
+    let good_xml = good.xml(idp, "idp");
+    let pre_auth: Vec<String> = b
+        .jar
+        .cookies(&origin.parse().unwrap())
+        .map(|v| v.to_str().unwrap().to_string())
+        .into_iter()
+        .collect();
+    let w = post(&b, &origin, &good_xml, &relay).await;
+    assert!(
+        w.session_set_cookie().is_some(),
+        "control: {w:#?}\n{}",
+        gw.proc.logs()
+    );
+    assert_eq!(w.last().status, 200);
+
+    // Replayed: the same response again, with the pre-auth cookie put back (an attacker who
+    // captured both), at this replica and at the other one.
+    for (case, target) in [("replay", &gw), ("replay at replica 2", &gw2)] {
+        let thief = Browser::new();
+        for c in pre_auth.iter().flat_map(|h| h.split("; ")) {
+            let url: url::Url = origin.parse().unwrap();
+            thief
+                .jar
+                .add_cookie_str(&format!("{c}; Secure; Path=/"), &url);
+            let url2: url::Url = target.https().parse().unwrap();
+            thief
+                .jar
+                .add_cookie_str(&format!("{c}; Secure; Path=/"), &url2);
+        }
+        let before = refusals(target);
+        let w = post(&thief, &target.https(), &good_xml, &relay).await;
+        assert_refused(target, case, &w, before, "replayed").await;
+    }
+
+    // Each case: a fresh login, then the forged answer to it.
+    type Build<'a> = Box<dyn Fn(&Forged) -> String + 'a>;
+    let signed = move |f: &Forged| f.signed_assertion(idp, "idp");
+    let evil = move |f: &Forged| {
+        Forged {
+            assertion_id: "_evil".into(),
+            name_id: "admin@example.com".into(),
+            sign_assertion: false,
+            ..f.clone()
+        }
+        .assertion()
+    };
+    let cases: Vec<(&str, Build<'_>, &str)> = vec![
+        (
+            "unsigned",
+            Box::new(move |f: &Forged| {
+                Forged {
+                    sign_assertion: false,
+                    ..f.clone()
+                }
+                .xml(idp, "idp")
+            }),
+            "not signed",
+        ),
+        (
+            "signed with the wrong key",
+            Box::new(move |f: &Forged| f.xml(idp, "attacker")),
+            "invalid signature",
+        ),
+        (
+            "XSW: signed assertion wrapped in Extensions, evil one used",
+            Box::new(move |f: &Forged| {
+                f.wrap(&format!(
+                    "<samlp:Extensions>{}</samlp:Extensions>{}",
+                    signed(f),
+                    evil(f)
+                ))
+            }),
+            "not signed",
+        ),
+        (
+            "XSW: second assertion before the signed one",
+            Box::new(move |f: &Forged| f.wrap(&format!("{}{}", evil(f), signed(f)))),
+            "exactly one Assertion",
+        ),
+        (
+            "XSW: second assertion after the signed one",
+            Box::new(move |f: &Forged| f.wrap(&format!("{}{}", signed(f), evil(f)))),
+            "exactly one Assertion",
+        ),
+        (
+            "XSW: signed assertion moved into the evil one's signature",
+            Box::new(move |f: &Forged| {
+                let s = signed(f);
+                let sig = &s[s.find("<ds:Signature").unwrap()..s.find("</ds:Signature>").unwrap()];
+                let moved = format!("{sig}<ds:Object>{s}</ds:Object></ds:Signature>");
+                f.wrap(&evil(f).replacen("</saml:Issuer>", &format!("</saml:Issuer>{moved}"), 1))
+            }),
+            "signature",
+        ),
+        (
+            "XSW: evil Response wrapping the signed one",
+            Box::new(move |f: &Forged| {
+                let inner = f.xml(idp, "idp");
+                Forged {
+                    response_id: "_evilresp".into(),
+                    ..f.clone()
+                }
+                .wrap(&format!(
+                    "<samlp:Extensions>{inner}</samlp:Extensions>{}",
+                    evil(f)
+                ))
+            }),
+            "not signed",
+        ),
+        (
+            "wrong audience",
+            Box::new(move |f: &Forged| {
+                Forged {
+                    audience: "https://other-sp.test".into(),
+                    ..f.clone()
+                }
+                .xml(idp, "idp")
+            }),
+            "Audience",
+        ),
+        (
+            "wrong recipient",
+            Box::new(move |f: &Forged| {
+                Forged {
+                    recipient: "https://evil.test/acs".into(),
+                    ..f.clone()
+                }
+                .xml(idp, "idp")
+            }),
+            "Recipient",
+        ),
+        (
+            "wrong destination",
+            Box::new(move |f: &Forged| {
+                Forged {
+                    destination: "https://evil.test/acs".into(),
+                    ..f.clone()
+                }
+                .xml(idp, "idp")
+            }),
+            "Destination",
+        ),
+        (
+            "expired",
+            Box::new(move |f: &Forged| {
+                Forged {
+                    not_before: t - 900,
+                    not_on_or_after: t - 300,
+                    ..f.clone()
+                }
+                .xml(idp, "idp")
+            }),
+            "expired",
+        ),
+        (
+            "not yet valid",
+            Box::new(move |f: &Forged| {
+                Forged {
+                    not_before: t + 600,
+                    not_on_or_after: t + 900,
+                    ..f.clone()
+                }
+                .xml(idp, "idp")
+            }),
+            "not yet valid",
+        ),
+        (
+            "missing InResponseTo (unsolicited)",
+            Box::new(move |f: &Forged| {
+                Forged {
+                    irt: None,
+                    ..f.clone()
+                }
+                .xml(idp, "idp")
+            }),
+            "unsolicited",
+        ),
+        (
+            "comment-injected NameID",
+            Box::new(move |f: &Forged| {
+                Forged {
+                    name_id: "user@user.com.evil.com".into(),
+                    ..f.clone()
+                }
+                .xml(idp, "idp")
+                .replace("user@user.com.evil.com", "user@user.com<!---->.evil.com")
+            }),
+            "holds a comment",
+        ),
+        (
+            "DOCTYPE with an external entity",
+            Box::new(move |f: &Forged| {
+                format!(
+                    "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>{}",
+                    f.xml(idp, "idp").replace("mallory@example.com", "&x;")
+                )
+            }),
+            "DOCTYPE",
+        ),
+        (
+            "billion laughs",
+            Box::new(move |_: &Forged| {
+                let mut x = String::from("<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"lol\">");
+                for i in 1..10 {
+                    let prev = if i == 1 {
+                        "a".to_string()
+                    } else {
+                        format!("a{}", i - 1)
+                    };
+                    x.push_str(&format!(
+                        "<!ENTITY a{i} \"{}\">",
+                        format!("&{prev};").repeat(10)
+                    ));
+                }
+                x.push_str("]><samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\">&a9;</samlp:Response>");
+                x
+            }),
+            "DOCTYPE",
+        ),
+        (
+            "SHA-1 signature",
+            Box::new(move |f: &Forged| {
+                Forged {
+                    sig_alg: RSA_SHA1.into(),
+                    digest_alg: SHA1.into(),
+                    ..f.clone()
+                }
+                .xml(idp, "idp")
+            }),
+            "is not accepted",
+        ),
+        (
+            "status not Success",
+            Box::new(move |f: &Forged| {
+                Forged {
+                    status: "urn:oasis:names:tc:SAML:2.0:status:Responder".into(),
+                    ..f.clone()
+                }
+                .xml(idp, "idp")
+            }),
+            "status",
+        ),
+    ];
+    for (case, build, reason) in cases {
+        let (b, irt, relay) = begin(&origin, idp).await;
+        let xml = build(&Forged::new(idp, &origin, SP, &irt, t));
+        let before = refusals(&gw);
+        let started = std::time::Instant::now();
+        let w = post(&b, &origin, &xml, &relay).await;
+        assert_refused(&gw, case, &w, before, reason).await;
+        if reason == "DOCTYPE" {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "{case} refused slowly"
+            );
+        }
+    }
+
+    // Foreign InResponseTo: a response made for browser A's request, posted by browser B.
+    let (_a, irt_a, _) = begin(&origin, idp).await;
+    let (b, _, relay_b) = begin(&origin, idp).await;
+    let before = refusals(&gw);
+    let w = post(
+        &b,
+        &origin,
+        &Forged::new(idp, &origin, SP, &irt_a, t).xml(idp, "idp"),
+        &relay_b,
+    )
+    .await;
+    assert_refused(
+        &gw,
+        "foreign InResponseTo",
+        &w,
+        before,
+        "InResponseTo is not the request this browser sent",
+    )
+    .await;
 }
