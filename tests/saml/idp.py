@@ -256,6 +256,15 @@ def serve(port, directory):
 
         def slo(self, q):
             server = state.server()
+            if "SAMLResponse" in q:
+                # The SP's answer to an IdP-initiated logout.
+                resp = server.parse_logout_request_response(q["SAMLResponse"], BINDING_HTTP_REDIRECT)
+                with state.lock:
+                    state.requests.append(
+                        {"kind": "LogoutResponse", "status": resp.response.status.status_code.value, "signed": "Signature" in q}
+                    )
+                self.reply(200, "logged out", "text/plain")
+                return
             req = server.parse_logout_request(
                 q["SAMLRequest"], BINDING_HTTP_REDIRECT,
                 relay_state=q.get("RelayState"), sigalg=q.get("SigAlg"), signature=q.get("Signature"),
@@ -281,7 +290,6 @@ def serve(port, directory):
 
         def logout(self, q):
             server = state.server()
-            sp = server.metadata.identity_providers  # noqa: F841 (metadata loaded)
             sp_entity = q["sp"]
             dest = server.metadata.single_logout_service(sp_entity, BINDING_HTTP_REDIRECT, "spsso")[0]["location"]
             name_id = NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=q["name_id"])

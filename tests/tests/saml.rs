@@ -502,3 +502,93 @@ async fn every_hostile_response_is_refused_without_a_session() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn single_logout_both_ways_and_forged_logout_requests_are_refused() {
+    let Some(py) = python() else { return };
+    let up = Whoami::start("app");
+    let (idp, gw) = setup(&py, &up, "memory").await;
+    let app = format!("{}/app/", gw.https());
+
+    // SP-initiated: signing out here sends the browser to the IdP with our signed LogoutRequest
+    // for its NameID and SessionIndex; the IdP's LogoutResponse brings it back.
+    let b = Browser::new();
+    assert_eq!(sign_in(&b, &idp, &app, "").await.last().status, 200);
+    let out = b.logout(&gw.https()).await;
+    assert_eq!(out.status(), 302);
+    let to_idp = out.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to_idp.starts_with(&format!("{}/slo?SAMLRequest=", idp.url())),
+        "{to_idp}"
+    );
+    let w = b.walk(&to_idp).await;
+    assert!(
+        w.hops
+            .iter()
+            .any(|h| h.url.contains("/.portcullis/saml/slo?SAMLResponse=")),
+        "{w:#?}"
+    );
+    assert_eq!(b.api_get(&app).await.status(), 401, "signed out");
+    let reqs = idp.requests().await;
+    let lr = reqs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "LogoutRequest")
+        .expect("the IdP got our LogoutRequest");
+    assert_eq!(lr["name_id"], "alice@example.com");
+    assert_eq!(lr["signed"], true);
+    assert_eq!(lr["session_indexes"].as_array().map(Vec::len), Some(1));
+
+    // A forged (unsigned) LogoutRequest naming alice: refused, her session lives on.
+    let b1 = Browser::new();
+    assert_eq!(sign_in(&b1, &idp, &app, "").await.last().status, 200);
+    let forged = format!(
+        "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_f1\" Version=\"2.0\" IssueInstant=\"2026-01-01T00:00:00Z\"><saml:Issuer>{}</saml:Issuer><saml:NameID>alice@example.com</saml:NameID></samlp:LogoutRequest>",
+        idp.entity_id()
+    );
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut z, forged.as_bytes()).unwrap();
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("SAMLRequest", &b64_bytes(&z.finish().unwrap()))
+        .finish();
+    let r = Browser::new()
+        .client
+        .get(format!("{}/.portcullis/saml/slo?{q}", gw.https()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        b1.api_get(&app).await.status(),
+        200,
+        "a forged logout ended nothing"
+    );
+
+    // IdP-initiated (signed, HTTP-Redirect): every session of that NameID ends, on this
+    // browser and another one; the IdP gets a LogoutResponse.
+    let b2 = Browser::new();
+    assert_eq!(sign_in(&b2, &idp, &app, "").await.last().status, 200);
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("sp", SP)
+        .append_pair("name_id", "alice@example.com")
+        .finish();
+    let w = b1.walk(&format!("{}/logout?{q}", idp.url())).await;
+    assert_eq!(w.last().status, 200, "{w:#?}\n{}", gw.proc.logs());
+    assert_eq!(b1.api_get(&app).await.status(), 401);
+    assert_eq!(b2.api_get(&app).await.status(), 401);
+    let reqs = idp.requests().await;
+    assert!(
+        reqs.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "LogoutResponse" && r["signed"] == true),
+        "{reqs}"
+    );
+    assert!(gw.proc.logs().contains("saml_logout"));
+}
+
+fn b64_bytes(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}

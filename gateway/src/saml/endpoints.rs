@@ -33,6 +33,16 @@ pub async fn serve(sso: &Sso, req: &LocalRequest) -> Result<Reply, GatewayError>
                 Err((err, clear)) => Err(GatewayError::Auth { err, clear }),
             }
         }
+        (super::SLO_PATH, "GET" | "POST") => {
+            let form = match req.method.as_str() {
+                "POST" => Some(req.text()?),
+                _ => None,
+            };
+            Ok(Reply::redirect(
+                sso.saml_slo(&req.query, form, &req.origin, req.tls, &ip)
+                    .await?,
+            ))
+        }
         _ => Err(GatewayError::NoRoute),
     }
 }

@@ -139,7 +139,7 @@ pub struct SpDescription<'a> {
     pub name_id_format: Option<&'a str>,
 }
 
-/// Our `EntityDescriptor` (unsigned; [`super::sign`] signs it when configured).
+/// Our `EntityDescriptor` (unsigned; [`sign_sp_metadata`] signs it when configured).
 pub fn sp_metadata(d: &SpDescription<'_>, id: &str) -> String {
     let cert = base64::engine::general_purpose::STANDARD.encode(d.cert);
     let key = |usage: &str| {
@@ -167,6 +167,37 @@ pub fn sp_metadata(d: &SpDescription<'_>, id: &str) -> String {
         slo = esc(d.slo_url),
         acs = esc(d.acs_url),
     )
+}
+
+/// Signs our metadata (`sp_metadata`'s output, document `id`) with the SP key: an enveloped
+/// RSA-SHA256 signature as the first child of the `EntityDescriptor`, as the schema wants.
+pub fn sign_sp_metadata(
+    xml: &str,
+    id: &str,
+    key: &super::config::SpKey,
+) -> Result<String, SamlError> {
+    let open_end = xml
+        .find('>')
+        .ok_or_else(|| SamlError::Config("metadata template".into()))?;
+    let template = format!(
+        "{}<ds:Signature><ds:SignedInfo>\
+         <ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>\
+         <ds:SignatureMethod Algorithm=\"{}\"/><ds:Reference URI=\"#{id}\"><ds:Transforms>\
+         <ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>\
+         <ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/></ds:Transforms>\
+         <ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><ds:DigestValue></ds:DigestValue>\
+         </ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue></ds:Signature>{}",
+        &xml[..=open_end],
+        super::authn::RSA_SHA256,
+        &xml[open_end + 1..],
+    );
+    let mut keys = bergshamra::keys::KeysManager::new();
+    let k = bergshamra::keys::loader::load_rsa_private_pem(key.pem.as_bytes())
+        .map_err(|e| SamlError::Config(format!("SP key unusable for signing: {e}")))?;
+    keys.add_key(k);
+    let ctx = bergshamra::dsig::DsigContext::new(keys);
+    bergshamra::dsig::sign::sign(&ctx, &template)
+        .map_err(|e| SamlError::Config(format!("signing the metadata: {e}")))
 }
 
 #[cfg(test)]

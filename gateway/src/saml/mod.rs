@@ -29,6 +29,7 @@ pub mod endpoints;
 pub mod metadata;
 pub mod response;
 pub mod signature;
+pub mod slo;
 pub mod xml;
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::*;
 use crate::config::auth_model::ClaimNames;
 use crate::saml::config::NAME_ID;
 use crate::saml::response::{self, Expect, Verified};
-use crate::saml::{authn, metadata, SamlError, Sp};
+use crate::saml::{authn, metadata, slo, SamlError, Sp};
 use crate::session::cookies::GatewayCookie;
 use serde_json::{Map, Value};
 
@@ -308,6 +308,116 @@ impl Sso {
             .unwrap_or_else(|| "_unknown_".to_string())
     }
 
+    /// Where a signed-out SAML session goes next: the IdP's single logout URL with our
+    /// LogoutRequest for its NameID and SessionIndex (signed when AuthnRequests are); `None`
+    /// when the session is not a SAML one or the IdP has no single logout.
+    pub(super) fn saml_logout_location(
+        &self,
+        rec: &crate::session::SessionRecord,
+    ) -> Option<String> {
+        let sp = self.saml_provider(&rec.idp)?;
+        let idp = sp.idp().ok()?;
+        let dest = idp.slo_url.as_deref()?;
+        let id = format!("_{}", self.new_id().ok()?);
+        let xml = slo::logout_request(
+            &id,
+            dest,
+            &sp.cfg.sp_entity_id,
+            &rec.sub,
+            rec.idp_sid.as_deref(),
+            self.now(),
+        );
+        let key = sp.cfg.sign_authn_requests.then_some(&*sp.cfg.sp_key);
+        authn::redirect_url(dest, "SAMLRequest", &xml, None, key).ok()
+    }
+
+    /// `/.portcullis/saml/slo`. An IdP's LogoutRequest (HTTP-Redirect with the query `query`, or
+    /// HTTP-POST with the form `form`) is verified, ends the sessions of its NameID (only those
+    /// of its SessionIndex values, when it names some) on every replica, and is answered with
+    /// a LogoutResponse at the IdP's single logout URL. The IdP's LogoutResponse to our own
+    /// request changes nothing (the session ended before we sent it): the browser goes home.
+    pub async fn saml_slo(
+        &self,
+        query: &str,
+        form: Option<&str>,
+        origin: &str,
+        tls: bool,
+        client_ip: &str,
+    ) -> Result<Redirect, AuthError> {
+        let clear = session::clear_cookie(cookie_name(tls, false), tls);
+        let home = Redirect {
+            location: format!("{origin}/"),
+            cookies: vec![clear.clone()],
+        };
+        let fields: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(form.unwrap_or(query).as_bytes())
+                .into_owned()
+                .collect();
+        let Some(msg) = fields.get("SAMLRequest") else {
+            return if fields.contains_key("SAMLResponse") {
+                Ok(home)
+            } else {
+                Err(AuthError::BadRequest("no SAML message"))
+            };
+        };
+        let bad = |_| AuthError::BadRequest("invalid LogoutRequest");
+        let (text, binding) = match form {
+            None => (
+                authn::inflate(msg).map_err(bad)?,
+                slo::Binding::Redirect(query),
+            ),
+            Some(_) => (response::decode(msg).map_err(bad)?, slo::Binding::Post),
+        };
+        let issuer = slo::issuer(&text).map_err(bad)?;
+        let id = self.saml_by_issuer(Some(&issuer));
+        let sp = self.saml_provider(&id).ok_or(AuthError::UnknownProvider)?;
+        let idp = sp
+            .idp()
+            .map_err(|e| AuthError::ProviderUnavailable(e.to_string()))?;
+        let req = slo::verify_request(
+            &text,
+            binding,
+            &sp.cfg,
+            &idp,
+            &sp.slo_url(origin),
+            self.now(),
+        )
+        .map_err(|e| {
+            metrics::auth_event(&id, "saml_logout", "failure");
+            self.audit.record(AuditEvent::BackchannelRefused {
+                idp: id.clone(),
+                reason: format!("SAML LogoutRequest: {e}"),
+                client_ip: client_ip.to_string(),
+            });
+            AuthError::BadRequest("invalid LogoutRequest")
+        })?;
+        if req.session_indexes.is_empty() {
+            self.revoke_user(&id, &req.name_id, "saml_logout").await?;
+        }
+        for idx in &req.session_indexes {
+            self.revoke_matching(&id, Some(&req.name_id), Some(idx), "saml_logout")
+                .await?;
+        }
+        metrics::auth_event(&id, "saml_logout", "success");
+        let Some(dest) = idp.slo_url.as_deref() else {
+            return Ok(home);
+        };
+        let xml = slo::logout_response(
+            &format!("_{}", self.new_id()?),
+            dest,
+            &sp.cfg.sp_entity_id,
+            &req.id,
+            self.now(),
+        );
+        let relay = fields.get("RelayState").map(String::as_str);
+        let location = authn::redirect_url(dest, "SAMLResponse", &xml, relay, Some(&sp.cfg.sp_key))
+            .map_err(|_| AuthError::Internal("LogoutResponse"))?;
+        Ok(Redirect {
+            location,
+            cookies: vec![clear],
+        })
+    }
+
     /// The SP metadata of provider `id` (or the only/first SAML provider), for `origin`.
     pub fn saml_metadata(&self, id: Option<&str>, origin: &str) -> Result<String, AuthError> {
         let sp = match id {
@@ -326,6 +436,11 @@ impl Sso {
             name_id_format: sp.cfg.name_id_format.as_deref(),
         };
         let doc_id = format!("_{}", self.new_id()?);
-        Ok(metadata::sp_metadata(&desc, &doc_id))
+        let xml = metadata::sp_metadata(&desc, &doc_id);
+        if !sp.cfg.sign_metadata {
+            return Ok(xml);
+        }
+        metadata::sign_sp_metadata(&xml, &doc_id, &sp.cfg.sp_key)
+            .map_err(|e| AuthError::ProviderUnavailable(e.to_string()))
     }
 }

@@ -58,3 +58,30 @@ fn sp_metadata_names_acs_slo_and_certificate() {
     assert!(xml.contains("AuthnRequestsSigned=\"true\""));
     assert!(xml.contains(&base64::engine::general_purpose::STANDARD.encode(&cert)));
 }
+
+#[test]
+fn signed_sp_metadata_verifies_with_the_sp_certificate() {
+    let cert = der(SP_CRT);
+    let d = SpDescription {
+        entity_id: SP,
+        acs_url: ACS,
+        slo_url: "https://gw.test/.portcullis/saml/slo",
+        cert: &cert,
+        requests_signed: false,
+        name_id_format: None,
+    };
+    let signed = sign_sp_metadata(&sp_metadata(&d, "_md1"), "_md1", &sp_key()).unwrap();
+    let doc = crate::saml::xml::parse(&signed).unwrap();
+    let root = doc.document_element().unwrap();
+    let keys = crate::saml::signature::TrustedKeys {
+        certs: vec![cert.clone()],
+        allow_sha1: false,
+    };
+    crate::saml::signature::verify(&doc, root, &keys).unwrap();
+    // The signature is the EntityDescriptor's first child (schema order).
+    let first = doc
+        .children_iter(root)
+        .find(|&c| doc.element(c).is_some())
+        .unwrap();
+    assert!(xml::is(&doc, first, DSIG, "Signature"));
+}
