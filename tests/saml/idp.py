@@ -3,7 +3,8 @@
 with Debian's xmlsec1), SHA-256 signatures and digests (pysaml2's default is SHA-1).
 
   idp.py keygen DIR NAME        writes DIR/NAME.key (PKCS#8) and DIR/NAME.crt (self-signed RSA)
-  idp.py serve --port P --dir D writes D/idp.xml (its metadata) and serves:
+  idp.py serve --port P --dir D writes D/idp.xml (its metadata; D/idp-signed.xml signed with
+                                its key) and serves them at /metadata and /metadata-signed, and:
     GET  /sso  HTTP-Redirect AuthnRequest -> auto-post form with a signed Response for the fixed
                test user (alice@example.com; mail, memberOf, displayName); the SP metadata is
                read from D/sp.xml at each request (the test writes it after the gateway starts).
@@ -159,11 +160,12 @@ def serve(port, directory):
     from saml2.metadata import create_metadata_string
     from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
 
-    metadata = create_metadata_string(None, idp_config(port, directory, False), 4, None, None, None, None, None)
-    tmp = os.path.join(directory, "idp.xml.tmp")
-    with open(tmp, "wb") as f:
-        f.write(metadata if isinstance(metadata, bytes) else metadata.encode())
-    os.replace(tmp, os.path.join(directory, "idp.xml"))
+    for name, sign in [("idp-signed.xml", True), ("idp.xml", False)]:
+        metadata = create_metadata_string(None, idp_config(port, directory, False), 4, None, None, None, None, sign)
+        tmp = os.path.join(directory, name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(metadata if isinstance(metadata, bytes) else metadata.encode())
+        os.replace(tmp, os.path.join(directory, name))
     state = State(port, directory)
     use_encryption_algorithm()
 
@@ -191,6 +193,10 @@ def serve(port, directory):
                     self.slo(q)
                 elif url.path == "/logout":
                     self.logout(q)
+                elif url.path in ("/metadata", "/metadata-signed"):
+                    name = "idp.xml" if url.path == "/metadata" else "idp-signed.xml"
+                    with open(os.path.join(state.dir, name), "rb") as f:
+                        self.reply(200, f.read(), "application/samlmetadata+xml")
                 elif url.path == "/requests":
                     with state.lock:
                         self.reply(200, json.dumps(state.requests), "application/json")

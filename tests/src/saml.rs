@@ -48,14 +48,21 @@ pub struct SamlIdp {
     pub port: u16,
     /// Keys, its metadata (`idp.xml`) and the SP metadata it trusts (`sp.xml`).
     pub dir: tempfile::TempDir,
-    python: PathBuf,
 }
 
 impl SamlIdp {
     /// Generates the IdP and SP keys and starts the IdP; waits for its metadata.
     pub fn start(python: &Path) -> Self {
+        Self::start_on(python, free_port())
+    }
+
+    /// Like [`SamlIdp::start`] on a port chosen beforehand.
+    pub fn start_on(python: &Path, port: u16) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        // The keys exist before the IdP starts (it reads its own at start for its metadata).
+        for name in ["idp", "sp", "attacker"] {
+            keygen(python, dir.path(), name);
+        }
         let idp = Self {
             peer: Peer::spawn(Command::new(python).arg(script()).args([
                 "serve",
@@ -66,13 +73,7 @@ impl SamlIdp {
             ])),
             port,
             dir,
-            python: python.to_path_buf(),
         };
-        // `serve` needs the IdP key before it writes its metadata: generate both now (the
-        // server reads them at its first request; the metadata is written at start).
-        idp.keygen("idp");
-        idp.keygen("sp");
-        idp.keygen("attacker");
         wait_for_port(port, Duration::from_secs(30));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !idp.path("idp.xml").exists() {
@@ -84,18 +85,6 @@ impl SamlIdp {
             std::thread::sleep(Duration::from_millis(50));
         }
         idp
-    }
-
-    fn keygen(&self, name: &str) {
-        if self.path(&format!("{name}.key")).exists() {
-            return;
-        }
-        let st = Command::new(&self.python)
-            .arg(script())
-            .args(["keygen", &self.dir.path().display().to_string(), name])
-            .status()
-            .expect("keygen");
-        assert!(st.success());
     }
 
     /// A file in the IdP's directory.
@@ -127,6 +116,16 @@ impl SamlIdp {
             .await
             .expect("json")
     }
+}
+
+/// Writes `dir/name.key` and `dir/name.crt` (RSA 2048, self-signed) with the IdP script.
+fn keygen(python: &Path, dir: &Path, name: &str) {
+    let st = Command::new(python)
+        .arg(script())
+        .args(["keygen", &dir.display().to_string(), name])
+        .status()
+        .expect("keygen");
+    assert!(st.success());
 }
 
 /// The ID of the AuthnRequest in an HTTP-Redirect URL.

@@ -592,3 +592,55 @@ fn b64_bytes(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idp_metadata_from_a_url_is_refreshed_and_its_signature_checked() {
+    let Some(py) = python() else { return };
+    let up = Whoami::start("app");
+    let idp = SamlIdp::start(&py);
+    let d = idp.dir.path().display().to_string();
+    // Not served at first: the gateway starts without metadata and refuses to sign in.
+    let signed = idp.path("idp-signed.xml");
+    let hidden = idp.path("idp-signed.xml.hidden");
+    std::fs::rename(&signed, &hidden).unwrap();
+    let url_cfg = |cert: &str| {
+        config(&idp, &up.url(), "memory").replace(
+            &format!("    idp_metadata_file: {d}/idp.xml\n"),
+            &format!(
+                "    idp_metadata_url: {}/metadata-signed\n    idp_metadata_signing_cert: {d}/{cert}.crt\n    idp_metadata_refresh: 1s\n",
+                idp.url()
+            ),
+        )
+    };
+    let gw = Gateway::start(&url_cfg("idp"));
+    let md = Browser::new()
+        .client
+        .get(format!("{}/.portcullis/saml/metadata", gw.https()))
+        .send()
+        .await
+        .unwrap();
+    idp.trust_sp(&md.text().await.unwrap());
+    let app = format!("{}/app/", gw.https());
+    let w = Browser::new().walk(&app).await;
+    assert_eq!(w.last().status, 502, "no metadata yet: {w:#?}");
+    // Served now: the next refresh (within the 1 s interval) picks it up.
+    std::fs::rename(&hidden, &signed).unwrap();
+    let logs_ok = eventually(std::time::Duration::from_secs(10), || {
+        gw.proc.logs().contains("SAML IdP metadata loaded")
+    })
+    .await;
+    assert!(logs_ok, "{}", gw.proc.logs());
+    let b = Browser::new();
+    assert_eq!(sign_in(&b, &idp, &app, "").await.last().status, 200);
+
+    // Signed metadata checked against another certificate: never loaded, no sign-in.
+    let gw2 = Gateway::start(&url_cfg("attacker"));
+    let refused = eventually(std::time::Duration::from_secs(10), || {
+        gw2.proc.logs().contains("metadata signature")
+    })
+    .await;
+    assert!(refused, "{}", gw2.proc.logs());
+    let w = Browser::new().walk(&format!("{}/app/", gw2.https())).await;
+    assert_eq!(w.last().status, 502);
+    assert!(!gw2.proc.logs().contains("SAML IdP metadata loaded"));
+}

@@ -27,6 +27,7 @@ pub mod config;
 pub mod decrypt;
 pub mod endpoints;
 pub mod metadata;
+pub mod refresh;
 pub mod response;
 pub mod signature;
 pub mod slo;
