@@ -80,6 +80,19 @@ async fn sign_in_with_pysaml2_reaches_the_upstream_with_the_identity() {
     let b = Browser::new();
     let w = sign_in(&b, &idp, &format!("{}/app/hello", gw.https()), "").await;
     assert_eq!(w.last().status, 200, "{w:#?}\n{}", gw.proc.logs());
+    // The pre-auth cookie travels with the IdP's cross-site POST: SameSite=None, Secure.
+    let first = Browser::new()
+        .walk_until(&format!("{}/app/", gw.https()), |_| true)
+        .await;
+    let pre = first.hops[0]
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-portcullis-saml="))
+        .expect("SAML pre-auth cookie");
+    assert!(
+        pre.contains("SameSite=None") && pre.contains("Secure") && pre.contains("HttpOnly"),
+        "{pre}"
+    );
     assert!(
         w.last().url.ends_with("/app/hello"),
         "back where it started: {w:#?}"
@@ -482,6 +495,19 @@ async fn every_hostile_response_is_refused_without_a_session() {
         }
     }
 
+    // RelayState swapped for another URL (an open redirect attempt): refused; the return URL
+    // only ever comes from the pre-auth cookie.
+    let (b, irt, _) = begin(&origin, idp).await;
+    let before = refusals(&gw);
+    let w = post(
+        &b,
+        &origin,
+        &Forged::new(idp, &origin, SP, &irt, t).xml(idp, "idp"),
+        "https://evil.test/",
+    )
+    .await;
+    assert_refused(&gw, "RelayState swapped", &w, before, "RelayState").await;
+
     // Foreign InResponseTo: a response made for browser A's request, posted by browser B.
     let (_a, irt_a, _) = begin(&origin, idp).await;
     let (b, _, relay_b) = begin(&origin, idp).await;
@@ -632,6 +658,18 @@ async fn idp_metadata_from_a_url_is_refreshed_and_its_signature_checked() {
     assert!(logs_ok, "{}", gw.proc.logs());
     let b = Browser::new();
     assert_eq!(sign_in(&b, &idp, &app, "").await.last().status, 200);
+    // Not served again: refreshes fail, the last good metadata stays in use.
+    std::fs::rename(&signed, &hidden).unwrap();
+    let failed = eventually(std::time::Duration::from_secs(10), || {
+        gw.proc
+            .logs()
+            .contains("refresh failed (keeping the last good one)")
+    })
+    .await;
+    assert!(failed, "{}", gw.proc.logs());
+    let b = Browser::new();
+    assert_eq!(sign_in(&b, &idp, &app, "").await.last().status, 200);
+    std::fs::rename(&hidden, &signed).unwrap();
 
     // Signed metadata checked against another certificate: never loaded, no sign-in.
     let gw2 = Gateway::start(&url_cfg("attacker"));
@@ -643,4 +681,55 @@ async fn idp_metadata_from_a_url_is_refreshed_and_its_signature_checked() {
     let w = Browser::new().walk(&format!("{}/app/", gw2.https())).await;
     assert_eq!(w.last().status, 502);
     assert!(!gw2.proc.logs().contains("SAML IdP metadata loaded"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saml_sign_ins_go_through_the_directory() {
+    let Some(py) = python() else { return };
+    let up = Whoami::start("app");
+    let idp = SamlIdp::start(&py);
+    let db = tempfile::tempdir().unwrap();
+    let store = db.path().join("portcullis.db");
+    let with_directory = |jit: bool| {
+        config(&idp, &up.url(), "memory")
+            .replace(
+                "routes:",
+                &format!(
+                    "store: \"sqlite://{}\"\ndirectory: {{}}\nroutes:",
+                    store.display()
+                ),
+            )
+            .replace(
+                "    sign_authn_requests: true\n",
+                &format!("    sign_authn_requests: true\n    jit: {jit}\n"),
+            )
+    };
+    for jit in [false, true] {
+        let gw = Gateway::start(&with_directory(jit));
+        let md = Browser::new()
+            .client
+            .get(format!("{}/.portcullis/saml/metadata", gw.https()))
+            .send()
+            .await
+            .unwrap();
+        idp.trust_sp(&md.text().await.unwrap());
+        let b = Browser::new();
+        let w = sign_in(&b, &idp, &format!("{}/app/", gw.https()), "").await;
+        if jit {
+            assert_eq!(w.last().status, 200, "{w:#?}\n{}", gw.proc.logs());
+            assert!(
+                gw.proc.logs().contains("directory.user_created"),
+                "{}",
+                gw.proc.logs()
+            );
+        } else {
+            assert_ne!(w.last().status, 200, "unknown to the directory: refused");
+            assert!(w.session_set_cookie().is_none());
+            assert!(
+                gw.proc.logs().contains("not in directory"),
+                "{}",
+                gw.proc.logs()
+            );
+        }
+    }
 }

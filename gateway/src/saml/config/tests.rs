@@ -99,3 +99,51 @@ fn saml_keys_on_another_provider_type_are_errors() {
         "{errs}"
     );
 }
+
+/// The `type: saml` examples of the README (Entra ID, Okta, the reference) load once their
+/// files exist: what the README shows is a config the gateway accepts.
+#[test]
+fn the_readme_saml_examples_load() {
+    let readme = include_str!("../../../../README.md");
+    let f = Files::new(&META.replace("CERTS", &key_descriptor("signing")));
+    let blocks: Vec<&str> = readme
+        .split("```yaml")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.contains("type: saml"))
+        .collect();
+    assert!(blocks.len() >= 3, "reference, Entra ID and Okta examples");
+    for block in blocks {
+        let mut text =
+            String::from("session: { keys: [\"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=\"] }\n");
+        for line in block.lines() {
+            let key = line.trim_start().split(':').next().unwrap_or("");
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let file = match key {
+                "idp_metadata_file" => Some(f.p("idp.xml")),
+                "sp_key_file" => Some(f.p("sp.key")),
+                "sp_cert_file" => Some(f.p("sp.crt")),
+                "idp_metadata_signing_cert" => Some(f.p("idp.crt")),
+                _ => None,
+            };
+            match file {
+                Some(path) => text.push_str(&format!("{indent}{key}: {path}\n")),
+                None => {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        let id = block
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("- id: "))
+            .unwrap()
+            .trim();
+        text.push_str(&format!(
+            "routes:\n  - {{ id: a, path: /, upstream: \"http://127.0.0.1:9\", policy: authenticated, identity_provider: {id} }}\n"
+        ));
+        if let Err(e) = load(&text) {
+            panic!("README example {id} does not load: {e:?}\n{text}");
+        }
+    }
+}

@@ -339,3 +339,32 @@ fn oversized_input_is_refused_unread() {
     let big = "A".repeat(crate::saml::MAX_BODY + 1);
     refused_with(run(&big), "too large");
 }
+
+#[test]
+fn rsa_pkcs1_v15_key_transport_and_3des_are_refused_before_decryption() {
+    let enc = |data_alg: &str, key_alg: &str| {
+        format!(
+            "<saml:EncryptedAssertion xmlns:saml=\"{ASSERTION}\" xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">\
+             <xenc:EncryptedData><xenc:EncryptionMethod Algorithm=\"{data_alg}\"/><ds:KeyInfo><xenc:EncryptedKey>\
+             <xenc:EncryptionMethod Algorithm=\"{key_alg}\"/><xenc:CipherData><xenc:CipherValue>AA==</xenc:CipherValue></xenc:CipherData>\
+             </xenc:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue>AA==</xenc:CipherValue></xenc:CipherData></xenc:EncryptedData></saml:EncryptedAssertion>"
+        )
+    };
+    let oaep = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
+    let cbc = "http://www.w3.org/2001/04/xmlenc#aes256-cbc";
+    for (data, key, needle) in [
+        (
+            cbc,
+            "http://www.w3.org/2001/04/xmlenc#rsa-1_5",
+            "not RSA-OAEP",
+        ),
+        (
+            "http://www.w3.org/2001/04/xmlenc#tripledes-cbc",
+            oaep,
+            "not AES-GCM or AES-CBC",
+        ),
+    ] {
+        let xml = Resp::default().wrap(&enc(data, key));
+        refused_with(run(&b64(&xml)), needle);
+    }
+}
