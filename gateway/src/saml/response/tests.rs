@@ -368,3 +368,38 @@ fn rsa_pkcs1_v15_key_transport_and_3des_are_refused_before_decryption() {
         refused_with(run(&b64(&xml)), needle);
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Arbitrary input never panics the verifier.
+        #[test]
+        fn arbitrary_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = run(&b64(&String::from_utf8_lossy(&data)));
+        }
+
+        /// One edit anywhere in a signed response (a character replaced, inserted or removed)
+        /// is refused, or accepted with exactly the same facts: no edit changes who signs in.
+        #[test]
+        fn one_edit_never_changes_the_identity(pos in 0usize..4096, op in 0u8..3, c in "[a-zA-Z0-9<>/=\" _:#.-]") {
+            let xml = Resp::default().xml();
+            let good = run(&b64(&xml)).unwrap();
+            let mut chars: Vec<char> = xml.chars().collect();
+            let i = pos % chars.len();
+            let c = c.chars().next().unwrap();
+            match op {
+                0 => chars[i] = c,
+                1 => chars.insert(i, c),
+                _ => { chars.remove(i); }
+            }
+            let edited: String = chars.into_iter().collect();
+            if let Ok(v) = run(&b64(&edited)) {
+                prop_assert_eq!(v, good);
+            }
+        }
+    }
+}
