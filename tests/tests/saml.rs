@@ -41,6 +41,12 @@ identity_providers:
 async fn setup(py: &std::path::Path, up: &Whoami, store: &str) -> (SamlIdp, Gateway) {
     let idp = SamlIdp::start(py);
     let gw = Gateway::start(&config(&idp, &up.url(), store));
+    trust(&idp, &gw).await;
+    (idp, gw)
+}
+
+/// Makes `idp` trust the SP metadata `gw` publishes.
+async fn trust(idp: &SamlIdp, gw: &Gateway) {
     let md = Browser::new()
         .client
         .get(format!("{}/.portcullis/saml/metadata", gw.https()))
@@ -49,7 +55,6 @@ async fn setup(py: &std::path::Path, up: &Whoami, store: &str) -> (SamlIdp, Gate
         .expect("SP metadata");
     assert_eq!(md.status(), 200);
     idp.trust_sp(&md.text().await.expect("body"));
-    (idp, gw)
 }
 
 /// Walks from `url` to the IdP, adds `mode` to the IdP URL (outside the signed query), and
@@ -639,13 +644,7 @@ async fn idp_metadata_from_a_url_is_refreshed_and_its_signature_checked() {
         )
     };
     let gw = Gateway::start(&url_cfg("idp"));
-    let md = Browser::new()
-        .client
-        .get(format!("{}/.portcullis/saml/metadata", gw.https()))
-        .send()
-        .await
-        .unwrap();
-    idp.trust_sp(&md.text().await.unwrap());
+    trust(&idp, &gw).await;
     let app = format!("{}/app/", gw.https());
     let w = Browser::new().walk(&app).await;
     assert_eq!(w.last().status, 502, "no metadata yet: {w:#?}");
@@ -706,13 +705,7 @@ async fn saml_sign_ins_go_through_the_directory() {
     };
     for jit in [false, true] {
         let gw = Gateway::start(&with_directory(jit));
-        let md = Browser::new()
-            .client
-            .get(format!("{}/.portcullis/saml/metadata", gw.https()))
-            .send()
-            .await
-            .unwrap();
-        idp.trust_sp(&md.text().await.unwrap());
+        trust(&idp, &gw).await;
         let b = Browser::new();
         let w = sign_in(&b, &idp, &format!("{}/app/", gw.https()), "").await;
         if jit {

@@ -171,12 +171,7 @@ impl Sso {
         let name = GatewayCookie::SamlPreAuth.name(tls);
         let clear = Some(session::clear_cookie(name, tls));
         let refuse = |idp: &str, why: String, err: AuthError| {
-            metrics::auth_event(idp, "login", "failure");
-            self.audit.record(AuditEvent::LoginFailed {
-                idp: idp.to_string(),
-                reason: why,
-                client_ip: client_ip.to_string(),
-            });
+            self.login_refused(idp, why, client_ip);
             (err, clear.clone())
         };
         let fail = |idp: &str, why: String| refuse(idp, why.clone(), AuthError::Callback(why));
