@@ -162,6 +162,28 @@ async fn sign_in_with_pysaml2_reaches_the_upstream_with_the_identity() {
         "{}",
         gw.proc.logs()
     );
+
+    // SAML providers are fixed at start: a reload that changes one says so and changes nothing.
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    std::fs::write(&gw.config, text.replace(SP, "https://changed.test/saml")).unwrap();
+    gw.proc.signal("HUP");
+    let warned = eventually(std::time::Duration::from_secs(10), || {
+        gw.proc
+            .logs()
+            .contains("SAML providers take effect only after a restart")
+    })
+    .await;
+    assert!(warned, "{}", gw.proc.logs());
+    let md = Browser::new()
+        .client
+        .get(format!("{}/.portcullis/saml/metadata", gw.https()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(md.contains(&format!("entityID=\"{SP}\"")), "{md}");
 }
 
 /// A login started in a fresh browser: the browser, its AuthnRequest ID and RelayState.
@@ -648,6 +670,12 @@ async fn idp_metadata_from_a_url_is_refreshed_and_its_signature_checked() {
     let app = format!("{}/app/", gw.https());
     let w = Browser::new().walk(&app).await;
     assert_eq!(w.last().status, 502, "no metadata yet: {w:#?}");
+    let named = eventually(std::time::Duration::from_secs(15), || {
+        raw_request(gw.ports.admin, "GET /readyz HTTP/1.1", &[])
+            .is_ok_and(|r| r.0 == 503 && r.2.contains("identity_provider:partner"))
+    })
+    .await;
+    assert!(named, "/readyz names the SAML provider without metadata");
     // Served now: the next refresh (within the 1 s interval) picks it up.
     std::fs::rename(&hidden, &signed).unwrap();
     let logs_ok = eventually(std::time::Duration::from_secs(10), || {
@@ -655,6 +683,11 @@ async fn idp_metadata_from_a_url_is_refreshed_and_its_signature_checked() {
     })
     .await;
     assert!(logs_ok, "{}", gw.proc.logs());
+    let ready = eventually(std::time::Duration::from_secs(15), || {
+        raw_request(gw.ports.admin, "GET /readyz HTTP/1.1", &[]).is_ok_and(|r| r.0 == 200)
+    })
+    .await;
+    assert!(ready, "/readyz recovers once the metadata is loaded");
     let b = Browser::new();
     assert_eq!(sign_in(&b, &idp, &app, "").await.last().status, 200);
     // Not served again: refreshes fail, the last good metadata stays in use.
