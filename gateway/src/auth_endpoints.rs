@@ -65,6 +65,16 @@ pub async fn serve(sso: &Sso, req: &LocalRequest) -> Result<Reply, GatewayError>
                 let (html, cookies) = sso.local_form(&acc.id, rd, req.tls, prefill, None)?;
                 return Ok(with_cookies(Reply::html(200, html), cookies));
             }
+            let saml = match named {
+                Some(id) => sso.saml_provider(id),
+                None => sso.saml_for(None),
+            };
+            if let Some(sp) = saml {
+                let ip = req.client_ip.to_string();
+                return Ok(Reply::redirect(
+                    sso.start_saml(&sp, rd, &req.origin, req.tls, &ip).await?,
+                ));
+            }
             let idp = match named {
                 Some(id) => Some(sso.provider(id).ok_or(AuthError::UnknownProvider)?),
                 None => sso.provider_for(None),
@@ -196,6 +206,7 @@ fn chooser(sso: &Sso, rd: &str, unknown: Option<&str>) -> Reply {
         .iter()
         .map(|p| p.cfg.id.clone())
         .chain(sso.local_ids())
+        .chain(sso.saml_providers().iter().map(|s| s.cfg.id.clone()))
         .collect::<Vec<_>>();
     for id in &ids {
         let q: String = url::form_urlencoded::Serializer::new(String::new())

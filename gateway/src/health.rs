@@ -102,6 +102,12 @@ impl Prober {
                     down.insert("session_store".to_string(), "timed out".to_string());
                 }
             }
+            // A SAML provider whose metadata URL has not answered yet cannot sign anyone in.
+            for sp in self.sso.saml_providers() {
+                if let Err(e) = sp.idp() {
+                    down.insert(format!("identity_provider:{}", sp.cfg.id), e.to_string());
+                }
+            }
             for p in self.sso.providers().iter() {
                 let key = format!("identity_provider:{}", p.cfg.id);
                 match tokio::time::timeout(PROBE_TIMEOUT, p.ready()).await {

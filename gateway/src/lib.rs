@@ -35,6 +35,7 @@ pub mod proxy;
 pub mod realm;
 pub mod request;
 pub mod routes;
+pub mod saml;
 pub mod scim;
 pub mod server;
 pub mod session;

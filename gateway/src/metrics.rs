@@ -319,7 +319,8 @@ pub fn init_series(cfg: &crate::config::Config) {
         .iter()
         .map(|p| p.id.as_str())
         .chain(cfg.local_providers.iter().map(|p| p.id.as_str()))
-        .chain(cfg.ldap_providers.iter().map(|p| p.id.as_str()));
+        .chain(cfg.ldap_providers.iter().map(|p| p.id.as_str()))
+        .chain(cfg.saml_providers.iter().map(|p| p.id.as_str()));
     for id in ids {
         for outcome in ["success", "failure", "lockout"] {
             METRICS

@@ -415,6 +415,9 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     if let Some(svc) = sync_service {
         server.add_service(background_service("directory sync", svc));
     }
+    if let Some(svc) = crate::saml::refresh::service(sso.saml_providers()) {
+        server.add_service(background_service("SAML metadata refresh", svc));
+    }
     match opts.config {
         Some(path) => {
             let reloader = Reloader {

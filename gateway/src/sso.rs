@@ -106,6 +106,8 @@ pub struct Sso {
     directory: Option<crate::directory::DirectoryStore>,
     /// Password providers (`type: local` and `type: ldap`), fixed at start.
     local: Vec<Arc<crate::password_signin::PasswordProvider>>,
+    /// SAML providers (`type: saml`), fixed at start (a reload does not change them).
+    saml: Vec<Arc<crate::saml::Sp>>,
     /// With `session.store: redis://…`: the process's one Redis connection, shared with the
     /// attempt limiters ([`Self::redis`]).
     redis: Option<Arc<session::redis_store::RedisConn>>,
@@ -143,7 +145,9 @@ impl Sso {
         let providers = build_providers(&cfg.identity_providers, &http, &clock);
         let assertions = Assertions::with_clock(&cfg.assertion, clock.clone())
             .ok_or("cannot load or generate assertion keys")?;
-        if cfg.session.generated_key && !cfg.identity_providers.is_empty() {
+        if cfg.session.generated_key
+            && !(cfg.identity_providers.is_empty() && cfg.saml_providers.is_empty())
+        {
             tracing::warn!("session.keys is not set: using a random key; sessions end at restart");
         }
         Ok(Self {
@@ -158,6 +162,11 @@ impl Sso {
             clock,
             directory: None,
             local: Vec::new(),
+            saml: cfg
+                .saml_providers
+                .iter()
+                .map(|c| Arc::new(crate::saml::Sp::new(c.clone())))
+                .collect(),
             redis,
             realms: arc_swap::ArcSwap::from_pointee(cfg.login_domains.clone()),
         })
@@ -222,7 +231,7 @@ impl Sso {
 
     /// Whether any provider is configured.
     pub fn enabled(&self) -> bool {
-        !self.providers.load().is_empty() || !self.local.is_empty()
+        !self.providers.load().is_empty() || !self.local.is_empty() || !self.saml.is_empty()
     }
 
     /// A fresh random token (CSRF tokens, ids).
@@ -287,6 +296,7 @@ mod login;
 mod logout;
 mod password;
 mod providers;
+mod saml;
 mod sessions;
 
 pub use local::LocalOutcome;

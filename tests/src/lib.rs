@@ -15,6 +15,7 @@ pub mod k8s;
 pub mod ldap;
 pub mod oidc;
 pub mod pki;
+pub mod saml;
 pub mod smtp;
 pub mod syslogd;
 pub mod totp;

@@ -139,3 +139,50 @@ routes:
     );
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headless_chromium_signs_in_over_saml_with_the_cross_site_post() {
+    use portcullis_e2e::saml::{python, SamlIdp};
+    let Some(py) = python() else { return };
+    let up = Whoami::start("app");
+    let idp = SamlIdp::start(&py);
+    let d = idp.dir.path().display();
+    let gw = Gateway::start(&format!(
+        "{SERVER}session:
+  keys: [\"{SESSION_KEY}\"]
+identity_providers:
+  - {{ id: partner, type: saml, idp_metadata_file: {d}/idp.xml, sp_entity_id: https://gw.test/saml, sp_key_file: {d}/sp.key, sp_cert_file: {d}/sp.crt }}
+routes:
+  - {{ id: app, path: /app, upstream: \"{}\", policy: authenticated }}
+",
+        up.url()
+    ));
+    let md = Browser::new()
+        .client
+        .get(format!("{}/.portcullis/saml/metadata", gw.https()))
+        .send()
+        .await
+        .unwrap();
+    idp.trust_sp(&md.text().await.unwrap());
+    let shot = artifact("chromium-saml-login.png");
+    let app = format!("{}/app/dashboard", gw.https());
+    let r = browser(
+        "saml_browser.mjs",
+        vec![app.clone(), shot.display().to_string()],
+    )
+    .await;
+    assert_eq!(r["url"], app.as_str(), "{}", gw.proc.logs());
+    let page = whoami_json(r["body"].as_str().unwrap());
+    assert_eq!(
+        page["headers"]["x-portcullis-user"],
+        serde_json::json!(["alice@example.com"])
+    );
+    let session = r["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "__Host-portcullis")
+        .expect("session cookie in the browser");
+    assert_eq!(session["secure"], true);
+    assert_eq!(session["sameSite"], "Lax");
+}

@@ -267,6 +267,8 @@ pub struct Idps {
     pub local: Vec<LocalIdpConfig>,
     /// LDAP / Active Directory providers.
     pub ldap: Vec<crate::ldap::config::LdapConfig>,
+    /// SAML 2.0 providers.
+    pub saml: Vec<crate::saml::config::SamlConfig>,
 }
 
 /// A `local` provider takes only `id` and `type`: an OIDC key on it is a mistake to report.
@@ -294,6 +296,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
     let mut out = Vec::new();
     let mut local = Vec::new();
     let mut ldap = Vec::new();
+    let mut saml = Vec::new();
     let mut ids = std::collections::HashSet::new();
     for (i, s) in specs.into_iter().enumerate() {
         let base = format!("identity_providers[{i}]");
@@ -311,9 +314,14 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
             ldap.extend(crate::ldap::config::build(&s, i, p));
             continue;
         }
+        if s.kind == "saml" {
+            saml.extend(crate::saml::config::build(&s, &base, p));
+            continue;
+        }
         for key in crate::ldap::config::ldap_keys_set(&s) {
             p.add(format!("{base}.{key}"), "applies only to type: ldap");
         }
+        crate::saml::config::refuse_saml_keys(&s, &base, &s.kind, p);
         if s.kind == "local" {
             check_local(&s, &base, p);
             local.push(LocalIdpConfig {
@@ -325,7 +333,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
         if s.kind != "oidc" {
             p.add(
                 format!("{base}.type"),
-                format!("{:?} is not supported (oidc, local, ldap)", s.kind),
+                format!("{:?} is not supported (oidc, local, ldap, saml)", s.kind),
             );
         }
         match url::Url::parse(&s.issuer) {
@@ -497,6 +505,7 @@ pub fn build_idps(specs: Vec<IdpSpec>, p: &mut Problems) -> Idps {
         oidc: out,
         local,
         ldap,
+        saml,
     }
 }
 

@@ -59,6 +59,48 @@ pub struct IdpSpec {
     /// `kid` of that key as registered at the provider.
     #[serde(default)]
     pub client_key_id: Option<String>,
+    /// SAML: the IdP's metadata file (signing certificates, SSO and SLO URLs).
+    #[serde(default)]
+    pub idp_metadata_file: Option<String>,
+    /// SAML: the IdP's metadata URL, fetched at start and refreshed.
+    #[serde(default)]
+    pub idp_metadata_url: Option<String>,
+    /// SAML: PEM certificate that must have signed the metadata from the URL.
+    #[serde(default)]
+    pub idp_metadata_signing_cert: Option<String>,
+    /// SAML: how often the metadata URL is fetched again (default 1h).
+    #[serde(default)]
+    pub idp_metadata_refresh: Option<String>,
+    /// SAML: this gateway's entity id (the `Audience` it accepts).
+    #[serde(default)]
+    pub sp_entity_id: Option<String>,
+    /// SAML: PEM RSA private key (signs requests, decrypts assertions).
+    #[serde(default)]
+    pub sp_key_file: Option<String>,
+    /// SAML: PEM certificate of that key (published in the SP metadata).
+    #[serde(default)]
+    pub sp_cert_file: Option<String>,
+    /// SAML: sign AuthnRequests (RSA-SHA256 over the redirect query).
+    #[serde(default)]
+    pub sign_authn_requests: bool,
+    /// SAML: `assertion` (default), `response` or `both` must be signed.
+    #[serde(default)]
+    pub want_signed: Option<String>,
+    /// SAML: accept RSA-SHA1 signatures and SHA-1 digests (off: refused).
+    #[serde(default)]
+    pub allow_sha1: bool,
+    /// SAML: accept unsolicited responses (no `InResponseTo`).
+    #[serde(default)]
+    pub allow_idp_initiated: bool,
+    /// SAML: the NameID format asked for in AuthnRequests.
+    #[serde(default)]
+    pub name_id_format: Option<String>,
+    /// SAML: absolute ACS URL; default `https://<request host>/.portcullis/saml/acs`.
+    #[serde(default)]
+    pub acs_url: Option<String>,
+    /// SAML: sign the SP metadata with the SP key.
+    #[serde(default)]
+    pub sign_metadata: bool,
     /// Scopes; `openid` is always sent.
     #[serde(default)]
     pub scopes: Vec<String>,

@@ -38,6 +38,8 @@ pub struct Config {
     pub ldap_providers: Vec<crate::ldap::config::LdapConfig>,
     /// Home-realm discovery: email domain (lower case) → provider id (`login.domains`).
     pub login_domains: std::collections::BTreeMap<String, String>,
+    /// SAML 2.0 providers (`type: saml`).
+    pub saml_providers: Vec<crate::saml::config::SamlConfig>,
     /// Upstream assertion settings.
     pub assertion: super::auth_model::AssertionConfig,
     /// Shared database.
@@ -241,7 +243,8 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
     let server = build_server(file.server, problems);
     let session = super::auth_model::build_session(file.session, problems);
     let idps = super::auth_model::build_idps(file.identity_providers, problems);
-    let (identity_providers, local_providers, ldap_providers) = (idps.oidc, idps.local, idps.ldap);
+    let (identity_providers, local_providers, ldap_providers, saml_providers) =
+        (idps.oidc, idps.local, idps.ldap, idps.saml);
     if directory.is_none() {
         for l in &local_providers {
             problems.add(
@@ -266,6 +269,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
         .map(|i| i.id.clone())
         .chain(local_providers.iter().map(|l| l.id.clone()))
         .chain(ldap_providers.iter().map(|l| l.id.clone()))
+        .chain(saml_providers.iter().map(|s| s.id.clone()))
         .collect();
     if directory.is_none() {
         for l in ldap_providers.iter().filter(|l| l.jit) {
@@ -373,6 +377,7 @@ pub fn build(file: ConfigFile, problems: &mut Problems) -> Option<Config> {
             local_providers,
             ldap_providers,
             login_domains,
+            saml_providers,
             assertion,
             store: store?,
             decision_log,

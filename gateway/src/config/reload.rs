@@ -146,6 +146,9 @@ fn warn_about_fixed_settings(old: &super::Config, new: &super::Config) {
     {
         tracing::warn!("session, assertion and mfa settings take effect only after a restart (identity_providers apply now)");
     }
+    if format!("{:?}", old.saml_providers) != format!("{:?}", new.saml_providers) {
+        tracing::warn!("SAML providers take effect only after a restart");
+    }
 }
 
 #[async_trait]

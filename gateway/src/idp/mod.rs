@@ -1,5 +1,5 @@
-//! Identity providers. Only OpenID Connect for now; SAML, LDAP and local accounts come later
-//! behind the same shape: start a login, finish it, and return a verified [`LoginResult`].
+//! OpenID Connect providers (SAML is in `crate::saml`, LDAP in `crate::ldap`, local accounts in
+//! `crate::local`): start a login, finish it, and return a verified [`LoginResult`].
 
 pub mod claims;
 pub mod client_key;

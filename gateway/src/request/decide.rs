@@ -123,6 +123,13 @@ impl Gateway {
         let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let rd = self.sso.return_to(Some(pq), &origin);
         let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
+        if let Some(sp) = self.sso.saml_for(route) {
+            let ip = ctx.client_ip.to_string();
+            return match self.sso.start_saml(&sp, rd, &origin, ctx.tls, &ip).await {
+                Ok(r) => GatewayError::Login(r),
+                Err(e) => e.into(),
+            };
+        }
         match self.sso.provider_for(route) {
             Some(p) => match self
                 .sso

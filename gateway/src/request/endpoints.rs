@@ -22,6 +22,7 @@ pub(crate) enum Endpoint {
     ForwardAuth,
     SignIn,
     Console,
+    Saml,
 }
 
 impl Endpoint {
@@ -36,6 +37,8 @@ impl Endpoint {
             Some(Self::SignIn)
         } else if crate::console::is_console(path) {
             Some(Self::Console)
+        } else if crate::saml::is_endpoint(path) {
+            Some(Self::Saml)
         } else {
             None
         }
@@ -49,6 +52,7 @@ impl Endpoint {
             Self::Scim => Some(MAX_PAYLOAD),
             Self::Mfa | Self::SignIn => Some(MAX_BODY),
             Self::Console => Some(crate::console::api::MAX_BODY),
+            Self::Saml => Some(crate::saml::MAX_BODY),
             Self::ForwardAuth => None,
         }
     }
@@ -115,6 +119,12 @@ impl Gateway {
                 Ok(Some(super::scim::reply(scim.handle(&req).await)))
             }
             Endpoint::Console => self.console(session, ctx, path).await,
+            Endpoint::Saml => {
+                let req = self.local_request(session, ctx, path, endpoint).await;
+                crate::saml::endpoints::serve(&self.sso, &req)
+                    .await
+                    .map(Some)
+            }
             Endpoint::SignIn => {
                 if path == "/.portcullis/login" {
                     self.identify(session, ctx).await?;

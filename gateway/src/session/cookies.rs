@@ -25,17 +25,21 @@ pub enum GatewayCookie {
     WebauthnCeremony,
     /// A remembered device (an MFA bearer credential).
     RememberedDevice,
+    /// A SAML AuthnRequest ID and return URL between the redirect and the ACS (SameSite=None
+    /// on HTTPS: the IdP posts the response cross-site).
+    SamlPreAuth,
 }
 
 impl GatewayCookie {
     /// Every cookie the gateway sets.
-    pub const ALL: [GatewayCookie; 6] = [
+    pub const ALL: [GatewayCookie; 7] = [
         GatewayCookie::Session,
         GatewayCookie::PreAuth,
         GatewayCookie::MfaEnrol,
         GatewayCookie::OtpPending,
         GatewayCookie::WebauthnCeremony,
         GatewayCookie::RememberedDevice,
+        GatewayCookie::SamlPreAuth,
     ];
 
     /// The cookie's name on a TLS (`true`) or plain listener.
@@ -54,6 +58,8 @@ impl GatewayCookie {
             (WebauthnCeremony, false) => "portcullis-webauthn",
             (RememberedDevice, true) => "__Host-portcullis-device",
             (RememberedDevice, false) => "portcullis-device",
+            (SamlPreAuth, true) => "__Host-portcullis-saml",
+            (SamlPreAuth, false) => "portcullis-saml",
         }
     }
 }

@@ -60,7 +60,10 @@ impl Sso {
     /// The only password provider when it is the only provider at all (the form is shown at
     /// once).
     pub fn sole_local(&self) -> Option<Arc<PasswordProvider>> {
-        match (self.local.as_slice(), self.providers.load().is_empty()) {
+        match (
+            self.local.as_slice(),
+            self.providers.load().is_empty() && self.saml.is_empty(),
+        ) {
             ([only], true) => Some(only.clone()),
             _ => None,
         }

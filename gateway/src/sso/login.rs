@@ -81,13 +81,7 @@ impl Sso {
         let name = cookie_name(tls, true);
         let clear = Some(session::clear_cookie(name, tls));
         let refuse = |idp: &str, why: String, err: AuthError| {
-            metrics::auth_event(idp, "login", "failure");
-            // Anyone can send callbacks in bulk: repeats per provider and address are counted.
-            self.audit.record(AuditEvent::LoginFailed {
-                idp: idp.to_string(),
-                reason: why,
-                client_ip: client_ip.to_string(),
-            });
+            self.login_refused(idp, why, client_ip);
             (err, clear.clone())
         };
         let fail = |idp: &str, why: String| refuse(idp, why.clone(), AuthError::Callback(why));
@@ -185,6 +179,17 @@ impl Sso {
             location: pre.return_to,
             cookies: vec![cookie, session::clear_cookie(name, tls)],
         })
+    }
+
+    /// Counts and audits a refused sign-in at `idp` (`auth.login_failed` with `why`). Anyone
+    /// can send callbacks in bulk: repeats per provider and address are counted.
+    pub(super) fn login_refused(&self, idp: &str, why: String, client_ip: &str) {
+        metrics::auth_event(idp, "login", "failure");
+        self.audit.record(AuditEvent::LoginFailed {
+            idp: idp.to_string(),
+            reason: why,
+            client_ip: client_ip.to_string(),
+        });
     }
 
     /// Opens a session for a verified sign-in at provider `idp` (OIDC callback, local

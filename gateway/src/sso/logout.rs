@@ -49,7 +49,10 @@ impl Sso {
                 .end_session_url(a.record.id_token.as_deref(), None)
                 .await
                 .unwrap_or_else(|| format!("{origin}/")),
-            None => format!("{origin}/"),
+            // A SAML session: on to the IdP's single logout (SAML has no id_token_hint).
+            None => self
+                .saml_logout_location(&a.record)
+                .unwrap_or_else(|| format!("{origin}/")),
         };
         Ok(Redirect {
             location,
@@ -133,7 +136,7 @@ impl Sso {
 
     /// Ends the sessions [`crate::session::store::revocation_matches`] picks and records one
     /// audit event for them (even when none matched: the request itself is the fact).
-    async fn revoke_matching(
+    pub(super) async fn revoke_matching(
         &self,
         provider: &str,
         sub: Option<&str>,

@@ -47,10 +47,12 @@ impl Sso {
         match route.and_then(|r| r.identity_provider.as_deref()) {
             Some(id) => self.provider(id),
             None => {
-                // With local accounts too, the browser chooses (the sign-in page).
+                // With local, LDAP or SAML providers too, the browser chooses (the sign-in page).
                 let all = self.providers.load();
                 match all.as_slice() {
-                    [only] if self.local_ids().is_empty() => Some(only.clone()),
+                    [only] if self.local_ids().is_empty() && self.saml.is_empty() => {
+                        Some(only.clone())
+                    }
                     _ => None,
                 }
             }

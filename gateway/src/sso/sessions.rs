@@ -101,7 +101,8 @@ impl Sso {
             return Ok(None);
         }
         let configured = self.providers.load().iter().any(|p| p.cfg.id == rec.idp)
-            || self.local.iter().any(|l| l.id == rec.idp);
+            || self.local.iter().any(|l| l.id == rec.idp)
+            || self.saml.iter().any(|s| s.cfg.id == rec.idp);
         if !configured {
             // The provider was removed from the config: its sessions end.
             self.end(&cookie.sid, &rec, "provider_removed").await?;
