@@ -11,7 +11,7 @@ def sel(extra=""):
 R="$__rate_interval"
 S=sel()
 DENY=sel('decision=~"deny|step_up"')
-LOCK=sel('outcome="lockout"')
+LOCK=sel('outcome="locked_out"')
 panels=[]
 y=0
 def row(title):
@@ -45,7 +45,7 @@ place([(ts("Upstream errors by route and kind",[(f'sum by (route, kind) (rate(po
 row("Sign-in and MFA")
 place([(ts("Sign-in events",[(f'sum by (idp, event, outcome) (rate(portcullis_auth_events_total{S}[{R}]))',"{{idp}} {{event}} {{outcome}}")],"ops"),8),
        (ts("Second-factor events",[(f'sum by (factor, outcome) (rate(portcullis_mfa_events_total{S}[{R}]))',"{{factor}} {{outcome}}")],"ops"),8),
-       (ts("Lockouts (1 h)",[(f'sum(increase(portcullis_mfa_events_total{LOCK}[1h]) or increase(portcullis_auth_events_total{LOCK}[1h]))',"lockouts")],"short","Password and second-factor lockouts."),4),
+       (ts("Refused by lockouts (1 h)",[(f'sum(increase(portcullis_mfa_events_total{LOCK}[1h]) or increase(portcullis_auth_events_total{LOCK}[1h]))',"lockouts")],"short","Sign-in and second-factor attempts refused because of a lockout."),4),
        (ts("Active sessions",[(f'sum(portcullis_sessions_active{S})',"sessions")],"short",kind="stat"),4)])
 place([(ts("Provider keys age",[(f'time() - max by (idp) (portcullis_idp_keys_fetched_timestamp_seconds{S})',"{{idp}}")],"s","Since discovery and keys were last fetched from each OIDC provider."),12),
        (ts("Provider refresh errors (1 h)",[(f'sum by (idp, what) (increase(portcullis_idp_refresh_errors_total{S}[1h]))',"{{idp}} {{what}}")],"short"),12)])

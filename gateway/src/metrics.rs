@@ -322,7 +322,7 @@ pub fn init_series(cfg: &crate::config::Config) {
         .chain(cfg.ldap_providers.iter().map(|p| p.id.as_str()))
         .chain(cfg.saml_providers.iter().map(|p| p.id.as_str()));
     for id in ids {
-        for outcome in ["success", "failure", "lockout"] {
+        for outcome in ["failure", "locked_out"] {
             METRICS
                 .auth_events
                 .with_label_values(&[id, "login", outcome]);
@@ -337,7 +337,7 @@ pub fn init_series(cfg: &crate::config::Config) {
             (mfa.recovery_codes > 0).then_some("recovery"),
         ];
         for factor in factors.into_iter().flatten() {
-            for outcome in ["success", "failure", "lockout"] {
+            for outcome in ["failure", "locked_out"] {
                 METRICS.mfa_events.with_label_values(&[factor, outcome]);
             }
         }

@@ -142,7 +142,7 @@ async fn five_wrong_passwords_lock_the_account() {
         ))
     };
     assert_eq!(series("failure"), Some(5.0));
-    assert_eq!(series("lockout"), Some(1.0));
+    assert_eq!(series("locked_out"), Some(1.0));
     let form = password_form(&before, &gw).await;
     let right = [
         ("current", PASSWORD),

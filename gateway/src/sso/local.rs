@@ -163,9 +163,9 @@ impl Sso {
             }
             Err(r) => {
                 // The audit reason names the user, bounded: the name is the client's.
-                // `lockout` is its own outcome: the SRE alert on lockouts counts it.
+                // Refused by a lockout: its own outcome (as for second factors), which the SRE alert reads.
                 let outcome = if r == Refusal::Locked {
-                    "lockout"
+                    "locked_out"
                 } else {
                     "failure"
                 };
