@@ -1,7 +1,8 @@
-//! Decision records to a real rsyslog over TCP and TLS, RFC 5424 with octet counting.
+//! Decision records to a real rsyslog and a real syslog-ng over TCP and TLS, RFC 5424 with octet
+//! counting.
 
 use portcullis_e2e::pki::TestCa;
-use portcullis_e2e::syslogd::{Rsyslog, SyslogTlsFiles};
+use portcullis_e2e::syslogd::{SyslogTlsFiles, Syslogd};
 use portcullis_e2e::*;
 use std::time::Duration;
 
@@ -53,7 +54,25 @@ fn check(lines: &[String]) {
 
 #[test]
 fn records_reach_rsyslog_over_tcp() {
-    let sys = Rsyslog::start(None);
+    over_tcp(Syslogd::rsyslog(None));
+}
+
+#[test]
+fn records_reach_syslog_ng_over_tcp() {
+    over_tcp(Syslogd::syslog_ng(None));
+}
+
+#[test]
+fn records_reach_rsyslog_over_tls() {
+    over_tls(Syslogd::rsyslog);
+}
+
+#[test]
+fn records_reach_syslog_ng_over_tls() {
+    over_tls(Syslogd::syslog_ng);
+}
+
+fn over_tcp(sys: Syslogd) {
     let up = Whoami::start("u");
     let data = tempfile::tempdir().unwrap();
     let gw = Gateway::start(&config(
@@ -89,13 +108,12 @@ fn records_reach_rsyslog_over_tcp() {
     }
 }
 
-#[test]
-fn records_reach_rsyslog_over_tls() {
+fn over_tls(start: fn(Option<&SyslogTlsFiles>) -> Syslogd) {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     let ca_file = ca.write(dir.path());
     let files = ca.issue(dir.path(), "syslog", &["syslog.test", "localhost"]);
-    let sys = Rsyslog::start(Some(&SyslogTlsFiles {
+    let sys = start(Some(&SyslogTlsFiles {
         ca: ca_file.clone(),
         cert: files.cert,
         key: files.key,
