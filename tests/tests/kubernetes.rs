@@ -320,6 +320,68 @@ fn the_rendered_config_passes_portcullis_check() {
     }
 }
 
+/// Runs checkov on `file`: (checks passed, failed checks as "CHECK_ID Kind.ns.name").
+fn checkov_run(checkov: &Path, file: &Path) -> (u64, Vec<String>) {
+    let (_, out, err) = run(Command::new(checkov)
+        .args([
+            "--framework",
+            "kubernetes",
+            "-o",
+            "json",
+            "--compact",
+            "--quiet",
+            "--skip-download",
+            "-f",
+        ])
+        .arg(file)
+        .current_dir(file.parent().unwrap()));
+    let report: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("checkov output is not JSON ({e}):\n{out}\n{err}"));
+    let reports = match report {
+        serde_json::Value::Array(a) => a,
+        one => vec![one],
+    };
+    let failed = reports
+        .iter()
+        .flat_map(|r| {
+            r["results"]["failed_checks"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["check_id"].as_str().unwrap_or("?"),
+                c["resource"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let passed = reports
+        .iter()
+        .map(|r| r["summary"]["passed"].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    (passed, failed)
+}
+
+/// Every object of a YAML stream, `List` items unpacked, as one stream.
+fn flatten(yaml: &str) -> (Vec<Value>, String) {
+    let mut all: Vec<Value> = Vec::new();
+    for o in objects(yaml) {
+        if o["kind"] == "List" {
+            all.extend(o["items"].as_sequence().unwrap().iter().cloned());
+        } else {
+            all.push(o);
+        }
+    }
+    let text = all
+        .iter()
+        .map(|o| serde_yaml::to_string(o).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    (all, text)
+}
+
 #[test]
 fn checkov_finds_no_privilege_root_host_or_capability_problems() {
     let (Some(helm), Some(checkov)) = (require("helm"), require("checkov")) else {
@@ -335,49 +397,8 @@ fn checkov_finds_no_privilege_root_host_or_capability_problems() {
     for (name, args) in value_sets() {
         let file = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&file, render(&helm, &args)).unwrap();
-        let (_, out, err) = run(Command::new(&checkov)
-            .args([
-                "--framework",
-                "kubernetes",
-                "-o",
-                "json",
-                "--compact",
-                "--quiet",
-                "--skip-download",
-                "-f",
-            ])
-            .arg(&file)
-            .current_dir(dir.path()));
-        let report: serde_json::Value = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("checkov output is not JSON ({e}):\n{out}\n{err}"));
-        let reports = match report {
-            serde_json::Value::Array(a) => a,
-            one => vec![one],
-        };
-        let failed: Vec<String> = reports
-            .iter()
-            .flat_map(|r| {
-                r["results"]["failed_checks"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .map(|c| {
-                format!(
-                    "{} {}",
-                    c["check_id"].as_str().unwrap_or("?"),
-                    c["resource"].as_str().unwrap_or("?")
-                )
-            })
-            .collect();
-        let passed = reports
-            .iter()
-            .map(|r| r["summary"]["passed"].as_u64().unwrap_or(0))
-            .sum::<u64>();
-        assert!(
-            passed > 50,
-            "{name}: checkov ran too few checks ({passed}):\n{out}"
-        );
+        let (passed, failed) = checkov_run(&checkov, &file);
+        assert!(passed > 50, "{name}: checkov ran too few checks ({passed})");
         let allowed: &[&str] = if name == "default" {
             &["CKV_K8S_35", "CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15"]
         } else {
@@ -426,30 +447,28 @@ fn inject_adds_a_valid_sidecar_idempotently_with_the_charts_hardening() {
     assert_eq!(code, Some(0), "{err}");
     let (_, twice, _) = inject(&once);
     assert_eq!(once, twice, "inject twice = inject once");
-    let objs = objects(&once);
     let mut workloads = 0;
     let chart_side = {
         let objs = objects(&render(&helm, &value_sets()[2].1));
         let w = objs.iter().find(|o| o["kind"] == "Deployment").unwrap();
         portcullis_container(w)
     };
-    let mut all: Vec<Value> = Vec::new();
-    for o in objs {
-        if o["kind"] == "List" {
-            all.extend(o["items"].as_sequence().unwrap().iter().cloned());
-        } else {
-            all.push(o);
-        }
-    }
     // Validated one object at a time (a v1 List has no schema of its own).
+    let (all, flat) = flatten(&once);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("injected.yaml");
-    let flat: Vec<String> = all
-        .iter()
-        .map(|o| serde_yaml::to_string(o).unwrap())
-        .collect();
-    std::fs::write(&file, flat.join("---\n")).unwrap();
+    std::fs::write(&file, flat).unwrap();
     validate(&kv, &file);
+    // checkov: the sidecar adds no finding to those the workloads already had.
+    if let Some(checkov) = require("checkov") {
+        let before_file = dir.path().join("input.yaml");
+        std::fs::write(&before_file, flatten(&input).1).unwrap();
+        let (_, before) = checkov_run(&checkov, &before_file);
+        let (passed, after) = checkov_run(&checkov, &file);
+        assert!(passed > 50, "checkov ran too few checks ({passed})");
+        let added: Vec<&String> = after.iter().filter(|f| !before.contains(f)).collect();
+        assert!(added.is_empty(), "inject added checkov findings: {added:?}");
+    }
     for o in &all {
         if matches!(o["kind"].as_str(), Some("Service")) {
             continue;
