@@ -339,7 +339,14 @@ async fn totp_step_up_enrol_verify_replay_expiry_lockout() {
         ("portcullis_audit_events_total{kind=\"mfa.replay\"}", 2.0),
         ("portcullis_audit_events_total{kind=\"mfa.lockout\"}", 1.0),
     ] {
-        let v = gw.metric(series);
+        // Audit events are counted when the audit writer takes them, a moment after the
+        // request that caused them: wait for the count rather than read it once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut v = gw.metric(series);
+        while !v.is_some_and(|v| v >= min) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            v = gw.metric(series);
+        }
         assert!(v.is_some_and(|v| v >= min), "{series} = {v:?}\n{m}");
     }
     let logs = gw.proc.logs();
