@@ -213,7 +213,10 @@ pub(crate) fn method(v: &str, name: &'static str) -> Result<Method, ForwardAuthE
         .ok_or(ForwardAuthError::Invalid(name))
 }
 
-pub(crate) fn proto(v: Option<&str>, name: &'static str) -> Result<Option<String>, ForwardAuthError> {
+pub(crate) fn proto(
+    v: Option<&str>,
+    name: &'static str,
+) -> Result<Option<String>, ForwardAuthError> {
     match v.map(str::to_ascii_lowercase) {
         None => Ok(None),
         Some(p) if p == "http" || p == "https" => Ok(Some(p)),

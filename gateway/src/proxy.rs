@@ -401,6 +401,6 @@ impl ProxyHttp for Gateway {
                 "request"
             );
         }
-        self.record_decision(session, ctx, decision, status, elapsed);
+        self.record_decision(session.req_header(), ctx, decision, status, elapsed);
     }
 }

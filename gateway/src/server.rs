@@ -384,9 +384,9 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         console,
     };
     let ext_authz = ext_authz_listen.map(|addr| crate::ext_authz::grpc::ExtAuthzListener {
-            addr,
-            gateway: Arc::new(gateway.clone()),
-        });
+        addr,
+        gateway: Arc::new(gateway.clone()),
+    });
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
     if let (Some((addr, h2)), Some(resolver)) = (https, &resolver) {

@@ -348,7 +348,11 @@ async fn envoy_grpc_ext_authz_with_the_documented_config() {
     for p in ["//finance/report", "/FINANCE/report/../report"] {
         let r = get(p);
         let reached_finance = r.0 == 200 && r.2.contains("/finance");
-        assert!(!reached_finance, "{p} reached the finance app: {} {}", r.0, r.2);
+        assert!(
+            !reached_finance,
+            "{p} reached the finance app: {} {}",
+            r.0, r.2
+        );
     }
     // The client's own X-Forwarded-For is not the client.
     let r = c

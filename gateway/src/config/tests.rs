@@ -286,12 +286,18 @@ fn ext_authz_needs_trusted_proxies_and_a_socket_address() {
         Some("127.0.0.1:9191")
     );
     let off = load_str(route, "c.yaml", &env()).unwrap();
-    assert!(off.server.ext_authz_listen.is_none(), "off unless configured");
+    assert!(
+        off.server.ext_authz_listen.is_none(),
+        "off unless configured"
+    );
     let errs = errors(&format!(
         "server:\n  ext_authz: {{ listen: \"127.0.0.1:9191\" }}\n{route}"
     ))
     .join("\n");
-    assert!(errs.contains("server.ext_authz") && errs.contains("trusted_proxies"), "{errs}");
+    assert!(
+        errs.contains("server.ext_authz") && errs.contains("trusted_proxies"),
+        "{errs}"
+    );
     let errs = errors(&format!(
         "server:\n  trusted_proxies: [127.0.0.1/32]\n  ext_authz: {{ listen: nope }}\n{route}"
     ))

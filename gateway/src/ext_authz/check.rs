@@ -340,7 +340,10 @@ mod tests {
         // And it survives the wire.
         use prost::Message;
         let bytes = allowed(&reply).encode_to_vec();
-        assert_eq!(pb::CheckResponse::decode(bytes.as_slice()).unwrap(), allowed(&reply));
+        assert_eq!(
+            pb::CheckResponse::decode(bytes.as_slice()).unwrap(),
+            allowed(&reply)
+        );
     }
 
     #[test]
@@ -370,9 +373,13 @@ mod tests {
             let d = r.denied_response.unwrap();
             assert_eq!(d.status.map(|s| s.code), Some(http), "{err}");
             let h = values(&d.headers);
-            assert!(h.iter().any(|(k, v, _)| k == "set-cookie" && v == "portcullis=rotated"));
+            assert!(h
+                .iter()
+                .any(|(k, v, _)| k == "set-cookie" && v == "portcullis=rotated"));
             assert!(!h.iter().any(|(k, _, _)| k == "content-length"));
-            assert!(h.iter().any(|(k, v, _)| k == "cache-control" && v == "no-store"));
+            assert!(h
+                .iter()
+                .any(|(k, v, _)| k == "cache-control" && v == "no-store"));
             if http == 302 {
                 assert!(h.iter().any(|(k, v, _)| k == "location"
                     && v == "https://app.example.com/.portcullis/login?rd=x"));

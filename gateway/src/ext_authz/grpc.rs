@@ -25,7 +25,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 /// The response body: a message and trailers, or nothing (trailers-only answers).
-type Body = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+type Body =
+    StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
 /// Why a call gets no `CheckResponse`.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -249,7 +250,10 @@ mod tests {
         let mut two = framed.to_vec();
         two.extend_from_slice(&framed);
         assert!(matches!(unframe(&two), Err(CallError::Malformed(_))));
-        assert!(matches!(unframe(&framed[..6]), Err(CallError::Malformed(_))));
+        assert!(matches!(
+            unframe(&framed[..6]),
+            Err(CallError::Malformed(_))
+        ));
         let huge = [0, 0xff, 0xff, 0xff, 0xff];
         assert_eq!(unframe(&huge), Err(CallError::TooLarge));
         assert_eq!(CallError::Untrusted.code(), pb::PERMISSION_DENIED);
