@@ -213,6 +213,7 @@ impl BackgroundService for ExtAuthzListener {
                 }
             }
         };
+        let mut draining = false;
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -225,8 +226,13 @@ impl BackgroundService for ExtAuthzListener {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
-                // Envoy keeps its connections; the process exit closes them.
-                _ = shutdown.changed() => return,
+                // Like the admin listener, keep answering until the process exits: requests
+                // still draining through Envoy after SIGTERM need their checks (the socket has
+                // SO_REUSEPORT, so an upgraded process binds beside this one).
+                _ = shutdown.changed(), if !draining => {
+                    draining = true;
+                    tracing::info!("shutting down: ext_authz keeps answering until exit");
+                }
             }
         }
     }
