@@ -169,6 +169,8 @@ async fn call(
 }
 
 async fn serve(stream: tokio::net::TcpStream, peer: IpAddr, gateway: Arc<Gateway>) {
+    let trusted =
+        crate::forwarded::is_trusted(peer, &gateway.runtime.load().config.server.trusted_proxies);
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let gateway = gateway.clone();
         async move {
@@ -182,15 +184,20 @@ async fn serve(stream: tokio::net::TcpStream, peer: IpAddr, gateway: Arc<Gateway
             Ok::<_, Infallible>(resp)
         }
     });
-    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(16 * 1024)
         .max_send_buf_size(MAX_REQUEST_BYTES)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20))
-        .serve_connection(TokioIo::new(stream), svc)
-        .await;
+        .serve_connection(TokioIo::new(stream), svc);
+    if trusted {
+        let _ = conn.await;
+    } else {
+        // A stranger gets its PERMISSION_DENIED answers, but cannot hold a connection open.
+        let _ = tokio::time::timeout(CHECK_TIMEOUT, conn).await;
+    }
 }
 
 /// The ext_authz listener service.
