@@ -113,7 +113,7 @@ pub struct AdminListener {
 /// A slow client cannot hold an admin connection open without sending its request.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

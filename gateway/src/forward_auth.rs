@@ -200,20 +200,23 @@ fn required<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, Forward
     single(h, name)?.ok_or(ForwardAuthError::Missing(name))
 }
 
-fn path_and_query(v: &str, name: &'static str) -> Result<String, ForwardAuthError> {
+pub(crate) fn path_and_query(v: &str, name: &'static str) -> Result<String, ForwardAuthError> {
     let ok = v.starts_with('/') && !v.starts_with("//") && v.bytes().all(|b| b.is_ascii_graphic());
     ok.then(|| v.to_string())
         .ok_or(ForwardAuthError::Invalid(name))
 }
 
-fn method(v: &str, name: &'static str) -> Result<Method, ForwardAuthError> {
+pub(crate) fn method(v: &str, name: &'static str) -> Result<Method, ForwardAuthError> {
     let ok = !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_uppercase());
     ok.then(|| Method::from_bytes(v.as_bytes()).ok())
         .flatten()
         .ok_or(ForwardAuthError::Invalid(name))
 }
 
-fn proto(v: Option<&str>, name: &'static str) -> Result<Option<String>, ForwardAuthError> {
+pub(crate) fn proto(
+    v: Option<&str>,
+    name: &'static str,
+) -> Result<Option<String>, ForwardAuthError> {
     match v.map(str::to_ascii_lowercase) {
         None => Ok(None),
         Some(p) if p == "http" || p == "https" => Ok(Some(p)),

@@ -13,6 +13,7 @@ pub mod console;
 pub mod decisionlog;
 pub mod directory;
 pub mod errors;
+pub mod ext_authz;
 pub mod forward_auth;
 pub mod forwarded;
 pub mod geoip;

@@ -23,7 +23,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// The gateway's proxy logic.
+/// The gateway's proxy logic (cheap to clone: shared handles; the ext_authz listener holds one).
+#[derive(Clone)]
 pub struct Gateway {
     /// Running config.
     pub runtime: SharedRuntime,
@@ -400,6 +401,6 @@ impl ProxyHttp for Gateway {
                 "request"
             );
         }
-        self.record_decision(session, ctx, decision, status, elapsed);
+        self.record_decision(session.req_header(), ctx, decision, status, elapsed);
     }
 }

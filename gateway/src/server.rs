@@ -156,6 +156,9 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         if let Some(h) = &cfg.server.http {
             listeners.push(("server.http.listen", h.listen));
         }
+        if let Some(a) = cfg.server.ext_authz_listen {
+            listeners.push(("server.ext_authz.listen", a));
+        }
         check_listeners(&listeners)?;
     }
 
@@ -220,6 +223,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         .and_then(|h| h.client_auth.clone());
     let http = cfg.server.http.as_ref().map(|h| h.listen);
     let admin = cfg.server.admin_listen;
+    let ext_authz_listen = cfg.server.ext_authz_listen;
     let watch_interval = cfg.server.watch_interval;
     let routes = cfg.routes.len();
     // The one database of the process, opened (and every feature's schema migrated) before
@@ -379,6 +383,10 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         scim,
         console,
     };
+    let ext_authz = ext_authz_listen.map(|addr| crate::ext_authz::grpc::ExtAuthzListener {
+        addr,
+        gateway: Arc::new(gateway.clone()),
+    });
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "portcullis");
     if let (Some((addr, h2)), Some(resolver)) = (https, &resolver) {
@@ -405,6 +413,10 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     tracing::info!(listen = %admin, "admin listener (/metrics /healthz /readyz)");
     server.add_service(proxy);
     server.add_service(background_service("admin listener", admin_svc));
+    if let Some(svc) = ext_authz {
+        tracing::info!(listen = %svc.addr, "Envoy gRPC ext_authz listener (h2c)");
+        server.add_service(background_service("ext_authz listener", svc));
+    }
     for (name, svc) in sink_services {
         server.add_service(background_service(&name, svc));
     }

@@ -82,6 +82,8 @@ pub struct Server {
     pub http: Option<Http>,
     /// Admin listener.
     pub admin_listen: SocketAddr,
+    /// The Envoy gRPC ext_authz listener (`server.ext_authz.listen`), when configured.
+    pub ext_authz_listen: Option<SocketAddr>,
     /// SHA-256 of the bearer token `/metrics` requires (`server.admin.metrics_token`).
     pub metrics_token_sha256: Option<[u8; 32]>,
     /// Worker threads.
@@ -475,6 +477,15 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
             ),
         }
     }
+    let ext_authz_listen = s.ext_authz.as_ref().and_then(|e| {
+        if s.trusted_proxies.is_empty() {
+            problems.add(
+                "server.ext_authz",
+                "needs server.trusted_proxies: the ext_authz listener answers only the proxies listed there",
+            );
+        }
+        socket_addr(&e.listen, "server.ext_authz.listen", problems)
+    });
     let path_params = match s.path_params.as_deref() {
         None | Some("reject") => ParamRule::Reject,
         Some("strip") => ParamRule::Strip,
@@ -549,6 +560,7 @@ fn build_server(s: schema::ServerSpec, problems: &mut Problems) -> Option<Server
         https,
         http,
         admin_listen: admin_listen?,
+        ext_authz_listen,
         metrics_token_sha256,
         threads,
         trusted_proxies,

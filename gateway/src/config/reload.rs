@@ -126,6 +126,7 @@ fn warn_about_fixed_settings(old: &super::Config, new: &super::Config) {
             s.https.as_ref().map(|h| h.listen),
             s.http.as_ref().map(|h| h.listen),
             s.admin_listen,
+            s.ext_authz_listen,
         )
     };
     if listen(o) != listen(n) || o.threads != n.threads || o.log_format != n.log_format {

@@ -105,6 +105,9 @@ pub struct ServerSpec {
     /// Metrics and health endpoints.
     #[serde(default)]
     pub admin: AdminSpec,
+    /// Envoy gRPC ext_authz v3 (`envoy.service.auth.v3.Authorization/Check`); absent: off.
+    #[serde(default)]
+    pub ext_authz: Option<ExtAuthzSpec>,
     /// Worker threads per listener service.
     #[serde(default)]
     pub threads: Option<usize>,
@@ -152,6 +155,7 @@ impl Default for ServerSpec {
             https: default_https(),
             http: None,
             admin: AdminSpec::default(),
+            ext_authz: None,
             threads: None,
             trusted_proxies: Vec::new(),
             grace_period: None,
@@ -252,6 +256,14 @@ pub struct HttpSpec {
     /// Answer every request with a redirect to the HTTPS listener.
     #[serde(default)]
     pub redirect_to_https: bool,
+}
+
+/// `server.ext_authz`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtAuthzSpec {
+    /// Socket address of the gRPC (h2c) listener; keep it on loopback or a private network.
+    pub listen: String,
 }
 
 /// `server.admin`

@@ -271,3 +271,41 @@ fn without_resolving_validates_a_config_for_another_network_and_nothing_else() {
     assert!(without_resolving(|| load_str("routes: [ { id: app } ]\n", "c.yaml", &env())).is_err());
     assert!(load_str(text, "c.yaml", &env()).is_err());
 }
+
+#[test]
+fn ext_authz_needs_trusted_proxies_and_a_socket_address() {
+    let route = "routes:\n  - id: app\n    upstream: ${UP}\n    policy: public\n";
+    let c = load_str(
+        &format!("server:\n  trusted_proxies: [127.0.0.1/32]\n  ext_authz: {{ listen: \"127.0.0.1:9191\" }}\n{route}"),
+        "c.yaml",
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.ext_authz_listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9191")
+    );
+    let off = load_str(route, "c.yaml", &env()).unwrap();
+    assert!(
+        off.server.ext_authz_listen.is_none(),
+        "off unless configured"
+    );
+    let errs = errors(&format!(
+        "server:\n  ext_authz: {{ listen: \"127.0.0.1:9191\" }}\n{route}"
+    ))
+    .join("\n");
+    assert!(
+        errs.contains("server.ext_authz") && errs.contains("trusted_proxies"),
+        "{errs}"
+    );
+    let errs = errors(&format!(
+        "server:\n  trusted_proxies: [127.0.0.1/32]\n  ext_authz: {{ listen: nope }}\n{route}"
+    ))
+    .join("\n");
+    assert!(errs.contains("server.ext_authz.listen"), "{errs}");
+    let errs = errors(&format!(
+        "server:\n  trusted_proxies: [127.0.0.1/32]\n  ext_authz: {{ listen: \"127.0.0.1:9191\", tls: true }}\n{route}"
+    ))
+    .join("\n");
+    assert!(errs.contains("tls"), "{errs}");
+}

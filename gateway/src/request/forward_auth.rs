@@ -13,7 +13,7 @@ use portcullis_policy::path::normalise_with;
 /// its method, path and query, its host, and the check's other headers (the client's cookies,
 /// user agent…) minus those that describe the hop.
 pub(crate) fn original_request(
-    check: &RequestHeader,
+    check: &http::HeaderMap,
     original: &crate::forward_auth::Original,
     host: &str,
 ) -> Result<RequestHeader, GatewayError> {
@@ -21,10 +21,10 @@ pub(crate) fn original_request(
     let mut req = RequestHeader::build(
         original.method.clone(),
         original.path_and_query.as_bytes(),
-        Some(check.headers.len()),
+        Some(check.len()),
     )
     .map_err(bad)?;
-    for (name, value) in &check.headers {
+    for (name, value) in check {
         if name != http::header::HOST && !crate::forward_auth::is_family_header(name.as_str()) {
             req.append_header(name.clone(), value.clone())
                 .map_err(bad)?;
@@ -68,13 +68,31 @@ impl Gateway {
         let original = fa::original(cfg.mode, &check).map_err(refused)?;
         ctx.client_ip = fa::client_ip(ctx.peer_ip, &req.headers, &rt.config.server.trusted_proxies)
             .map_err(refused)?;
+        self.check_original(ctx, &req.headers, &original)
+    }
+
+    /// The answer to a check about `original` (a trusted front proxy's description of the
+    /// client's request; `headers` are the check's, carrying the client's cookies and `Accept`),
+    /// shared by `/.portcullis/auth` and the gRPC ext_authz listener: the same path rules, the
+    /// same policy decision, the same sign-in and step-up answers, the same identity headers.
+    /// `ctx` holds the caller's trust, the client address and the identity already read.
+    pub(crate) fn check_original(
+        &self,
+        ctx: &mut Ctx,
+        headers: &http::HeaderMap,
+        original: &crate::forward_auth::Original,
+    ) -> Result<crate::errors::Reply, GatewayError> {
+        use crate::forward_auth as fa;
+        let rt = ctx.rt.clone();
         let host = valid_host(&original.host).ok_or(GatewayError::BadHost)?;
         let server = &rt.config.server;
         let path = normalise_with(original.path(), server.path_params, server.path_limits)?;
         if !fa::is_normal_form(original.path(), &path) {
-            return Err(refused(fa::ForwardAuthError::NotNormal));
+            tracing::warn!(peer = %ctx.peer_ip, "forward-auth check refused: the original path is not in normal form");
+            return Err(GatewayError::ForwardAuth(fa::ForwardAuthError::NotNormal));
         }
-        let judged = original_request(req, &original, &host)?;
+        let judged = original_request(headers, original, &host)?;
+        let browser = is_browser(&judged);
         let decision = self.decide(
             ctx,
             &Judged {
@@ -90,10 +108,10 @@ impl Gateway {
             // Default deny: a URL no route serves is nobody's to reach.
             Err(GatewayError::NoRoute) => return Err(GatewayError::Forbidden),
             Err(GatewayError::Unauthenticated) => {
-                return Err(self.forward_auth_challenge(session, ctx, &original))
+                return Err(self.forward_auth_challenge(ctx, original, browser))
             }
             Err(e @ GatewayError::StepUp { .. }) => {
-                return Err(self.forward_auth_step_up(session, ctx, &original, e))
+                return Err(self.forward_auth_step_up(ctx, original, browser, e))
             }
             Err(e) => return Err(e),
         }
@@ -136,12 +154,12 @@ impl Gateway {
     /// checked at login). The gateway's own address as the proxy calls it is often internal.
     pub(crate) fn forward_auth_challenge(
         &self,
-        session: &Session,
         ctx: &Ctx,
         original: &crate::forward_auth::Original,
+        browser: bool,
     ) -> GatewayError {
         match original.url() {
-            Some(rd) if self.sso.enabled() && is_browser(session.req_header()) => {
+            Some(rd) if self.sso.enabled() && browser => {
                 let origin = original.origin().unwrap_or_else(|| self.origin(ctx));
                 login_page(&origin, &rd)
             }
@@ -155,13 +173,13 @@ impl Gateway {
     /// `/.portcullis/login`, which forwards a signed-in user to the MFA page.)
     pub(crate) fn forward_auth_step_up(
         &self,
-        session: &Session,
         ctx: &Ctx,
         original: &crate::forward_auth::Original,
+        browser: bool,
         err: GatewayError,
     ) -> GatewayError {
         match original.url() {
-            Some(ret) if self.mfa.is_some() && is_browser(session.req_header()) => {
+            Some(ret) if self.mfa.is_some() && browser => {
                 let origin = original.origin().unwrap_or_else(|| self.origin(ctx));
                 GatewayError::StepUpRedirect(self.mfa_page_at(&origin, &ret, &err))
             }

@@ -10,11 +10,13 @@
 //! - `endpoints`: the one dispatcher for `/.portcullis/*`.
 //! - `console`: the console policy in front of the admin API.
 //! - `forward_auth`: `/.portcullis/auth`, judged on the original request.
+//! - `ext_authz`: Envoy's gRPC `Check`, judged the same way (see [`crate::ext_authz`]).
 //! - `record`: the decision record and audit event of each request.
 
 pub(crate) mod console;
 pub(crate) mod decide;
 pub(crate) mod endpoints;
+pub(crate) mod ext_authz;
 pub(crate) mod facts;
 pub(crate) mod forward_auth;
 pub(crate) mod record;
@@ -170,14 +172,20 @@ impl Gateway {
         session: &Session,
         ctx: &mut Ctx,
     ) -> Result<(), GatewayError> {
+        self.identify_headers(&session.req_header().headers, ctx)
+            .await
+    }
+
+    /// [`Self::identify`] from the request headers `headers` (the session cookie).
+    pub(crate) async fn identify_headers(
+        &self,
+        headers: &http::HeaderMap,
+        ctx: &mut Ctx,
+    ) -> Result<(), GatewayError> {
         if ctx.identity.is_some() {
             return Ok(());
         }
-        if let Some(a) = self
-            .sso
-            .identify(&session.req_header().headers, ctx.tls)
-            .await?
-        {
+        if let Some(a) = self.sso.identify(headers, ctx.tls).await? {
             ctx.set_cookie = a.set_cookie;
             ctx.identity = Some(a.record.identity);
             ctx.csrf = Some(a.record.csrf);

@@ -3,20 +3,20 @@
 
 use crate::decisionlog::record::DecisionRecord;
 use crate::proxy::{Ctx, Gateway};
-use pingora::proxy::Session;
+use pingora_http::RequestHeader;
 
 impl Gateway {
-    /// Hands this request's decision record to the decision log and, for denials on
+    /// Hands the decision record of `req` (the request received, or the one an ext_authz check
+    /// describes) to the decision log and, for denials on
     /// privileged routes, records an audit event. Never waits.
     pub(crate) fn record_decision(
         &self,
-        session: &Session,
+        req: &RequestHeader,
         ctx: &mut Ctx,
         decision: &str,
         status: u16,
         elapsed: std::time::Duration,
     ) {
-        let req = session.req_header();
         let route_id = || {
             ctx.route
                 .and_then(|i| ctx.rt.config.routes.get(i))

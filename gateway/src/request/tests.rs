@@ -162,7 +162,13 @@ async fn privileged_denials_reach_the_audit_chain_once_per_window() {
             let s = session(&head).await;
             let mut ctx = gw.new_ctx();
             let _ = gw.pipeline(&mut session(&head).await, &mut ctx).await;
-            gw.record_decision(&s, &mut ctx, "challenge", 401, Default::default());
+            gw.record_decision(
+                s.req_header(),
+                &mut ctx,
+                "challenge",
+                401,
+                Default::default(),
+            );
         }
     }
     let (event, _) = chain.try_recv().expect("one policy.denied record");
@@ -215,4 +221,68 @@ async fn step_up_max_age_expires_with_the_clock() {
         matches!(r, Err(GatewayError::StepUp { .. })),
         "expired at 41 s: {r:?}"
     );
+}
+
+/// Envoy's gRPC check is judged like `/.portcullis/auth`: a public route is allowed with every
+/// identity header blanked, a protected one is denied 401, a path the normaliser would change
+/// 400, a URL no route serves 403, and a caller outside `server.trusted_proxies` 403.
+#[tokio::test]
+async fn ext_authz_checks_are_judged_like_forward_auth() {
+    use crate::ext_authz::pb;
+    let gw = gateway(&format!(
+        "server: {{ trusted_proxies: [10.0.0.0/8] }}\n{ROUTES}"
+    ));
+    let check = |path: &str| pb::CheckRequest {
+        attributes: Some(pb::AttributeContext {
+            source: Some(pb::Peer {
+                address: Some(pb::Address {
+                    socket_address: Some(pb::SocketAddress {
+                        address: "198.51.100.7".into(),
+                        port_value: 1,
+                    }),
+                }),
+            }),
+            request: Some(pb::Request {
+                http: Some(pb::HttpRequest {
+                    method: "GET".into(),
+                    headers: [("x-portcullis-user".to_string(), "admin".to_string())].into(),
+                    path: path.into(),
+                    host: "a".into(),
+                    scheme: "https".into(),
+                }),
+            }),
+        }),
+    };
+    let proxy: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+    let http_status = |r: &pb::CheckResponse| {
+        r.denied_response
+            .as_ref()
+            .and_then(|d| d.status.as_ref())
+            .map_or(200, |s| s.code)
+    };
+    let r = gw.ext_authz_check(proxy, &check("/pub/x?q=1")).await;
+    assert_eq!(r.status.as_ref().map(|s| s.code), Some(pb::OK));
+    let ok = r.ok_response.expect("allowed");
+    for name in crate::assertion::ALL_IDENTITY_HEADERS {
+        assert!(
+            ok.headers.iter().any(|o| o
+                .header
+                .as_ref()
+                .is_some_and(|h| h.key == name && h.value.is_empty())),
+            "{name} blanked"
+        );
+    }
+    for (path, want) in [
+        ("/app/x", 401),
+        ("/pub/%2e%2e/app/x", 400),
+        ("/pub/../app/x", 400),
+        ("/nothing", 403),
+    ] {
+        let r = gw.ext_authz_check(proxy, &check(path)).await;
+        assert_ne!(r.status.as_ref().map(|s| s.code), Some(pb::OK), "{path}");
+        assert_eq!(http_status(&r), want, "{path}");
+    }
+    let stranger: std::net::IpAddr = "198.51.100.9".parse().unwrap();
+    let r = gw.ext_authz_check(stranger, &check("/pub/x")).await;
+    assert_eq!(http_status(&r), 403, "untrusted caller");
 }
