@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod collector;
+pub mod front_proxy;
 pub mod geo;
 pub mod hostile;
 pub mod k8s;

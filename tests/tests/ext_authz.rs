@@ -10,42 +10,14 @@
 //! Envoy calls the gateway from 127.0.0.1 (the only trusted proxy); the test's clients come
 //! from 127.0.0.3.
 
-use portcullis_e2e::k8s::{repo, require};
+use portcullis_e2e::front_proxy::{
+    from_client, gateway_config, proxy_bin, CLIENT_ADDR, ORIGINAL_URL_SPOOFS,
+};
 use portcullis_e2e::oidc::*;
 use portcullis_e2e::*;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-const CLIENT_ADDR: [u8; 4] = [127, 0, 0, 3];
-
-fn envoy_bin() -> Option<PathBuf> {
-    let venv = repo().join("target/proxies-venv/bin/envoy");
-    if venv.is_file() {
-        return Some(venv);
-    }
-    require("envoy")
-}
-
-fn gateway_config(grpc: u16, proxy_port: u16, op: &OpenIdProvider, app: &str) -> String {
-    format!(
-        "{SERVER}  trusted_proxies: [127.0.0.1/32]
-  ext_authz: {{ listen: \"127.0.0.1:{grpc}\" }}
-session:
-  keys: [\"{SESSION_KEY}\"]
-  return_to_allow: [\"http://127.0.0.1:{proxy_port}\"]
-identity_providers:
-  - {{ id: corp, type: oidc, issuer: \"{}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}, scopes: [openid, email, groups] }}
-routes:
-  - {{ id: app, path: /, upstream: \"{app}\", policy: authenticated }}
-  - {{ id: pub, path: /pub, upstream: \"{app}\", policy: public }}
-  - {{ id: finance, path: /finance, upstream: \"{app}\", policy: {{ allow: [ {{ groups: [finance] }} ] }} }}
-  - {{ id: intranet, path: /intranet, upstream: \"{app}\", policy: {{ allow: [ {{ source_ip: [10.0.0.0/8] }} ] }} }}
-",
-        op.issuer
-    )
-}
 
 /// The Envoy config the README documents (gRPC ext_authz).
 fn envoy_yaml(port: u16, grpc: u16, gateway_http: u16, app: u16) -> String {
@@ -110,11 +82,6 @@ fn envoy_yaml(port: u16, grpc: u16, gateway_http: u16, app: u16) -> String {
     )
 }
 
-/// A client connecting from [`CLIENT_ADDR`].
-fn from_client() -> reqwest::Client {
-    client_from(None, Some(IpAddr::from(CLIENT_ADDR)))
-}
-
 /// A gRPC call of `Authorization/Check` straight to the listener from [`CLIENT_ADDR`]; the
 /// `grpc-status` of the answer (trailers-only answers carry it in the headers).
 async fn direct_check_from_client(grpc: u16) -> Option<String> {
@@ -143,7 +110,7 @@ async fn direct_check_from_client(grpc: u16) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_grpc_ext_authz_with_the_documented_config() {
-    let Some(envoy) = envoy_bin() else {
+    let Some(envoy) = proxy_bin("envoy") else {
         return;
     };
     let ports = Ports::fresh();
@@ -158,7 +125,16 @@ async fn envoy_grpc_ext_authz_with_the_documented_config() {
                 "http://127.0.0.1:{port}/.portcullis/callback/corp"
             )));
     });
-    let gw = Gateway::start_on(ports, &gateway_config(grpc, port, &op, &up.url()));
+    let gw = Gateway::start_on(
+        ports,
+        &gateway_config(
+            &format!("  ext_authz: {{ listen: \"127.0.0.1:{grpc}\" }}\n"),
+            "",
+            port,
+            &op,
+            &up.url(),
+        ),
+    );
     wait_for_port(grpc, Duration::from_secs(30));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("envoy.yaml");
@@ -241,16 +217,7 @@ async fn envoy_grpc_ext_authz_with_the_documented_config() {
 
     // Client-sent original-URL and forwarding headers do not make a protected URL public.
     let secret = format!("{base}/secret/x");
-    for (name, value) in [
-        ("x-original-url", "/pub/x"),
-        ("x-original-uri", "/pub/x"),
-        ("x-forwarded-uri", "/pub/x"),
-        ("x-forwarded-prefix", "/pub"),
-        ("x-rewrite-url", "/pub/x"),
-        ("x-forwarded-host", "public.host"),
-        ("x-forwarded-method", "OPTIONS"),
-        ("x-envoy-original-path", "/pub/x"),
-    ] {
+    for (name, value) in ORIGINAL_URL_SPOOFS {
         let r = c
             .get(&secret)
             .header("accept", "text/html")

@@ -9,43 +9,14 @@
 //! test's clients come from 127.0.0.3, so the proxy reports them as a different address and a
 //! direct call to the gateway is an untrusted one.
 
-use portcullis_e2e::k8s::{repo, require};
+use portcullis_e2e::front_proxy::{
+    from_client, gateway_config, proxy_bin, CLIENT_ADDR, ORIGINAL_URL_SPOOFS,
+};
 use portcullis_e2e::oidc::*;
 use portcullis_e2e::*;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-const CLIENT_ADDR: [u8; 4] = [127, 0, 0, 3];
-
-/// A proxy binary from the venv `tests/run` makes (`target/proxies-venv`), or from PATH.
-fn proxy_bin(name: &str) -> Option<PathBuf> {
-    let venv = repo().join("target/proxies-venv/bin").join(name);
-    if venv.is_file() {
-        return Some(venv);
-    }
-    require(name)
-}
-
-fn gateway_config(mode: &str, proxy_port: u16, op: &OpenIdProvider, app: &str) -> String {
-    format!(
-        "{SERVER}  trusted_proxies: [127.0.0.1/32]
-session:
-  keys: [\"{SESSION_KEY}\"]
-  return_to_allow: [\"http://127.0.0.1:{proxy_port}\"]
-identity_providers:
-  - {{ id: corp, type: oidc, issuer: \"{}\", client_id: {CLIENT_ID}, client_secret: {CLIENT_SECRET}, scopes: [openid, email, groups] }}
-forward_auth: {{ mode: {mode} }}
-routes:
-  - {{ id: app, path: /, upstream: \"{app}\", policy: authenticated }}
-  - {{ id: pub, path: /pub, upstream: \"{app}\", policy: public }}
-  - {{ id: finance, path: /finance, upstream: \"{app}\", policy: {{ allow: [ {{ groups: [finance] }} ] }} }}
-  - {{ id: intranet, path: /intranet, upstream: \"{app}\", policy: {{ allow: [ {{ source_ip: [10.0.0.0/8] }} ] }} }}
-",
-        op.issuer
-    )
-}
 
 /// The Traefik file-provider config the README documents (dynamic part).
 fn traefik_dynamic(gateway_http: u16, app: u16) -> String {
@@ -209,11 +180,6 @@ fn start_envoy(dir: &std::path::Path, port: u16, gateway_http: u16, app: u16) ->
     ))
 }
 
-/// A client connecting from [`CLIENT_ADDR`].
-fn from_client() -> reqwest::Client {
-    client_from(None, Some(IpAddr::from(CLIENT_ADDR)))
-}
-
 /// The whole scenario against one proxy.
 async fn scenario(mode: &str, start: fn(&std::path::Path, u16, u16, u16) -> Option<Peer>) {
     let ports = Ports::fresh();
@@ -227,7 +193,16 @@ async fn scenario(mode: &str, start: fn(&std::path::Path, u16, u16, u16) -> Opti
                 "http://127.0.0.1:{port}/.portcullis/callback/corp"
             )));
     });
-    let gw = Gateway::start_on(ports, &gateway_config(mode, port, &op, &up.url()));
+    let gw = Gateway::start_on(
+        ports,
+        &gateway_config(
+            "",
+            &format!("forward_auth: {{ mode: {mode} }}\n"),
+            port,
+            &op,
+            &up.url(),
+        ),
+    );
     let dir = tempfile::tempdir().unwrap();
     let Some(proxy) = start(dir.path(), port, ports.http, up.port) else {
         return;
@@ -297,16 +272,7 @@ async fn scenario(mode: &str, start: fn(&std::path::Path, u16, u16, u16) -> Opti
 
     // Client-sent original-URL and forwarding headers do not make a protected URL public.
     let secret = format!("{base}/secret/x");
-    for (name, value) in [
-        ("x-original-url", "/pub/x"),
-        ("x-original-uri", "/pub/x"),
-        ("x-forwarded-uri", "/pub/x"),
-        ("x-forwarded-prefix", "/pub"),
-        ("x-rewrite-url", "/pub/x"),
-        ("x-forwarded-host", "public.host"),
-        ("x-forwarded-method", "OPTIONS"),
-        ("x-envoy-original-path", "/pub/x"),
-    ] {
+    for (name, value) in ORIGINAL_URL_SPOOFS {
         let r = c
             .get(&secret)
             .header("accept", "text/html")
