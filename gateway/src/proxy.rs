@@ -264,10 +264,8 @@ impl ProxyHttp for Gateway {
         let Some(path) = ctx.path.as_ref() else {
             return Error::e_explain(ErrorType::InternalError, "no normalised path");
         };
-        let adapter = ctx
-            .route
-            .and_then(|i| ctx.rt.config.routes.get(i))
-            .and_then(|r| r.adapter.as_ref());
+        let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
+        let adapter = route.and_then(|r| r.adapter.as_ref());
         let encoded = match adapter {
             Some(a) => std::borrow::Cow::Owned(a.rewrite_path(path.encoded())),
             None => std::borrow::Cow::Borrowed(path.encoded()),
@@ -296,19 +294,17 @@ impl ProxyHttp for Gateway {
             &ctx.host,
         );
         forwarded::apply(upstream, &fwd)?;
-        let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
-        if let (Some(id), Some(route)) = (ctx.identity.as_ref(), route) {
-            if route.identity_headers {
-                identity::set_identity(upstream, &self.sso, id, &route.assertion_audience)?;
-            }
+        // The identity the route vouches for upstream (none on public routes unless opted in).
+        let vouched = ctx
+            .identity
+            .as_ref()
+            .filter(|_| route.is_some_and(|r| r.identity_headers));
+        if let (Some(id), Some(route)) = (vouched, route) {
+            identity::set_identity(upstream, &self.sso, id, &route.assertion_audience)?;
         }
         identity::strip_session_cookies(upstream)?;
-        let route = ctx.route.and_then(|i| ctx.rt.config.routes.get(i));
-        if let Some(a) = route.and_then(|r| r.adapter.as_ref()) {
-            let identity = ctx
-                .identity
-                .as_ref()
-                .filter(|_| route.is_some_and(|r| r.identity_headers));
+        if let Some(a) = adapter {
+            let identity = vouched;
             let token = upstream
                 .headers
                 .get("x-portcullis-assertion")
