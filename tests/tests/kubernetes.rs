@@ -231,6 +231,16 @@ fn chart_renders_valid_objects_in_both_modes() {
             }
             _ => {
                 assert_eq!(workload["kind"], "Deployment");
+                // README: without persistence the data directory is an emptyDir, and one
+                // failed readiness probe is never acted on.
+                let data = spec["volumes"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .find(|v| v["name"] == "data")
+                    .expect("a data volume");
+                assert!(data["emptyDir"].is_mapping(), "{data:?}");
+                assert_eq!(pc["readinessProbe"]["failureThreshold"], 2);
                 assert!(
                     !k.contains("PodDisruptionBudget"),
                     "no PDB that blocks drains for one replica"
